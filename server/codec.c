@@ -1,0 +1,30 @@
+/* codec: the registry of wire codecs and the text of their error codes (see codec.h). Both tables are
+ * constant, so every function here is pure and callable from any thread. */
+#include "codec.h"
+
+#include "codec_json.h"
+#include "codec_pb.h"
+
+static const struct codec *const codecs[CODEC_COUNT] = {
+    [CODEC_JSON] = &codec_json,
+    [CODEC_PROTOBUF] = &codec_pb,
+};
+
+static const char *const error_texts[] = {
+    [CODEC_OK] = "success",
+    [CODEC_EMALFORMED] = "malformed message",
+    [CODEC_ETOOBIG] = "command too large",
+    [CODEC_EDATA] = "payload cannot be carried by this protocol",
+    [CODEC_ENOMEM] = "out of memory",
+};
+
+const struct codec *codec_get(enum codec_kind kind) {
+  if ((unsigned)kind >= CODEC_COUNT) return NULL;
+  return codecs[kind];
+}
+
+const char *codec_strerror(int err) {
+  unsigned code = err < 0 ? 0u - (unsigned)err : (unsigned)err;
+  if (code >= sizeof error_texts / sizeof error_texts[0]) return "unknown codec error";
+  return error_texts[code];
+}

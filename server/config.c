@@ -1,0 +1,606 @@
+/* config: libconfig file ⇒ validated struct config, driven by ONE table of keys. CONFIG_KEYS below lists
+ * every key once (name, type, default as written in a file, bounds, reloadable, where it is stored,
+ * extra string check, help); it expands into the exported table keys[] and the parallel slots[] that
+ * say where each value lives (offsetof into struct config, or into struct channel_options for channel
+ * options). Parsing, defaults, validation and cleanup walk these two arrays through a per-type ops
+ * table, so adding a key is one line here plus one field in config.h. Invariants: every string field
+ * of a loaded or defaulted config is heap-allocated (never NULL, never a literal); a failed load leaves
+ * nothing allocated; every error names FILE:LINE and the key. */
+#include "config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sd_duration.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/streamd/streamd.conf"
+
+#define MIB (1024LL * 1024)
+#define SEC 1000LL
+#define HOUR (3600 * SEC)
+#define I32 2147483647LL
+
+/* ---- string checks: each fills WHY and returns -1 when VALUE is not acceptable ---- */
+
+typedef int (*check_fn)(const char *value, char *why, size_t len);
+
+static int check_nonempty(const char *value, char *why, size_t len) {
+  if (*value) return 0;
+  snprintf(why, len, "must not be empty");
+  return -1;
+}
+
+static int check_prefix(const char *value, char *why, size_t len) {
+  if (value[0] == '/') return 0;
+  snprintf(why, len, "\"%s\" must start with '/'", value);
+  return -1;
+}
+
+static int check_log_level(const char *value, char *why, size_t len) {
+  enum log_level level;
+  if (log_level_parse(value, &level) == 0) return 0;
+  snprintf(why, len, "\"%s\" is not one of debug, info, warn, error", value);
+  return -1;
+}
+
+static int check_engine(const char *value, char *why, size_t len) {
+  if (strcmp(value, "memory") == 0 || strcmp(value, "redis") == 0) return 0;
+  snprintf(why, len, "\"%s\" is not one of memory, redis", value);
+  return -1;
+}
+
+static int check_mode(const char *value, char *why, size_t len) {
+  char *end;
+  long mode = strtol(value, &end, 8);
+  size_t n = strlen(value);
+  if (n >= 3 && n <= 4 && *end == '\0' && mode >= 0 && mode <= 0777) return 0;
+  snprintf(why, len, "\"%s\" is not an octal file mode like \"0660\"", value);
+  return -1;
+}
+
+static int check_regex(const char *value, char *why, size_t len) {
+  regex_t re;
+  int rc = regcomp(&re, value, REG_EXTENDED | REG_NOSUB);
+  if (rc == 0) {
+    regfree(&re);
+    return 0;
+  }
+  char msg[128];
+  regerror(rc, &re, msg, sizeof msg);
+  snprintf(why, len, "bad regular expression: %s", msg);
+  return -1;
+}
+
+/* X(name, type, default text, min, max, reloadable, where (TOP|CHAN), field, check, help).
+ * Order is documentation order (etc/streamd.conf and streamd.conf(5) follow it). Laid out by hand,
+ * one row per key: the formatter would reflow the macro into one long paragraph. */
+/* clang-format off */
+#define CONFIG_KEYS(X)                                                                                       \
+  X(address, STRING, "127.0.0.1", 0, 0, false, TOP, address, check_nonempty, "listen address")               \
+  X(port, INT, "8000", 0, 65535, false, TOP, port, NULL, "listen port; 0 = any free port")                   \
+  X(name, STRING, "", 0, 0, false, TOP, name, NULL, "node name shown in info; \"\" = the host name")         \
+  X(http_stream, BOOL, "false", 0, 0, false, TOP, http_stream, NULL,                                         \
+    "enable the HTTP-streaming and emulation endpoints")                                                     \
+  X(http_stream_handler_prefix, STRING, "/connection/http_stream", 0, 0, false, TOP,                         \
+    http_stream_handler_prefix, check_prefix, "path of the HTTP-streaming endpoint")                         \
+  X(http_stream_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP,                                \
+    http_stream_max_request_body_size, NULL, "max bytes of the initial POST (1..64 MiB); larger => 413")     \
+  X(sse, BOOL, "false", 0, 0, false, TOP, sse, NULL, "enable the SSE and emulation endpoints")               \
+  X(sse_handler_prefix, STRING, "/connection/sse", 0, 0, false, TOP, sse_handler_prefix, check_prefix,       \
+    "path of the SSE endpoint")                                                                              \
+  X(sse_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP, sse_max_request_body_size, NULL,       \
+    "max bytes of a POST-initiated SSE connect (1..64 MiB)")                                                 \
+  X(emulation_handler_prefix, STRING, "/emulation", 0, 0, false, TOP, emulation_handler_prefix,              \
+    check_prefix, "path of the emulation endpoint")                                                          \
+  X(emulation_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP, emulation_max_request_body_size, \
+    NULL, "max bytes of one emulation request (1..64 MiB); larger => 413")                                   \
+  X(websocket_disable, BOOL, "false", 0, 0, false, TOP, websocket_disable, NULL,                             \
+    "turn the WebSocket endpoint off")                                                                       \
+  X(websocket_handler_prefix, STRING, "/connection/websocket", 0, 0, false, TOP, websocket_handler_prefix,   \
+    check_prefix, "path of the WebSocket endpoint")                                                          \
+  X(websocket_message_size_limit, INT, "65536", 1, 64 * MIB, false, TOP, websocket_message_size_limit, NULL, \
+    "max bytes of one WebSocket message (1..64 MiB)")                                                        \
+  X(allowed_origins, STRING_LIST, "[]", 0, 0, true, TOP, allowed_origins, NULL,                              \
+    "browser origins allowed, glob patterns like \"http://localhost:*\"")                                    \
+  X(client_insecure, BOOL, "false", 0, 0, false, TOP, client_insecure, NULL,                                 \
+    "development only: connect without token, everything allowed")                                           \
+  X(allow_anonymous_connect_without_token, BOOL, "false", 0, 0, false, TOP,                                  \
+    allow_anonymous_connect_without_token, NULL, "connect without a token as anonymous user \"\"")           \
+  X(token_hmac_secret_key, STRING, "", 0, 0, true, TOP, token_hmac_secret_key, NULL,                         \
+    "secret for HS256/384/512 connection and subscription JWTs")                                             \
+  X(token_rsa_public_key, STRING, "", 0, 0, true, TOP, token_rsa_public_key, NULL,                           \
+    "PEM public key for RS256/384/512 JWTs")                                                                 \
+  X(ping_interval, DURATION, "25s", SEC, 24 * HOUR, false, TOP, ping_interval_ms, NULL,                      \
+    "how often the server pings each client (1s..24h, whole seconds on the wire)")                           \
+  X(pong_timeout, DURATION, "8s", 0, 24 * HOUR, false, TOP, pong_timeout_ms, NULL,                           \
+    "time a client has to answer a ping; < ping_interval; 0s = no pong needed")                              \
+  X(client_stale_close_delay, DURATION, "10s", 100, 24 * HOUR, false, TOP, client_stale_close_delay_ms,      \
+    NULL, "close a connection that sent no connect command within this")                                     \
+  X(client_expired_close_delay, DURATION, "25s", 0, 24 * HOUR, false, TOP, client_expired_close_delay_ms,    \
+    NULL, "grace after connection token expiry before disconnect 3005")                                      \
+  X(client_channel_limit, INT, "128", 1, 1048576, false, TOP, client_channel_limit, NULL,                    \
+    "max subscriptions of one client (1..1048576)")                                                          \
+  X(client_user_connection_limit, INT, "0", 0, I32, false, TOP, client_user_connection_limit, NULL,          \
+    "max connections of one user on this node; 0 = off")                                                     \
+  X(client_connection_limit, INT, "0", 0, I32, false, TOP, client_connection_limit, NULL,                    \
+    "max connections on this node; 0 = off; over => disconnect 3504")                                        \
+  X(client_queue_max_size, INT, "1048576", 1024, 1024 * MIB, false, TOP, client_queue_max_size, NULL,        \
+    "bytes queued for one client (1 KiB..1 GiB); over => disconnect 3008")                                   \
+  X(client_history_max_publication_limit, INT, "300", 1, 1000000, false, TOP,                                \
+    client_history_max_publication_limit, NULL, "max publications one history call returns")                 \
+  X(client_recovery_max_publication_limit, INT, "300", 1, 1000000, false, TOP,                               \
+    client_recovery_max_publication_limit, NULL, "max publications one recovery may replay")                 \
+  X(api_key, STRING, "", 0, 0, true, TOP, api_key, NULL,                                                     \
+    "server API key (X-API-Key: KEY); \"\" = API refuses all")                                               \
+  X(api_insecure, BOOL, "false", 0, 0, false, TOP, api_insecure, NULL,                                       \
+    "development only: server API without key")                                                              \
+  X(api_handler_prefix, STRING, "/api", 0, 0, false, TOP, api_handler_prefix, check_prefix,                  \
+    "path of the server HTTP API")                                                                           \
+  X(health, BOOL, "false", 0, 0, false, TOP, health, NULL, "serve GET /health")                              \
+  X(prometheus, BOOL, "false", 0, 0, false, TOP, prometheus, NULL,                                           \
+    "serve GET /metrics in Prometheus text format")                                                          \
+  X(admin_socket, STRING, "", 0, 0, false, TOP, admin_socket, NULL,                                          \
+    "Unix socket of the admin API; \"\" = disabled")                                                         \
+  X(admin_socket_mode, STRING, "0660", 0, 0, false, TOP, admin_socket_mode, check_mode,                      \
+    "file mode of the admin socket (octal)")                                                                 \
+  X(engine, STRING, "memory", 0, 0, false, TOP, engine, check_engine, "\"memory\" or \"redis\"")             \
+  X(redis_address, STRING, "127.0.0.1:6379", 0, 0, false, TOP, redis_address, check_nonempty,                \
+    "host:port of Redis (engine = \"redis\")")                                                               \
+  X(redis_prefix, STRING, "streamd", 0, 0, false, TOP, redis_prefix, check_nonempty,                         \
+    "prefix of keys and channels in Redis")                                                                  \
+  X(log_level, STRING, "info", 0, 0, true, TOP, log_level, check_log_level, "debug, info, warn or error")    \
+  X(presence, BOOL, "false", 0, 0, true, CHAN, presence, NULL, "keep presence information")                  \
+  X(join_leave, BOOL, "false", 0, 0, true, CHAN, join_leave, NULL, "send join and leave events")             \
+  X(force_push_join_leave, BOOL, "false", 0, 0, true, CHAN, force_push_join_leave, NULL,                     \
+    "push join/leave to every subscriber")                                                                   \
+  X(history_size, INT, "0", 0, 1000000, true, CHAN, history_size, NULL,                                      \
+    "publications kept per channel (0..1000000); needs history_ttl")                                         \
+  X(history_ttl, DURATION, "0s", 0, 720 * HOUR, true, CHAN, history_ttl_ms, NULL,                            \
+    "how long history is kept (0s..720h); needs history_size")                                               \
+  X(force_positioning, BOOL, "false", 0, 0, true, CHAN, force_positioning, NULL,                             \
+    "positioning for every subscription (needs history)")                                                    \
+  X(allow_positioning, BOOL, "false", 0, 0, true, CHAN, allow_positioning, NULL,                             \
+    "clients may ask for positioning")                                                                       \
+  X(force_recovery, BOOL, "false", 0, 0, true, CHAN, force_recovery, NULL,                                   \
+    "recovery for every subscription (needs history)")                                                       \
+  X(allow_recovery, BOOL, "false", 0, 0, true, CHAN, allow_recovery, NULL, "clients may ask for recovery")   \
+  X(allow_subscribe_for_client, BOOL, "false", 0, 0, true, CHAN, allow_subscribe_for_client, NULL,           \
+    "authenticated clients may subscribe")                                                                   \
+  X(allow_subscribe_for_anonymous, BOOL, "false", 0, 0, true, CHAN, allow_subscribe_for_anonymous, NULL,     \
+    "anonymous clients may subscribe too")                                                                   \
+  X(allow_publish_for_subscriber, BOOL, "false", 0, 0, true, CHAN, allow_publish_for_subscriber, NULL,       \
+    "subscribers may publish")                                                                               \
+  X(allow_publish_for_client, BOOL, "false", 0, 0, true, CHAN, allow_publish_for_client, NULL,               \
+    "any authenticated client may publish")                                                                  \
+  X(allow_publish_for_anonymous, BOOL, "false", 0, 0, true, CHAN, allow_publish_for_anonymous, NULL,         \
+    "anonymous clients may publish too")                                                                     \
+  X(allow_presence_for_subscriber, BOOL, "false", 0, 0, true, CHAN, allow_presence_for_subscriber, NULL,     \
+    "subscribers may call presence")                                                                         \
+  X(allow_presence_for_client, BOOL, "false", 0, 0, true, CHAN, allow_presence_for_client, NULL,             \
+    "any authenticated client may call presence")                                                            \
+  X(allow_presence_for_anonymous, BOOL, "false", 0, 0, true, CHAN, allow_presence_for_anonymous, NULL,       \
+    "anonymous clients may call presence too")                                                               \
+  X(allow_history_for_subscriber, BOOL, "false", 0, 0, true, CHAN, allow_history_for_subscriber, NULL,       \
+    "subscribers may call history")                                                                          \
+  X(allow_history_for_client, BOOL, "false", 0, 0, true, CHAN, allow_history_for_client, NULL,               \
+    "any authenticated client may call history")                                                             \
+  X(allow_history_for_anonymous, BOOL, "false", 0, 0, true, CHAN, allow_history_for_anonymous, NULL,         \
+    "anonymous clients may call history too")                                                                \
+  X(allow_user_limited_channels, BOOL, "false", 0, 0, true, CHAN, allow_user_limited_channels, NULL,         \
+    "channels like \"ns:name#user1,user2\" admit only the listed users")                                     \
+  X(channel_regex, STRING, "", 0, 0, true, CHAN, channel_regex, check_regex,                                 \
+    "POSIX extended regex channel names must match; \"\" = any")                                             \
+  X(namespaces, NAMESPACES, "()", 0, 0, true, TOP, namespaces, NULL,                                         \
+    "groups { name = \"ns\"; channel options }")
+/* clang-format on */
+
+#define STRUCT_TOP struct config
+#define STRUCT_CHAN struct channel_options
+#define IS_CHAN_TOP false
+#define IS_CHAN_CHAN true
+
+#define KEY_ROW(n, t, d, lo, hi, r, w, f, c, h) {#n, CONFIG_##t, d, lo, hi, r, IS_CHAN_##w, h},
+static const struct config_key keys[] = {CONFIG_KEYS(KEY_ROW)};
+
+struct slot {
+  size_t offset; /* into struct config, or into struct channel_options when the key is a channel option */
+  check_fn check;
+};
+#define SLOT_ROW(n, t, d, lo, hi, r, w, f, c, h) {offsetof(STRUCT_##w, f), c},
+static const struct slot slots[] = {CONFIG_KEYS(SLOT_ROW)};
+
+#define KEY_COUNT (sizeof keys / sizeof keys[0])
+
+/* A string list and the namespaces are stored as {items, count} pairs in struct config. */
+struct string_list {
+  char **items;
+  size_t count;
+};
+struct ns_list {
+  struct namespace_config *items;
+  size_t count;
+};
+_Static_assert(offsetof(struct config, allowed_origins_count) - offsetof(struct config, allowed_origins) ==
+                   offsetof(struct string_list, count),
+               "allowed_origins must be followed by its count");
+_Static_assert(offsetof(struct config, namespaces_count) - offsetof(struct config, namespaces) ==
+                   offsetof(struct ns_list, count),
+               "namespaces must be followed by its count");
+
+/* State of one load: where errors go. */
+struct load {
+  const char *path;
+  char *err;
+  size_t errlen;
+};
+
+/* Writes "FILE:LINE: key 'KEY': WHY" (the place of AT, or of the file when AT is NULL); returns -1. */
+__attribute__((format(printf, 4, 5))) static int fail(struct load *ld, const config_setting_t *at,
+                                                      const char *key, const char *fmt, ...) {
+  char why[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  const char *file = at && config_setting_source_file(at) ? config_setting_source_file(at) : ld->path;
+  unsigned line = at ? config_setting_source_line(at) : 0;
+  if (ld->err && ld->errlen) snprintf(ld->err, ld->errlen, "%s:%u: key '%s': %s", file, line, key, why);
+  return -1;
+}
+
+static void *slot_at(struct config *cfg, struct channel_options *opts, size_t k) {
+  return (keys[k].channel_option ? (char *)opts : (char *)cfg) + slots[k].offset;
+}
+
+/* ---- per-type operations: parse a setting, set a default from text, release ---- */
+
+static void release_none(void *slot) { (void)slot; }
+
+static void release_string(void *slot) {
+  free(*(char **)slot);
+  *(char **)slot = NULL;
+}
+
+static void release_string_list(void *slot) {
+  struct string_list *list = slot;
+  for (size_t i = 0; i < list->count; i++) free(list->items[i]);
+  free(list->items);
+  list->items = NULL;
+  list->count = 0;
+}
+
+static void release_options(struct channel_options *opts);
+
+static void release_namespaces(void *slot) {
+  struct ns_list *list = slot;
+  for (size_t i = 0; i < list->count; i++) {
+    free(list->items[i].name);
+    release_options(&list->items[i].options);
+  }
+  free(list->items);
+  list->items = NULL;
+  list->count = 0;
+}
+
+static int text_bool(const char *text, void *slot) {
+  *(bool *)slot = strcmp(text, "true") == 0;
+  return 0;
+}
+
+static int text_int(const char *text, void *slot) {
+  *(int64_t *)slot = strtoll(text, NULL, 10);
+  return 0;
+}
+
+static int text_string(const char *text, void *slot) {
+  char *copy = strdup(text);
+  if (!copy) return -1;
+  free(*(char **)slot);
+  *(char **)slot = copy;
+  return 0;
+}
+
+static int text_duration(const char *text, void *slot) { return sd_duration_parse(text, slot); }
+
+/* "[]" and "()": lists start empty. */
+static int text_empty(const char *text, void *slot) {
+  (void)text;
+  (void)slot;
+  return 0;
+}
+
+static int parse_bool(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
+  if (config_setting_type(s) != CONFIG_TYPE_BOOL) return fail(ld, s, keys[k].name, "expected true or false");
+  *(bool *)slot = config_setting_get_bool(s);
+  return 0;
+}
+
+static int parse_int(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
+  int type = config_setting_type(s);
+  if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64)
+    return fail(ld, s, keys[k].name, "expected an integer");
+  long long v = config_setting_get_int64(s);
+  if (v < keys[k].min || v > keys[k].max)
+    return fail(ld, s, keys[k].name, "%lld is out of range %lld..%lld", v, (long long)keys[k].min,
+                (long long)keys[k].max);
+  *(int64_t *)slot = v;
+  return 0;
+}
+
+/* Returns the string value of S, or NULL after writing the error when S is not a string. */
+static const char *string_of(struct load *ld, const config_setting_t *s, const char *key) {
+  if (config_setting_type(s) == CONFIG_TYPE_STRING) return config_setting_get_string(s);
+  fail(ld, s, key, "expected a string in double quotes");
+  return NULL;
+}
+
+static int parse_string(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
+  const char *v = string_of(ld, s, keys[k].name);
+  if (!v) return -1;
+  char why[256];
+  if (slots[k].check && slots[k].check(v, why, sizeof why) != 0) return fail(ld, s, keys[k].name, "%s", why);
+  if (text_string(v, slot) != 0) return fail(ld, s, keys[k].name, "out of memory");
+  return 0;
+}
+
+static int parse_duration(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
+  const char *v = string_of(ld, s, keys[k].name);
+  if (!v) return -1;
+  int64_t ms;
+  if (sd_duration_parse(v, &ms) != 0)
+    return fail(ld, s, keys[k].name, "\"%s\" is not a duration (write e.g. \"25s\", \"500ms\", \"5m\")", v);
+  if (ms < keys[k].min || ms > keys[k].max) {
+    char lo[32], hi[32];
+    return fail(ld, s, keys[k].name, "\"%s\" is out of range %s..%s", v,
+                sd_duration_format(keys[k].min, lo, sizeof lo),
+                sd_duration_format(keys[k].max, hi, sizeof hi));
+  }
+  *(int64_t *)slot = ms;
+  return 0;
+}
+
+static int parse_string_list(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
+  struct string_list *list = slot;
+  if (!config_setting_is_array(s) && !config_setting_is_list(s))
+    return fail(ld, s, keys[k].name, "expected an array of strings like [ \"a\", \"b\" ]");
+  release_string_list(list);
+  int n = config_setting_length(s);
+  if (n == 0) return 0;
+  list->items = calloc((size_t)n, sizeof *list->items);
+  if (!list->items) return fail(ld, s, keys[k].name, "out of memory");
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+    const char *v = string_of(ld, e, keys[k].name);
+    if (!v) return -1;
+    if (!(list->items[list->count] = strdup(v))) return fail(ld, e, keys[k].name, "out of memory");
+    list->count++;
+  }
+  return 0;
+}
+
+static int parse_namespaces(struct load *ld, const config_setting_t *s, size_t k, void *slot);
+
+static const struct type_ops {
+  int (*parse)(struct load *ld, const config_setting_t *s, size_t k, void *slot);
+  int (*from_text)(const char *text, void *slot);
+  void (*release)(void *slot);
+} ops[] = {
+    [CONFIG_BOOL] = {parse_bool, text_bool, release_none},
+    [CONFIG_INT] = {parse_int, text_int, release_none},
+    [CONFIG_STRING] = {parse_string, text_string, release_string},
+    [CONFIG_DURATION] = {parse_duration, text_duration, release_none},
+    [CONFIG_STRING_LIST] = {parse_string_list, text_empty, release_string_list},
+    [CONFIG_NAMESPACES] = {parse_namespaces, text_empty, release_namespaces},
+};
+
+/* ---- table walks ---- */
+
+/* Sets the defaults of the top-level keys (CHANNEL false, BASE is a struct config) or of the channel
+ * options (CHANNEL true, BASE is a struct channel_options). Returns -1 when out of memory. */
+static int apply_defaults(void *base, bool channel) {
+  for (size_t k = 0; k < KEY_COUNT; k++) {
+    if (keys[k].channel_option != channel) continue;
+    if (ops[keys[k].type].from_text(keys[k].default_text, (char *)base + slots[k].offset) != 0) return -1;
+  }
+  return 0;
+}
+
+static void release_options(struct channel_options *opts) {
+  for (size_t k = 0; k < KEY_COUNT; k++)
+    if (keys[k].channel_option) ops[keys[k].type].release((char *)opts + slots[k].offset);
+}
+
+static size_t key_find(const char *name) {
+  for (size_t k = 0; k < KEY_COUNT; k++)
+    if (strcmp(keys[k].name, name) == 0) return k;
+  return KEY_COUNT;
+}
+
+/* Parses every member of GROUP. At top level CFG is the config and NS is NULL; inside a namespace
+ * CFG is NULL, NS its name, only channel options are allowed and `name` is left to the caller. */
+static int parse_members(struct load *ld, const config_setting_t *group, struct config *cfg,
+                         struct channel_options *opts, const char *ns) {
+  int n = config_setting_length(group);
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+    const char *name = config_setting_name(s);
+    if (ns && strcmp(name, "name") == 0) continue;
+    size_t k = key_find(name);
+    if (k == KEY_COUNT && ns) return fail(ld, s, name, "unknown key in namespace '%s'", ns);
+    if (k == KEY_COUNT) return fail(ld, s, name, "unknown key");
+    if (ns && !keys[k].channel_option)
+      return fail(ld, s, name, "not a channel option, not allowed in namespace '%s'", ns);
+    if (ops[keys[k].type].parse(ld, s, k, slot_at(cfg, opts, k)) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Checks that need several channel options at once (Centrifugo's rules: history needs both size and
+ * ttl; forced recovery and positioning need history). GROUP is where the options were read. */
+static int check_options(struct load *ld, const config_setting_t *group, const struct channel_options *o) {
+  if (o->history_size > 0 && o->history_ttl_ms > 0) return 0;
+  const char *const key[] = {"history_size", "force_recovery", "force_positioning"};
+  const bool on[] = {o->history_size > 0, o->force_recovery, o->force_positioning};
+  for (size_t i = 0; i < sizeof on / sizeof on[0]; i++)
+    if (on[i])
+      return fail(ld, config_setting_get_member(group, key[i]), key[i],
+                  "needs history: set both history_size > 0 and history_ttl > 0s");
+  return 0;
+}
+
+/* True when NAME matches ^[-a-zA-Z0-9_.]{2,}$. */
+static bool namespace_name_ok(const char *name) {
+  static const char ok[] = "-abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.";
+  size_t n = strlen(name);
+  return n >= 2 && strspn(name, ok) == n;
+}
+
+/* Reads, checks and stores the `name` of namespace group G, the last of the LIST->count entries. */
+static int namespace_name(struct load *ld, const config_setting_t *g, struct ns_list *list) {
+  const config_setting_t *s = config_setting_get_member(g, "name");
+  if (!s) return fail(ld, g, "name", "namespace %zu has no name", list->count);
+  const char *v = string_of(ld, s, "name");
+  if (!v) return -1;
+  if (!namespace_name_ok(v)) return fail(ld, s, "name", "\"%s\" must match ^[-a-zA-Z0-9_.]{2,}$", v);
+  for (size_t i = 0; i + 1 < list->count; i++)
+    if (strcmp(list->items[i].name, v) == 0) return fail(ld, s, "name", "duplicate namespace \"%s\"", v);
+  if (!(list->items[list->count - 1].name = strdup(v))) return fail(ld, s, "name", "out of memory");
+  return 0;
+}
+
+static int parse_namespaces(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
+  struct ns_list *list = slot;
+  int n = config_setting_length(s);
+  if (!config_setting_is_list(s) && !(config_setting_is_array(s) && n == 0))
+    return fail(ld, s, keys[k].name, "expected a list of groups like ( { name = \"chat\"; } )");
+  release_namespaces(list);
+  if (n == 0) return 0;
+  list->items = calloc((size_t)n, sizeof *list->items);
+  if (!list->items) return fail(ld, s, keys[k].name, "out of memory");
+  for (int i = 0; i < n; i++) {
+    const config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+    if (!config_setting_is_group(g))
+      return fail(ld, g, keys[k].name, "element %d is not a group { ... }", i + 1);
+    struct namespace_config *ns = &list->items[list->count++]; /* counted first: released on any error */
+    if (apply_defaults(&ns->options, true) != 0) return fail(ld, g, keys[k].name, "out of memory");
+    if (namespace_name(ld, g, list) != 0 || parse_members(ld, g, NULL, &ns->options, ns->name) != 0 ||
+        check_options(ld, g, &ns->options) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* Checks across top-level keys, once every key is read. */
+static int check_config(struct load *ld, const config_t *lc, const struct config *cfg) {
+  if (cfg->pong_timeout_ms >= cfg->ping_interval_ms) {
+    const config_setting_t *at = config_lookup(lc, "pong_timeout");
+    if (!at) at = config_lookup(lc, "ping_interval");
+    char p[32], q[32];
+    return fail(ld, at, "pong_timeout", "must be less than ping_interval (%s >= %s)",
+                sd_duration_format(cfg->pong_timeout_ms, p, sizeof p),
+                sd_duration_format(cfg->ping_interval_ms, q, sizeof q));
+  }
+  return check_options(ld, config_root_setting(lc), &cfg->channel_defaults);
+}
+
+/* An empty name means the host name. */
+static int resolve_name(struct config *cfg) {
+  if (cfg->name && *cfg->name) return 0;
+  char host[256];
+  if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+  host[sizeof host - 1] = '\0';
+  return text_string(host, &cfg->name);
+}
+
+/* ---- exported ---- */
+
+int config_defaults(struct config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  if (apply_defaults(cfg, false) != 0 || apply_defaults(&cfg->channel_defaults, true) != 0 ||
+      resolve_name(cfg) != 0) {
+    config_cleanup(cfg);
+    return -1;
+  }
+  return 0;
+}
+
+/* Reads PATH with libconfig into LC; file errors and syntax errors become messages. */
+static int read_file(struct load *ld, config_t *lc) {
+  struct stat st;
+  int saved = 0;
+  FILE *f = fopen(ld->path, "r");
+  if (!f)
+    saved = errno;
+  else if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode))
+    saved = EISDIR; /* fopen accepts a directory; libconfig would only say "file I/O error" */
+  if (f) fclose(f);
+  if (saved) {
+    if (ld->err && ld->errlen)
+      snprintf(ld->err, ld->errlen, "%s: cannot open: %s", ld->path, strerror(saved));
+    return -1;
+  }
+  if (config_read_file(lc, ld->path) == CONFIG_TRUE) return 0;
+  const char *file = config_error_file(lc) ? config_error_file(lc) : ld->path;
+  if (ld->err && ld->errlen) {
+    if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
+      snprintf(ld->err, ld->errlen, "%s: cannot read: %s", file, config_error_text(lc));
+    else
+      snprintf(ld->err, ld->errlen, "%s:%d: %s", file, config_error_line(lc), config_error_text(lc));
+  }
+  return -1;
+}
+
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen) {
+  struct load ld = {path, err, errlen};
+  config_t lc;
+  int rc = -1;
+  if (err && errlen) err[0] = '\0';
+  if (config_defaults(cfg) != 0) {
+    if (err && errlen) snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if (!path) {
+    if (access(CONFIG_DEFAULT_PATH, F_OK) != 0 && errno == ENOENT) return 0;
+    ld.path = CONFIG_DEFAULT_PATH;
+  }
+  config_init(&lc);
+  if (read_file(&ld, &lc) != 0) goto out;
+  if (parse_members(&ld, config_root_setting(&lc), cfg, &cfg->channel_defaults, NULL) != 0) goto out;
+  if (check_config(&ld, &lc, cfg) != 0) goto out;
+  if (resolve_name(cfg) != 0 || !(cfg->source_path = strdup(ld.path))) {
+    fail(&ld, NULL, "name", "out of memory");
+    goto out;
+  }
+  rc = 0;
+out:
+  config_destroy(&lc);
+  if (rc != 0) config_cleanup(cfg);
+  return rc;
+}
+
+void config_cleanup(struct config *cfg) {
+  for (size_t k = 0; k < KEY_COUNT; k++) ops[keys[k].type].release(slot_at(cfg, &cfg->channel_defaults, k));
+  free(cfg->source_path);
+  cfg->source_path = NULL;
+}
+
+const struct namespace_config *config_find_namespace(const struct config *cfg, const char *name, size_t len) {
+  for (size_t i = 0; i < cfg->namespaces_count; i++) {
+    const struct namespace_config *ns = &cfg->namespaces[i];
+    if (strlen(ns->name) == len && memcmp(ns->name, name, len) == 0) return ns;
+  }
+  return NULL;
+}
+
+const struct config_key *config_keys(size_t *count) {
+  *count = KEY_COUNT;
+  return keys;
+}

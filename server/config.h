@@ -1,0 +1,138 @@
+/* config: streamd's configuration, read from a libconfig file into a validated struct config.
+ * Every key lives in ONE table in config.c (name, type, default, bounds, reloadable, where it is stored):
+ * that table drives parsing, validation, defaults, `streamd -t` and the tests that check etc/streamd.conf
+ * and man/streamd.conf.5 against it. Key names follow Centrifugo v5's flat names (INTERFACE.md).
+ * Errors name the file and line and the key. A struct config is immutable once loaded; a reload builds
+ * a new one. */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Channel options: at top level (channels without a namespace) and per namespace. */
+struct channel_options {
+  bool presence;
+  bool join_leave;
+  bool force_push_join_leave;
+  int64_t history_size;
+  int64_t history_ttl_ms;
+  bool force_positioning;
+  bool allow_positioning;
+  bool force_recovery;
+  bool allow_recovery;
+  bool allow_subscribe_for_client;
+  bool allow_subscribe_for_anonymous;
+  bool allow_publish_for_subscriber;
+  bool allow_publish_for_client;
+  bool allow_publish_for_anonymous;
+  bool allow_presence_for_subscriber;
+  bool allow_presence_for_client;
+  bool allow_presence_for_anonymous;
+  bool allow_history_for_subscriber;
+  bool allow_history_for_client;
+  bool allow_history_for_anonymous;
+  bool allow_user_limited_channels;
+  char *channel_regex; /* "" = no restriction */
+};
+
+struct namespace_config {
+  char *name;
+  struct channel_options options;
+};
+
+struct config {
+  char *source_path; /* file it was loaded from, NULL for built-in defaults */
+
+  char *address;
+  int64_t port;
+  char *name; /* default: the host name */
+
+  bool http_stream;
+  char *http_stream_handler_prefix;
+  int64_t http_stream_max_request_body_size;
+  bool sse;
+  char *sse_handler_prefix;
+  int64_t sse_max_request_body_size;
+  char *emulation_handler_prefix;
+  int64_t emulation_max_request_body_size;
+  bool websocket_disable;
+  char *websocket_handler_prefix;
+  int64_t websocket_message_size_limit;
+
+  char **allowed_origins;
+  size_t allowed_origins_count;
+
+  bool client_insecure;
+  bool allow_anonymous_connect_without_token;
+  char *token_hmac_secret_key;
+  char *token_rsa_public_key;
+
+  int64_t ping_interval_ms;
+  int64_t pong_timeout_ms;
+  int64_t client_stale_close_delay_ms;
+  int64_t client_expired_close_delay_ms;
+  int64_t client_channel_limit;
+  int64_t client_user_connection_limit;
+  int64_t client_connection_limit;
+  int64_t client_queue_max_size;
+  int64_t client_history_max_publication_limit;
+  int64_t client_recovery_max_publication_limit;
+
+  char *api_key;
+  bool api_insecure;
+  char *api_handler_prefix;
+
+  bool health;
+  bool prometheus;
+
+  char *admin_socket;
+  char *admin_socket_mode;
+
+  char *engine;
+  char *redis_address;
+  char *redis_prefix;
+
+  char *log_level;
+
+  struct channel_options channel_defaults; /* options at top level */
+  struct namespace_config *namespaces;
+  size_t namespaces_count;
+};
+
+/* Fills CFG with the built-in defaults (every string allocated, so config_cleanup always applies).
+ * Returns 0 or -1 when out of memory. */
+int config_defaults(struct config *cfg);
+
+/* Loads PATH over the defaults into CFG. When PATH is NULL, loads the default path
+ * (/etc/streamd/streamd.conf) if it exists, else keeps the defaults. CFG need not be initialized: this
+ * fills the defaults itself and does not free what CFG held (do not call config_defaults first).
+ * On error returns -1, leaves CFG cleaned up, and writes "FILE:LINE: message naming the key" into ERR
+ * (ERRLEN bytes).
+ * Not thread-safe with respect to CFG; call before sharing it. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* Frees everything CFG owns. NULL-safe fields; CFG itself is not freed. */
+void config_cleanup(struct config *cfg);
+
+/* Finds the namespace NAME (length LEN, not NUL-terminated) or returns NULL. */
+const struct namespace_config *config_find_namespace(const struct config *cfg, const char *name, size_t len);
+
+/* The description of one configuration key, exported for `-t`, the docs tests and streamctl. */
+enum config_type { CONFIG_BOOL, CONFIG_INT, CONFIG_STRING, CONFIG_DURATION, CONFIG_STRING_LIST, CONFIG_NAMESPACES };
+
+struct config_key {
+  const char *name;
+  enum config_type type;
+  const char *default_text; /* the default as written in a config file, e.g. "25s", "false", "65536" */
+  int64_t min, max;         /* bounds for ints and durations (ms) */
+  bool reloadable;
+  bool channel_option;      /* also allowed inside a namespace group */
+  const char *help;         /* one line for docs */
+};
+
+/* The table of every key, in documentation order; *count receives its length. */
+const struct config_key *config_keys(size_t *count);
+
+#endif

@@ -1,0 +1,18 @@
+/* handlers: the entry points the route table in http.c dispatches to, one per endpoint family. Each
+ * is called on the MHD thread once the whole request body is in REQ (within its limit) and must queue
+ * a response. */
+#ifndef HANDLERS_H
+#define HANDLERS_H
+
+#include "http.h"
+
+/* POST <http_stream_handler_prefix>: connect and stream replies (stream.c). */
+enum MHD_Result stream_handle(struct request *req);
+
+/* POST <emulation_handler_prefix>: commands for a stream's session (emulation.c). */
+enum MHD_Result emulation_handle(struct request *req);
+
+/* POST <api_handler_prefix>[/<method>]: the server API (api.c). */
+enum MHD_Result api_handle(struct request *req);
+
+#endif

@@ -1,0 +1,60 @@
+/* http: the libmicrohttpd daemon (epoll, an internal thread pool, suspend/resume), the route table
+ * that maps a path to its handler, the Origin/CORS rules for client endpoints (PROTOCOL.md §2.5, with
+ * the stricter 403 for a disallowed Origin), request body collection with per-route limits (413), and
+ * the per-request context freed by MHD's completion callback.
+ *
+ * Threads: handlers run on the MHD worker thread that owns the connection. */
+#ifndef HTTP_H
+#define HTTP_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct server;
+struct http;
+
+/* One HTTP request in progress. Handlers may set CLEANUP to run when MHD is done with the request. */
+struct request {
+  struct server *srv;
+  struct MHD_Connection *conn;
+  const struct route *route;
+  const char *url;
+  const char *method;
+  char *body;
+  size_t body_len, body_cap, body_limit;
+  bool body_too_big;
+  const char *cors_origin; /* the request's Origin when it is allowed and CORS headers are due */
+  void (*cleanup)(struct request *req);
+  void *handler_data;
+};
+
+/* Starts listening on the configured address and port with one MHD thread per core. Returns NULL and
+ * writes a message into ERR on failure. */
+struct http *http_start(struct server *srv, char *err, size_t errlen);
+
+/* The bound address and port (the real port when the config said 0). */
+const char *http_address(const struct http *h);
+unsigned http_port(const struct http *h);
+
+/* Stops accepting new connections; existing ones go on. */
+void http_quiesce(struct http *h);
+
+/* Stops the daemon and frees H. Every stream must have ended (suspended connections abort MHD). */
+void http_stop(struct http *h);
+
+/* Queues a response with STATUS, an optional body (copied) and content type, plus the CORS headers the
+ * request earned. Returns what MHD_queue_response returned. */
+enum MHD_Result http_respond(struct request *req, unsigned status, const char *content_type, const void *body,
+                             size_t len);
+
+/* Adds the CORS headers due to REQ (if any) to RESPONSE. */
+void http_add_cors(const struct request *req, struct MHD_Response *response);
+
+/* The value of request header NAME, or NULL. */
+const char *http_header(const struct request *req, const char *name);
+
+/* Writes the peer's address as text into BUF. */
+void http_remote_address(const struct request *req, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,242 @@
+/* hub: channel index and local fan-out (see hub.h). Each channel keeps an array of subscription
+ * pointers; each subscription remembers its index in that array, so unsubscribing is O(1) by moving the
+ * last entry into the hole. Fan-out encodes the publication push lazily, once per codec in use among
+ * the channel's subscribers, and hands each session a reference to the shared frame. */
+#include "hub.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "codec.h"
+#include "codes.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+#include "strmap.h"
+
+struct hub_channel {
+  struct subscription **subs;
+  size_t count, cap;
+  char name[];
+};
+
+struct hub {
+  pthread_rwlock_t lock;
+  struct strmap *channels;
+  struct server *srv;
+};
+
+struct hub *hub_new(struct server *srv) {
+  struct hub *h = calloc(1, sizeof *h);
+  if (h == NULL) return NULL;
+  h->channels = strmap_new();
+  if (h->channels == NULL) {
+    free(h);
+    return NULL;
+  }
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  /* a steady stream of publications must not starve subscribers waiting for the write lock */
+  pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&h->lock, &attr);
+  pthread_rwlockattr_destroy(&attr);
+  h->srv = srv;
+  return h;
+}
+
+static void free_channel(const char *key, void *value, void *arg) {
+  (void)key;
+  (void)arg;
+  struct hub_channel *ch = value;
+  free(ch->subs);
+  free(ch);
+}
+
+void hub_free(struct hub *h) {
+  if (h == NULL) return;
+  strmap_foreach(h->channels, free_channel, NULL);
+  strmap_free(h->channels);
+  pthread_rwlock_destroy(&h->lock);
+  free(h);
+}
+
+/* Finds or creates CHANNEL. Caller holds the write lock. */
+static struct hub_channel *channel_get(struct hub *h, const char *name) {
+  struct hub_channel *ch = strmap_get(h->channels, name);
+  if (ch) return ch;
+  size_t len = strlen(name);
+  ch = calloc(1, sizeof *ch + len + 1);
+  if (ch == NULL) return NULL;
+  memcpy(ch->name, name, len + 1);
+  if (strmap_put(h->channels, name, ch) != 0) {
+    free(ch);
+    return NULL;
+  }
+  h->srv->broker->ops->node_subscribe(h->srv->broker, name);
+  return ch;
+}
+
+static int channel_add(struct hub_channel *ch, struct subscription *sub) {
+  if (ch->count == ch->cap) {
+    size_t cap = ch->cap ? ch->cap * 2 : 4;
+    struct subscription **subs = realloc(ch->subs, cap * sizeof *subs);
+    if (subs == NULL) return -1;
+    ch->subs = subs;
+    ch->cap = cap;
+  }
+  sub->channel = ch;
+  sub->index = ch->count;
+  ch->subs[ch->count++] = sub;
+  return 0;
+}
+
+/* Drops CH when it has no subscribers left. Caller holds the write lock. */
+static void channel_drop_if_empty(struct hub *h, struct hub_channel *ch) {
+  if (ch->count > 0) return;
+  strmap_remove(h->channels, ch->name);
+  h->srv->broker->ops->node_unsubscribe(h->srv->broker, ch->name);
+  free(ch->subs);
+  free(ch);
+}
+
+/* Removes SUB from its channel, dropping the channel when it empties. Caller holds the write lock. */
+static void channel_remove(struct hub *h, struct subscription *sub) {
+  struct hub_channel *ch = sub->channel;
+  struct subscription *last = ch->subs[--ch->count];
+  ch->subs[sub->index] = last;
+  last->index = sub->index;
+  channel_drop_if_empty(h, ch);
+}
+
+/* The session's subscription to CHANNEL, or NULL. Caller holds s->lock. */
+static struct subscription **find_sub(struct session *s, const char *channel) {
+  struct subscription **pp = &s->subs;
+  while (*pp && strcmp((*pp)->channel_name, channel) != 0) pp = &(*pp)->next;
+  return pp;
+}
+
+static int subscribe_locked(struct hub *h, struct session *s, const char *channel, size_t limit) {
+  if (s->state >= SESSION_CLOSING) return -HUB_ECLOSED;
+  if (*find_sub(s, channel)) return -HUB_EALREADY;
+  if (limit > 0 && s->sub_count >= limit) return -HUB_ELIMIT;
+  size_t len = strlen(channel);
+  struct subscription *sub = calloc(1, sizeof *sub + len + 1);
+  if (sub == NULL) return -HUB_ENOMEM;
+  memcpy(sub->channel_name, channel, len + 1);
+  sub->session = s;
+  struct hub_channel *ch = channel_get(h, channel);
+  if (ch == NULL || channel_add(ch, sub) != 0) {
+    if (ch) channel_drop_if_empty(h, ch);
+    free(sub);
+    return -HUB_ENOMEM;
+  }
+  sub->next = s->subs;
+  s->subs = sub;
+  s->sub_count++;
+  return 0;
+}
+
+int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, struct frame *reply) {
+  pthread_rwlock_wrlock(&h->lock);
+  pthread_mutex_lock(&s->lock);
+  int rc = subscribe_locked(h, s, channel, limit);
+  pthread_mutex_unlock(&s->lock);
+  if (rc == 0 && reply) session_enqueue(s, reply);
+  pthread_rwlock_unlock(&h->lock);
+  return rc;
+}
+
+int hub_unsubscribe(struct hub *h, struct session *s, const char *channel) {
+  pthread_rwlock_wrlock(&h->lock);
+  pthread_mutex_lock(&s->lock);
+  struct subscription **pp = find_sub(s, channel);
+  struct subscription *sub = *pp;
+  if (sub) {
+    *pp = sub->next;
+    s->sub_count--;
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (sub) channel_remove(h, sub);
+  pthread_rwlock_unlock(&h->lock);
+  free(sub);
+  return sub ? 0 : -HUB_ENOTSUB;
+}
+
+void hub_unsubscribe_all(struct hub *h, struct session *s) {
+  pthread_rwlock_wrlock(&h->lock);
+  pthread_mutex_lock(&s->lock);
+  struct subscription *list = s->subs;
+  s->subs = NULL;
+  s->sub_count = 0;
+  pthread_mutex_unlock(&s->lock);
+  for (struct subscription *sub = list; sub; sub = sub->next) channel_remove(h, sub);
+  pthread_rwlock_unlock(&h->lock);
+  while (list) {
+    struct subscription *next = list->next;
+    free(list);
+    list = next;
+  }
+}
+
+int hub_is_subscribed(struct hub *h, struct session *s, const char *channel) {
+  (void)h;
+  pthread_mutex_lock(&s->lock);
+  int found = *find_sub(s, channel) != NULL;
+  pthread_mutex_unlock(&s->lock);
+  return found;
+}
+
+/* Encodes the publication push for CODEC once; NULL when the codec cannot carry it. */
+static struct frame *encode_push(enum codec_kind kind, const char *channel, const Protocol__Publication *pub) {
+  Protocol__Push push = PROTOCOL__PUSH__INIT;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  push.channel = (char *)channel;
+  push.pub = (Protocol__Publication *)pub;
+  reply.push = &push;
+  struct frame *f = NULL;
+  int rc = codec_get(kind)->encode_reply(&reply, &f);
+  if (rc != 0) log_warn("channel %s: publication not encodable as %s: %s", channel, codec_get(kind)->name,
+                        codec_strerror(rc));
+  return rc == 0 ? f : NULL;
+}
+
+size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub) {
+  struct frame *frames[CODEC_COUNT] = {0};
+  bool tried[CODEC_COUNT] = {0};
+  size_t delivered = 0;
+  pthread_rwlock_rdlock(&h->lock);
+  struct hub_channel *ch = strmap_get(h->channels, channel);
+  for (size_t i = 0; ch && i < ch->count; i++) {
+    struct session *s = ch->subs[i]->session;
+    enum codec_kind k = s->codec->kind;
+    if (!tried[k]) {
+      frames[k] = encode_push(k, channel, pub);
+      tried[k] = true;
+    }
+    if (frames[k] == NULL) {
+      session_close(s, DISCONNECT_INAPPROPRIATE_PROTOCOL);
+      continue;
+    }
+    if (session_enqueue(s, frames[k]) == 0) delivered++;
+  }
+  pthread_rwlock_unlock(&h->lock);
+  for (int k = 0; k < CODEC_COUNT; k++) frame_unref(frames[k]);
+  return delivered;
+}
+
+size_t hub_channel_count(struct hub *h) {
+  pthread_rwlock_rdlock(&h->lock);
+  size_t n = strmap_count(h->channels);
+  pthread_rwlock_unlock(&h->lock);
+  return n;
+}
+
+size_t hub_subscriber_count(struct hub *h, const char *channel) {
+  pthread_rwlock_rdlock(&h->lock);
+  struct hub_channel *ch = strmap_get(h->channels, channel);
+  size_t n = ch ? ch->count : 0;
+  pthread_rwlock_unlock(&h->lock);
+  return n;
+}

@@ -1,0 +1,60 @@
+/* hub: this node's channel index (channel name ⇒ its local subscribers) and local fan-out.
+ * A publication is encoded at most once per codec, lazily, into a refcounted frame, and each subscriber's
+ * queue gets a reference: N subscribers cost N increments and N queue appends.
+ *
+ * Threads: any thread. One rwlock guards the index (write for subscribe/unsubscribe, read for fan-out);
+ * under it, each session's own lock guards its queue. Lock order hub ⇒ session. */
+#ifndef HUB_H
+#define HUB_H
+
+#include <stddef.h>
+
+#include "client.pb-c.h"
+#include "frame.h"
+
+struct hub;
+struct hub_channel;
+struct session;
+struct server;
+
+/* One session's membership of one channel; owned by the session's list, indexed by the hub. */
+struct subscription {
+  struct subscription *next;   /* the session's list (session lock) */
+  struct session *session;
+  struct hub_channel *channel; /* hub lock */
+  size_t index;                /* position in the channel's subscriber array (hub lock) */
+  char channel_name[];
+};
+
+enum hub_error { HUB_OK = 0, HUB_EALREADY = 1, HUB_ELIMIT = 2, HUB_ENOMEM = 3, HUB_ENOTSUB = 4, HUB_ECLOSED = 5 };
+
+/* Creates an empty hub for SRV (used to reach the broker when a channel appears or disappears). */
+struct hub *hub_new(struct server *srv);
+
+/* Frees the hub; every session must have been detached first. */
+void hub_free(struct hub *h);
+
+/* Subscribes S to CHANNEL and, on success, queues REPLY (a reference; may be NULL) to S while still
+ * holding the index lock, so that no publication on CHANNEL can reach S before its subscribe reply.
+ * Fails with -HUB_EALREADY (already subscribed), -HUB_ELIMIT (S already has LIMIT subscriptions;
+ * 0 = no limit), -HUB_ECLOSED (S is closing) or -HUB_ENOMEM. */
+int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, struct frame *reply);
+
+/* Removes S from CHANNEL. Returns 0 or -HUB_ENOTSUB. */
+int hub_unsubscribe(struct hub *h, struct session *s, const char *channel);
+
+/* Removes every subscription of S (when it is detached). */
+void hub_unsubscribe_all(struct hub *h, struct session *s);
+
+/* True when S is subscribed to CHANNEL. */
+int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);
+
+/* Delivers PUB on CHANNEL to every local subscriber as a publication push. PUB is borrowed.
+ * Returns the number of sessions it was queued to. */
+size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub);
+
+/* Number of channels with at least one local subscriber, and of subscribers of CHANNEL. */
+size_t hub_channel_count(struct hub *h);
+size_t hub_subscriber_count(struct hub *h, const char *channel);
+
+#endif

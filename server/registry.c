@@ -1,0 +1,99 @@
+/* registry: the session-id index of live sessions (see registry.h). A condition variable lets
+ * shutdown wait for every stream to end before the HTTP daemon is stopped. */
+#include "registry.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "session.h"
+#include "strmap.h"
+
+struct registry {
+  pthread_mutex_t lock;
+  pthread_cond_t emptied;
+  struct strmap *by_session;
+};
+
+struct registry *registry_new(void) {
+  struct registry *r = calloc(1, sizeof *r);
+  if (r == NULL) return NULL;
+  r->by_session = strmap_new();
+  if (r->by_session == NULL) {
+    free(r);
+    return NULL;
+  }
+  pthread_mutex_init(&r->lock, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&r->emptied, &attr);
+  pthread_condattr_destroy(&attr);
+  return r;
+}
+
+void registry_free(struct registry *r) {
+  if (r == NULL) return;
+  strmap_free(r->by_session);
+  pthread_cond_destroy(&r->emptied);
+  pthread_mutex_destroy(&r->lock);
+  free(r);
+}
+
+int registry_add(struct registry *r, struct session *s) {
+  pthread_mutex_lock(&r->lock);
+  int rc = strmap_put(r->by_session, s->session_id, s);
+  pthread_mutex_unlock(&r->lock);
+  return rc;
+}
+
+void registry_remove(struct registry *r, struct session *s) {
+  pthread_mutex_lock(&r->lock);
+  if (strmap_get(r->by_session, s->session_id) == s) strmap_remove(r->by_session, s->session_id);
+  if (strmap_count(r->by_session) == 0) pthread_cond_broadcast(&r->emptied);
+  pthread_mutex_unlock(&r->lock);
+}
+
+struct session *registry_find(struct registry *r, const char *session_id) {
+  pthread_mutex_lock(&r->lock);
+  struct session *s = strmap_get(r->by_session, session_id);
+  if (s) session_ref(s);
+  pthread_mutex_unlock(&r->lock);
+  return s;
+}
+
+size_t registry_count(struct registry *r) {
+  pthread_mutex_lock(&r->lock);
+  size_t n = strmap_count(r->by_session);
+  pthread_mutex_unlock(&r->lock);
+  return n;
+}
+
+static void close_one(const char *key, void *value, void *arg) {
+  (void)key;
+  session_close(value, *(uint32_t *)arg);
+}
+
+void registry_close_all(struct registry *r, uint32_t code) {
+  pthread_mutex_lock(&r->lock);
+  strmap_foreach(r->by_session, close_one, &code);
+  pthread_mutex_unlock(&r->lock);
+}
+
+size_t registry_wait_empty(struct registry *r, uint64_t timeout_ms) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += (time_t)(timeout_ms / 1000);
+  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&r->lock);
+  while (strmap_count(r->by_session) > 0)
+    if (pthread_cond_timedwait(&r->emptied, &r->lock, &deadline) == ETIMEDOUT) break;
+  size_t left = strmap_count(r->by_session);
+  pthread_mutex_unlock(&r->lock);
+  return left;
+}

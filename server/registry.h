@@ -1,0 +1,33 @@
+/* registry: every connected session of this node by session id (how /emulation finds the stream it
+ * talks to), with a count that shutdown waits on. Any thread; one mutex inside. */
+#ifndef REGISTRY_H
+#define REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct registry;
+struct session;
+
+struct registry *registry_new(void);
+void registry_free(struct registry *r);
+
+/* Adds S (takes no reference: the session removes itself in session_detach). Returns 0 or -1. */
+int registry_add(struct registry *r, struct session *s);
+
+/* Removes S if present. Wakes registry_wait_empty callers when the last one leaves. */
+void registry_remove(struct registry *r, struct session *s);
+
+/* Returns the session with SESSION_ID with a new reference for the caller, or NULL. */
+struct session *registry_find(struct registry *r, const char *session_id);
+
+/* Number of sessions. */
+size_t registry_count(struct registry *r);
+
+/* Calls session_close(s, CODE) for every session. */
+void registry_close_all(struct registry *r, uint32_t code);
+
+/* Waits until the registry is empty or TIMEOUT_MS passed. Returns the number left. */
+size_t registry_wait_empty(struct registry *r, uint64_t timeout_ms);
+
+#endif

@@ -1,0 +1,38 @@
+/* server: the process-wide context every module reaches through its session or request: the loaded
+ * configuration, this node's id, the hub, the broker, the session registry and the timer wheel.
+ * It is built once in main.c before the HTTP daemon starts and torn down after it stops; its fields
+ * are set once and only read afterwards (counters are atomics). */
+#ifndef SERVER_H
+#define SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ids.h"
+
+struct hub;
+struct broker;
+struct registry;
+struct timer_wheel;
+
+struct server_stats {
+  atomic_uint_fast64_t messages_in;  /* commands received from clients */
+  atomic_uint_fast64_t messages_out; /* frames queued to clients */
+  atomic_uint_fast64_t publications; /* publications accepted (client + API) */
+};
+
+struct server {
+  const struct config *cfg;
+  char node_id[ID_UUID_LEN + 1];
+  struct hub *hub;
+  struct broker *broker;
+  struct registry *registry;
+  struct timer_wheel *timers;
+  uint64_t started_ms;
+  atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
+  struct server_stats stats;
+};
+
+#endif

@@ -1,0 +1,338 @@
+/* session: per-client state, its bounded frame queue and its timer (see session.h for the threading
+ * and lifetime rules). The queue is a ring of frame references that grows by doubling; a frame is never
+ * copied on the way in, and the drain copies as many whole frames as fit into the transport's buffer,
+ * so one write carries many messages. */
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codes.h"
+#include "hub.h"
+#include "log.h"
+#include "protocol.h"
+#include "registry.h"
+#include "server.h"
+
+static struct frame *ping_frames[CODEC_COUNT];
+static pthread_once_t ping_once = PTHREAD_ONCE_INIT;
+
+static void make_ping_frames(void) {
+  Protocol__Reply empty = PROTOCOL__REPLY__INIT;
+  for (int k = 0; k < CODEC_COUNT; k++) codec_get((enum codec_kind)k)->encode_reply(&empty, &ping_frames[k]);
+}
+
+static void on_timer(void *arg);
+
+/* Arms the session's one timer for KIND; the armed timer holds a reference. Caller holds s->lock. */
+static void arm_timer(struct session *s, enum session_timer kind, uint64_t delay_ms) {
+  s->timer_kind = kind;
+  if (!timer_wheel_schedule(s->srv->timers, &s->timer, delay_ms, on_timer, s)) session_ref(s);
+}
+
+struct session *session_new(struct server *srv, const struct codec *codec, const char *remote) {
+  struct session *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  atomic_init(&s->refs, 1);
+  pthread_mutex_init(&s->lock, NULL);
+  s->srv = srv;
+  s->codec = codec;
+  s->user = strdup("");
+  s->name = strdup("");
+  s->version = strdup("");
+  if (s->user == NULL || s->name == NULL || s->version == NULL || id_new_uuid(s->client_id) != 0 ||
+      id_new_uuid(s->session_id) != 0) {
+    session_unref(s);
+    return NULL;
+  }
+  snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
+  s->created_ms = timer_now_ms();
+  s->state = SESSION_CONNECTING;
+  pthread_mutex_lock(&s->lock);
+  arm_timer(s, SESSION_TIMER_STALE, (uint64_t)srv->cfg->client_stale_close_delay_ms);
+  pthread_mutex_unlock(&s->lock);
+  return s;
+}
+
+struct session *session_ref(struct session *s) {
+  atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+  return s;
+}
+
+void session_unref(struct session *s) {
+  if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+  for (size_t i = 0; i < s->queue_len; i++) frame_unref(s->queue[(s->queue_head + i) % s->queue_cap]);
+  free(s->queue);
+  free(s->user);
+  free(s->name);
+  free(s->version);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+void session_attach(struct session *s, const struct session_transport *t, void *ctx) {
+  pthread_mutex_lock(&s->lock);
+  s->transport = t;
+  s->transport_ctx = ctx;
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* Appends a reference to F to the ring. Caller holds s->lock. Returns 0 or -1 (out of memory). */
+static int queue_push(struct session *s, struct frame *f) {
+  if (s->queue_len == s->queue_cap) {
+    size_t cap = s->queue_cap ? s->queue_cap * 2 : 8;
+    struct frame **q = malloc(cap * sizeof *q);
+    if (q == NULL) return -1;
+    for (size_t i = 0; i < s->queue_len; i++) q[i] = s->queue[(s->queue_head + i) % s->queue_cap];
+    free(s->queue);
+    s->queue = q;
+    s->queue_cap = cap;
+    s->queue_head = 0;
+  }
+  s->queue[(s->queue_head + s->queue_len) % s->queue_cap] = frame_ref(f);
+  s->queue_len++;
+  s->queued_bytes += f->len;
+  s->messages_out++;
+  s->bytes_out += f->len;
+  return 0;
+}
+
+static void queue_clear(struct session *s) {
+  while (s->queue_len > 0) {
+    frame_unref(s->queue[s->queue_head]);
+    s->queue_head = (s->queue_head + 1) % s->queue_cap;
+    s->queue_len--;
+  }
+  s->queued_bytes = 0;
+  s->head_offset = 0;
+}
+
+/* Clears the parked flag; returns true when the caller must call the transport's wake after unlocking.
+ * Caller holds s->lock. */
+static bool take_wake(struct session *s) {
+  bool wake = s->parked && s->transport != NULL;
+  s->parked = false;
+  return wake;
+}
+
+static void do_wake(struct session *s, bool wake) {
+  if (wake) s->transport->wake(s->transport_ctx);
+}
+
+/* Starts closing under the lock (see session_close). Returns whether a wake is due. */
+static bool close_locked(struct session *s, uint32_t code) {
+  if (s->state >= SESSION_CLOSING) return false;
+  s->state = SESSION_CLOSING;
+  if (code == DISCONNECT_SLOW) queue_clear(s);
+  if (code != DISCONNECT_CONNECTION_CLOSED) {
+    Protocol__Disconnect d = PROTOCOL__DISCONNECT__INIT;
+    Protocol__Push push = PROTOCOL__PUSH__INIT;
+    Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+    d.code = code;
+    d.reason = (char *)codes_disconnect_reason(code);
+    push.disconnect = &d;
+    reply.push = &push;
+    struct frame *f = NULL;
+    if (s->codec->encode_reply(&reply, &f) == 0) {
+      queue_push(s, f);
+      frame_unref(f);
+    }
+  }
+  log_debug("session %s client %s closing with %u", s->session_id, s->client_id, code);
+  return take_wake(s);
+}
+
+void session_close(struct session *s, uint32_t code) {
+  pthread_mutex_lock(&s->lock);
+  bool wake = close_locked(s, code);
+  pthread_mutex_unlock(&s->lock);
+  do_wake(s, wake);
+}
+
+int session_enqueue(struct session *s, struct frame *f) {
+  int rc = -1;
+  pthread_mutex_lock(&s->lock);
+  if (s->state >= SESSION_CLOSING) goto out;
+  if (s->queued_bytes + f->len > (size_t)s->srv->cfg->client_queue_max_size) {
+    bool wake = close_locked(s, DISCONNECT_SLOW);
+    pthread_mutex_unlock(&s->lock);
+    do_wake(s, wake);
+    return -1;
+  }
+  rc = queue_push(s, f);
+out:;
+  bool wake = rc == 0 && take_wake(s);
+  pthread_mutex_unlock(&s->lock);
+  do_wake(s, wake);
+  if (rc == 0) atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
+  return rc;
+}
+
+int session_send_reply(struct session *s, const Protocol__Reply *reply) {
+  struct frame *f = NULL;
+  int rc = s->codec->encode_reply(reply, &f);
+  if (rc != 0) {
+    log_warn("session %s: cannot encode reply: %s", s->session_id, codec_strerror(rc));
+    if (rc == -CODEC_EDATA) session_close(s, DISCONNECT_INAPPROPRIATE_PROTOCOL);
+    return -1;
+  }
+  rc = session_enqueue(s, f);
+  frame_unref(f);
+  return rc;
+}
+
+int session_send_error(struct session *s, uint32_t id, uint32_t code) {
+  Protocol__Error e = PROTOCOL__ERROR__INIT;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  e.code = code;
+  e.message = (char *)codes_error_message(code);
+  e.temporary = codes_error_temporary(code);
+  reply.id = id;
+  reply.error = &e;
+  return session_send_reply(s, &reply);
+}
+
+size_t session_drain(struct session *s, uint8_t *buf, size_t max, bool *eof) {
+  size_t n = 0;
+  *eof = false;
+  pthread_mutex_lock(&s->lock);
+  while (s->queue_len > 0 && n < max) {
+    struct frame *f = s->queue[s->queue_head];
+    size_t avail = f->len - s->head_offset;
+    if (n > 0 && avail > max - n) break; /* whole frames per write, unless one frame is bigger */
+    size_t take = avail < max - n ? avail : max - n;
+    memcpy(buf + n, f->data + s->head_offset, take);
+    n += take;
+    s->head_offset += take;
+    if (s->head_offset < f->len) break;
+    s->head_offset = 0;
+    s->queued_bytes -= f->len;
+    s->queue_head = (s->queue_head + 1) % s->queue_cap;
+    s->queue_len--;
+    frame_unref(f);
+  }
+  if (n == 0) {
+    if (s->state >= SESSION_CLOSING)
+      *eof = true;
+    else
+      s->parked = true;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+void session_detach(struct session *s) {
+  pthread_mutex_lock(&s->lock);
+  if (s->state < SESSION_CLOSING) log_debug("session %s: client went away", s->session_id);
+  s->state = SESSION_CLOSED;
+  s->transport = NULL;
+  s->parked = false;
+  queue_clear(s);
+  pthread_mutex_unlock(&s->lock);
+  hub_unsubscribe_all(s->srv->hub, s);
+  registry_remove(s->srv->registry, s);
+  if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
+  session_unref(s);
+}
+
+void session_feed(struct session *s, const uint8_t *data, size_t len) {
+  const uint8_t *pos = data, *end = data + len;
+  size_t max_command = (size_t)s->srv->cfg->http_stream_max_request_body_size;
+  pthread_mutex_lock(&s->lock);
+  s->bytes_in += len;
+  pthread_mutex_unlock(&s->lock);
+  for (;;) {
+    if (session_state(s) >= SESSION_CLOSING) return;
+    Protocol__Command *cmd = NULL;
+    int rc = s->codec->next_command(&pos, end, max_command, &cmd);
+    if (rc == 1) return;
+    if (rc < 0) {
+      log_info("session %s: undecodable command (%s)", s->session_id, codec_strerror(rc));
+      session_close(s, DISCONNECT_BAD_REQUEST);
+      return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->messages_in++;
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add_explicit(&s->srv->stats.messages_in, 1, memory_order_relaxed);
+    uint32_t code = protocol_dispatch(s, cmd);
+    protobuf_c_message_free_unpacked(&cmd->base, NULL);
+    if (code != 0) {
+      session_close(s, code);
+      return;
+    }
+  }
+}
+
+void session_set_connected(struct session *s) {
+  const struct config *cfg = s->srv->cfg;
+  uint64_t interval = (uint64_t)cfg->ping_interval_ms;
+  pthread_mutex_lock(&s->lock);
+  if (s->state == SESSION_CONNECTING) {
+    s->state = SESSION_CONNECTED;
+    /* first ping at a random point in [interval/2, interval) so that pings of sessions that connected
+     * together do not all fire in the same tick */
+    if (interval > 0) arm_timer(s, SESSION_TIMER_PING, interval / 2 + id_random_below(interval / 2 + 1));
+    else if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+int session_pong(struct session *s) {
+  pthread_mutex_lock(&s->lock);
+  int rc = s->pong_pending ? 0 : -1;
+  s->pong_pending = false;
+  s->last_pong_ms = timer_now_ms();
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+enum session_state session_state(struct session *s) {
+  pthread_mutex_lock(&s->lock);
+  enum session_state st = s->state;
+  pthread_mutex_unlock(&s->lock);
+  return st;
+}
+
+/* Sends a ping and arms the pong check (or the next ping when pongs are not required). */
+static bool ping_locked(struct session *s) {
+  const struct config *cfg = s->srv->cfg;
+  pthread_once(&ping_once, make_ping_frames);
+  if (ping_frames[s->codec->kind] && queue_push(s, ping_frames[s->codec->kind]) == 0)
+    atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
+  s->last_ping_ms = timer_now_ms();
+  if (cfg->pong_timeout_ms > 0) {
+    s->pong_pending = true;
+    arm_timer(s, SESSION_TIMER_PONG_CHECK, (uint64_t)cfg->pong_timeout_ms);
+  } else {
+    arm_timer(s, SESSION_TIMER_PING, (uint64_t)cfg->ping_interval_ms);
+  }
+  return take_wake(s);
+}
+
+static void on_timer(void *arg) {
+  struct session *s = arg;
+  const struct config *cfg = s->srv->cfg;
+  bool wake = false;
+  pthread_mutex_lock(&s->lock);
+  switch (s->timer_kind) {
+    case SESSION_TIMER_STALE:
+      if (s->state == SESSION_CONNECTING || (s->state == SESSION_CONNECTED && s->unusable))
+        wake = close_locked(s, DISCONNECT_STALE);
+      break;
+    case SESSION_TIMER_PING:
+      if (s->state == SESSION_CONNECTED) wake = ping_locked(s);
+      break;
+    case SESSION_TIMER_PONG_CHECK:
+      if (s->state != SESSION_CONNECTED) break;
+      if (s->pong_pending)
+        wake = close_locked(s, DISCONNECT_NO_PONG);
+      else
+        arm_timer(s, SESSION_TIMER_PING, (uint64_t)(cfg->ping_interval_ms - cfg->pong_timeout_ms));
+      break;
+  }
+  pthread_mutex_unlock(&s->lock);
+  do_wake(s, wake);
+  session_unref(s);
+}

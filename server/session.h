@@ -1,0 +1,126 @@
+/* session: one client connection's state: its ids and user, its protocol state machine (connecting ⇒
+ * connected ⇒ closing ⇒ closed), its bounded outgoing queue of frames, its subscriptions and its
+ * ping/pong/stale timer.
+ *
+ * Threads: commands for a session may arrive on any MHD thread (each /emulation request runs on the
+ * thread that owns its connection), publications on any publishing thread, timers on the timer thread;
+ * the transport (stream.c) drains the queue on the MHD thread that owns the stream. Everything mutable is
+ * guarded by the session's mutex, except the subscription index fields that belong to the hub's lock.
+ *
+ * Lifetime: sessions are refcounted. The transport holds one reference for as long as the HTTP request
+ * lives, each armed timer one, each in-flight emulation request one. session_close() never frees: it
+ * marks the session closing, queues the Disconnect push and wakes the transport; the transport ends the
+ * stream, and session_detach() (from MHD's completion callback, with no lock held) removes it from the
+ * hub and registry and drops the transport's reference. So no session is freed during fan-out or inside
+ * another session's callback. Lock order: hub ⇒ session; never take the hub lock holding a session lock. */
+#ifndef SESSION_H
+#define SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "frame.h"
+#include "ids.h"
+#include "timer.h"
+
+struct server;
+struct subscription;
+
+enum session_state { SESSION_CONNECTING, SESSION_CONNECTED, SESSION_CLOSING, SESSION_CLOSED };
+
+enum session_timer { SESSION_TIMER_STALE, SESSION_TIMER_PING, SESSION_TIMER_PONG_CHECK };
+
+/* How a session reaches its transport: WAKE is called (outside the session lock) when frames were
+ * queued while the transport was parked in session_drain(). */
+struct session_transport {
+  const char *name; /* "http_stream" */
+  void (*wake)(void *ctx);
+};
+
+struct session {
+  atomic_uint refs;
+  pthread_mutex_t lock;
+  struct server *srv;
+  const struct codec *codec;
+  char client_id[ID_UUID_LEN + 1];
+  char session_id[ID_UUID_LEN + 1];
+  char *user;     /* "" for anonymous; owned */
+  char *name;     /* client name from connect ("js"); owned */
+  char *version;  /* client version from connect; owned */
+  char remote[64];
+  uint64_t created_ms;
+
+  /* Guarded by lock. */
+  enum session_state state;
+  bool unusable;           /* connect failed with an error reply: every command ⇒ 3501 */
+  bool parked;             /* the transport found the queue empty and waits for a wake */
+  const struct session_transport *transport;
+  void *transport_ctx;
+  struct frame **queue;    /* ring of frames */
+  size_t queue_cap, queue_head, queue_len;
+  size_t head_offset;      /* bytes of the head frame already handed to the transport */
+  size_t queued_bytes;
+  struct subscription *subs; /* this session's subscriptions (list) */
+  size_t sub_count;
+  bool pong_pending;
+  uint64_t last_ping_ms, last_pong_ms;
+  enum session_timer timer_kind;
+  struct timer timer;
+  uint64_t messages_in, messages_out, bytes_in, bytes_out;
+};
+
+/* Creates a session in state connecting with a fresh client and session id, one reference for the
+ * caller, and the stale timer armed. Returns NULL when out of memory. Any thread. */
+struct session *session_new(struct server *srv, const struct codec *codec, const char *remote);
+
+struct session *session_ref(struct session *s);
+/* Drops a reference; the last one frees the session (which must be closed and detached by then). */
+void session_unref(struct session *s);
+
+/* Attaches the transport that drains the queue. Called once, before the stream response is queued. */
+void session_attach(struct session *s, const struct session_transport *t, void *ctx);
+
+/* Queues a reference to F (the caller keeps its own). Over client_queue_max_size the session is closed
+ * with 3008. Frames for a closing or closed session are dropped. Returns 0, or -1 when dropped. */
+int session_enqueue(struct session *s, struct frame *f);
+
+/* Encodes REPLY with the session's codec and queues it. Returns 0 or -1 (dropped / not encodable). */
+int session_send_reply(struct session *s, const Protocol__Reply *reply);
+
+/* Sends an error reply {id, error{code, message}} for command ID. */
+int session_send_error(struct session *s, uint32_t id, uint32_t code);
+
+/* Copies queued bytes into BUF (at most MAX), as many frames as fit (the last one possibly in part).
+ * Returns the number of bytes copied; 0 with *eof set when the session is closing and its queue is
+ * empty (the transport then ends the stream); 0 with *eof clear when the queue is empty: the session is
+ * now parked and the transport must suspend until its wake callback runs. Transport thread only. */
+size_t session_drain(struct session *s, uint8_t *buf, size_t max, bool *eof);
+
+/* Starts closing: queues a Disconnect push with CODE and its reason (none for 3000), drops queued
+ * frames first when CODE is 3008, and wakes the transport. Idempotent: only the first call counts.
+ * Never frees and never takes the hub lock, so it is safe inside fan-out and timer callbacks. */
+void session_close(struct session *s, uint32_t code);
+
+/* Called once by the transport when its request has ended (client gone or stream finished): marks the
+ * session closed, removes its subscriptions from the hub, removes it from the registry, cancels its
+ * timer and drops the transport's reference. Must be called with no hub or session lock held. */
+void session_detach(struct session *s);
+
+/* Decodes and runs every command in DATA[0..LEN) with the session's codec (an emulation request's data).
+ * A decoding error closes the session with 3501. Returns once every reply is queued. Any thread. */
+void session_feed(struct session *s, const uint8_t *data, size_t len);
+
+/* Marks the session connected (after a successful connect) and arms its first ping. */
+void session_set_connected(struct session *s);
+
+/* Records a pong. Returns 0, or -1 when no ping was outstanding (a protocol error: 3501). */
+int session_pong(struct session *s);
+
+/* Returns the state under the lock. */
+enum session_state session_state(struct session *s);
+
+#endif

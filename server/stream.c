@@ -1,0 +1,111 @@
+/* stream: the HTTP-streaming transport (PROTOCOL.md §2.2, §3). The POST body holds the connect command;
+ * the answer is a 200 with a chunked body that libmicrohttpd fills through stream_read(), a content
+ * reader that drains the session's queue, as many frames per call as fit, and suspends the connection
+ * when the queue is empty. An enqueue wakes it (session.c clears the parked flag, then stream_wake()
+ * resumes: a resume that overtakes the suspend is absorbed by MHD's "resuming" flag).
+ *
+ * Ownership: the response holds a session reference (released by stream_free when MHD destroys the
+ * response); the request holds the transport reference (released by session_detach in stream_cleanup,
+ * from MHD's completion callback). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "codes.h"
+#include "handlers.h"
+#include "log.h"
+#include "registry.h"
+#include "server.h"
+#include "session.h"
+
+/* Per-response state handed to the content reader. */
+struct stream {
+  struct session *session;
+  struct MHD_Connection *conn;
+};
+
+static void stream_wake(void *ctx) { MHD_resume_connection(ctx); }
+
+static const struct session_transport http_stream_transport = {.name = "http_stream", .wake = stream_wake};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  struct stream *st = cls;
+  bool eof = false;
+  size_t n = session_drain(st->session, (uint8_t *)buf, max, &eof);
+  if (n > 0) return (ssize_t)n;
+  if (eof) return MHD_CONTENT_READER_END_OF_STREAM;
+  MHD_suspend_connection(st->conn);
+  return 0;
+}
+
+static void stream_free(void *cls) {
+  struct stream *st = cls;
+  session_unref(st->session);
+  free(st);
+}
+
+static void stream_cleanup(struct request *req) {
+  struct session *s = req->handler_data;
+  session_detach(s);
+}
+
+/* The protocol is protobuf only when the Content-Type is exactly application/octet-stream (§2.2). */
+static enum codec_kind request_codec(const struct request *req) {
+  const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+  return ct && strcmp(ct, "application/octet-stream") == 0 ? CODEC_PROTOBUF : CODEC_JSON;
+}
+
+static void add_stream_headers(const struct request *req, struct MHD_Response *r, enum codec_kind kind) {
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          kind == CODEC_PROTOBUF ? "application/octet-stream" : "application/json");
+  MHD_add_response_header(r, "X-Accel-Buffering", "no");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache, no-store, must-revalidate, max-age=0");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_PRAGMA, "no-cache");
+  MHD_add_response_header(r, "Expire", "0"); /* sic: Centrifugo sends this literal name */
+  http_add_cors(req, r);
+}
+
+/* Runs the connect command in the body. An empty body or a first command other than connect closes the
+ * session with 3501, whose Disconnect push then becomes the stream's only frame. */
+static void run_connect(struct session *s, const struct request *req) {
+  if (req->body_len == 0) {
+    session_close(s, DISCONNECT_BAD_REQUEST);
+    return;
+  }
+  session_feed(s, (const uint8_t *)req->body, req->body_len);
+  if (session_state(s) == SESSION_CONNECTING) session_close(s, DISCONNECT_BAD_REQUEST); /* no command */
+}
+
+enum MHD_Result stream_handle(struct request *req) {
+  struct server *srv = req->srv;
+  if (atomic_load(&srv->shutting_down))
+    return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n", 14);
+  char remote[64];
+  http_remote_address(req, remote, sizeof remote);
+  struct session *s = session_new(srv, codec_get(request_codec(req)), remote);
+  if (s == NULL) return MHD_NO;
+  struct stream *st = calloc(1, sizeof *st);
+  if (st == NULL || registry_add(srv->registry, s) != 0) {
+    free(st);
+    session_close(s, DISCONNECT_SERVER_ERROR);
+    session_detach(s);
+    return MHD_NO;
+  }
+  st->session = session_ref(s);
+  st->conn = req->conn;
+  req->handler_data = s;
+  req->cleanup = stream_cleanup;
+  session_attach(s, &http_stream_transport, req->conn);
+  run_connect(s, req);
+  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
+  if (r == NULL) {
+    stream_free(st);
+    session_close(s, DISCONNECT_SERVER_ERROR);
+    return MHD_NO;
+  }
+  add_stream_headers(req, r, s->codec->kind);
+  enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ret;
+}

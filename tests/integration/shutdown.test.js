@@ -1,0 +1,92 @@
+// Graceful shutdown (INTERFACE.md Signals, PROTOCOL.md §4.6): SIGTERM/SIGINT ⇒ every client gets
+// Disconnect 3001 "shutdown", every stream ends, the process exits with code 0.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, stopAll, BASE_CONFIG, API_KEY, sanitizerReport } from './lib/server.js';
+import { withTimeout, api } from './lib/http.js';
+import { connectRaw, closeAllRaw, call } from './lib/raw.js';
+import { connectedClient, subscribe, closeAllClients, once } from './lib/sdk.js';
+
+const EXIT_WITHIN_MS = 10000;
+
+function assertCleanExit(r, signal) {
+  assert.equal(r.timedOut, false, `no exit within the fixture's timeout after ${signal}\n${r.stderr.slice(-4000)}`);
+  assert.equal(r.signal, null, `killed by a signal\n${r.stderr.slice(-4000)}`);
+  assert.equal(r.code, 0, `exit code\n${r.stderr.slice(-4000)}`);
+  assert.ok(!sanitizerReport(r.stderr), `sanitizer report:\n${r.stderr.slice(-8000)}`);
+}
+
+describe('graceful shutdown', () => {
+  after(async () => {
+    closeAllClients();
+    closeAllRaw();
+    await stopAll();
+  });
+
+  it('SIGTERM ⇒ Disconnect 3001 "shutdown" to an SDK client and raw clients, exit code 0', { timeout: 60000 }, async () => {
+    const srv = await startServer({ ...BASE_CONFIG });
+    const c = await connectedClient(srv.base);
+    const sub = await subscribe(c, 'shutdown');
+    const raw1 = await connectRaw(srv.base);
+    await call(raw1, { subscribe: { channel: 'shutdown' }, id: 2 });
+    const raw2 = await connectRaw(srv.base); // connected, not subscribed
+    // A raw client that sent nothing yet beyond connect and whose data is in flight.
+    const raw3 = await connectRaw(srv.base);
+    await call(raw3, { subscribe: { channel: 'shutdown' }, id: 2 });
+    await sub.publish({ before: 'shutdown' });
+    assert.deepEqual((await sub.nextPub()).data, { before: 'shutdown' });
+
+    const connecting = once(c, 'connecting', EXIT_WITHIN_MS);
+    const t0 = Date.now();
+    const stopped = srv.stop('SIGTERM');
+
+    // SDK: 3001 is a reconnect code ⇒ 'connecting' with the server's code and reason.
+    const ctx = await connecting;
+    assert.deepEqual(ctx, { code: 3001, reason: 'shutdown' });
+    c.disconnect(); // stop its reconnect attempts against the dead server
+
+    for (const s of [raw1, raw2, raw3]) {
+      const d = await s.waitFor((m) => !!(m.push && m.push.disconnect), EXIT_WITHIN_MS);
+      assert.deepEqual(d, { push: { disconnect: { code: 3001, reason: 'shutdown' } } });
+      assert.deepEqual(await s.expectEnd(EXIT_WITHIN_MS), [], 'the stream ends after the disconnect push');
+    }
+
+    const r = await withTimeout(stopped, EXIT_WITHIN_MS + 1000, 'streamd exits after SIGTERM');
+    assertCleanExit(r, 'SIGTERM');
+    assert.ok(Date.now() - t0 < EXIT_WITHIN_MS, 'exits promptly');
+  });
+
+  it('SIGINT ⇒ the same: 3001 to a connected client, exit code 0', { timeout: 60000 }, async () => {
+    const srv = await startServer({ ...BASE_CONFIG });
+    const s = await connectRaw(srv.base);
+    const stopped = srv.stop('SIGINT');
+    const d = await s.waitFor((m) => !!(m.push && m.push.disconnect), EXIT_WITHIN_MS);
+    assert.deepEqual(d.push.disconnect, { code: 3001, reason: 'shutdown' });
+    await s.expectEnd(EXIT_WITHIN_MS);
+    assertCleanExit(await stopped, 'SIGINT');
+  });
+
+  it('SIGTERM with no client connected ⇒ exit code 0', { timeout: 30000 }, async () => {
+    const srv = await startServer({ ...BASE_CONFIG });
+    assertCleanExit(await srv.stop('SIGTERM'), 'SIGTERM');
+  });
+
+  it('SIGTERM while a client is not reading a full stream ⇒ still exits with code 0', { timeout: 60000 }, async () => {
+    // A big queue so that the data stays queued for the client instead of ending it with 3008.
+    const srv = await startServer({ ...BASE_CONFIG, client_queue_max_size: 64 * 1024 * 1024 });
+    const s = await connectRaw(srv.base);
+    await call(s, { subscribe: { channel: 'stuck' }, id: 2 });
+    s.pause();
+    // About 12 MB: more than the socket buffers hold, so the server has data it cannot write.
+    const data = { pad: 'p'.repeat(60 * 1024) };
+    for (let i = 0; i < 200; i++) {
+      const r = await api(srv.base, 'publish', { channel: 'stuck', data }, { key: API_KEY });
+      assert.equal(r.status, 200);
+    }
+    const t0 = Date.now();
+    const r = await srv.stop('SIGTERM');
+    assertCleanExit(r, 'SIGTERM');
+    assert.ok(Date.now() - t0 < EXIT_WITHIN_MS, 'exits promptly');
+    s.close();
+  });
+});
