@@ -79,7 +79,8 @@ static int json_encode_reply(const Protocol__Reply *reply, struct frame **out) {
 static int emulation_string(json_t *body, const char *key, char **dst) {
   json_t *v = json_object_get(body, key);
   if (v == NULL || json_is_null(v)) return 0;
-  if (!json_is_string(v) || memchr(json_string_value(v), '\0', json_string_length(v))) return -CODEC_EMALFORMED;
+  if (!json_is_string(v) || memchr(json_string_value(v), '\0', json_string_length(v)))
+    return -CODEC_EMALFORMED;
   if (json_string_length(v) == 0) return 0;
   *dst = strdup(json_string_value(v));
   return *dst ? 0 : -CODEC_ENOMEM;

@@ -26,9 +26,9 @@ enum kind { KIND_INT, KIND_BOOL, KIND_FLOAT, KIND_DOUBLE, KIND_STRING, KIND_BYTE
 
 struct type_info {
   enum kind kind;
-  size_t size;          /* bytes one value takes in a struct field or a repeated array */
-  bool is_signed;       /* KIND_INT only */
-  json_int_t min, max;  /* KIND_INT only: accepted JSON range (jansson cannot hold more than int64) */
+  size_t size;         /* bytes one value takes in a struct field or a repeated array */
+  bool is_signed;      /* KIND_INT only */
+  json_int_t min, max; /* KIND_INT only: accepted JSON range (jansson cannot hold more than int64) */
 };
 
 static const struct type_info type_infos[] = {
@@ -70,9 +70,7 @@ static const struct type_info *type_info(const ProtobufCFieldDescriptor *f) { re
 
 static void *slot_at(ProtobufCMessage *msg, size_t offset) { return (char *)msg + offset; }
 
-static const void *cslot_at(const ProtobufCMessage *msg, size_t offset) {
-  return (const char *)msg + offset;
-}
+static const void *cslot_at(const ProtobufCMessage *msg, size_t offset) { return (const char *)msg + offset; }
 
 static bool is_always_present(const ProtobufCMessageDescriptor *desc, const ProtobufCFieldDescriptor *f) {
   for (size_t i = 0; i < sizeof always_present / sizeof always_present[0]; i++)
@@ -175,7 +173,8 @@ static int decode_message(const ProtobufCFieldDescriptor *f, json_t *v, void *sl
 /* Decodes one non-null value of F's type into SLOT (a singular field or one repeated element). */
 static int decode_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot, bool element) {
   switch (type_info(f)->kind) {
-    case KIND_INT: return decode_int(f, v, slot);
+    case KIND_INT:
+      return decode_int(f, v, slot);
     case KIND_BOOL:
       if (!json_is_boolean(v)) return -CODEC_EMALFORMED;
       *(protobuf_c_boolean *)slot = json_is_true(v);
@@ -188,9 +187,12 @@ static int decode_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot
       if (!json_is_number(v)) return -CODEC_EMALFORMED;
       *(double *)slot = json_number_value(v);
       return 0;
-    case KIND_STRING: return decode_string(v, slot, element);
-    case KIND_BYTES: return codec_json_raw_from_value(v, slot);
-    case KIND_MESSAGE: return decode_message(f, v, slot);
+    case KIND_STRING:
+      return decode_string(v, slot, element);
+    case KIND_BYTES:
+      return codec_json_raw_from_value(v, slot);
+    case KIND_MESSAGE:
+      return decode_message(f, v, slot);
   }
   return -CODEC_EMALFORMED;
 }
@@ -306,12 +308,21 @@ static int encode_string(const char *s, json_t **out) {
 /* Encodes the value of F's type at SLOT (a singular field or one repeated element). */
 static int encode_value(const ProtobufCFieldDescriptor *f, const void *slot, json_t **out) {
   switch (type_info(f)->kind) {
-    case KIND_INT: return encode_int(f, slot, out);
-    case KIND_BOOL: *out = json_boolean(*(const protobuf_c_boolean *)slot); break;
-    case KIND_FLOAT: *out = json_real(*(const float *)slot); break;
-    case KIND_DOUBLE: *out = json_real(*(const double *)slot); break;
-    case KIND_STRING: return encode_string(*(char *const *)slot, out);
-    case KIND_BYTES: return encode_bytes(slot, out);
+    case KIND_INT:
+      return encode_int(f, slot, out);
+    case KIND_BOOL:
+      *out = json_boolean(*(const protobuf_c_boolean *)slot);
+      break;
+    case KIND_FLOAT:
+      *out = json_real(*(const float *)slot);
+      break;
+    case KIND_DOUBLE:
+      *out = json_real(*(const double *)slot);
+      break;
+    case KIND_STRING:
+      return encode_string(*(char *const *)slot, out);
+    case KIND_BYTES:
+      return encode_bytes(slot, out);
     case KIND_MESSAGE: {
       const ProtobufCMessage *sub = *(ProtobufCMessage *const *)slot;
       if (sub) return codec_json_encode_message(sub, out);
@@ -328,12 +339,18 @@ static bool field_is_set(const ProtobufCMessage *msg, const ProtobufCFieldDescri
   if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset != 0)
     return *(const protobuf_c_boolean *)cslot_at(msg, f->quantifier_offset);
   switch (type_info(f)->kind) {
-    case KIND_STRING: return *(char *const *)slot && **(char *const *)slot;
-    case KIND_BYTES: return ((const ProtobufCBinaryData *)slot)->len > 0;
-    case KIND_MESSAGE: return *(ProtobufCMessage *const *)slot != NULL;
-    case KIND_FLOAT: return *(const float *)slot != 0;
-    case KIND_DOUBLE: return *(const double *)slot != 0;
-    default: break;
+    case KIND_STRING:
+      return *(char *const *)slot && **(char *const *)slot;
+    case KIND_BYTES:
+      return ((const ProtobufCBinaryData *)slot)->len > 0;
+    case KIND_MESSAGE:
+      return *(ProtobufCMessage *const *)slot != NULL;
+    case KIND_FLOAT:
+      return *(const float *)slot != 0;
+    case KIND_DOUBLE:
+      return *(const double *)slot != 0;
+    default:
+      break;
   }
   static const uint8_t zero[8];
   return memcmp(slot, zero, type_info(f)->size) != 0;
@@ -370,7 +387,7 @@ static int encode_entry(json_t *o, const ProtobufCMessage *entry) {
 
 static int encode_map(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f, json_t **out) {
   size_t n = *(const size_t *)cslot_at(msg, f->quantifier_offset);
-  ProtobufCMessage *const *arr = *(ProtobufCMessage **const *)cslot_at(msg, f->offset);
+  ProtobufCMessage *const *arr = *(ProtobufCMessage * *const *)cslot_at(msg, f->offset);
   json_t *o = json_object();
   if (o == NULL) return -CODEC_ENOMEM;
   for (size_t i = 0; i < n; i++) {

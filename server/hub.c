@@ -240,3 +240,20 @@ size_t hub_subscriber_count(struct hub *h, const char *channel) {
   pthread_rwlock_unlock(&h->lock);
   return n;
 }
+
+struct foreach_ctx {
+  void (*fn)(const char *channel, size_t subscribers, void *arg);
+  void *arg;
+};
+
+static void foreach_one(const char *key, void *value, void *arg) {
+  struct foreach_ctx *ctx = arg;
+  ctx->fn(key, ((struct hub_channel *)value)->count, ctx->arg);
+}
+
+void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg), void *arg) {
+  struct foreach_ctx ctx = {fn, arg};
+  pthread_rwlock_rdlock(&h->lock);
+  strmap_foreach(h->channels, foreach_one, &ctx);
+  pthread_rwlock_unlock(&h->lock);
+}

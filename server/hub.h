@@ -53,6 +53,10 @@ int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);
  * Returns the number of sessions it was queued to. */
 size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub);
 
+/* Calls FN(channel, subscriber count, ARG) for every channel, under the read lock: FN must not call
+ * into the hub or take a session lock. */
+void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg), void *arg);
+
 /* Number of channels with at least one local subscriber, and of subscribers of CHANNEL. */
 size_t hub_channel_count(struct hub *h);
 size_t hub_subscriber_count(struct hub *h, const char *channel);

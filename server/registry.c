@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "session.h"
@@ -68,6 +69,39 @@ size_t registry_count(struct registry *r) {
   size_t n = strmap_count(r->by_session);
   pthread_mutex_unlock(&r->lock);
   return n;
+}
+
+struct snapshot {
+  struct session **out;
+  size_t max, n;
+  const char *client_id; /* registry_find_any: stop at this client id */
+};
+
+static void snapshot_one(const char *key, void *value, void *arg) {
+  (void)key;
+  struct snapshot *snap = arg;
+  struct session *s = value;
+  if (snap->n >= snap->max) return;
+  if (snap->client_id && strcmp(s->client_id, snap->client_id) != 0) return;
+  snap->out[snap->n++] = session_ref(s);
+}
+
+size_t registry_snapshot(struct registry *r, struct session **out, size_t max) {
+  struct snapshot snap = {.out = out, .max = max};
+  pthread_mutex_lock(&r->lock);
+  strmap_foreach(r->by_session, snapshot_one, &snap);
+  pthread_mutex_unlock(&r->lock);
+  return snap.n;
+}
+
+struct session *registry_find_any(struct registry *r, const char *id) {
+  struct session *s = registry_find(r, id);
+  if (s) return s;
+  struct snapshot snap = {.out = &s, .max = 1, .client_id = id};
+  pthread_mutex_lock(&r->lock);
+  strmap_foreach(r->by_session, snapshot_one, &snap);
+  pthread_mutex_unlock(&r->lock);
+  return snap.n ? s : NULL;
 }
 
 static void close_one(const char *key, void *value, void *arg) {

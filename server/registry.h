@@ -24,6 +24,14 @@ struct session *registry_find(struct registry *r, const char *session_id);
 /* Number of sessions. */
 size_t registry_count(struct registry *r);
 
+/* Returns new references to every session (at most MAX) in OUT; the caller unrefs each. Returns the
+ * number stored. Use it to inspect sessions without holding the registry lock. */
+size_t registry_snapshot(struct registry *r, struct session **out, size_t max);
+
+/* Returns the session whose client id or session id is ID, with a new reference, or NULL. O(n) for
+ * client ids. */
+struct session *registry_find_any(struct registry *r, const char *id);
+
 /* Calls session_close(s, CODE) for every session. */
 void registry_close_all(struct registry *r, uint32_t code);
 

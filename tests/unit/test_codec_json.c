@@ -238,11 +238,12 @@ static void test_encode_connect_reply(void **state) {
   res.data = raw("{\"motd\":\"hi\"}");
   res.n_subs = 1;
   res.subs = entries;
-  assert_reply(&r,
-               "{\"id\":1,\"connect\":{\"client\":\"2c4314d3-cbfd-4c57-9f00-2e199335505d\",\"version\":"
-               "\"0.0.1\",\"expires\":true,\"ttl\":3600,\"data\":{\"motd\":\"hi\"},\"subs\":{\"personal:u\":{}},"
-               "\"ping\":2,\"pong\":true,\"session\":\"3df2cb80-b9b5-42b3-af25-1dfd89826f55\","
-               "\"node\":\"413f1e54-6b90-432f-8444-f0a22426fe1c\"}}\n");
+  assert_reply(
+      &r,
+      "{\"id\":1,\"connect\":{\"client\":\"2c4314d3-cbfd-4c57-9f00-2e199335505d\",\"version\":"
+      "\"0.0.1\",\"expires\":true,\"ttl\":3600,\"data\":{\"motd\":\"hi\"},\"subs\":{\"personal:u\":{}},"
+      "\"ping\":2,\"pong\":true,\"session\":\"3df2cb80-b9b5-42b3-af25-1dfd89826f55\","
+      "\"node\":\"413f1e54-6b90-432f-8444-f0a22426fe1c\"}}\n");
 }
 
 static void test_encode_empty_results(void **state) {
@@ -280,7 +281,8 @@ static void test_encode_error_rpc_refresh(void **state) {
   err.code = 100;
   err.message = "internal server error";
   err.temporary = 1;
-  assert_reply(&r, "{\"id\":5,\"error\":{\"code\":100,\"message\":\"internal server error\",\"temporary\":true}}\n");
+  assert_reply(
+      &r, "{\"id\":5,\"error\":{\"code\":100,\"message\":\"internal server error\",\"temporary\":true}}\n");
 
   Protocol__RPCResult rpc = PROTOCOL__RPCRESULT__INIT;
   rpc.data = raw("{\"a\":1}");
@@ -322,7 +324,9 @@ static void test_encode_pushes(void **state) {
   push = (Protocol__Push)PROTOCOL__PUSH__INIT;
   push.channel = "news";
   push.unsubscribe = &u;
-  assert_reply(&r, "{\"push\":{\"channel\":\"news\",\"unsubscribe\":{\"code\":2000,\"reason\":\"server unsubscribe\"}}}\n");
+  assert_reply(&r,
+               "{\"push\":{\"channel\":\"news\",\"unsubscribe\":{\"code\":2000,\"reason\":\"server "
+               "unsubscribe\"}}}\n");
 
   Protocol__Message m = PROTOCOL__MESSAGE__INIT;
   m.data = raw("\"hi\"");
@@ -361,7 +365,7 @@ static void test_encode_publication_full(void **state) {
   /* uint64 beyond int64: emitted as the double a JavaScript client would parse anyway */
   pub = (Protocol__Publication)PROTOCOL__PUBLICATION__INIT;
   pub.offset = UINT64_MAX;
-  assert_reply(&r, "{\"push\":{\"channel\":\"news\",\"pub\":{\"offset\":1.8446744073709552e+19}}}\n");
+  assert_reply(&r, "{\"push\":{\"channel\":\"news\",\"pub\":{\"offset\":1.8446744073709552e19}}}\n");
 }
 
 static void test_encode_subscribe_result_publications(void **state) {
@@ -384,10 +388,11 @@ static void test_encode_subscribe_result_publications(void **state) {
   Protocol__Reply r = PROTOCOL__REPLY__INIT;
   r.id = 2;
   r.subscribe = &sub;
-  assert_reply(&r,
-               "{\"id\":2,\"subscribe\":{\"recoverable\":true,\"epoch\":\"abcd\",\"publications\":[{\"data\":1,"
-               "\"offset\":5},{\"data\":[true,null],\"offset\":6}],\"recovered\":true,\"offset\":4,"
-               "\"positioned\":true,\"was_recovering\":true}}\n");
+  assert_reply(
+      &r,
+      "{\"id\":2,\"subscribe\":{\"recoverable\":true,\"epoch\":\"abcd\",\"publications\":[{\"data\":1,"
+      "\"offset\":5},{\"data\":[true,null],\"offset\":6}],\"recovered\":true,\"offset\":4,"
+      "\"positioned\":true,\"was_recovering\":true}}\n");
 }
 
 /* ---- always-present fields and maps ---- */
@@ -417,9 +422,10 @@ static void test_always_present(void **state) {
   h.publications = pubs;
   h.epoch = "abc";
   h.offset = 7;
-  assert_reply(&r,
-               "{\"id\":8,\"history\":{\"publications\":[{\"data\":{\"n\":1},\"offset\":7}],\"epoch\":\"abc\","
-               "\"offset\":7}}\n");
+  assert_reply(
+      &r,
+      "{\"id\":8,\"history\":{\"publications\":[{\"data\":{\"n\":1},\"offset\":7}],\"epoch\":\"abc\","
+      "\"offset\":7}}\n");
 
   Protocol__PresenceResult pr = PROTOCOL__PRESENCE_RESULT__INIT;
   r = (Protocol__Reply)PROTOCOL__REPLY__INIT;
@@ -458,16 +464,18 @@ static void test_presence_map(void **state) {
   Protocol__Reply r = PROTOCOL__REPLY__INIT;
   r.id = 6;
   r.presence = &pr;
-  assert_reply(&r,
-               "{\"id\":6,\"presence\":{\"presence\":{\"2c4314d3-cbfd-4c57-9f00-2e199335505d\":{\"user\":\"u1\","
-               "\"client\":\"2c4314d3-cbfd-4c57-9f00-2e199335505d\"}}}}\n");
+  assert_reply(
+      &r,
+      "{\"id\":6,\"presence\":{\"presence\":{\"2c4314d3-cbfd-4c57-9f00-2e199335505d\":{\"user\":\"u1\","
+      "\"client\":\"2c4314d3-cbfd-4c57-9f00-2e199335505d\"}}}}\n");
 
   e2.key = "c2";
   e2.value = &b;
   pr.n_presence = 2;
   char *text = encode_text(&r);
-  assert_non_null(strstr(text, ",\"c2\":{\"user\":\"u2\",\"client\":\"c2\",\"conn_info\":{\"name\":\"Bob\"},"
-                               "\"chan_info\":[1]}}}}\n"));
+  assert_non_null(strstr(text,
+                         ",\"c2\":{\"user\":\"u2\",\"client\":\"c2\",\"conn_info\":{\"name\":\"Bob\"},"
+                         "\"chan_info\":[1]}}}}\n"));
   free(text);
 }
 
@@ -546,7 +554,8 @@ static void test_raw_round_trip(void **state) {
 
 static void test_raw_decode_whitespace_in_line(void **state) {
   (void)state;
-  Protocol__Command *cmd = decode_one("{\"publish\":{\"channel\":\"c\",\"data\":{ \"a\" : [ 1 ,\t2 ] }},\"id\":3}");
+  Protocol__Command *cmd =
+      decode_one("{\"publish\":{\"channel\":\"c\",\"data\":{ \"a\" : [ 1 ,\t2 ] }},\"id\":3}");
   assert_bytes(cmd->publish->data, "{\"a\":[1,2]}");
   cmd_free(cmd);
 }
@@ -581,14 +590,14 @@ static void test_invalid_commands(void **state) {
       "\"connect\"",
       "42",
       "null",
-      "{\"connect\":{\"token\":\"tok\"",             /* truncated */
-      "{\"id\":1} x",                                /* trailing garbage */
-      "{\"id\":\"1\"}",                              /* string for uint32 */
-      "{\"id\":-1}",                                 /* out of range */
-      "{\"id\":4294967296}",                         /* > UINT32_MAX */
-      "{\"id\":1.5}",                                /* real for an integer */
+      "{\"connect\":{\"token\":\"tok\"", /* truncated */
+      "{\"id\":1} x",                    /* trailing garbage */
+      "{\"id\":\"1\"}",                  /* string for uint32 */
+      "{\"id\":-1}",                     /* out of range */
+      "{\"id\":4294967296}",             /* > UINT32_MAX */
+      "{\"id\":1.5}",                    /* real for an integer */
       "{\"id\":true}",
-      "{\"subscribe\":\"news\",\"id\":2}",           /* message field not an object */
+      "{\"subscribe\":\"news\",\"id\":2}", /* message field not an object */
       "{\"subscribe\":[],\"id\":2}",
       "{\"subscribe\":{\"channel\":5},\"id\":2}",    /* number for a string */
       "{\"subscribe\":{\"channel\":\"a\\u0000b\"}}", /* NUL inside a string field */
@@ -689,15 +698,18 @@ static void test_too_big(void **state) {
 static void test_emulation(void **state) {
   (void)state;
   const char *body =
-      "{\"session\":\"3df2cb80-b9b5-42b3-af25-1dfd89826f55\",\"node\":\"413f1e54-6b90-432f-8444-f0a22426fe1c\","
-      "\"data\":\"{\\\"subscribe\\\":{\\\"channel\\\":\\\"a\\\",\\\"flag\\\":1},\\\"id\\\":2}\\n{\\\"subscribe\\\":"
+      "{\"session\":\"3df2cb80-b9b5-42b3-af25-1dfd89826f55\",\"node\":\"413f1e54-6b90-432f-8444-"
+      "f0a22426fe1c\","
+      "\"data\":\"{\\\"subscribe\\\":{\\\"channel\\\":\\\"a\\\",\\\"flag\\\":1},\\\"id\\\":2}\\n{"
+      "\\\"subscribe\\\":"
       "{\\\"channel\\\":\\\"b\\\"},\\\"id\\\":3}\"}";
   Protocol__EmulationRequest *req = NULL;
   assert_int_equal(codec_json.decode_emulation((const uint8_t *)body, strlen(body), &req), 0);
   assert_string_equal(req->session, "3df2cb80-b9b5-42b3-af25-1dfd89826f55");
   assert_string_equal(req->node, "413f1e54-6b90-432f-8444-f0a22426fe1c");
-  assert_bytes(req->data, "{\"subscribe\":{\"channel\":\"a\",\"flag\":1},\"id\":2}\n"
-                          "{\"subscribe\":{\"channel\":\"b\"},\"id\":3}");
+  assert_bytes(req->data,
+               "{\"subscribe\":{\"channel\":\"a\",\"flag\":1},\"id\":2}\n"
+               "{\"subscribe\":{\"channel\":\"b\"},\"id\":3}");
   const uint8_t *p = req->data.data, *end = p + req->data.len;
   Protocol__Command *cmd;
   assert_int_equal(codec_json.next_command(&p, end, MAX_COMMAND, &cmd), 0);

@@ -1,0 +1,202 @@
+/* Unit tests for the hub (channel index, encode-once fan-out, refcounts) and the session's bounded
+ * queue (drain coalescing, 3008 on overflow, close semantics). Sessions here have no transport: the
+ * tests drain their queues directly, as stream.c would. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "broker.h"
+#include "codec.h"
+#include "config.h"
+#include "hub.h"
+#include "registry.h"
+#include "server.h"
+#include "session.h"
+#include "timer.h"
+
+struct fixture {
+  struct config cfg;
+  struct server srv;
+};
+
+static int setup(void **state) {
+  struct fixture *fx = calloc(1, sizeof *fx);
+  assert_int_equal(config_defaults(&fx->cfg), 0);
+  fx->cfg.client_insecure = true;
+  fx->srv.cfg = &fx->cfg;
+  fx->srv.timers = timer_wheel_new(50, 64, 0);
+  fx->srv.registry = registry_new();
+  fx->srv.hub = hub_new(&fx->srv);
+  fx->srv.broker = broker_memory_new(&fx->srv);
+  *state = fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *fx = *state;
+  hub_free(fx->srv.hub);
+  fx->srv.broker->ops->free(fx->srv.broker);
+  registry_free(fx->srv.registry);
+  timer_wheel_free(fx->srv.timers);
+  config_cleanup(&fx->cfg);
+  free(fx);
+  return 0;
+}
+
+static struct session *connected_session(struct fixture *fx) {
+  struct session *s = session_new(&fx->srv, codec_get(CODEC_JSON), "127.0.0.1");
+  assert_non_null(s);
+  session_set_connected(s);
+  return s;
+}
+
+/* Drains everything queued for S into a NUL-terminated string (caller frees). */
+static char *drain_all(struct session *s) {
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap + 1);
+  bool eof = false;
+  size_t n;
+  while ((n = session_drain(s, (uint8_t *)buf + len, cap - len, &eof)) > 0) len += n;
+  buf[len] = '\0';
+  return buf;
+}
+
+static void publish_text(struct fixture *fx, const char *channel, const char *json, size_t *delivered) {
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  pub.data.data = (uint8_t *)json;
+  pub.data.len = strlen(json);
+  *delivered = hub_publish(fx->srv.hub, channel, &pub);
+}
+
+static void test_fanout_encodes_once_and_shares_frame(void **state) {
+  struct fixture *fx = *state;
+  enum { N = 50 };
+  struct session *s[N];
+  for (int i = 0; i < N; i++) {
+    s[i] = connected_session(fx);
+    assert_int_equal(hub_subscribe(fx->srv.hub, s[i], "news", 0, NULL), 0);
+  }
+  assert_int_equal(hub_subscriber_count(fx->srv.hub, "news"), N);
+  size_t delivered = 0;
+  publish_text(fx, "news", "{\"n\":1}", &delivered);
+  assert_int_equal(delivered, N);
+  /* every queue holds the same frame, with one reference per queue */
+  struct frame *first = s[0]->queue[s[0]->queue_head];
+  assert_int_equal(atomic_load(&first->refs), N);
+  for (int i = 1; i < N; i++) assert_ptr_equal(s[i]->queue[s[i]->queue_head], first);
+  for (int i = 0; i < N; i++) {
+    char *out = drain_all(s[i]);
+    assert_string_equal(out, "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":{\"n\":1}}}}\n");
+    free(out);
+  }
+  for (int i = 0; i < N; i++) {
+    session_close(s[i], 3000);
+    session_detach(s[i]);
+  }
+  assert_int_equal(hub_channel_count(fx->srv.hub), 0);
+}
+
+static void test_unsubscribe_stops_delivery_and_errors(void **state) {
+  struct fixture *fx = *state;
+  struct session *a = connected_session(fx), *b = connected_session(fx);
+  assert_int_equal(hub_subscribe(fx->srv.hub, a, "c", 0, NULL), 0);
+  assert_int_equal(hub_subscribe(fx->srv.hub, b, "c", 0, NULL), 0);
+  assert_int_equal(hub_subscribe(fx->srv.hub, a, "c", 0, NULL), -HUB_EALREADY);
+  assert_int_equal(hub_subscribe(fx->srv.hub, a, "d", 1, NULL), -HUB_ELIMIT);
+  assert_int_equal(hub_unsubscribe(fx->srv.hub, a, "c"), 0);
+  assert_int_equal(hub_unsubscribe(fx->srv.hub, a, "c"), -HUB_ENOTSUB);
+  assert_false(hub_is_subscribed(fx->srv.hub, a, "c"));
+  size_t delivered = 0;
+  publish_text(fx, "c", "1", &delivered);
+  assert_int_equal(delivered, 1);
+  char *out_a = drain_all(a), *out_b = drain_all(b);
+  assert_string_equal(out_a, "");
+  assert_string_equal(out_b, "{\"push\":{\"channel\":\"c\",\"pub\":{\"data\":1}}}\n");
+  free(out_a);
+  free(out_b);
+  session_detach(a);
+  session_detach(b);
+  assert_int_equal(hub_channel_count(fx->srv.hub), 0);
+}
+
+static void test_subscribe_reply_precedes_publications(void **state) {
+  struct fixture *fx = *state;
+  struct session *s = connected_session(fx);
+  struct frame *reply = frame_new(2);
+  memcpy(reply->data, "R\n", 2);
+  assert_int_equal(hub_subscribe(fx->srv.hub, s, "x", 0, reply), 0);
+  frame_unref(reply);
+  size_t delivered = 0;
+  publish_text(fx, "x", "2", &delivered);
+  char *out = drain_all(s);
+  assert_string_equal(out, "R\n{\"push\":{\"channel\":\"x\",\"pub\":{\"data\":2}}}\n");
+  free(out);
+  session_detach(s);
+}
+
+static void test_queue_overflow_closes_with_3008(void **state) {
+  struct fixture *fx = *state;
+  fx->cfg.client_queue_max_size = 1024;
+  struct session *s = connected_session(fx);
+  struct frame *f = frame_new(300);
+  memset(f->data, 'x', 300);
+  for (int i = 0; i < 3; i++) assert_int_equal(session_enqueue(s, f), 0);
+  assert_int_equal(session_enqueue(s, f), -1); /* 1200 > 1024 */
+  assert_int_equal(session_state(s), SESSION_CLOSING);
+  assert_int_equal(session_enqueue(s, f), -1); /* closing: dropped */
+  frame_unref(f);
+  char *out = drain_all(s);
+  assert_string_equal(out, "{\"push\":{\"disconnect\":{\"code\":3008,\"reason\":\"slow\"}}}\n");
+  free(out);
+  bool eof = false;
+  uint8_t buf[8];
+  assert_int_equal(session_drain(s, buf, sizeof buf, &eof), 0);
+  assert_true(eof);
+  session_detach(s);
+}
+
+static void test_drain_coalesces_whole_frames(void **state) {
+  struct fixture *fx = *state;
+  struct session *s = connected_session(fx);
+  struct frame *f = frame_new(10);
+  memcpy(f->data, "abcdefghi\n", 10);
+  for (int i = 0; i < 5; i++) session_enqueue(s, f);
+  uint8_t buf[64];
+  bool eof = true;
+  /* 25 bytes of room: two whole frames, never a torn third */
+  assert_int_equal(session_drain(s, buf, 25, &eof), 20);
+  assert_false(eof);
+  assert_int_equal(session_drain(s, buf, sizeof buf, &eof), 30);
+  /* empty and open: parked, not eof */
+  assert_int_equal(session_drain(s, buf, sizeof buf, &eof), 0);
+  assert_false(eof);
+  assert_true(s->parked);
+  /* a frame larger than the buffer goes out in pieces */
+  session_enqueue(s, f);
+  assert_int_equal(session_drain(s, buf, 4, &eof), 4);
+  assert_memory_equal(buf, "abcd", 4);
+  assert_int_equal(session_drain(s, buf, 64, &eof), 6);
+  assert_memory_equal(buf, "efghi\n", 6);
+  frame_unref(f);
+  session_close(s, 3001);
+  char *out = drain_all(s);
+  assert_string_equal(out, "{\"push\":{\"disconnect\":{\"code\":3001,\"reason\":\"shutdown\"}}}\n");
+  free(out);
+  session_detach(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_fanout_encodes_once_and_shares_frame, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unsubscribe_stops_delivery_and_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_subscribe_reply_precedes_publications, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_queue_overflow_closes_with_3008, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_drain_coalesces_whole_frames, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
