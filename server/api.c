@@ -85,7 +85,7 @@ static int publish_one(struct server *srv, const char *channel, json_t *params) 
   if (channel_options_for(srv->cfg, channel) == NULL) return API_ERROR_UNKNOWN_CHANNEL;
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   int rc = publication_from_params(params, &pub);
-  if (rc == 0 && srv->broker->ops->publish(srv->broker, channel, &pub) != 0) rc = API_ERROR_INTERNAL;
+  if (rc == 0 && srv->broker->ops->publish(srv->broker, channel, &pub, NULL) != 0) rc = API_ERROR_INTERNAL;
   if (rc == 0) atomic_fetch_add_explicit(&srv->stats.publications, 1, memory_order_relaxed);
   publication_cleanup(&pub);
   return rc;

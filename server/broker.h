@@ -7,6 +7,8 @@
 #ifndef BROKER_H
 #define BROKER_H
 
+#include <stdint.h>
+
 #include "client.pb-c.h"
 
 struct server;
@@ -14,10 +16,19 @@ struct broker;
 
 enum broker_error { BROKER_OK = 0, BROKER_EUNKNOWN_NODE = 1, BROKER_EUNAVAILABLE = 2 };
 
+/* Where a publication landed in its channel's history stream: offset 0 and an empty epoch when the
+ * channel keeps no history. */
+struct stream_position {
+  uint64_t offset;
+  char epoch[16];
+};
+
 struct broker_ops {
   const char *name;
-  /* Delivers PUB (borrowed) on CHANNEL to its subscribers on every node. Returns 0 or -BROKER_E*. */
-  int (*publish)(struct broker *b, const char *channel, const Protocol__Publication *pub);
+  /* Delivers PUB (borrowed; the broker may set its offset/epoch) on CHANNEL to its subscribers on
+   * every node and stores it in the channel's history when the channel keeps one; *POS (may be NULL)
+   * receives its position. Returns 0 or -BROKER_E*. */
+  int (*publish)(struct broker *b, const char *channel, Protocol__Publication *pub, struct stream_position *pos);
   /* This node has its first local subscriber of CHANNEL / lost its last one. */
   int (*node_subscribe)(struct broker *b, const char *channel);
   int (*node_unsubscribe)(struct broker *b, const char *channel);

@@ -6,7 +6,9 @@
 #include "hub.h"
 #include "server.h"
 
-static int memory_publish(struct broker *b, const char *channel, const Protocol__Publication *pub) {
+static int memory_publish(struct broker *b, const char *channel, Protocol__Publication *pub,
+                          struct stream_position *pos) {
+  if (pos) *pos = (struct stream_position){0};
   hub_publish(b->srv->hub, channel, pub);
   return BROKER_OK;
 }

@@ -41,6 +41,13 @@ enum disconnect_code {
   DISCONNECT_NOT_AVAILABLE = 3508,
 };
 
+enum unsubscribe_code {
+  UNSUBSCRIBE_SERVER = 2000,             /* terminal: the SDK does not resubscribe */
+  UNSUBSCRIBE_INSUFFICIENT_STATE = 2500, /* the SDK resubscribes */
+  UNSUBSCRIBE_EXPIRED = 2501,
+  UNSUBSCRIBE_STATE_INVALIDATED = 2502,
+};
+
 /* Message of a reply error code ("permission denied"), or "unknown error". */
 const char *codes_error_message(uint32_t code);
 

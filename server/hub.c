@@ -5,6 +5,7 @@
 #include "hub.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ struct hub {
   pthread_rwlock_t lock;
   struct strmap *channels;
   struct server *srv;
+  _Atomic(hub_observer_fn) observer;
+  void *_Atomic observer_arg;
 };
 
 struct hub *hub_new(struct server *srv) {
@@ -223,6 +226,8 @@ size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publicati
   }
   pthread_rwlock_unlock(&h->lock);
   for (int k = 0; k < CODEC_COUNT; k++) frame_unref(frames[k]);
+  hub_observer_fn observer = atomic_load(&h->observer);
+  if (observer) observer(channel, pub, atomic_load(&h->observer_arg));
   return delivered;
 }
 
@@ -256,4 +261,9 @@ void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t s
   pthread_rwlock_rdlock(&h->lock);
   strmap_foreach(h->channels, foreach_one, &ctx);
   pthread_rwlock_unlock(&h->lock);
+}
+
+void hub_set_observer(struct hub *h, hub_observer_fn fn, void *arg) {
+  atomic_store(&h->observer_arg, arg);
+  atomic_store(&h->observer, fn);
 }

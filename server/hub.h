@@ -53,6 +53,11 @@ int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);
  * Returns the number of sessions it was queued to. */
 size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub);
 
+/* Called after every local fan-out with the channel and publication (borrowed), outside the hub lock,
+ * on the publishing thread. One observer per hub (the admin socket's `watch`); NULL removes it. */
+typedef void (*hub_observer_fn)(const char *channel, const Protocol__Publication *pub, void *arg);
+void hub_set_observer(struct hub *h, hub_observer_fn fn, void *arg);
+
 /* Calls FN(channel, subscriber count, ARG) for every channel, under the read lock: FN must not call
  * into the hub or take a session lock. */
 void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg), void *arg);

@@ -121,7 +121,7 @@ static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd) 
   pub.data = req->data;
   pub.info = &info;
   struct broker *b = s->srv->broker;
-  if (b->ops->publish(b, req->channel, &pub) != 0) return finish_check(s, cmd->id, -ERROR_INTERNAL);
+  if (b->ops->publish(b, req->channel, &pub, NULL) != 0) return finish_check(s, cmd->id, -ERROR_INTERNAL);
   atomic_fetch_add_explicit(&s->srv->stats.publications, 1, memory_order_relaxed);
   Protocol__PublishResult res = PROTOCOL__PUBLISH_RESULT__INIT;
   SEND_RESULT(s, cmd->id, publish, &res);
@@ -196,4 +196,28 @@ uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd) {
   }
   if (cmd->id == 0 && route->handle != handle_send) return DISCONNECT_BAD_REQUEST;
   return route->handle(s, cmd);
+}
+
+int protocol_server_unsubscribe(struct session *s, const char *channel) {
+  if (hub_unsubscribe(s->srv->hub, s, channel) != 0) return -1;
+  Protocol__Unsubscribe u = PROTOCOL__UNSUBSCRIBE__INIT;
+  Protocol__Push push = PROTOCOL__PUSH__INIT;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  u.code = UNSUBSCRIBE_SERVER;
+  u.reason = "server unsubscribe";
+  push.channel = (char *)channel;
+  push.unsubscribe = &u;
+  reply.push = &push;
+  return session_send_reply(s, &reply);
+}
+
+int protocol_send_message(struct session *s, const uint8_t *data, size_t len) {
+  Protocol__Message m = PROTOCOL__MESSAGE__INIT;
+  Protocol__Push push = PROTOCOL__PUSH__INIT;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  m.data.data = (uint8_t *)data;
+  m.data.len = len;
+  push.message = &m;
+  reply.push = &push;
+  return session_send_reply(s, &reply);
 }

@@ -4,6 +4,7 @@
 #ifndef PROTOCOL_H
 #define PROTOCOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "client.pb-c.h"
@@ -13,5 +14,12 @@ struct session;
 /* Runs CMD (borrowed) for S. Returns 0, or a disconnect code (>= 3000) the caller closes S with.
  * Any thread; takes the hub and session locks as needed (never both in the wrong order). */
 uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd);
+
+/* Server-side unsubscribe: removes S from CHANNEL and sends it an unsubscribe push with code 2000
+ * "server unsubscribe". Returns 0, or -1 when S was not subscribed. Any thread. */
+int protocol_server_unsubscribe(struct session *s, const char *channel);
+
+/* Sends S an async message push carrying DATA (raw bytes, JSON text for JSON clients). Returns 0 or -1. */
+int protocol_send_message(struct session *s, const uint8_t *data, size_t len);
 
 #endif

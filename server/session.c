@@ -121,7 +121,7 @@ static void do_wake(struct session *s, bool wake) {
 }
 
 /* Starts closing under the lock (see session_close). Returns whether a wake is due. */
-static bool close_locked(struct session *s, uint32_t code) {
+static bool close_locked(struct session *s, uint32_t code, const char *reason) {
   if (s->state >= SESSION_CLOSING) return false;
   s->state = SESSION_CLOSING;
   if (code == DISCONNECT_SLOW) queue_clear(s);
@@ -130,7 +130,7 @@ static bool close_locked(struct session *s, uint32_t code) {
     Protocol__Push push = PROTOCOL__PUSH__INIT;
     Protocol__Reply reply = PROTOCOL__REPLY__INIT;
     d.code = code;
-    d.reason = (char *)codes_disconnect_reason(code);
+    d.reason = (char *)(reason ? reason : codes_disconnect_reason(code));
     push.disconnect = &d;
     reply.push = &push;
     struct frame *f = NULL;
@@ -143,9 +143,11 @@ static bool close_locked(struct session *s, uint32_t code) {
   return take_wake(s);
 }
 
-void session_close(struct session *s, uint32_t code) {
+void session_close(struct session *s, uint32_t code) { session_close_reason(s, code, NULL); }
+
+void session_close_reason(struct session *s, uint32_t code, const char *reason) {
   pthread_mutex_lock(&s->lock);
-  bool wake = close_locked(s, code);
+  bool wake = close_locked(s, code, reason);
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
 }
@@ -155,7 +157,7 @@ int session_enqueue(struct session *s, struct frame *f) {
   pthread_mutex_lock(&s->lock);
   if (s->state >= SESSION_CLOSING) goto out;
   if (s->queued_bytes + f->len > (size_t)s->srv->cfg->client_queue_max_size) {
-    bool wake = close_locked(s, DISCONNECT_SLOW);
+    bool wake = close_locked(s, DISCONNECT_SLOW, NULL);
     pthread_mutex_unlock(&s->lock);
     do_wake(s, wake);
     return -1;
@@ -319,7 +321,7 @@ static void on_timer(void *arg) {
   switch (s->timer_kind) {
     case SESSION_TIMER_STALE:
       if (s->state == SESSION_CONNECTING || (s->state == SESSION_CONNECTED && s->unusable))
-        wake = close_locked(s, DISCONNECT_STALE);
+        wake = close_locked(s, DISCONNECT_STALE, NULL);
       break;
     case SESSION_TIMER_PING:
       if (s->state == SESSION_CONNECTED) wake = ping_locked(s);
@@ -327,7 +329,7 @@ static void on_timer(void *arg) {
     case SESSION_TIMER_PONG_CHECK:
       if (s->state != SESSION_CONNECTED) break;
       if (s->pong_pending)
-        wake = close_locked(s, DISCONNECT_NO_PONG);
+        wake = close_locked(s, DISCONNECT_NO_PONG, NULL);
       else
         arm_timer(s, SESSION_TIMER_PING, (uint64_t)(cfg->ping_interval_ms - cfg->pong_timeout_ms));
       break;

@@ -105,6 +105,9 @@ size_t session_drain(struct session *s, uint8_t *buf, size_t max, bool *eof);
  * Never frees and never takes the hub lock, so it is safe inside fan-out and timer callbacks. */
 void session_close(struct session *s, uint32_t code);
 
+/* session_close with a REASON of the caller's (NULL = the code's standard reason). REASON is copied. */
+void session_close_reason(struct session *s, uint32_t code, const char *reason);
+
 /* Called once by the transport when its request has ended (client gone or stream finished): marks the
  * session closed, removes its subscriptions from the hub, removes it from the registry, cancels its
  * timer and drops the transport's reference. Must be called with no hub or session lock held. */
