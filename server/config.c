@@ -604,3 +604,41 @@ const struct config_key *config_keys(size_t *count) {
   *count = KEY_COUNT;
   return keys;
 }
+
+/* Copies one non-reloadable scalar or string value; returns true when it differed. */
+static bool keep_value(enum config_type type, void *dst, const void *src) {
+  switch (type) {
+    case CONFIG_BOOL: {
+      bool changed = *(bool *)dst != *(const bool *)src;
+      *(bool *)dst = *(const bool *)src;
+      return changed;
+    }
+    case CONFIG_INT:
+    case CONFIG_DURATION: {
+      bool changed = *(int64_t *)dst != *(const int64_t *)src;
+      *(int64_t *)dst = *(const int64_t *)src;
+      return changed;
+    }
+    case CONFIG_STRING: {
+      const char *old = *(char *const *)src;
+      if (strcmp(*(char **)dst, old) == 0) return false;
+      char *copy = strdup(old);
+      if (copy == NULL) return false; /* keep the new text: still a valid config */
+      free(*(char **)dst);
+      *(char **)dst = copy;
+      return true;
+    }
+    default: return false; /* lists and namespaces are all reloadable */
+  }
+}
+
+size_t config_keep_static(struct config *fresh, const struct config *running, const char **changed, size_t max) {
+  size_t n = 0;
+  for (size_t k = 0; k < KEY_COUNT; k++) {
+    if (keys[k].reloadable || keys[k].channel_option) continue;
+    if (keep_value(keys[k].type, (char *)fresh + slots[k].offset, (const char *)running + slots[k].offset) &&
+        n < max)
+      changed[n++] = keys[k].name;
+  }
+  return n;
+}

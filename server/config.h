@@ -113,6 +113,11 @@ int config_defaults(struct config *cfg);
  * Not thread-safe with respect to CFG; call before sharing it. */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
+/* For a reload: puts the RUNNING values of every non-reloadable key into FRESH (ports, prefixes and the
+ * like only change on restart) and stores the names of those whose value the file changed into CHANGED
+ * (at most MAX). Returns how many changed. */
+size_t config_keep_static(struct config *fresh, const struct config *running, const char **changed, size_t max);
+
 /* Frees everything CFG owns. NULL-safe fields; CFG itself is not freed. */
 void config_cleanup(struct config *cfg);
 

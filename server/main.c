@@ -104,6 +104,7 @@ static void raise_file_limit(void) {
 
 static int server_init(struct server *srv, const struct config *cfg) {
   srv->cfg = cfg;
+  srv->boot_cfg = cfg;
   srv->started_ms = timer_now_ms();
   if (id_new_uuid(srv->node_id) != 0) return -1;
   srv->timers = timer_wheel_new(50, 1024, timer_now_ms());
@@ -122,19 +123,57 @@ static void server_cleanup(struct server *srv) {
   timer_wheel_free(srv->timers);
 }
 
-/* SIGHUP: re-reads the file and applies the log level; other keys take effect on restart for now. */
-static void reload(const struct options *o) {
-  struct config fresh;
+/* Configurations replaced by reloads. A reader may still be inside a call that loaded the old pointer,
+ * so a retired configuration is freed only once it has been retired for RETIRE_GRACE_MS (or at exit). */
+#define RETIRED_MAX 16
+#define RETIRE_GRACE_MS 10000
+static struct retired {
+  struct config *cfg;
+  uint64_t since_ms;
+} retired[RETIRED_MAX];
+
+static void retire_config(struct config *cfg, bool all) {
+  uint64_t now = timer_now_ms();
+  for (size_t i = 0; i < RETIRED_MAX; i++) {
+    if (retired[i].cfg && (all || now - retired[i].since_ms >= RETIRE_GRACE_MS)) {
+      config_cleanup(retired[i].cfg);
+      free(retired[i].cfg);
+      retired[i].cfg = NULL;
+    }
+    if (cfg && retired[i].cfg == NULL) {
+      retired[i] = (struct retired){cfg, now};
+      cfg = NULL;
+    }
+  }
+  if (cfg) { /* every slot busy: too many reloads within the grace period; keep it rather than risk */
+    log_warn("reload: %d reloads within %d ms; the oldest configuration stays in memory", RETIRED_MAX,
+             RETIRE_GRACE_MS);
+  }
+}
+
+/* SIGHUP: loads the file again; on success the reloadable keys (origins, namespaces and channel
+ * options, tokens, API key, log level) take effect at once, the others keep their running values until
+ * a restart. A broken file changes nothing and is reported with its file:line. */
+static void reload(const struct options *o, struct server *srv) {
+  struct config *fresh = malloc(sizeof *fresh);
   char err[512];
   enum log_level level;
-  if (config_load(&fresh, o->config_path, err, sizeof err) != 0) {
+  if (fresh == NULL) return;
+  if (config_load(fresh, o->config_path, err, sizeof err) != 0) {
     log_error("reload failed, keeping the running configuration: %s", err);
+    free(fresh);
     return;
   }
-  const char *lvl = o->log_level ? o->log_level : fresh.log_level;
+  const char *changed[64];
+  size_t n = config_keep_static(fresh, srv->cfg, changed, 64);
+  for (size_t i = 0; i < n; i++) log_warn("reload: '%s' changed; it takes effect after a restart", changed[i]);
+  if (o->port >= 0) fresh->port = o->port;
+  const char *lvl = o->log_level ? o->log_level : fresh->log_level;
   if (log_level_parse(lvl, &level) == 0) log_set_level(level);
-  log_info("configuration reloaded (log level %s; other changes need a restart)", lvl);
-  config_cleanup(&fresh);
+  struct config *old = (struct config *)srv->cfg;
+  srv->cfg = fresh;
+  retire_config(old == srv->boot_cfg ? NULL : old, false);
+  log_info("configuration reloaded");
 }
 
 static void shutdown_streams(struct server *srv, struct http *http) {
@@ -168,7 +207,7 @@ static int run(const struct options *o, struct server *srv) {
     int sig = 0;
     if (sigwait(&sigs, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      reload(o);
+      reload(o, srv);
       continue;
     }
     log_info("received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -207,6 +246,12 @@ int main(int argc, char **argv) {
   else
     rc = run(&o, &srv);
   server_cleanup(&srv);
+  if (srv.cfg != &cfg) {
+    struct config *last = (struct config *)srv.cfg;
+    config_cleanup(last);
+    free(last);
+  }
+  retire_config(NULL, true);
   config_cleanup(&cfg);
   return rc;
 }

@@ -24,7 +24,10 @@ struct server_stats {
 };
 
 struct server {
-  const struct config *cfg;
+  /* The running configuration. SIGHUP swaps in a new one (reloadable keys changed, the others kept);
+   * readers load the pointer once per use and never keep it beyond the call they are in. */
+  const struct config *_Atomic cfg;
+  const struct config *boot_cfg; /* the one loaded at start (main's, not heap-allocated) */
   char node_id[ID_UUID_LEN + 1];
   struct hub *hub;
   struct broker *broker;
