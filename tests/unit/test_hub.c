@@ -101,6 +101,29 @@ static void test_fanout_encodes_once_and_shares_frame(void **state) {
   assert_int_equal(hub_channel_count(fx->srv.hub), 0);
 }
 
+static void test_mixed_codecs_encode_once_per_codec(void **state) {
+  struct fixture *fx = *state;
+  enum { N = 10 };
+  struct session *s[N];
+  for (int i = 0; i < N; i++) {
+    s[i] = session_new(&fx->srv, codec_get(i % 2 ? CODEC_PROTOBUF : CODEC_JSON), "127.0.0.1");
+    session_set_connected(s[i]);
+    assert_int_equal(hub_subscribe(fx->srv.hub, s[i], "mix", 0, NULL), 0);
+  }
+  size_t delivered = 0;
+  publish_text(fx, "mix", "{\"a\":1}", &delivered);
+  assert_int_equal(delivered, N);
+  /* two frames in all: one per codec, each shared by that codec's five sessions */
+  struct frame *json = s[0]->queue[s[0]->queue_head], *pb = s[1]->queue[s[1]->queue_head];
+  assert_ptr_not_equal(json, pb);
+  assert_int_equal(atomic_load(&json->refs), N / 2);
+  assert_int_equal(atomic_load(&pb->refs), N / 2);
+  for (int i = 0; i < N; i++) assert_ptr_equal(s[i]->queue[s[i]->queue_head], i % 2 ? pb : json);
+  /* the protobuf frame: uvarint length, then Reply{push{channel, pub{data}}} */
+  assert_int_equal(pb->data[0], pb->len - 1);
+  for (int i = 0; i < N; i++) session_detach(s[i]);
+}
+
 static void test_unsubscribe_stops_delivery_and_errors(void **state) {
   struct fixture *fx = *state;
   struct session *a = connected_session(fx), *b = connected_session(fx);
@@ -193,6 +216,7 @@ static void test_drain_coalesces_whole_frames(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_fanout_encodes_once_and_shares_frame, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mixed_codecs_encode_once_per_codec, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unsubscribe_stops_delivery_and_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_subscribe_reply_precedes_publications, setup, teardown),
       cmocka_unit_test_setup_teardown(test_queue_overflow_closes_with_3008, setup, teardown),
