@@ -15,4 +15,10 @@ enum MHD_Result emulation_handle(struct request *req);
 /* POST <api_handler_prefix>[/<method>]: the server API (api.c). */
 enum MHD_Result api_handle(struct request *req);
 
+/* GET /health when `health` is on: 200 {} (ops.c). */
+enum MHD_Result health_handle(struct request *req);
+
+/* GET /metrics when `prometheus` is on: Prometheus text exposition format (ops.c). */
+enum MHD_Result metrics_handle(struct request *req);
+
 #endif

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <fnmatch.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "handlers.h"
 #include "log.h"
 #include "server.h"
+#include "stats.h"
 
 struct http {
   struct MHD_Daemon *daemon;
@@ -28,7 +30,7 @@ struct http {
   unsigned port;
 };
 
-enum route_kind { ROUTE_CLIENT, ROUTE_API };
+enum route_kind { ROUTE_CLIENT, ROUTE_API, ROUTE_OPS };
 
 struct route {
   const char *name;
@@ -37,35 +39,48 @@ struct route {
   size_t limit_offset;  /* int64_t in struct config; 0 = no body limit of its own */
   bool (*enabled)(const struct config *cfg);
   bool subpaths; /* also matches "<prefix>/<name>" */
+  const char *method; /* the one method served (besides OPTIONS for client routes) */
   enum MHD_Result (*handle)(struct request *req);
+  void (*count)(struct server *srv, unsigned status); /* optional: told every response status */
 };
 
 static bool stream_enabled(const struct config *cfg) { return cfg->http_stream; }
 static bool emulation_enabled(const struct config *cfg) { return cfg->http_stream || cfg->sse; }
 static bool always(const struct config *cfg) { return cfg != NULL; }
+static bool health_enabled(const struct config *cfg) { return cfg->health; }
+static bool prometheus_enabled(const struct config *cfg) { return cfg->prometheus; }
+
+/* Fixed paths of the operations endpoints (they have no prefix key). */
+static const char *const health_path = "/health";
+static const char *const metrics_path = "/metrics";
 
 #define CFG_FIELD(field) offsetof(struct config, field)
 
+#define FIXED_PATH SIZE_MAX /* prefix_offset value: the route's path is route->path */
+
 static const struct route routes[] = {
     {"http_stream", ROUTE_CLIENT, CFG_FIELD(http_stream_handler_prefix),
-     CFG_FIELD(http_stream_max_request_body_size), stream_enabled, false, stream_handle},
+     CFG_FIELD(http_stream_max_request_body_size), stream_enabled, false, "POST", stream_handle, NULL},
     {"emulation", ROUTE_CLIENT, CFG_FIELD(emulation_handler_prefix), CFG_FIELD(emulation_max_request_body_size),
-     emulation_enabled, false, emulation_handle},
-    {"api", ROUTE_API, CFG_FIELD(api_handler_prefix), 0, always, true, api_handle},
+     emulation_enabled, false, "POST", emulation_handle, stats_emulation},
+    {"api", ROUTE_API, CFG_FIELD(api_handler_prefix), 0, always, true, "POST", api_handle, NULL},
+    {"health", ROUTE_OPS, FIXED_PATH, 0, health_enabled, false, "GET", health_handle, NULL},
+    {"metrics", ROUTE_OPS, FIXED_PATH, 0, prometheus_enabled, false, "GET", metrics_handle, NULL},
 };
+
+static const char *route_path(const struct config *cfg, const struct route *r) {
+  if (r->prefix_offset != FIXED_PATH) return *(char *const *)((const char *)cfg + r->prefix_offset);
+  return r->handle == health_handle ? health_path : metrics_path;
+}
 
 /* The body limit of routes without a configured one (the API). */
 #define DEFAULT_BODY_LIMIT (1024 * 1024)
-
-static const char *config_string(const struct config *cfg, size_t offset) {
-  return *(char *const *)((const char *)cfg + offset);
-}
 
 static const struct route *route_match(const struct config *cfg, const char *url) {
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
     const struct route *r = &routes[i];
     if (!r->enabled(cfg)) continue;
-    const char *prefix = config_string(cfg, r->prefix_offset);
+    const char *prefix = route_path(cfg, r);
     size_t n = strlen(prefix);
     if (strncmp(url, prefix, n) != 0) continue;
     if (url[n] == '\0' || (r->subpaths && url[n] == '/' && url[n + 1] != '\0')) return r;
@@ -107,9 +122,15 @@ enum MHD_Result http_respond(struct request *req, unsigned status, const char *c
   if (r == NULL) return MHD_NO;
   if (content_type) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
   http_add_cors(req, r);
-  enum MHD_Result ret = MHD_queue_response(req->conn, status, r);
+  enum MHD_Result ret = http_queue(req, status, r);
   MHD_destroy_response(r);
   return ret;
+}
+
+enum MHD_Result http_queue(struct request *req, unsigned status, struct MHD_Response *response) {
+  req->status = status;
+  if (req->route && req->route->count) req->route->count(req->srv, status);
+  return MHD_queue_response(req->conn, status, response);
 }
 
 static enum MHD_Result respond_text(struct request *req, unsigned status, const char *text) {
@@ -122,7 +143,7 @@ static enum MHD_Result respond_preflight(struct request *req) {
   http_add_cors(req, r);
   MHD_add_response_header(r, "Access-Control-Allow-Methods", "POST, OPTIONS");
   MHD_add_response_header(r, "Access-Control-Max-Age", "300");
-  enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_NO_CONTENT, r);
+  enum MHD_Result ret = http_queue(req, MHD_HTTP_NO_CONTENT, r);
   MHD_destroy_response(r);
   return ret;
 }
@@ -154,7 +175,7 @@ static bool check_headers(struct request *req, enum MHD_Result *ret) {
     }
     if (strcmp(req->method, MHD_HTTP_METHOD_OPTIONS) == 0) return (*ret = respond_preflight(req)), true;
   }
-  if (strcmp(req->method, MHD_HTTP_METHOD_POST) != 0) {
+  if (strcmp(req->method, req->route->method) != 0) {
     *ret = respond_text(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
     return true;
   }

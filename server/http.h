@@ -25,6 +25,7 @@ struct request {
   size_t body_len, body_cap, body_limit;
   bool body_too_big;
   const char *cors_origin; /* the request's Origin when it is allowed and CORS headers are due */
+  unsigned status; /* of the response queued, 0 before */
   void (*cleanup)(struct request *req);
   void *handler_data;
 };
@@ -47,6 +48,10 @@ void http_stop(struct http *h);
  * request earned. Returns what MHD_queue_response returned. */
 enum MHD_Result http_respond(struct request *req, unsigned status, const char *content_type, const void *body,
                              size_t len);
+
+/* Queues RESPONSE with STATUS for REQ (every response goes through here: it records the status for
+ * the route's counters). */
+enum MHD_Result http_queue(struct request *req, unsigned status, struct MHD_Response *response);
 
 /* Adds the CORS headers due to REQ (if any) to RESPONSE. */
 void http_add_cors(const struct request *req, struct MHD_Response *response);

@@ -17,10 +17,19 @@ struct broker;
 struct registry;
 struct timer_wheel;
 
+/* Counters for `info`, the admin socket and /metrics (monotonic; gauges are computed when read). */
+#define STATS_DISCONNECT_CODES 24 /* slots for disconnect codes, see stats_disconnect_slot() */
+#define STATS_HTTP_STATUSES 8     /* slots for emulation response statuses */
 struct server_stats {
   atomic_uint_fast64_t messages_in;  /* commands received from clients */
   atomic_uint_fast64_t messages_out; /* frames queued to clients */
-  atomic_uint_fast64_t publications; /* publications accepted (client + API) */
+  atomic_uint_fast64_t bytes_in;     /* command bytes received from clients */
+  atomic_uint_fast64_t bytes_out;    /* frame bytes queued to clients */
+  atomic_uint_fast64_t publications; /* publications accepted (client, API, admin) */
+  atomic_uint_fast64_t queue_drops;  /* sessions closed because their queue overflowed (3008) */
+  atomic_uint_fast64_t connections;  /* sessions ever connected */
+  atomic_uint_fast64_t disconnects[STATS_DISCONNECT_CODES];
+  atomic_uint_fast64_t emulation[STATS_HTTP_STATUSES];
 };
 
 struct server {

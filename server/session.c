@@ -14,6 +14,7 @@
 #include "protocol.h"
 #include "registry.h"
 #include "server.h"
+#include "stats.h"
 
 static struct frame *ping_frames[CODEC_COUNT];
 static pthread_once_t ping_once = PTHREAD_ONCE_INIT;
@@ -95,6 +96,8 @@ static int queue_push(struct session *s, struct frame *f) {
   s->queued_bytes += f->len;
   s->messages_out++;
   s->bytes_out += f->len;
+  atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->srv->stats.bytes_out, f->len, memory_order_relaxed);
   return 0;
 }
 
@@ -124,6 +127,7 @@ static void do_wake(struct session *s, bool wake) {
 static bool close_locked(struct session *s, uint32_t code, const char *reason) {
   if (s->state >= SESSION_CLOSING) return false;
   s->state = SESSION_CLOSING;
+  stats_disconnect(s->srv, code);
   if (code == DISCONNECT_SLOW) queue_clear(s);
   if (code != DISCONNECT_CONNECTION_CLOSED) {
     Protocol__Disconnect d = PROTOCOL__DISCONNECT__INIT;
@@ -157,6 +161,7 @@ int session_enqueue(struct session *s, struct frame *f) {
   pthread_mutex_lock(&s->lock);
   if (s->state >= SESSION_CLOSING) goto out;
   if (s->queued_bytes + f->len > (size_t)s->srv->cfg->client_queue_max_size) {
+    atomic_fetch_add_explicit(&s->srv->stats.queue_drops, 1, memory_order_relaxed);
     bool wake = close_locked(s, DISCONNECT_SLOW, NULL);
     pthread_mutex_unlock(&s->lock);
     do_wake(s, wake);
@@ -167,7 +172,6 @@ out:;
   bool wake = rc == 0 && take_wake(s);
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
-  if (rc == 0) atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
   return rc;
 }
 
@@ -226,7 +230,10 @@ size_t session_drain(struct session *s, uint8_t *buf, size_t max, bool *eof) {
 
 void session_detach(struct session *s) {
   pthread_mutex_lock(&s->lock);
-  if (s->state < SESSION_CLOSING) log_debug("session %s: client went away", s->session_id);
+  if (s->state < SESSION_CLOSING) {
+    log_debug("session %s: client went away", s->session_id);
+    stats_disconnect(s->srv, DISCONNECT_CONNECTION_CLOSED);
+  }
   s->state = SESSION_CLOSED;
   s->transport = NULL;
   s->parked = false;
@@ -244,6 +251,7 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
   pthread_mutex_lock(&s->lock);
   s->bytes_in += len;
   pthread_mutex_unlock(&s->lock);
+  atomic_fetch_add_explicit(&s->srv->stats.bytes_in, len, memory_order_relaxed);
   for (;;) {
     if (session_state(s) >= SESSION_CLOSING) return;
     Protocol__Command *cmd = NULL;
@@ -273,6 +281,7 @@ void session_set_connected(struct session *s) {
   pthread_mutex_lock(&s->lock);
   if (s->state == SESSION_CONNECTING) {
     s->state = SESSION_CONNECTED;
+    atomic_fetch_add_explicit(&s->srv->stats.connections, 1, memory_order_relaxed);
     /* first ping at a random point in [interval/2, interval) so that pings of sessions that connected
      * together do not all fire in the same tick */
     if (interval > 0) arm_timer(s, SESSION_TIMER_PING, interval / 2 + id_random_below(interval / 2 + 1));
@@ -301,8 +310,7 @@ enum session_state session_state(struct session *s) {
 static bool ping_locked(struct session *s) {
   const struct config *cfg = s->srv->cfg;
   pthread_once(&ping_once, make_ping_frames);
-  if (ping_frames[s->codec->kind] && queue_push(s, ping_frames[s->codec->kind]) == 0)
-    atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
+  if (ping_frames[s->codec->kind]) queue_push(s, ping_frames[s->codec->kind]);
   s->last_ping_ms = timer_now_ms();
   if (cfg->pong_timeout_ms > 0) {
     s->pong_pending = true;

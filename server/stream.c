@@ -105,7 +105,7 @@ enum MHD_Result stream_handle(struct request *req) {
     return MHD_NO;
   }
   add_stream_headers(req, r, s->codec->kind);
-  enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_OK, r);
+  enum MHD_Result ret = http_queue(req, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
   return ret;
 }
