@@ -1,48 +1,28 @@
-/* api: the server HTTP API (PROTOCOL.md §7) for backends: POST <api_handler_prefix>/<method> with a
- * JSON body, or the legacy POST <api_handler_prefix> with {"method","params"}. Authentication by
+/* api: the HTTP front of the server API (PROTOCOL.md §7) for backends: POST <api_handler_prefix>/<method>
+ * with a JSON body, or the legacy POST <api_handler_prefix> with {"method","params"}. Authentication by
  * `X-API-Key: KEY` or `Authorization: apikey KEY` (401 otherwise, always 401 when no key is configured,
- * unless api_insecure). Answers are {"result":{...}} or {"error":{"code","message"}}; with the header
- * `X-Centrifugo-Error-Mode: transport` errors become HTTP statuses instead. Methods are a table. */
+ * unless api_insecure), compared in constant time. Answers are {"result":{...}} or
+ * {"error":{"code","message"}}; with the header `X-Centrifugo-Error-Mode: transport` errors become HTTP
+ * statuses instead. The methods themselves are in api_methods.c. */
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdbool.h>
 #include <string.h>
+#include <stdlib.h>
 #include <strings.h>
 
-#include "broker.h"
-#include "channel.h"
-#include "codec_json.h"
-#include "codes.h"
+#include "api.h"
 #include "handlers.h"
-#include "log.h"
 #include "server.h"
 
-enum api_error { API_OK = 0, API_ERROR_INTERNAL = 100, API_ERROR_UNKNOWN_CHANNEL = 102,
-                 API_ERROR_NOT_FOUND = 104, API_ERROR_BAD_REQUEST = 107, API_ERROR_NOT_AVAILABLE = 108 };
-
-/* A method: reads PARAMS (borrowed), stores a new result object in *result or returns an error code. */
-typedef int (*api_method_fn)(struct server *srv, json_t *params, json_t **result);
-
-struct api_method {
-  const char *name;
-  api_method_fn fn;
-};
-
-static const char *api_error_message(int code) {
-  return code == API_ERROR_NOT_FOUND ? "method not found" : codes_error_message((uint32_t)code);
-}
-
-/* Compares without an early exit, so response time does not reveal how much of the key matched. */
 static bool key_equal(const char *given, const char *expected) {
-  size_t gl = strlen(given), el = strlen(expected);
-  unsigned char diff = (unsigned char)(gl != el);
-  for (size_t i = 0; i < el; i++) diff |= (unsigned char)(expected[i] ^ given[i < gl ? i : 0]);
-  return diff == 0 && gl > 0;
+  size_t len = strlen(expected);
+  return len > 0 && strlen(given) == len && CRYPTO_memcmp(given, expected, len) == 0;
 }
 
 static bool authorized(const struct request *req) {
   const struct config *cfg = req->srv->cfg;
   if (cfg->api_insecure) return true;
-  if (cfg->api_key[0] == '\0') return false;
   const char *key = http_header(req, "X-API-Key");
   if (key) return key_equal(key, cfg->api_key);
   const char *auth = http_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -52,107 +32,62 @@ static bool authorized(const struct request *req) {
   return key_equal(auth, cfg->api_key);
 }
 
-/* Fills PUB from publish params (channel already checked). Returns 0 or an API error. */
-static int publication_from_params(json_t *params, Protocol__Publication *pub) {
-  json_t *data = json_object_get(params, "data");
-  if (data == NULL || json_is_null(data)) return API_ERROR_BAD_REQUEST;
-  if (codec_json_raw_from_value(data, &pub->data) != 0) return API_ERROR_INTERNAL;
-  json_t *tags = json_object_get(params, "tags");
-  if (tags == NULL || json_is_null(tags)) return 0;
-  if (!json_is_object(tags)) return API_ERROR_BAD_REQUEST;
-  ProtobufCMessage *msg = NULL;
-  json_t *wrapper = json_pack("{sO}", "tags", tags);
-  int rc = codec_json_message_from_value(&protocol__publication__descriptor, wrapper, &msg);
-  json_decref(wrapper);
-  if (rc != 0) return API_ERROR_BAD_REQUEST;
-  Protocol__Publication *tagged = (Protocol__Publication *)msg;
-  pub->n_tags = tagged->n_tags;
-  pub->tags = tagged->tags;
-  tagged->n_tags = 0;
-  tagged->tags = NULL;
-  protobuf_c_message_free_unpacked(msg, NULL);
-  return 0;
-}
-
-static void publication_cleanup(Protocol__Publication *pub) {
-  free(pub->data.data);
-  for (size_t i = 0; i < pub->n_tags; i++) protobuf_c_message_free_unpacked(&pub->tags[i]->base, NULL);
-  free(pub->tags);
-}
-
-static int publish_one(struct server *srv, const char *channel, json_t *params) {
-  if (channel == NULL || channel[0] == '\0' || strlen(channel) > CHANNEL_MAX_LENGTH) return API_ERROR_BAD_REQUEST;
-  if (channel_options_for(srv->cfg, channel) == NULL) return API_ERROR_UNKNOWN_CHANNEL;
-  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
-  int rc = publication_from_params(params, &pub);
-  if (rc == 0 && srv->broker->ops->publish(srv->broker, channel, &pub, NULL) != 0) rc = API_ERROR_INTERNAL;
-  if (rc == 0) atomic_fetch_add_explicit(&srv->stats.publications, 1, memory_order_relaxed);
-  publication_cleanup(&pub);
-  return rc;
-}
-
-static int method_publish(struct server *srv, json_t *params, json_t **result) {
-  int rc = publish_one(srv, json_string_value(json_object_get(params, "channel")), params);
-  if (rc == 0) *result = json_object();
-  return rc;
-}
-
-static json_t *error_object(int code) {
-  return json_pack("{s{sIss}}", "error", "code", (json_int_t)code, "message", api_error_message(code));
-}
-
-static int method_broadcast(struct server *srv, json_t *params, json_t **result) {
-  json_t *channels = json_object_get(params, "channels");
-  if (!json_is_array(channels) || json_array_size(channels) == 0) return API_ERROR_BAD_REQUEST;
-  json_t *responses = json_array();
-  size_t i;
-  json_t *ch;
-  json_array_foreach(channels, i, ch) {
-    int rc = json_is_string(ch) ? publish_one(srv, json_string_value(ch), params) : API_ERROR_BAD_REQUEST;
-    json_array_append_new(responses, rc == 0 ? json_pack("{s{}}", "result") : error_object(rc));
-  }
-  *result = json_pack("{so}", "responses", responses);
-  return 0;
-}
-
-static const struct api_method methods[] = {
-    {"publish", method_publish},
-    {"broadcast", method_broadcast},
-};
-
-static const struct api_method *find_method(const char *name) {
-  for (size_t i = 0; name && i < sizeof methods / sizeof methods[0]; i++)
-    if (strcmp(methods[i].name, name) == 0) return &methods[i];
-  return NULL;
-}
-
 /* HTTP status for an error in transport error mode. */
 static unsigned transport_status(int code) {
-  switch (code) {
-    case API_ERROR_UNKNOWN_CHANNEL:
-    case API_ERROR_NOT_FOUND: return MHD_HTTP_NOT_FOUND;
-    case API_ERROR_BAD_REQUEST:
-    case API_ERROR_NOT_AVAILABLE: return MHD_HTTP_BAD_REQUEST;
-    default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
-  }
+  static const struct {
+    int code;
+    unsigned status;
+  } map[] = {{API_ERROR_UNKNOWN_CHANNEL, MHD_HTTP_NOT_FOUND}, {API_ERROR_NOT_FOUND, MHD_HTTP_NOT_FOUND},
+             {API_ERROR_BAD_REQUEST, MHD_HTTP_BAD_REQUEST},   {API_ERROR_NOT_AVAILABLE, MHD_HTTP_BAD_REQUEST},
+             {API_ERROR_UNRECOVERABLE_POSITION, 416}};
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (map[i].code == code) return map[i].status;
+  return MHD_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 static enum MHD_Result respond_json(struct request *req, unsigned status, json_t *body) {
-  char *text = json_dumps(body, JSON_COMPACT);
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
   json_decref(body);
-  if (text == NULL) return MHD_NO;
+  if (text == NULL) return http_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, 0);
   enum MHD_Result ret = http_respond(req, status, "application/json", text, strlen(text));
   free(text);
   return ret;
 }
 
-static enum MHD_Result respond_result(struct request *req, int code, json_t *result) {
-  if (code == 0) return respond_json(req, MHD_HTTP_OK, json_pack("{so}", "result", result));
-  const char *mode = http_header(req, "X-Centrifugo-Error-Mode");
-  if (mode && strcmp(mode, "transport") == 0)
-    return respond_json(req, transport_status(code),
-                        json_pack("{sIss}", "code", (json_int_t)code, "message", api_error_message(code)));
-  return respond_json(req, MHD_HTTP_OK, error_object(code));
+static json_t *error_body(int code) {
+  return json_pack("{sIss}", "code", (json_int_t)code, "message", api_error_message(code));
+}
+
+/* batch: {"commands":[{"<method>":{params}}, ...]} ⇒ {"replies":[{"<method>":{result}} | {"error":{..}}]}.
+ * Commands run in order (the "parallel" flag is accepted; order is kept either way). */
+static json_t *run_batch(struct server *srv, json_t *params, int *code) {
+  json_t *commands = json_object_get(params, "commands");
+  *code = json_is_array(commands) ? 0 : API_ERROR_BAD_REQUEST;
+  if (*code) return json_pack("{so}", "error", error_body(*code));
+  json_t *replies = json_array();
+  size_t i;
+  json_t *command;
+  json_array_foreach(commands, i, command) {
+    const char *name = json_is_object(command) && json_object_size(command) == 1 ? json_object_iter_key(json_object_iter(command)) : NULL;
+    api_method_fn fn = name && strcmp(name, "batch") != 0 ? api_find_method(name) : NULL;
+    json_t *result = NULL;
+    int rc = fn == NULL ? API_ERROR_NOT_FOUND : !json_is_object(json_object_get(command, name)) ? API_ERROR_BAD_REQUEST
+                                                                                              : fn(srv, json_object_get(command, name), &result);
+    json_array_append_new(replies, rc == 0 ? json_pack("{so}", name, result ? result : json_object())
+                                           : json_pack("{so}", "error", error_body(rc)));
+  }
+  return json_pack("{so}", "replies", replies);
+}
+
+/* Runs method NAME with PARAMS; returns {"result":..} or {"error":..} and the error code in *CODE. */
+static json_t *run_method(struct server *srv, const char *name, json_t *params, int *code) {
+  if (strcmp(name, "batch") == 0 && json_is_object(params)) return run_batch(srv, params, code);
+  api_method_fn fn = api_find_method(name);
+  json_t *result = NULL;
+  *code = fn == NULL ? API_ERROR_NOT_FOUND : !json_is_object(params) ? API_ERROR_BAD_REQUEST : fn(srv, params, &result);
+  if (*code == 0) return json_pack("{so}", "result", result ? result : json_object());
+  json_decref(result);
+  return json_pack("{so}", "error", error_body(*code));
 }
 
 enum MHD_Result api_handle(struct request *req) {
@@ -163,21 +98,26 @@ enum MHD_Result api_handle(struct request *req) {
     json_decref(body);
     return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", "malformed JSON\n", 15);
   }
-  const char *prefix = req->srv->cfg->api_handler_prefix;
-  const char *name = req->url + strlen(prefix);
+  const char *name = req->url + strlen(req->srv->cfg->api_handler_prefix);
   json_t *params = body;
   bool legacy = name[0] == '\0';
   if (legacy) {
     name = json_string_value(json_object_get(body, "method"));
     params = json_object_get(body, "params");
-    if (!json_is_object(params)) params = NULL;
   } else {
     name++; /* skip '/' */
   }
-  const struct api_method *m = find_method(name);
-  json_t *result = NULL;
-  int code = m == NULL ? API_ERROR_NOT_FOUND : params == NULL ? API_ERROR_BAD_REQUEST : m->fn(req->srv, params, &result);
+  if (!legacy && api_find_method(name) == NULL && strcmp(name, "batch") != 0) {
+    json_decref(body);
+    return http_respond(req, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", "unknown API method\n", 19);
+  }
+  int code = 0;
+  json_t *answer = run_method(req->srv, name ? name : "", params, &code);
   json_decref(body);
-  if (m == NULL && !legacy) return http_respond(req, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", "unknown API method\n", 19);
-  return respond_result(req, code, result);
+  const char *mode = http_header(req, "X-Centrifugo-Error-Mode");
+  if (code != 0 && mode && strcmp(mode, "transport") == 0) {
+    json_decref(answer);
+    return respond_json(req, transport_status(code), error_body(code));
+  }
+  return respond_json(req, MHD_HTTP_OK, answer);
 }

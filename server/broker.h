@@ -1,20 +1,33 @@
-/* broker: how publications and emulation requests cross nodes. The memory engine (broker_memory.c)
- * serves one node: publishing is local fan-out through the hub and an emulation request for another node
- * has nowhere to go. A Redis engine implements the same operations across nodes (PUBLISH to a channel
- * per stream channel, a control channel per node for routed emulation requests).
+/* broker: the engine behind channels: how publications, join/leave events and emulation requests
+ * cross nodes, and where history and presence live. The memory engine (broker_memory.c) serves one
+ * node: publishing is local fan-out through the hub, history and presence are in-process structures,
+ * and an emulation request for another node has nowhere to go. A Redis engine implements the same
+ * operations across nodes (PUBLISH per channel, a control channel per node for routed emulation
+ * requests, history streams and presence hashes in Redis).
  *
  * Threads: every operation may be called from any thread. */
 #ifndef BROKER_H
 #define BROKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "client.pb-c.h"
 
 struct server;
 struct broker;
+struct history_query;
+struct history_result;
+struct presence_result;
 
-enum broker_error { BROKER_OK = 0, BROKER_EUNKNOWN_NODE = 1, BROKER_EUNAVAILABLE = 2 };
+enum broker_error {
+  BROKER_OK = 0,
+  BROKER_EUNKNOWN_NODE = 1,
+  BROKER_EUNAVAILABLE = 2,
+  BROKER_ENOMEM = 3,
+  BROKER_EBADREQUEST = 4,      /* history: reverse with since.offset 0 */
+  BROKER_EUNRECOVERABLE = 5,   /* history: since.epoch is not the stream's epoch */
+};
 
 /* Where a publication landed in its channel's history stream: offset 0 and an empty epoch when the
  * channel keeps no history. */
@@ -23,12 +36,36 @@ struct stream_position {
   char epoch[16];
 };
 
+/* How a publication is kept: HISTORY_SIZE publications for HISTORY_TTL_MS (either 0 = no history). */
+struct publish_options {
+  size_t history_size;
+  uint64_t history_ttl_ms;
+};
+
 struct broker_ops {
   const char *name;
-  /* Delivers PUB (borrowed; the broker may set its offset/epoch) on CHANNEL to its subscribers on
-   * every node and stores it in the channel's history when the channel keeps one; *POS (may be NULL)
+  /* Stores PUB (borrowed) in CHANNEL's history when OPTS asks for it, sets pub->offset, and delivers it
+   * to the channel's subscribers on every node, in offset order per channel. *POS (may be NULL)
    * receives its position. Returns 0 or -BROKER_E*. */
-  int (*publish)(struct broker *b, const char *channel, Protocol__Publication *pub, struct stream_position *pos);
+  int (*publish)(struct broker *b, const char *channel, Protocol__Publication *pub,
+                 const struct publish_options *opts, struct stream_position *pos);
+  /* Delivers a join (JOIN true) or leave of INFO on CHANNEL to the subscribers that want them. */
+  int (*publish_join_leave)(struct broker *b, const char *channel, const Protocol__ClientInfo *info, int join);
+  /* Runs FN(ARG) while no publication on CHANNEL can be delivered on this node, so that a subscriber
+   * can read the stream position, recover, and join the channel without missing or repeating one. */
+  void (*with_channel_locked)(struct broker *b, const char *channel, void (*fn)(void *arg), void *arg);
+  /* History (see history.h for the semantics): query, recovery, current position (creating the
+   * stream), removal. Results are owned by the caller (history_result_cleanup). */
+  int (*history)(struct broker *b, const char *channel, const struct history_query *q, struct history_result *out);
+  int (*recover)(struct broker *b, const char *channel, uint64_t since_offset, const char *since_epoch,
+                 size_t max_publications, struct history_result *out, int *recovered);
+  int (*position)(struct broker *b, const char *channel, struct stream_position *pos);
+  int (*history_remove)(struct broker *b, const char *channel);
+  /* Presence: entries keyed by client id; results owned by the caller (presence_result_cleanup). */
+  int (*presence_add)(struct broker *b, const char *channel, const Protocol__ClientInfo *info);
+  int (*presence_remove)(struct broker *b, const char *channel, const char *client_id);
+  int (*presence_get)(struct broker *b, const char *channel, size_t max, struct presence_result *out);
+  int (*presence_stats)(struct broker *b, const char *channel, uint32_t *num_clients, uint32_t *num_users);
   /* This node has its first local subscriber of CHANNEL / lost its last one. */
   int (*node_subscribe)(struct broker *b, const char *channel);
   int (*node_unsubscribe)(struct broker *b, const char *channel);

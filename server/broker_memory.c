@@ -1,16 +1,110 @@
-/* broker_memory: the single-node engine. Publications go straight to the local hub; channel interest
- * needs no bookkeeping; there are no other nodes to route emulation requests to. */
+/* broker_memory: the single-node engine. Publications go to the history (when the channel keeps one)
+ * and then straight to the local hub; both steps happen under the channel's publish stripe lock, so
+ * subscribers see a channel's publications in offset order and a subscribe that holds the same lock
+ * (with_channel_locked) reads a position that no concurrent publication can overtake. History streams
+ * are swept once a second from the timer wheel. There are no other nodes to route emulation to. */
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "broker.h"
+#include "history.h"
 #include "hub.h"
+#include "presence.h"
 #include "server.h"
+#include "timer.h"
+
+#define PUBLISH_STRIPES 64
+#define SWEEP_INTERVAL_MS 1000
+
+struct memory_broker {
+  struct broker base;
+  struct history *history;
+  struct presence *presence;
+  pthread_mutex_t stripes[PUBLISH_STRIPES];
+  struct timer sweep;
+};
+
+static struct memory_broker *mem(struct broker *b) { return (struct memory_broker *)b; }
+
+static pthread_mutex_t *stripe_of(struct memory_broker *m, const char *channel) {
+  uint32_t h = 2166136261u;
+  for (const char *p = channel; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+  return &m->stripes[h % PUBLISH_STRIPES];
+}
+
+static int map_history_error(int rc) {
+  if (rc == -HISTORY_EBADREQUEST) return -BROKER_EBADREQUEST;
+  if (rc == -HISTORY_EUNRECOVERABLE) return -BROKER_EUNRECOVERABLE;
+  return rc == 0 ? 0 : -BROKER_ENOMEM;
+}
 
 static int memory_publish(struct broker *b, const char *channel, Protocol__Publication *pub,
-                          struct stream_position *pos) {
-  if (pos) *pos = (struct stream_position){0};
-  hub_publish(b->srv->hub, channel, pub);
-  return BROKER_OK;
+                          const struct publish_options *opts, struct stream_position *pos) {
+  struct memory_broker *m = mem(b);
+  struct stream_position where = {0};
+  int rc = 0;
+  pthread_mutex_t *lock = stripe_of(m, channel);
+  pthread_mutex_lock(lock);
+  if (opts && opts->history_size > 0 && opts->history_ttl_ms > 0) {
+    rc = history_add(m->history, channel, pub, opts->history_size, opts->history_ttl_ms, timer_now_ms(), &where);
+    pub->offset = where.offset;
+  }
+  if (rc == 0) hub_publish(b->srv->hub, channel, pub);
+  pthread_mutex_unlock(lock);
+  if (pos) *pos = where;
+  return map_history_error(rc);
+}
+
+static int memory_join_leave(struct broker *b, const char *channel, const Protocol__ClientInfo *info, int join) {
+  hub_publish_join_leave(b->srv->hub, channel, info, join);
+  return 0;
+}
+
+static void memory_with_channel_locked(struct broker *b, const char *channel, void (*fn)(void *arg), void *arg) {
+  pthread_mutex_t *lock = stripe_of(mem(b), channel);
+  pthread_mutex_lock(lock);
+  fn(arg);
+  pthread_mutex_unlock(lock);
+}
+
+static int memory_history(struct broker *b, const char *channel, const struct history_query *q,
+                          struct history_result *out) {
+  return map_history_error(history_query(mem(b)->history, channel, q, timer_now_ms(), out));
+}
+
+static int memory_recover(struct broker *b, const char *channel, uint64_t since_offset, const char *since_epoch,
+                          size_t max_publications, struct history_result *out, int *recovered) {
+  bool ok = false;
+  int rc = history_recover(mem(b)->history, channel, since_offset, since_epoch, max_publications, timer_now_ms(),
+                           out, &ok);
+  *recovered = ok;
+  return map_history_error(rc);
+}
+
+static int memory_position(struct broker *b, const char *channel, struct stream_position *pos) {
+  return map_history_error(history_position(mem(b)->history, channel, timer_now_ms(), pos));
+}
+
+static int memory_history_remove(struct broker *b, const char *channel) {
+  return map_history_error(history_remove(mem(b)->history, channel));
+}
+
+static int memory_presence_add(struct broker *b, const char *channel, const Protocol__ClientInfo *info) {
+  return presence_add(mem(b)->presence, channel, info) == 0 ? 0 : -BROKER_ENOMEM;
+}
+
+static int memory_presence_remove(struct broker *b, const char *channel, const char *client_id) {
+  presence_remove(mem(b)->presence, channel, client_id);
+  return 0;
+}
+
+static int memory_presence_get(struct broker *b, const char *channel, size_t max, struct presence_result *out) {
+  return presence_get(mem(b)->presence, channel, max, out) == 0 ? 0 : -BROKER_ENOMEM;
+}
+
+static int memory_presence_stats(struct broker *b, const char *channel, uint32_t *clients, uint32_t *users) {
+  return presence_stats(mem(b)->presence, channel, clients, users) == 0 ? 0 : -BROKER_ENOMEM;
 }
 
 static int memory_interest(struct broker *b, const char *channel) {
@@ -25,11 +119,34 @@ static int memory_route_emulation(struct broker *b, const Protocol__EmulationReq
   return -BROKER_EUNKNOWN_NODE;
 }
 
-static void memory_free(struct broker *b) { free(b); }
+static void sweep(void *arg) {
+  struct memory_broker *m = arg;
+  history_expire(m->history, timer_now_ms());
+  timer_wheel_schedule(m->base.srv->timers, &m->sweep, SWEEP_INTERVAL_MS, sweep, m);
+}
+
+static void memory_free(struct broker *b) {
+  struct memory_broker *m = mem(b);
+  timer_wheel_cancel(b->srv->timers, &m->sweep);
+  history_free(m->history);
+  presence_free(m->presence);
+  for (int i = 0; i < PUBLISH_STRIPES; i++) pthread_mutex_destroy(&m->stripes[i]);
+  free(m);
+}
 
 static const struct broker_ops memory_ops = {
     .name = "memory",
     .publish = memory_publish,
+    .publish_join_leave = memory_join_leave,
+    .with_channel_locked = memory_with_channel_locked,
+    .history = memory_history,
+    .recover = memory_recover,
+    .position = memory_position,
+    .history_remove = memory_history_remove,
+    .presence_add = memory_presence_add,
+    .presence_remove = memory_presence_remove,
+    .presence_get = memory_presence_get,
+    .presence_stats = memory_presence_stats,
     .node_subscribe = memory_interest,
     .node_unsubscribe = memory_interest,
     .route_emulation = memory_route_emulation,
@@ -37,9 +154,19 @@ static const struct broker_ops memory_ops = {
 };
 
 struct broker *broker_memory_new(struct server *srv) {
-  struct broker *b = calloc(1, sizeof *b);
-  if (b == NULL) return NULL;
-  b->ops = &memory_ops;
-  b->srv = srv;
-  return b;
+  struct memory_broker *m = calloc(1, sizeof *m);
+  if (m == NULL) return NULL;
+  m->history = history_new(HISTORY_DEFAULT_META_TTL_MS);
+  m->presence = presence_new();
+  if (m->history == NULL || m->presence == NULL) {
+    history_free(m->history);
+    presence_free(m->presence);
+    free(m);
+    return NULL;
+  }
+  for (int i = 0; i < PUBLISH_STRIPES; i++) pthread_mutex_init(&m->stripes[i], NULL);
+  m->base.ops = &memory_ops;
+  m->base.srv = srv;
+  if (srv->timers) timer_wheel_schedule(srv->timers, &m->sweep, SWEEP_INTERVAL_MS, sweep, m);
+  return &m->base;
 }

@@ -1,7 +1,7 @@
 /* channel: channel names and the options that apply to them. A channel "ns:rest" belongs to namespace
  * "ns" (after stripping a leading private prefix "$"); a channel without ':' uses the top-level options.
- * Permission checks follow PROTOCOL.md §5.4 for what this build supports (anonymous and insecure
- * clients; tokens come later). */
+ * The permission checks follow PROTOCOL.md §5.4: what a connected client (anonymous when its user is
+ * "") may do on a channel without a subscription token, in insecure mode everything. */
 #ifndef CHANNEL_H
 #define CHANNEL_H
 
@@ -12,17 +12,31 @@
 
 #define CHANNEL_MAX_LENGTH 255
 
-/* Returns the options of CHANNEL's namespace, or NULL when the namespace is unknown. */
+/* Returns the options of CHANNEL's namespace, or NULL when the namespace is unknown or the channel
+ * does not match the namespace's channel_regex. */
 const struct channel_options *channel_options_for(const struct config *cfg, const char *channel);
 
 /* True for private channels ("$..."), which need a subscription token. */
 bool channel_is_private(const char *channel);
 
-/* May a client of USER ("" = anonymous) subscribe to a channel with OPTS? */
-bool channel_can_subscribe(const struct config *cfg, const struct channel_options *opts, const char *user);
+/* True when CHANNEL is user-limited ("name#u1,u2") for OPTS and USER is one of the listed users. */
+bool channel_user_allowed(const struct channel_options *opts, const char *channel, const char *user);
+
+/* May a client of USER subscribe to a channel with OPTS (no token)? */
+bool channel_can_subscribe(const struct config *cfg, const struct channel_options *opts, const char *channel,
+                           const char *user);
 
 /* May a client of USER publish to a channel with OPTS, being subscribed to it or not? */
 bool channel_can_publish(const struct config *cfg, const struct channel_options *opts, const char *user,
                          bool subscribed);
+
+/* May a client of USER ask for presence / history of a channel with OPTS? */
+bool channel_can_presence(const struct config *cfg, const struct channel_options *opts, const char *user,
+                          bool subscribed);
+bool channel_can_history(const struct config *cfg, const struct channel_options *opts, const char *user,
+                         bool subscribed);
+
+/* True when the channel keeps history (history_size and history_ttl both set). */
+bool channel_has_history(const struct channel_options *opts);
 
 #endif

@@ -120,7 +120,7 @@ static struct subscription **find_sub(struct session *s, const char *channel) {
   return pp;
 }
 
-static int subscribe_locked(struct hub *h, struct session *s, const char *channel, size_t limit) {
+static int subscribe_locked(struct hub *h, struct session *s, const char *channel, size_t limit, unsigned flags) {
   if (s->state >= SESSION_CLOSING) return -HUB_ECLOSED;
   if (*find_sub(s, channel)) return -HUB_EALREADY;
   if (limit > 0 && s->sub_count >= limit) return -HUB_ELIMIT;
@@ -129,6 +129,7 @@ static int subscribe_locked(struct hub *h, struct session *s, const char *channe
   if (sub == NULL) return -HUB_ENOMEM;
   memcpy(sub->channel_name, channel, len + 1);
   sub->session = s;
+  sub->flags = flags;
   struct hub_channel *ch = channel_get(h, channel);
   if (ch == NULL || channel_add(ch, sub) != 0) {
     if (ch) channel_drop_if_empty(h, ch);
@@ -141,33 +142,34 @@ static int subscribe_locked(struct hub *h, struct session *s, const char *channe
   return 0;
 }
 
-int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, struct frame *reply) {
+int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, unsigned flags,
+                  struct frame *reply) {
   pthread_rwlock_wrlock(&h->lock);
   pthread_mutex_lock(&s->lock);
-  int rc = subscribe_locked(h, s, channel, limit);
+  int rc = subscribe_locked(h, s, channel, limit, flags);
   pthread_mutex_unlock(&s->lock);
   if (rc == 0 && reply) session_enqueue(s, reply);
   pthread_rwlock_unlock(&h->lock);
   return rc;
 }
 
-int hub_unsubscribe(struct hub *h, struct session *s, const char *channel) {
+struct subscription *hub_unsubscribe(struct hub *h, struct session *s, const char *channel) {
   pthread_rwlock_wrlock(&h->lock);
   pthread_mutex_lock(&s->lock);
   struct subscription **pp = find_sub(s, channel);
   struct subscription *sub = *pp;
   if (sub) {
     *pp = sub->next;
+    sub->next = NULL;
     s->sub_count--;
   }
   pthread_mutex_unlock(&s->lock);
   if (sub) channel_remove(h, sub);
   pthread_rwlock_unlock(&h->lock);
-  free(sub);
-  return sub ? 0 : -HUB_ENOTSUB;
+  return sub;
 }
 
-void hub_unsubscribe_all(struct hub *h, struct session *s) {
+struct subscription *hub_unsubscribe_all(struct hub *h, struct session *s) {
   pthread_rwlock_wrlock(&h->lock);
   pthread_mutex_lock(&s->lock);
   struct subscription *list = s->subs;
@@ -176,11 +178,7 @@ void hub_unsubscribe_all(struct hub *h, struct session *s) {
   pthread_mutex_unlock(&s->lock);
   for (struct subscription *sub = list; sub; sub = sub->next) channel_remove(h, sub);
   pthread_rwlock_unlock(&h->lock);
-  while (list) {
-    struct subscription *next = list->next;
-    free(list);
-    list = next;
-  }
+  return list;
 }
 
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel) {
@@ -191,31 +189,29 @@ int hub_is_subscribed(struct hub *h, struct session *s, const char *channel) {
   return found;
 }
 
-/* Encodes the publication push for CODEC once; NULL when the codec cannot carry it. */
-static struct frame *encode_push(enum codec_kind kind, const char *channel, const Protocol__Publication *pub) {
-  Protocol__Push push = PROTOCOL__PUSH__INIT;
-  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
-  push.channel = (char *)channel;
-  push.pub = (Protocol__Publication *)pub;
-  reply.push = &push;
+/* Encodes REPLY (a push) for codec KIND; NULL when the codec cannot carry it. */
+static struct frame *encode_push(enum codec_kind kind, const char *channel, const Protocol__Reply *reply) {
   struct frame *f = NULL;
-  int rc = codec_get(kind)->encode_reply(&reply, &f);
-  if (rc != 0) log_warn("channel %s: publication not encodable as %s: %s", channel, codec_get(kind)->name,
+  int rc = codec_get(kind)->encode_reply(reply, &f);
+  if (rc != 0) log_warn("channel %s: push not encodable as %s: %s", channel, codec_get(kind)->name,
                         codec_strerror(rc));
   return rc == 0 ? f : NULL;
 }
 
-size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub) {
+/* Queues REPLY to every subscriber of CHANNEL having all of REQUIRED flags, encoding it at most once
+ * per codec. A session whose codec cannot carry the push is closed with 3506. */
+static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply *reply, unsigned required) {
   struct frame *frames[CODEC_COUNT] = {0};
   bool tried[CODEC_COUNT] = {0};
   size_t delivered = 0;
   pthread_rwlock_rdlock(&h->lock);
   struct hub_channel *ch = strmap_get(h->channels, channel);
   for (size_t i = 0; ch && i < ch->count; i++) {
+    if ((ch->subs[i]->flags & required) != required) continue;
     struct session *s = ch->subs[i]->session;
     enum codec_kind k = s->codec->kind;
     if (!tried[k]) {
-      frames[k] = encode_push(k, channel, pub);
+      frames[k] = encode_push(k, channel, reply);
       tried[k] = true;
     }
     if (frames[k] == NULL) {
@@ -226,9 +222,34 @@ size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publicati
   }
   pthread_rwlock_unlock(&h->lock);
   for (int k = 0; k < CODEC_COUNT; k++) frame_unref(frames[k]);
+  return delivered;
+}
+
+size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub) {
+  Protocol__Push push = PROTOCOL__PUSH__INIT;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  push.channel = (char *)channel;
+  push.pub = (Protocol__Publication *)pub;
+  reply.push = &push;
+  size_t delivered = fan_out(h, channel, &reply, 0);
   hub_observer_fn observer = atomic_load(&h->observer);
   if (observer) observer(channel, pub, atomic_load(&h->observer_arg));
   return delivered;
+}
+
+size_t hub_publish_join_leave(struct hub *h, const char *channel, const Protocol__ClientInfo *info, int join) {
+  Protocol__Join j = PROTOCOL__JOIN__INIT;
+  Protocol__Leave l = PROTOCOL__LEAVE__INIT;
+  Protocol__Push push = PROTOCOL__PUSH__INIT;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  j.info = l.info = (Protocol__ClientInfo *)info;
+  push.channel = (char *)channel;
+  if (join)
+    push.join = &j;
+  else
+    push.leave = &l;
+  reply.push = &push;
+  return fan_out(h, channel, &reply, SUB_PUSH_JOIN_LEAVE);
 }
 
 size_t hub_channel_count(struct hub *h) {

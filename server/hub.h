@@ -23,7 +23,17 @@ struct subscription {
   struct session *session;
   struct hub_channel *channel; /* hub lock */
   size_t index;                /* position in the channel's subscriber array (hub lock) */
+  unsigned flags;              /* SUB_* (set once at subscribe) */
   char channel_name[];
+};
+
+/* What a subscription does besides receiving publications. */
+enum subscription_flag {
+  SUB_PUSH_JOIN_LEAVE = 1 << 0, /* receives join and leave pushes of the channel */
+  SUB_PRESENCE = 1 << 1,        /* has a presence entry to remove when it ends */
+  SUB_EMIT_JOIN_LEAVE = 1 << 2, /* its end is announced with a leave push */
+  SUB_POSITIONED = 1 << 3,
+  SUB_RECOVERABLE = 1 << 4,
 };
 
 enum hub_error { HUB_OK = 0, HUB_EALREADY = 1, HUB_ELIMIT = 2, HUB_ENOMEM = 3, HUB_ENOTSUB = 4, HUB_ECLOSED = 5 };
@@ -38,13 +48,20 @@ void hub_free(struct hub *h);
  * holding the index lock, so that no publication on CHANNEL can reach S before its subscribe reply.
  * Fails with -HUB_EALREADY (already subscribed), -HUB_ELIMIT (S already has LIMIT subscriptions;
  * 0 = no limit), -HUB_ECLOSED (S is closing) or -HUB_ENOMEM. */
-int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, struct frame *reply);
+int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, unsigned flags,
+                  struct frame *reply);
 
-/* Removes S from CHANNEL. Returns 0 or -HUB_ENOTSUB. */
-int hub_unsubscribe(struct hub *h, struct session *s, const char *channel);
+/* Removes S from CHANNEL and returns the subscription that ended (the caller frees it), or NULL when S
+ * was not subscribed. */
+struct subscription *hub_unsubscribe(struct hub *h, struct session *s, const char *channel);
 
-/* Removes every subscription of S (when it is detached). */
-void hub_unsubscribe_all(struct hub *h, struct session *s);
+/* Removes every subscription of S (when it is detached) and returns them as a list linked by ->next
+ * (the caller frees each). */
+struct subscription *hub_unsubscribe_all(struct hub *h, struct session *s);
+
+/* Delivers a join (JOIN true) or leave push of INFO on CHANNEL to the subscribers with
+ * SUB_PUSH_JOIN_LEAVE. Encoded once per codec, like publications. */
+size_t hub_publish_join_leave(struct hub *h, const char *channel, const Protocol__ClientInfo *info, int join);
 
 /* True when S is subscribed to CHANNEL. */
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "admin.h"
+#include "auth.h"
 #include "broker.h"
 #include "codes.h"
 #include "config.h"
@@ -102,6 +104,14 @@ static void raise_file_limit(void) {
   }
 }
 
+/* Builds the token keys of CFG; logs and returns NULL when a key is unusable (a bad PEM). */
+static struct auth_keys *load_keys(const struct config *cfg) {
+  char err[256];
+  struct auth_keys *keys = auth_keys_new(cfg->token_hmac_secret_key, cfg->token_rsa_public_key, err, sizeof err);
+  if (keys == NULL) log_error("%s", err);
+  return keys;
+}
+
 static int server_init(struct server *srv, const struct config *cfg) {
   srv->cfg = cfg;
   srv->boot_cfg = cfg;
@@ -111,11 +121,13 @@ static int server_init(struct server *srv, const struct config *cfg) {
   srv->registry = registry_new();
   srv->hub = hub_new(srv);
   srv->broker = broker_memory_new(srv);
-  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker) return -1;
+  srv->auth = load_keys(cfg);
+  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->auth) return -1;
   return timer_wheel_start(srv->timers);
 }
 
 static void server_cleanup(struct server *srv) {
+  auth_keys_free(srv->auth);
   if (srv->timers) timer_wheel_stop(srv->timers);
   hub_free(srv->hub);
   if (srv->broker) srv->broker->ops->free(srv->broker);
@@ -128,24 +140,28 @@ static void server_cleanup(struct server *srv) {
 #define RETIRED_MAX 16
 #define RETIRE_GRACE_MS 10000
 static struct retired {
-  struct config *cfg;
+  struct config *cfg; /* NULL for the boot configuration, which main() owns */
+  struct auth_keys *keys;
   uint64_t since_ms;
+  bool used;
 } retired[RETIRED_MAX];
 
-static void retire_config(struct config *cfg, bool all) {
+static void retire_config(struct config *cfg, struct auth_keys *keys, bool all) {
   uint64_t now = timer_now_ms();
+  bool placed = false;
   for (size_t i = 0; i < RETIRED_MAX; i++) {
-    if (retired[i].cfg && (all || now - retired[i].since_ms >= RETIRE_GRACE_MS)) {
-      config_cleanup(retired[i].cfg);
+    if (retired[i].used && (all || now - retired[i].since_ms >= RETIRE_GRACE_MS)) {
+      if (retired[i].cfg) config_cleanup(retired[i].cfg);
       free(retired[i].cfg);
-      retired[i].cfg = NULL;
+      auth_keys_free(retired[i].keys);
+      retired[i] = (struct retired){0};
     }
-    if (cfg && retired[i].cfg == NULL) {
-      retired[i] = (struct retired){cfg, now};
-      cfg = NULL;
+    if (!all && !placed && !retired[i].used) {
+      retired[i] = (struct retired){cfg, keys, now, true};
+      placed = true;
     }
   }
-  if (cfg) { /* every slot busy: too many reloads within the grace period; keep it rather than risk */
+  if (!all && !placed) { /* every slot busy: too many reloads within the grace period; keep it rather than risk */
     log_warn("reload: %d reloads within %d ms; the oldest configuration stays in memory", RETIRED_MAX,
              RETIRE_GRACE_MS);
   }
@@ -168,11 +184,20 @@ static void reload(const struct options *o, struct server *srv) {
   size_t n = config_keep_static(fresh, srv->cfg, changed, 64);
   for (size_t i = 0; i < n; i++) log_warn("reload: '%s' changed; it takes effect after a restart", changed[i]);
   if (o->port >= 0) fresh->port = o->port;
+  struct auth_keys *keys = load_keys(fresh);
+  if (keys == NULL) {
+    log_error("reload failed, keeping the running configuration");
+    config_cleanup(fresh);
+    free(fresh);
+    return;
+  }
   const char *lvl = o->log_level ? o->log_level : fresh->log_level;
   if (log_level_parse(lvl, &level) == 0) log_set_level(level);
   struct config *old = (struct config *)srv->cfg;
+  struct auth_keys *old_keys = srv->auth;
   srv->cfg = fresh;
-  retire_config(old == srv->boot_cfg ? NULL : old, false);
+  srv->auth = keys;
+  retire_config(old == srv->boot_cfg ? NULL : old, old_keys, false);
   log_info("configuration reloaded");
 }
 
@@ -201,6 +226,13 @@ static int run(const struct options *o, struct server *srv) {
     log_error("%s", err);
     return 1;
   }
+  struct admin *admin = admin_start(srv, err, sizeof err);
+  if (admin == NULL) {
+    log_error("%s", err);
+    shutdown_streams(srv, http);
+    http_stop(http);
+    return 1;
+  }
   log_info("streamd %s node %s listening on %s:%u", SD_VERSION, srv->node_id, http_address(http),
            http_port(http));
   for (;;) {
@@ -213,6 +245,7 @@ static int run(const struct options *o, struct server *srv) {
     log_info("received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     break;
   }
+  admin_stop(admin);
   shutdown_streams(srv, http);
   http_stop(http);
   log_info("stopped");
@@ -251,7 +284,7 @@ int main(int argc, char **argv) {
     config_cleanup(last);
     free(last);
   }
-  retire_config(NULL, true);
+  retire_config(NULL, NULL, true);
   config_cleanup(&cfg);
   return rc;
 }

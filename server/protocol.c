@@ -1,20 +1,26 @@
-/* protocol: command dispatch and handlers. The dispatch table lists, in the order PROTOCOL.md §4.3
- * gives, where each request field sits in a Command and which handler serves it; the first set field
- * wins. A Command with no request field and id 0 is a pong. Handlers reply through the session (an error
- * reply for request-level failures) or return a disconnect code for protocol violations. */
+/* protocol: connection-level commands and the dispatch table (PROTOCOL.md §4.3). The table lists, in
+ * the order Centrifugo checks them, where each request field sits in a Command and which handler
+ * serves it; the first set field wins, and a Command with no request field and id 0 is a pong.
+ * Handlers reply through the session (an error reply for request-level failures) or return a
+ * disconnect code for protocol violations. Channel commands live in protocol_channel.c. */
 #include "protocol.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "channel.h"
 #include "codes.h"
 #include "hub.h"
 #include "log.h"
+#include "protocol_internal.h"
+#include "registry.h"
+#include "sd_version.h"
 #include "server.h"
 #include "session.h"
-#include "sd_version.h"
 
 typedef uint32_t (*command_handler)(struct session *s, const Protocol__Command *cmd);
 
@@ -23,25 +29,140 @@ struct command_route {
   command_handler handle;
 };
 
-/* Sends {id, <result>} where RESULT_FIELD names which Reply member holds RESULT. */
-#define SEND_RESULT(s, cmd_id, result_field, result_ptr)   \
-  do {                                                     \
-    Protocol__Reply reply_ = PROTOCOL__REPLY__INIT;        \
-    reply_.id = (cmd_id);                                  \
-    reply_.result_field = (result_ptr);                    \
-    session_send_reply((s), &reply_);                      \
-  } while (0)
+/* What a connect establishes: identity, expiry and the token's server-side subscriptions. */
+struct connect_state {
+  struct auth_connection_claims claims;
+  bool have_claims;
+  Protocol__ConnectResult__SubsEntry *entries;
+  Protocol__ConnectResult__SubsEntry **entry_ptrs;
+  Protocol__SubscribeResult *results;
+  size_t n_subs;
+};
 
-static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) {
+/* Checks the credentials of REQ. Returns 0 (claims in CS when a token was verified), a disconnect code,
+ * or a negated error code (109 expired: the SDK fetches a new token and reconnects). */
+static int64_t check_credentials(struct session *s, const Protocol__ConnectRequest *req, struct connect_state *cs) {
   const struct config *cfg = s->srv->cfg;
-  const Protocol__ConnectRequest *req = cmd->connect;
-  if (session_state(s) != SESSION_CONNECTING) return DISCONNECT_BAD_REQUEST;
-  if (req->token[0] != '\0' && !cfg->client_insecure) {
-    /* Token verification arrives with JWT support; until then no token can be valid. */
+  const struct auth_keys *keys = s->srv->auth;
+  if (req->token[0] == '\0')
+    return cfg->client_insecure || cfg->allow_anonymous_connect_without_token ? 0 : DISCONNECT_BAD_REQUEST;
+  if (!auth_keys_configured(keys)) return cfg->client_insecure ? 0 : DISCONNECT_INVALID_TOKEN;
+  char why[256];
+  enum auth_status st = auth_verify_connection(keys, req->token, (int64_t)time(NULL), &cs->claims, why, sizeof why);
+  if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
+  if (st == AUTH_ERROR) return -ERROR_INTERNAL;
+  if (st != AUTH_OK) {
+    log_info("session %s: connection token rejected: %s", s->session_id, why);
     return DISCONNECT_INVALID_TOKEN;
   }
-  if (req->token[0] == '\0' && !cfg->client_insecure && !cfg->allow_anonymous_connect_without_token)
-    return DISCONNECT_BAD_REQUEST;
+  cs->have_claims = true;
+  return 0;
+}
+
+/* Node-wide and per-user connection limits (3504 when over). */
+static uint32_t check_limits(struct session *s, const char *user) {
+  const struct config *cfg = s->srv->cfg;
+  if (cfg->client_connection_limit > 0 && registry_count(s->srv->registry) > (size_t)cfg->client_connection_limit)
+    return DISCONNECT_CONNECTION_LIMIT;
+  if (user[0] && cfg->client_user_connection_limit > 0 &&
+      registry_user_count(s->srv->registry, user) >= (size_t)cfg->client_user_connection_limit)
+    return DISCONNECT_CONNECTION_LIMIT;
+  return 0;
+}
+
+/* Takes the identity from the claims (or anonymous) into the session. */
+static void adopt_identity(struct session *s, const Protocol__ConnectRequest *req, struct connect_state *cs) {
+  pthread_mutex_lock(&s->lock);
+  if (cs->have_claims) {
+    free(s->user);
+    s->user = cs->claims.user;
+    cs->claims.user = NULL;
+    s->conn_info = cs->claims.info;
+    cs->claims.info = (ProtobufCBinaryData){0};
+  }
+  char *name = strdup(req->name), *version = strdup(req->version);
+  if (name && version) {
+    free(s->name);
+    free(s->version);
+    s->name = name;
+    s->version = version;
+  } else {
+    free(name);
+    free(version);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* The SubscribeRequest in ConnectRequest.subs for CHANNEL (resubscribe with recovery), or NULL. */
+static const Protocol__SubscribeRequest *requested_sub(const Protocol__ConnectRequest *req, const char *channel) {
+  for (size_t i = 0; i < req->n_subs; i++)
+    if (req->subs[i] && req->subs[i]->value && strcmp(req->subs[i]->key, channel) == 0) return req->subs[i]->value;
+  return NULL;
+}
+
+/* Subscribes one server-side channel of the token and records it in the connect result. */
+static void subscribe_from_token(struct session *s, const Protocol__ConnectRequest *req, struct connect_state *cs,
+                                 const char *channel, const struct auth_sub_options *token) {
+  const struct channel_options *opts = channel_options_for(s->srv->cfg, channel);
+  if (opts == NULL) {
+    log_warn("session %s: token channel %s has an unknown namespace; skipped", s->session_id, channel);
+    return;
+  }
+  const Protocol__SubscribeRequest *again = requested_sub(req, channel);
+  size_t i = cs->n_subs;
+  struct subscribe_plan plan = {.channel = channel, .opts = opts, .answer = SUBSCRIBE_CONNECT,
+                                .want_positioned = true, .want_recoverable = true,
+                                .recover = again && again->recover, .offset = again ? again->offset : 0,
+                                .epoch = again ? again->epoch : "", .token = token, .result = &cs->results[i]};
+  if (protocol_subscribe(s, &plan) != 0) return;
+  protocol__connect_result__subs_entry__init(&cs->entries[i]);
+  cs->entries[i].key = (char *)channel;
+  cs->entries[i].value = &cs->results[i];
+  cs->entry_ptrs[i] = &cs->entries[i];
+  cs->n_subs++;
+}
+
+static void subscribe_token_channels(struct session *s, const Protocol__ConnectRequest *req, struct connect_state *cs) {
+  size_t n = cs->claims.n_channels + cs->claims.n_subs;
+  if (n == 0) return;
+  cs->entries = calloc(n, sizeof *cs->entries);
+  cs->entry_ptrs = calloc(n, sizeof *cs->entry_ptrs);
+  cs->results = calloc(n, sizeof *cs->results);
+  if (!cs->entries || !cs->entry_ptrs || !cs->results) return;
+  for (size_t i = 0; i < cs->claims.n_channels; i++) subscribe_from_token(s, req, cs, cs->claims.channels[i], NULL);
+  for (size_t i = 0; i < cs->claims.n_subs; i++)
+    subscribe_from_token(s, req, cs, cs->claims.subs[i].channel, &cs->claims.subs[i].opts);
+}
+
+static void connect_state_cleanup(struct connect_state *cs) {
+  for (size_t i = 0; i < cs->n_subs; i++) protocol_subscribe_result_cleanup(&cs->results[i]);
+  free(cs->entries);
+  free(cs->entry_ptrs);
+  free(cs->results);
+  auth_connection_claims_cleanup(&cs->claims);
+}
+
+static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) {
+  const Protocol__ConnectRequest *req = cmd->connect;
+  const struct config *cfg = s->srv->cfg;
+  struct connect_state cs = {0};
+  if (session_state(s) != SESSION_CONNECTING) return DISCONNECT_BAD_REQUEST; /* a second connect */
+  int64_t rc = check_credentials(s, req, &cs);
+  if (rc < 0) {
+    pthread_mutex_lock(&s->lock);
+    s->unusable = true; /* the stale timer ends it unless the client goes first */
+    pthread_mutex_unlock(&s->lock);
+  }
+  if (rc == 0) rc = check_limits(s, cs.have_claims ? cs.claims.user : "");
+  if (rc != 0) {
+    connect_state_cleanup(&cs);
+    return protocol_finish(s, cmd->id, rc);
+  }
+  int64_t expires_at = cs.have_claims ? auth_connection_expires_at(&cs.claims) : 0;
+  adopt_identity(s, req, &cs);
+  session_set_connected(s);
+  subscribe_token_channels(s, req, &cs);
+  session_set_expiry(s, expires_at);
   Protocol__ConnectResult res = PROTOCOL__CONNECT_RESULT__INIT;
   res.client = s->client_id;
   res.version = SD_VERSION;
@@ -49,95 +170,43 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   res.pong = cfg->pong_timeout_ms > 0;
   res.session = s->session_id;
   res.node = s->srv->node_id;
-  session_set_connected(s);
-  SEND_RESULT(s, cmd->id, connect, &res);
-  log_debug("session %s client %s connected (name %s)", s->session_id, s->client_id, req->name);
-  return 0;
-}
-
-/* Common checks of a channel argument: empty ⇒ disconnect, too long ⇒ 107, unknown namespace ⇒ 102.
- * Returns 0 with *opts set, a disconnect code, or (as a negative number) an error code to reply with. */
-static int64_t check_channel(struct session *s, const char *channel, const struct channel_options **opts) {
-  if (channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  if (strlen(channel) > CHANNEL_MAX_LENGTH) return -ERROR_BAD_REQUEST;
-  *opts = channel_options_for(s->srv->cfg, channel);
-  return *opts ? 0 : -ERROR_UNKNOWN_CHANNEL;
-}
-
-/* Turns a check_channel result into the handler's return, sending the error reply if there is one. */
-static uint32_t finish_check(struct session *s, uint32_t id, int64_t rc) {
-  if (rc < 0) {
-    session_send_error(s, id, (uint32_t)-rc);
-    return 0;
+  if (expires_at > 0) {
+    int64_t ttl = expires_at - (int64_t)time(NULL);
+    res.expires = true;
+    res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
   }
-  return (uint32_t)rc;
-}
-
-static uint32_t handle_subscribe(struct session *s, const Protocol__Command *cmd) {
-  const char *channel = cmd->subscribe->channel;
-  const struct channel_options *opts = NULL;
-  int64_t rc = check_channel(s, channel, &opts);
-  if (rc != 0) return finish_check(s, cmd->id, rc);
-  if (channel_is_private(channel) || !channel_can_subscribe(s->srv->cfg, opts, s->user))
-    return finish_check(s, cmd->id, -ERROR_PERMISSION_DENIED);
-
-  Protocol__SubscribeResult res = PROTOCOL__SUBSCRIBE_RESULT__INIT;
+  res.n_subs = cs.n_subs;
+  res.subs = cs.entry_ptrs;
   Protocol__Reply reply = PROTOCOL__REPLY__INIT;
   reply.id = cmd->id;
-  reply.subscribe = &res;
-  struct frame *f = NULL;
-  if (s->codec->encode_reply(&reply, &f) != 0) return DISCONNECT_SERVER_ERROR;
-  int hrc = hub_subscribe(s->srv->hub, s, channel, (size_t)s->srv->cfg->client_channel_limit, f);
-  frame_unref(f);
-  if (hrc == -HUB_EALREADY) session_send_error(s, cmd->id, ERROR_ALREADY_SUBSCRIBED);
-  else if (hrc == -HUB_ELIMIT) session_send_error(s, cmd->id, ERROR_LIMIT_EXCEEDED);
-  else if (hrc == -HUB_ENOMEM) session_send_error(s, cmd->id, ERROR_INTERNAL);
+  reply.connect = &res;
+  session_send_reply_first(s, &reply);
+  connect_state_cleanup(&cs);
+  log_debug("session %s client %s connected (user '%s', name %s)", s->session_id, s->client_id, s->user, req->name);
   return 0;
 }
 
-static uint32_t handle_unsubscribe(struct session *s, const Protocol__Command *cmd) {
-  const char *channel = cmd->unsubscribe->channel;
-  if (channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  hub_unsubscribe(s->srv->hub, s, channel); /* succeeds even when not subscribed */
-  Protocol__UnsubscribeResult res = PROTOCOL__UNSUBSCRIBE_RESULT__INIT;
-  SEND_RESULT(s, cmd->id, unsubscribe, &res);
+static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) {
+  const struct auth_keys *keys = s->srv->auth;
+  if (cmd->refresh->token[0] == '\0') return DISCONNECT_BAD_REQUEST;
+  if (!auth_keys_configured(keys)) return protocol_finish(s, cmd->id, -ERROR_NOT_AVAILABLE);
+  struct auth_connection_claims claims = {0};
+  char why[256];
+  int64_t now = (int64_t)time(NULL);
+  enum auth_status st = auth_verify_connection(keys, cmd->refresh->token, now, &claims, why, sizeof why);
+  if (st == AUTH_EXPIRED) return DISCONNECT_EXPIRED;
+  if (st != AUTH_OK) return st == AUTH_ERROR ? protocol_finish(s, cmd->id, -ERROR_INTERNAL) : DISCONNECT_INVALID_TOKEN;
+  uint32_t rc = strcmp(claims.user, s->user) != 0 ? DISCONNECT_INVALID_TOKEN : 0;
+  int64_t expires_at = auth_connection_expires_at(&claims);
+  auth_connection_claims_cleanup(&claims);
+  if (rc != 0) return rc;
+  if (expires_at > 0 && expires_at <= now) return protocol_finish(s, cmd->id, -ERROR_EXPIRED);
+  session_set_expiry(s, expires_at);
+  Protocol__RefreshResult res = PROTOCOL__REFRESH_RESULT__INIT;
+  res.expires = expires_at > 0;
+  res.ttl = expires_at > 0 ? (uint32_t)(expires_at - now) : 0;
+  SEND_RESULT(s, cmd->id, refresh, &res);
   return 0;
-}
-
-static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd) {
-  const Protocol__PublishRequest *req = cmd->publish;
-  const struct channel_options *opts = NULL;
-  int64_t rc = check_channel(s, req->channel, &opts);
-  if (rc != 0) return finish_check(s, cmd->id, rc);
-  if (req->data.len == 0) return finish_check(s, cmd->id, -ERROR_BAD_REQUEST);
-  bool subscribed = hub_is_subscribed(s->srv->hub, s, req->channel);
-  if (!channel_can_publish(s->srv->cfg, opts, s->user, subscribed))
-    return finish_check(s, cmd->id, -ERROR_PERMISSION_DENIED);
-
-  Protocol__ClientInfo info = PROTOCOL__CLIENT_INFO__INIT;
-  info.user = s->user;
-  info.client = s->client_id;
-  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
-  pub.data = req->data;
-  pub.info = &info;
-  struct broker *b = s->srv->broker;
-  if (b->ops->publish(b, req->channel, &pub, NULL) != 0) return finish_check(s, cmd->id, -ERROR_INTERNAL);
-  atomic_fetch_add_explicit(&s->srv->stats.publications, 1, memory_order_relaxed);
-  Protocol__PublishResult res = PROTOCOL__PUBLISH_RESULT__INIT;
-  SEND_RESULT(s, cmd->id, publish, &res);
-  return 0;
-}
-
-/* presence, presence_stats and history: the channel is checked, then the feature is not available
- * in this build (they arrive with the history/presence engine). */
-static uint32_t handle_not_yet_channel(struct session *s, const Protocol__Command *cmd) {
-  const char *channel = cmd->presence         ? cmd->presence->channel
-                        : cmd->presence_stats ? cmd->presence_stats->channel
-                                              : cmd->history->channel;
-  const struct channel_options *opts = NULL;
-  int64_t rc = check_channel(s, channel, &opts);
-  if (rc != 0) return finish_check(s, cmd->id, rc);
-  return finish_check(s, cmd->id, -ERROR_NOT_AVAILABLE);
 }
 
 static uint32_t handle_rpc(struct session *s, const Protocol__Command *cmd) {
@@ -152,30 +221,18 @@ static uint32_t handle_send(struct session *s, const Protocol__Command *cmd) {
   return DISCONNECT_NOT_AVAILABLE; /* no async message handler, as in Centrifugo OSS */
 }
 
-static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) {
-  if (cmd->refresh->token[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  session_send_error(s, cmd->id, ERROR_NOT_AVAILABLE); /* connections never expire in this build */
-  return 0;
-}
-
-static uint32_t handle_sub_refresh(struct session *s, const Protocol__Command *cmd) {
-  if (cmd->sub_refresh->channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  session_send_error(s, cmd->id, ERROR_NOT_AVAILABLE);
-  return 0;
-}
-
 static const struct command_route routes[] = {
     {offsetof(Protocol__Command, connect), handle_connect},
-    {offsetof(Protocol__Command, subscribe), handle_subscribe},
-    {offsetof(Protocol__Command, unsubscribe), handle_unsubscribe},
-    {offsetof(Protocol__Command, publish), handle_publish},
-    {offsetof(Protocol__Command, presence), handle_not_yet_channel},
-    {offsetof(Protocol__Command, presence_stats), handle_not_yet_channel},
-    {offsetof(Protocol__Command, history), handle_not_yet_channel},
+    {offsetof(Protocol__Command, subscribe), protocol_handle_subscribe},
+    {offsetof(Protocol__Command, unsubscribe), protocol_handle_unsubscribe},
+    {offsetof(Protocol__Command, publish), protocol_handle_publish},
+    {offsetof(Protocol__Command, presence), protocol_handle_presence},
+    {offsetof(Protocol__Command, presence_stats), protocol_handle_presence_stats},
+    {offsetof(Protocol__Command, history), protocol_handle_history},
     {offsetof(Protocol__Command, rpc), handle_rpc},
     {offsetof(Protocol__Command, send), handle_send},
     {offsetof(Protocol__Command, refresh), handle_refresh},
-    {offsetof(Protocol__Command, sub_refresh), handle_sub_refresh},
+    {offsetof(Protocol__Command, sub_refresh), protocol_handle_sub_refresh},
 };
 
 static const struct command_route *find_route(const Protocol__Command *cmd) {
@@ -186,10 +243,13 @@ static const struct command_route *find_route(const Protocol__Command *cmd) {
 
 uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd) {
   const struct command_route *route = find_route(cmd);
-  enum session_state state = session_state(s);
-  if (state == SESSION_CONNECTING && (route == NULL || route->handle != handle_connect))
+  pthread_mutex_lock(&s->lock);
+  enum session_state state = s->state;
+  bool unusable = s->unusable;
+  pthread_mutex_unlock(&s->lock);
+  if (state == SESSION_CONNECTING && !unusable && (route == NULL || route->handle != handle_connect))
     return DISCONNECT_BAD_REQUEST; /* unexpected frame before connect */
-  if (s->unusable) return DISCONNECT_BAD_REQUEST;
+  if (unusable) return DISCONNECT_BAD_REQUEST;
   if (route == NULL) {
     if (cmd->id != 0) return DISCONNECT_BAD_REQUEST; /* no request field (a v1 ping among them) */
     return session_pong(s) == 0 ? 0 : DISCONNECT_BAD_REQUEST;
@@ -198,8 +258,16 @@ uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd) {
   return route->handle(s, cmd);
 }
 
+int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
+                     const struct publish_options *po, struct stream_position *pos) {
+  if (srv->broker->ops->publish(srv->broker, channel, pub, po, pos) != 0) return -1;
+  atomic_fetch_add_explicit(&srv->stats.publications, 1, memory_order_relaxed);
+  return 0;
+}
+
 int protocol_server_unsubscribe(struct session *s, const char *channel) {
-  if (hub_unsubscribe(s->srv->hub, s, channel) != 0) return -1;
+  struct subscription *sub = hub_unsubscribe(s->srv->hub, s, channel);
+  if (sub == NULL) return -1;
   Protocol__Unsubscribe u = PROTOCOL__UNSUBSCRIBE__INIT;
   Protocol__Push push = PROTOCOL__PUSH__INIT;
   Protocol__Reply reply = PROTOCOL__REPLY__INIT;
@@ -208,7 +276,10 @@ int protocol_server_unsubscribe(struct session *s, const char *channel) {
   push.channel = (char *)channel;
   push.unsubscribe = &u;
   reply.push = &push;
-  return session_send_reply(s, &reply);
+  int rc = session_send_reply(s, &reply);
+  protocol_subscription_ended(s, sub);
+  free(sub);
+  return rc;
 }
 
 int protocol_send_message(struct session *s, const uint8_t *data, size_t len) {

@@ -15,6 +15,21 @@ struct session;
  * Any thread; takes the hub and session locks as needed (never both in the wrong order). */
 uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd);
 
+struct server;
+struct subscription;
+struct publish_options;
+struct stream_position;
+
+/* Publishes PUB (borrowed) on CHANNEL through the broker with the channel's options PO (history) and
+ * counts it; *POS (may be NULL) receives its position. The one publish path of clients, the API and
+ * the admin socket. Returns 0 or -1. Any thread. */
+int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
+                     const struct publish_options *po, struct stream_position *pos);
+
+/* What ends with a subscription: its presence entry and, in join_leave channels, the leave push.
+ * SUB has already left the hub; the caller frees it. Any thread, no lock held. */
+void protocol_subscription_ended(struct session *s, struct subscription *sub);
+
 /* Server-side unsubscribe: removes S from CHANNEL and sends it an unsubscribe push with code 2000
  * "server unsubscribe". Returns 0, or -1 when S was not subscribed. Any thread. */
 int protocol_server_unsubscribe(struct session *s, const char *channel);

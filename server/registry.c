@@ -104,6 +104,28 @@ struct session *registry_find_any(struct registry *r, const char *id) {
   return snap.n ? s : NULL;
 }
 
+struct user_count {
+  const char *user;
+  size_t n;
+};
+
+static void count_user(const char *key, void *value, void *arg) {
+  (void)key;
+  struct user_count *uc = arg;
+  struct session *s = value;
+  pthread_mutex_lock(&s->lock);
+  if (strcmp(s->user, uc->user) == 0) uc->n++;
+  pthread_mutex_unlock(&s->lock);
+}
+
+size_t registry_user_count(struct registry *r, const char *user) {
+  struct user_count uc = {user, 0};
+  pthread_mutex_lock(&r->lock);
+  strmap_foreach(r->by_session, count_user, &uc);
+  pthread_mutex_unlock(&r->lock);
+  return uc.n;
+}
+
 static void close_one(const char *key, void *value, void *arg) {
   (void)key;
   session_close(value, *(uint32_t *)arg);

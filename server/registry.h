@@ -32,6 +32,9 @@ size_t registry_snapshot(struct registry *r, struct session **out, size_t max);
  * client ids. */
 struct session *registry_find_any(struct registry *r, const char *id);
 
+/* Number of sessions of USER (connected or connecting). O(n). */
+size_t registry_user_count(struct registry *r, const char *user);
+
 /* Calls session_close(s, CODE) for every session. */
 void registry_close_all(struct registry *r, uint32_t code);
 

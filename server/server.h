@@ -16,6 +16,7 @@ struct hub;
 struct broker;
 struct registry;
 struct timer_wheel;
+struct auth_keys;
 
 /* Counters for `info`, the admin socket and /metrics (monotonic; gauges are computed when read). */
 #define STATS_DISCONNECT_CODES 24 /* slots for disconnect codes, see stats_disconnect_slot() */
@@ -42,6 +43,7 @@ struct server {
   struct broker *broker;
   struct registry *registry;
   struct timer_wheel *timers;
+  struct auth_keys *_Atomic auth; /* token keys of the running configuration (swapped with it on reload) */
   uint64_t started_ms;
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
   struct server_stats stats;

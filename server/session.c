@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codes.h"
 #include "hub.h"
@@ -65,6 +66,7 @@ void session_unref(struct session *s) {
   if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
   for (size_t i = 0; i < s->queue_len; i++) frame_unref(s->queue[(s->queue_head + i) % s->queue_cap]);
   free(s->queue);
+  free(s->conn_info.data);
   free(s->user);
   free(s->name);
   free(s->version);
@@ -79,36 +81,56 @@ void session_attach(struct session *s, const struct session_transport *t, void *
   pthread_mutex_unlock(&s->lock);
 }
 
-/* Appends a reference to F to the ring. Caller holds s->lock. Returns 0 or -1 (out of memory). */
-static int queue_push(struct session *s, struct frame *f) {
-  if (s->queue_len == s->queue_cap) {
-    size_t cap = s->queue_cap ? s->queue_cap * 2 : 8;
-    struct frame **q = malloc(cap * sizeof *q);
-    if (q == NULL) return -1;
-    for (size_t i = 0; i < s->queue_len; i++) q[i] = s->queue[(s->queue_head + i) % s->queue_cap];
-    free(s->queue);
-    s->queue = q;
-    s->queue_cap = cap;
-    s->queue_head = 0;
-  }
-  s->queue[(s->queue_head + s->queue_len) % s->queue_cap] = frame_ref(f);
+/* Makes room for one more frame in the ring. Caller holds s->lock. Returns 0 or -1 (out of memory). */
+static int queue_reserve(struct session *s) {
+  if (s->queue_len < s->queue_cap) return 0;
+  size_t cap = s->queue_cap ? s->queue_cap * 2 : 8;
+  struct frame **q = malloc(cap * sizeof *q);
+  if (q == NULL) return -1;
+  for (size_t i = 0; i < s->queue_len; i++) q[i] = s->queue[(s->queue_head + i) % s->queue_cap];
+  free(s->queue);
+  s->queue = q;
+  s->queue_cap = cap;
+  s->queue_head = 0;
+  return 0;
+}
+
+static void account(struct session *s, const struct frame *f) {
   s->queue_len++;
   s->queued_bytes += f->len;
   s->messages_out++;
   s->bytes_out += f->len;
   atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&s->srv->stats.bytes_out, f->len, memory_order_relaxed);
+}
+
+/* Appends a reference to F to the ring. Caller holds s->lock. Returns 0 or -1 (out of memory). */
+static int queue_push(struct session *s, struct frame *f) {
+  if (queue_reserve(s) != 0) return -1;
+  s->queue[(s->queue_head + s->queue_len) % s->queue_cap] = frame_ref(f);
+  account(s, f);
   return 0;
 }
 
+/* Puts a reference to F at the head of the ring (nothing drained yet). Caller holds s->lock. */
+static int queue_push_front(struct session *s, struct frame *f) {
+  if (s->head_offset != 0 || queue_reserve(s) != 0) return -1;
+  s->queue_head = (s->queue_head + s->queue_cap - 1) % s->queue_cap;
+  s->queue[s->queue_head] = frame_ref(f);
+  account(s, f);
+  return 0;
+}
+
+/* Drops every queued frame, except a head frame already partly written (so the stream never carries a
+ * torn frame). Caller holds s->lock. */
 static void queue_clear(struct session *s) {
-  while (s->queue_len > 0) {
-    frame_unref(s->queue[s->queue_head]);
-    s->queue_head = (s->queue_head + 1) % s->queue_cap;
+  size_t keep = s->head_offset > 0 ? 1 : 0;
+  while (s->queue_len > keep) {
+    struct frame *f = s->queue[(s->queue_head + s->queue_len - 1) % s->queue_cap];
+    s->queued_bytes -= f->len;
+    frame_unref(f);
     s->queue_len--;
   }
-  s->queued_bytes = 0;
-  s->head_offset = 0;
 }
 
 /* Clears the parked flag; returns true when the caller must call the transport's wake after unlocking.
@@ -188,6 +210,19 @@ int session_send_reply(struct session *s, const Protocol__Reply *reply) {
   return rc;
 }
 
+int session_send_reply_first(struct session *s, const Protocol__Reply *reply) {
+  struct frame *f = NULL;
+  if (s->codec->encode_reply(reply, &f) != 0) return -1;
+  pthread_mutex_lock(&s->lock);
+  int rc = -1;
+  if (s->state < SESSION_CLOSING && queue_push_front(s, f) == 0) rc = 0;
+  bool wake = rc == 0 && take_wake(s);
+  pthread_mutex_unlock(&s->lock);
+  do_wake(s, wake);
+  frame_unref(f);
+  return rc;
+}
+
 int session_send_error(struct session *s, uint32_t id, uint32_t code) {
   Protocol__Error e = PROTOCOL__ERROR__INIT;
   Protocol__Reply reply = PROTOCOL__REPLY__INIT;
@@ -239,9 +274,16 @@ void session_detach(struct session *s) {
   s->parked = false;
   queue_clear(s);
   pthread_mutex_unlock(&s->lock);
-  hub_unsubscribe_all(s->srv->hub, s);
+  struct subscription *subs = hub_unsubscribe_all(s->srv->hub, s);
+  while (subs) {
+    struct subscription *next = subs->next;
+    protocol_subscription_ended(s, subs);
+    free(subs);
+    subs = next;
+  }
   registry_remove(s->srv->registry, s);
   if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
+  if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) session_unref(s);
   session_unref(s);
 }
 
@@ -286,6 +328,32 @@ void session_set_connected(struct session *s) {
      * together do not all fire in the same tick */
     if (interval > 0) arm_timer(s, SESSION_TIMER_PING, interval / 2 + id_random_below(interval / 2 + 1));
     else if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void on_expire_timer(void *arg) {
+  struct session *s = arg;
+  bool wake = false;
+  pthread_mutex_lock(&s->lock);
+  int64_t deadline = s->expires_at + s->srv->cfg->client_expired_close_delay_ms / 1000;
+  if (s->state == SESSION_CONNECTED && s->expires_at > 0 && time(NULL) >= deadline)
+    wake = close_locked(s, DISCONNECT_EXPIRED, NULL);
+  pthread_mutex_unlock(&s->lock);
+  do_wake(s, wake);
+  session_unref(s);
+}
+
+void session_set_expiry(struct session *s, int64_t expires_at) {
+  pthread_mutex_lock(&s->lock);
+  s->expires_at = expires_at;
+  if (expires_at > 0 && s->state < SESSION_CLOSING) {
+    int64_t delay_ms = (expires_at - (int64_t)time(NULL)) * 1000 + s->srv->cfg->client_expired_close_delay_ms;
+    if (delay_ms < 0) delay_ms = 0;
+    if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, (uint64_t)delay_ms + 1000, on_expire_timer, s))
+      session_ref(s);
+  } else if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) {
+    session_unref(s);
   }
   pthread_mutex_unlock(&s->lock);
 }

@@ -53,6 +53,8 @@ struct session {
   char *version;  /* client version from connect; owned */
   char remote[64];
   uint64_t created_ms;
+  ProtobufCBinaryData conn_info; /* `info` of the connection token (raw JSON or bytes); owned; set at
+                                    connect, read-only afterwards */
 
   /* Guarded by lock. */
   enum session_state state;
@@ -71,6 +73,8 @@ struct session {
   enum session_timer timer_kind;
   struct timer timer;
   uint64_t messages_in, messages_out, bytes_in, bytes_out;
+  int64_t expires_at;       /* unix seconds when the connection's token expires; 0 = never */
+  struct timer expire_timer; /* fires client_expired_close_delay after expires_at: 3005 unless refreshed */
 };
 
 /* Creates a session in state connecting with a fresh client and session id, one reference for the
@@ -90,6 +94,11 @@ int session_enqueue(struct session *s, struct frame *f);
 
 /* Encodes REPLY with the session's codec and queues it. Returns 0 or -1 (dropped / not encodable). */
 int session_send_reply(struct session *s, const Protocol__Reply *reply);
+
+/* Like session_send_reply, but puts the frame at the head of the queue, before anything already queued
+ * (the connect reply, which must come first although server-side subscriptions made while connecting
+ * may have queued publications). Only valid before the transport drained anything. */
+int session_send_reply_first(struct session *s, const Protocol__Reply *reply);
 
 /* Sends an error reply {id, error{code, message}} for command ID. */
 int session_send_error(struct session *s, uint32_t id, uint32_t code);
@@ -119,6 +128,10 @@ void session_feed(struct session *s, const uint8_t *data, size_t len);
 
 /* Marks the session connected (after a successful connect) and arms its first ping. */
 void session_set_connected(struct session *s);
+
+/* Sets (or, with 0, clears) the connection expiry and arms the expiry check for
+ * EXPIRES_AT + client_expired_close_delay. EXPIRES_AT is unix seconds. */
+void session_set_expiry(struct session *s, int64_t expires_at);
 
 /* Records a pong. Returns 0, or -1 when no ping was outstanding (a protocol error: 3501). */
 int session_pong(struct session *s);

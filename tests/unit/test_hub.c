@@ -79,7 +79,7 @@ static void test_fanout_encodes_once_and_shares_frame(void **state) {
   struct session *s[N];
   for (int i = 0; i < N; i++) {
     s[i] = connected_session(fx);
-    assert_int_equal(hub_subscribe(fx->srv.hub, s[i], "news", 0, NULL), 0);
+    assert_int_equal(hub_subscribe(fx->srv.hub, s[i], "news", 0, 0, NULL), 0);
   }
   assert_int_equal(hub_subscriber_count(fx->srv.hub, "news"), N);
   size_t delivered = 0;
@@ -108,7 +108,7 @@ static void test_mixed_codecs_encode_once_per_codec(void **state) {
   for (int i = 0; i < N; i++) {
     s[i] = session_new(&fx->srv, codec_get(i % 2 ? CODEC_PROTOBUF : CODEC_JSON), "127.0.0.1");
     session_set_connected(s[i]);
-    assert_int_equal(hub_subscribe(fx->srv.hub, s[i], "mix", 0, NULL), 0);
+    assert_int_equal(hub_subscribe(fx->srv.hub, s[i], "mix", 0, 0, NULL), 0);
   }
   size_t delivered = 0;
   publish_text(fx, "mix", "{\"a\":1}", &delivered);
@@ -127,12 +127,15 @@ static void test_mixed_codecs_encode_once_per_codec(void **state) {
 static void test_unsubscribe_stops_delivery_and_errors(void **state) {
   struct fixture *fx = *state;
   struct session *a = connected_session(fx), *b = connected_session(fx);
-  assert_int_equal(hub_subscribe(fx->srv.hub, a, "c", 0, NULL), 0);
-  assert_int_equal(hub_subscribe(fx->srv.hub, b, "c", 0, NULL), 0);
-  assert_int_equal(hub_subscribe(fx->srv.hub, a, "c", 0, NULL), -HUB_EALREADY);
-  assert_int_equal(hub_subscribe(fx->srv.hub, a, "d", 1, NULL), -HUB_ELIMIT);
-  assert_int_equal(hub_unsubscribe(fx->srv.hub, a, "c"), 0);
-  assert_int_equal(hub_unsubscribe(fx->srv.hub, a, "c"), -HUB_ENOTSUB);
+  assert_int_equal(hub_subscribe(fx->srv.hub, a, "c", 0, 0, NULL), 0);
+  assert_int_equal(hub_subscribe(fx->srv.hub, b, "c", 0, 0, NULL), 0);
+  assert_int_equal(hub_subscribe(fx->srv.hub, a, "c", 0, 0, NULL), -HUB_EALREADY);
+  assert_int_equal(hub_subscribe(fx->srv.hub, a, "d", 1, 0, NULL), -HUB_ELIMIT);
+  struct subscription *ended = hub_unsubscribe(fx->srv.hub, a, "c");
+  assert_non_null(ended);
+  assert_string_equal(ended->channel_name, "c");
+  free(ended);
+  assert_null(hub_unsubscribe(fx->srv.hub, a, "c"));
   assert_false(hub_is_subscribed(fx->srv.hub, a, "c"));
   size_t delivered = 0;
   publish_text(fx, "c", "1", &delivered);
@@ -152,7 +155,7 @@ static void test_subscribe_reply_precedes_publications(void **state) {
   struct session *s = connected_session(fx);
   struct frame *reply = frame_new(2);
   memcpy(reply->data, "R\n", 2);
-  assert_int_equal(hub_subscribe(fx->srv.hub, s, "x", 0, reply), 0);
+  assert_int_equal(hub_subscribe(fx->srv.hub, s, "x", 0, 0, reply), 0);
   frame_unref(reply);
   size_t delivered = 0;
   publish_text(fx, "x", "2", &delivered);

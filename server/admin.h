@@ -1,0 +1,44 @@
+/* admin: the admin API on a Unix stream socket (INTERFACE.md "Admin socket and streamctl"), spoken by
+ * streamctl. Newline-delimited JSON: one request object per line, one response object per line; `watch`
+ * answers with a stream of lines until the client leaves. Requests are validated against the shared
+ * command table (shared/sd_admin.h) and dispatched through a handler table indexed by its enum.
+ *
+ * Threads: one admin thread (epoll) accepts and serves every admin client; commands run on it and use
+ * only the thread-safe server APIs (registry, hub, broker, session close/unsubscribe/message). The hub
+ * observer that feeds `watch` runs on publishing threads and only appends to watcher buffers under the
+ * admin lock. admin_start and admin_stop are called from main's thread. */
+#ifndef ADMIN_H
+#define ADMIN_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "client.pb-c.h"
+#include "sd_admin.h"
+
+struct server;
+struct admin;
+
+/* Starts the admin socket at srv->cfg->admin_socket with mode cfg->admin_socket_mode and its thread.
+ * Refuses (NULL, message in ERR) when the path exists and is not a socket, when another process listens
+ * there, or when the socket cannot be created; a stale socket (nobody listening) is replaced. When
+ * admin_socket is "" returns a handle that does nothing. The caller owns the handle (admin_stop). */
+struct admin *admin_start(struct server *srv, char *err, size_t errlen);
+
+/* Disconnects every admin client, stops and joins the thread, removes the socket file (if it is still
+ * ours) and frees ADMIN. NULL is allowed. */
+void admin_stop(struct admin *admin);
+
+/* --- Between admin.c and admin_commands.c --- */
+
+/* Runs the validated request CMD with ARGS (borrowed; may be NULL) and returns a new response object
+ * for the caller: {"result":...} or {"error":"..."}. Not for streaming commands (watch), which admin.c
+ * serves itself. Admin thread (or a test's thread). */
+json_t *admin_execute(struct server *srv, const struct sd_admin_command *cmd, json_t *args);
+
+/* {"channel":CH,"publication":PUB} for a watcher, as a new object, or NULL when PUB is not encodable.
+ * CHANNEL and PUB are borrowed. Any thread. */
+json_t *admin_publication_line(const char *channel, const Protocol__Publication *pub);
+
+#endif

@@ -1,0 +1,363 @@
+/* api_methods: the server API's methods (PROTOCOL.md §7), one table from name to function. Methods
+ * that act on connections (subscribe, unsubscribe, disconnect, refresh) select live sessions by user,
+ * client id and/or session id — at least one must be given, so that anonymous connections can be
+ * addressed by their ids. Publications from the API carry no ClientInfo. */
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "auth.h"
+#include "broker.h"
+#include "channel.h"
+#include "codec_json.h"
+#include "codes.h"
+#include "history.h"
+#include "hub.h"
+#include "presence.h"
+#include "protocol.h"
+#include "protocol_internal.h"
+#include "registry.h"
+#include "sd_version.h"
+#include "server.h"
+#include "session.h"
+#include "timer.h"
+
+const char *api_error_message(int code) {
+  return code == API_ERROR_NOT_FOUND ? "method not found" : codes_error_message((uint32_t)code);
+}
+
+static const char *param_string(json_t *params, const char *key) {
+  const char *v = json_string_value(json_object_get(params, key));
+  return v ? v : "";
+}
+
+/* The channel parameter with its options, or an API error. */
+static int param_channel(struct server *srv, const char *channel, const struct channel_options **opts) {
+  if (channel[0] == '\0' || strlen(channel) > CHANNEL_MAX_LENGTH) return API_ERROR_BAD_REQUEST;
+  *opts = channel_options_for(srv->cfg, channel);
+  return *opts ? 0 : API_ERROR_UNKNOWN_CHANNEL;
+}
+
+/* Fills PUB's data and tags from publish params: `data` (JSON) or `b64data` (base64 bytes). */
+static int publication_from_params(json_t *params, Protocol__Publication *pub) {
+  json_t *data = json_object_get(params, "data");
+  const char *b64 = param_string(params, "b64data");
+  if (b64[0]) {
+    if (auth_base64_decode(b64, strlen(b64), false, &pub->data) != AUTH_OK) return API_ERROR_BAD_REQUEST;
+  } else if (data == NULL || json_is_null(data) || codec_json_raw_from_value(data, &pub->data) != 0) {
+    return API_ERROR_BAD_REQUEST;
+  }
+  json_t *tags = json_object_get(params, "tags");
+  if (tags == NULL || json_is_null(tags)) return 0;
+  json_t *wrapper = json_pack("{sO}", "tags", tags);
+  ProtobufCMessage *msg = NULL;
+  int rc = json_is_object(tags) ? codec_json_message_from_value(&protocol__publication__descriptor, wrapper, &msg) : -1;
+  json_decref(wrapper);
+  if (rc != 0) return API_ERROR_BAD_REQUEST;
+  Protocol__Publication *tagged = (Protocol__Publication *)msg;
+  pub->n_tags = tagged->n_tags;
+  pub->tags = tagged->tags;
+  tagged->n_tags = 0;
+  tagged->tags = NULL;
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return 0;
+}
+
+static void publication_cleanup(Protocol__Publication *pub) {
+  free(pub->data.data);
+  for (size_t i = 0; i < pub->n_tags; i++) protobuf_c_message_free_unpacked(&pub->tags[i]->base, NULL);
+  free(pub->tags);
+}
+
+/* Publishes params' data to CHANNEL; *RESULT gets {offset, epoch} when the channel keeps history. */
+static int publish_one(struct server *srv, const char *channel, json_t *params, json_t **result) {
+  const struct channel_options *opts = NULL;
+  int rc = param_channel(srv, channel, &opts);
+  if (rc) return rc;
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  struct publish_options po;
+  struct stream_position pos = {0};
+  protocol_publish_options(opts, &po);
+  if (json_is_true(json_object_get(params, "skip_history"))) po = (struct publish_options){0};
+  rc = publication_from_params(params, &pub);
+  if (rc == 0 && protocol_publish(srv, channel, &pub, &po, &pos) != 0) rc = API_ERROR_INTERNAL;
+  publication_cleanup(&pub);
+  if (rc == 0)
+    *result = pos.offset ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch) : json_object();
+  return rc;
+}
+
+static int method_publish(struct server *srv, json_t *params, json_t **result) {
+  return publish_one(srv, param_string(params, "channel"), params, result);
+}
+
+static int method_broadcast(struct server *srv, json_t *params, json_t **result) {
+  json_t *channels = json_object_get(params, "channels");
+  if (!json_is_array(channels) || json_array_size(channels) == 0) return API_ERROR_BAD_REQUEST;
+  json_t *responses = json_array();
+  size_t i;
+  json_t *ch;
+  json_array_foreach(channels, i, ch) {
+    json_t *one = NULL;
+    int rc = json_is_string(ch) ? publish_one(srv, json_string_value(ch), params, &one) : API_ERROR_BAD_REQUEST;
+    json_array_append_new(responses, rc == 0 ? json_pack("{so}", "result", one)
+                                             : json_pack("{s{sIss}}", "error", "code", (json_int_t)rc, "message",
+                                                         api_error_message(rc)));
+  }
+  *result = json_pack("{so}", "responses", responses);
+  return 0;
+}
+
+/* The live sessions params address (user / client / session, at least one). Returns how many were
+ * stored in *OUT (each referenced; release with release_sessions), or -1 when none is given. */
+static long select_sessions(struct server *srv, json_t *params, struct session ***out) {
+  const char *user = param_string(params, "user"), *client = param_string(params, "client"),
+             *session = param_string(params, "session");
+  if (!user[0] && !client[0] && !session[0]) return -1;
+  size_t max = registry_count(srv->registry) + 64, kept = 0;
+  struct session **all = malloc(max * sizeof *all);
+  if (all == NULL) return 0;
+  size_t n = registry_snapshot(srv->registry, all, max);
+  for (size_t i = 0; i < n; i++) {
+    struct session *s = all[i];
+    pthread_mutex_lock(&s->lock);
+    bool match = s->state == SESSION_CONNECTED && (!user[0] || strcmp(s->user, user) == 0) &&
+                 (!client[0] || strcmp(s->client_id, client) == 0) && (!session[0] || strcmp(s->session_id, session) == 0);
+    pthread_mutex_unlock(&s->lock);
+    if (match)
+      all[kept++] = s;
+    else
+      session_unref(s);
+  }
+  *out = all;
+  return (long)kept;
+}
+
+static void release_sessions(struct session **all, long n) {
+  for (long i = 0; i < n; i++) session_unref(all[i]);
+  free(all);
+}
+
+/* Applies ACT to every session params address. */
+static int for_selected(struct server *srv, json_t *params, void (*act)(struct session *, json_t *, void *), void *arg) {
+  struct session **all = NULL;
+  long n = select_sessions(srv, params, &all);
+  if (n < 0) return API_ERROR_BAD_REQUEST;
+  for (long i = 0; i < n; i++) act(all[i], params, arg);
+  release_sessions(all, n);
+  return 0;
+}
+
+struct api_subscribe {
+  const char *channel;
+  const struct channel_options *opts;
+  struct auth_sub_options token; /* info and data from the params */
+};
+
+static void subscribe_one(struct session *s, json_t *params, void *arg) {
+  struct api_subscribe *as = arg;
+  json_t *since = json_object_get(params, "recover_since");
+  struct subscribe_plan plan = {
+      .channel = as->channel, .opts = as->opts, .answer = SUBSCRIBE_PUSH, .want_positioned = true,
+      .want_recoverable = true, .recover = json_is_object(since),
+      .offset = (uint64_t)json_integer_value(json_object_get(since, "offset")),
+      .epoch = json_string_value(json_object_get(since, "epoch")), .token = &as->token};
+  if (plan.epoch == NULL) plan.epoch = "";
+  protocol_subscribe(s, &plan);
+}
+
+static int method_subscribe(struct server *srv, json_t *params, json_t **result) {
+  struct api_subscribe as = {.channel = param_string(params, "channel")};
+  int rc = param_channel(srv, as.channel, &as.opts);
+  if (rc) return rc;
+  json_t *info = json_object_get(params, "info"), *data = json_object_get(params, "data");
+  if (info && !json_is_null(info)) codec_json_raw_from_value(info, &as.token.info);
+  if (data && !json_is_null(data)) codec_json_raw_from_value(data, &as.token.data);
+  rc = for_selected(srv, params, subscribe_one, &as);
+  free(as.token.info.data);
+  free(as.token.data.data);
+  if (rc == 0) *result = json_object();
+  return rc;
+}
+
+static void unsubscribe_one(struct session *s, json_t *params, void *arg) {
+  (void)arg;
+  protocol_server_unsubscribe(s, param_string(params, "channel"));
+}
+
+static int method_unsubscribe(struct server *srv, json_t *params, json_t **result) {
+  if (param_string(params, "channel")[0] == '\0') return API_ERROR_BAD_REQUEST;
+  int rc = for_selected(srv, params, unsubscribe_one, NULL);
+  if (rc == 0) *result = json_object();
+  return rc;
+}
+
+static bool whitelisted(json_t *params, const char *client) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(json_object_get(params, "whitelist"), i, v) if (json_is_string(v) && strcmp(json_string_value(v), client) == 0) return true;
+  return false;
+}
+
+static void disconnect_one(struct session *s, json_t *params, void *arg) {
+  (void)arg;
+  if (whitelisted(params, s->client_id)) return;
+  json_t *d = json_object_get(params, "disconnect");
+  json_int_t code = json_integer_value(json_object_get(d, "code"));
+  const char *reason = json_string_value(json_object_get(d, "reason"));
+  session_close_reason(s, code > 0 ? (uint32_t)code : DISCONNECT_FORCE, reason && reason[0] ? reason : NULL);
+}
+
+static int method_disconnect(struct server *srv, json_t *params, json_t **result) {
+  json_t *d = json_object_get(params, "disconnect");
+  json_int_t code = json_integer_value(json_object_get(d, "code"));
+  if (d && (!json_is_object(d) || (code != 0 && (code < 3000 || code > 4999)))) return API_ERROR_BAD_REQUEST;
+  int rc = for_selected(srv, params, disconnect_one, NULL);
+  if (rc == 0) *result = json_object();
+  return rc;
+}
+
+static void refresh_one(struct session *s, json_t *params, void *arg) {
+  (void)arg;
+  if (json_is_true(json_object_get(params, "expired"))) {
+    session_close(s, DISCONNECT_EXPIRED);
+    return;
+  }
+  json_int_t expire_at = json_integer_value(json_object_get(params, "expire_at"));
+  session_set_expiry(s, expire_at > 0 ? (int64_t)expire_at : 0);
+}
+
+static int method_refresh(struct server *srv, json_t *params, json_t **result) {
+  int rc = for_selected(srv, params, refresh_one, NULL);
+  if (rc == 0) *result = json_object();
+  return rc;
+}
+
+/* Channel parameter for presence and history methods, with the feature check (108 when off). */
+static int param_feature_channel(struct server *srv, json_t *params, bool presence, const char **channel) {
+  const struct channel_options *opts = NULL;
+  *channel = param_string(params, "channel");
+  int rc = param_channel(srv, *channel, &opts);
+  if (rc) return rc;
+  return (presence ? opts->presence : channel_has_history(opts)) ? 0 : API_ERROR_NOT_AVAILABLE;
+}
+
+static int method_presence(struct server *srv, json_t *params, json_t **result) {
+  const char *channel;
+  int rc = param_feature_channel(srv, params, true, &channel);
+  if (rc) return rc;
+  struct presence_result pr = {0};
+  if (srv->broker->ops->presence_get(srv->broker, channel, 0, &pr) != 0) return API_ERROR_INTERNAL;
+  json_t *map = json_object();
+  for (size_t i = 0; i < pr.n; i++) {
+    json_t *info = codec_json_message_to_value(&pr.infos[i]->base);
+    if (info) json_object_set_new(map, pr.infos[i]->client, info);
+  }
+  presence_result_cleanup(&pr);
+  *result = json_pack("{so}", "presence", map);
+  return 0;
+}
+
+static int method_presence_stats(struct server *srv, json_t *params, json_t **result) {
+  const char *channel;
+  int rc = param_feature_channel(srv, params, true, &channel);
+  if (rc) return rc;
+  uint32_t clients = 0, users = 0;
+  if (srv->broker->ops->presence_stats(srv->broker, channel, &clients, &users) != 0) return API_ERROR_INTERNAL;
+  *result = json_pack("{sIsI}", "num_clients", (json_int_t)clients, "num_users", (json_int_t)users);
+  return 0;
+}
+
+static int method_history(struct server *srv, json_t *params, json_t **result) {
+  const char *channel;
+  int rc = param_feature_channel(srv, params, false, &channel);
+  if (rc) return rc;
+  json_t *since = json_object_get(params, "since");
+  struct history_query q = {.limit = (int32_t)json_integer_value(json_object_get(params, "limit")),
+                            .has_since = json_is_object(since),
+                            .since_offset = (uint64_t)json_integer_value(json_object_get(since, "offset")),
+                            .since_epoch = json_string_value(json_object_get(since, "epoch")),
+                            .reverse = json_is_true(json_object_get(params, "reverse"))};
+  struct history_result hr = {0};
+  rc = srv->broker->ops->history(srv->broker, channel, &q, &hr);
+  if (rc == 0) {
+    json_t *pubs = json_array();
+    for (size_t i = 0; i < hr.n; i++) {
+      json_t *p = codec_json_message_to_value(&hr.pubs[i]->base);
+      if (p) json_array_append_new(pubs, p);
+    }
+    *result = json_pack("{sosssI}", "publications", pubs, "epoch", hr.pos.epoch, "offset", (json_int_t)hr.pos.offset);
+  }
+  history_result_cleanup(&hr);
+  return rc == 0 ? 0 : rc == -BROKER_EBADREQUEST ? API_ERROR_BAD_REQUEST
+                   : rc == -BROKER_EUNRECOVERABLE ? API_ERROR_UNRECOVERABLE_POSITION : API_ERROR_INTERNAL;
+}
+
+static int method_history_remove(struct server *srv, json_t *params, json_t **result) {
+  const char *channel;
+  int rc = param_feature_channel(srv, params, false, &channel);
+  if (rc) return rc;
+  if (srv->broker->ops->history_remove(srv->broker, channel) != 0) return API_ERROR_INTERNAL;
+  *result = json_object();
+  return 0;
+}
+
+struct channels_ctx {
+  const char *pattern;
+  json_t *map;
+};
+
+static void add_channel(const char *channel, size_t subscribers, void *arg) {
+  struct channels_ctx *cc = arg;
+  if (cc->pattern[0] && fnmatch(cc->pattern, channel, 0) != 0) return;
+  json_object_set_new(cc->map, channel, json_pack("{sI}", "num_clients", (json_int_t)subscribers));
+}
+
+static int method_channels(struct server *srv, json_t *params, json_t **result) {
+  struct channels_ctx cc = {param_string(params, "pattern"), json_object()};
+  hub_foreach_channel(srv->hub, add_channel, &cc);
+  *result = json_pack("{so}", "channels", cc.map);
+  return 0;
+}
+
+static int method_info(struct server *srv, json_t *params, json_t **result) {
+  (void)params;
+  struct session **all = NULL;
+  size_t max = registry_count(srv->registry) + 64, subs = 0, users = 0;
+  all = malloc(max * sizeof *all);
+  size_t n = all ? registry_snapshot(srv->registry, all, max) : 0;
+  for (size_t i = 0; i < n; i++) {
+    pthread_mutex_lock(&all[i]->lock);
+    subs += all[i]->sub_count;
+    pthread_mutex_unlock(&all[i]->lock);
+    bool first = true; /* count distinct users: O(n^2) but only over this node's sessions, on demand */
+    for (size_t j = 0; j < i && first; j++) first = strcmp(all[j]->user, all[i]->user) != 0;
+    users += first;
+  }
+  for (size_t i = 0; i < n; i++) session_unref(all[i]);
+  free(all);
+  json_t *node = json_pack("{sssssssIsIsIsIsI}", "uid", srv->node_id, "name", srv->cfg->name, "version", SD_VERSION,
+                           "num_clients", (json_int_t)n, "num_users", (json_int_t)users, "num_channels",
+                           (json_int_t)hub_channel_count(srv->hub), "num_subs", (json_int_t)subs, "uptime",
+                           (json_int_t)((timer_now_ms() - srv->started_ms) / 1000));
+  *result = json_pack("{s[o]}", "nodes", node);
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  api_method_fn fn;
+} methods[] = {
+    {"publish", method_publish},   {"broadcast", method_broadcast},       {"subscribe", method_subscribe},
+    {"unsubscribe", method_unsubscribe}, {"disconnect", method_disconnect}, {"refresh", method_refresh},
+    {"presence", method_presence}, {"presence_stats", method_presence_stats}, {"history", method_history},
+    {"history_remove", method_history_remove}, {"channels", method_channels}, {"info", method_info},
+};
+
+api_method_fn api_find_method(const char *name) {
+  for (size_t i = 0; name && i < sizeof methods / sizeof methods[0]; i++)
+    if (strcmp(methods[i].name, name) == 0) return methods[i].fn;
+  return NULL;
+}

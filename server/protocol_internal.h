@@ -1,0 +1,82 @@
+/* protocol_internal: what the protocol's handler files (protocol.c: connection-level commands,
+ * protocol_channel.c: channel commands) share with each other and with api.c: channel argument checks,
+ * reply helpers, and the one subscribe path used by client subscribes, token subscriptions at connect
+ * and the server API. Not for other modules. */
+#ifndef PROTOCOL_INTERNAL_H
+#define PROTOCOL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "client.pb-c.h"
+#include "config.h"
+
+struct session;
+
+/* Sends {id, <result>} where RESULT_FIELD names which Reply member holds RESULT_PTR. */
+#define SEND_RESULT(s, cmd_id, result_field, result_ptr) \
+  do {                                                   \
+    Protocol__Reply reply_ = PROTOCOL__REPLY__INIT;      \
+    reply_.id = (cmd_id);                                \
+    reply_.result_field = (result_ptr);                  \
+    session_send_reply((s), &reply_);                    \
+  } while (0)
+
+/* Checks a channel argument: empty ⇒ disconnect 3501 (returned as is), too long ⇒ -107, unknown
+ * namespace ⇒ -102. Returns 0 with *OPTS set, a disconnect code, or a negated error code. */
+int64_t protocol_check_channel(const struct config *cfg, const char *channel, const struct channel_options **opts);
+
+/* Turns a protocol_check_channel-style result into a handler's return: sends the error reply for
+ * negative values (and returns 0), returns disconnect codes as they are. */
+uint32_t protocol_finish(struct session *s, uint32_t id, int64_t rc);
+
+/* How a subscription is made and answered. */
+enum subscribe_answer {
+  SUBSCRIBE_REPLY,   /* reply {id, subscribe: result} to a client's subscribe command */
+  SUBSCRIBE_PUSH,    /* push {channel, subscribe: {...}} (server API subscribe) */
+  SUBSCRIBE_CONNECT, /* no frame: RESULT goes into the connect reply's subs map */
+};
+
+struct subscribe_plan {
+  const char *channel;
+  const struct channel_options *opts;
+  enum subscribe_answer answer;
+  uint32_t id;                       /* command id for SUBSCRIBE_REPLY */
+  bool want_positioned, want_recoverable, want_join_leave; /* what the client asked for */
+  bool recover;                      /* resubscribe with recovery from OFFSET/EPOCH */
+  uint64_t offset;
+  const char *epoch;
+  bool reject_unrecovered;           /* SubscribeRequest.flag bit 2: error 112 instead of recovered:false */
+  bool history_access;               /* the client may read history (honours its positioned/recoverable) */
+  bool presence_access;
+  const struct auth_sub_options *token; /* subscription token or token-claim options, or NULL */
+  Protocol__SubscribeResult *result;    /* SUBSCRIBE_CONNECT: filled (caller cleans with
+                                           protocol_subscribe_result_cleanup) */
+};
+
+/* Subscribes S as PLAN says: positions or recovers under the channel's publish lock, joins the hub,
+ * answers, adds presence and announces the join. Returns 0, a protocol error code (105, 106, 112, 100)
+ * that the caller reports (nothing was subscribed), or a disconnect code (>= 3000). */
+uint32_t protocol_subscribe(struct session *s, struct subscribe_plan *plan);
+
+/* Frees what protocol_subscribe put into a SUBSCRIBE_CONNECT result (not the struct itself). */
+void protocol_subscribe_result_cleanup(Protocol__SubscribeResult *res);
+
+/* Channel-level handlers (protocol_channel.c). */
+uint32_t protocol_handle_subscribe(struct session *s, const Protocol__Command *cmd);
+uint32_t protocol_handle_unsubscribe(struct session *s, const Protocol__Command *cmd);
+uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd);
+uint32_t protocol_handle_presence(struct session *s, const Protocol__Command *cmd);
+uint32_t protocol_handle_presence_stats(struct session *s, const Protocol__Command *cmd);
+uint32_t protocol_handle_history(struct session *s, const Protocol__Command *cmd);
+uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command *cmd);
+
+/* Fills INFO (borrowing from S) with the session's ClientInfo for presence and join/leave. */
+void protocol_client_info(const struct session *s, Protocol__ClientInfo *info);
+
+/* The publish options (history) of a channel with OPTS. */
+struct publish_options;
+void protocol_publish_options(const struct channel_options *opts, struct publish_options *out);
+
+#endif
