@@ -104,7 +104,8 @@ static void buf_consume(struct buf *b, size_t n) {
 
 static void wake(struct admin *a) {
   uint64_t one = 1;
-  if (write(a->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN) log_warn("admin: wake: %s", strerror(errno));
+  if (write(a->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+    log_warn("admin: wake: %s", strerror(errno));
 }
 
 /* --- output --- */
@@ -254,8 +255,10 @@ static void process_input(struct admin *a, struct admin_client *c) {
     char *nl = memchr(c->in.data + start, '\n', c->in.len - start);
     if (nl == NULL) break;
     size_t len = (size_t)(nl - (c->in.data + start));
-    if (!c->discarding && len > SD_ADMIN_MAX_REQUEST) reply_too_large(a, c);
-    else if (!c->discarding) handle_line(a, c, c->in.data + start, len);
+    if (!c->discarding && len > SD_ADMIN_MAX_REQUEST)
+      reply_too_large(a, c);
+    else if (!c->discarding)
+      handle_line(a, c, c->in.data + start, len);
     c->discarding = false;
     start += len + 1;
   }
@@ -300,7 +303,8 @@ static void accept_clients(struct admin *a) {
   for (;;) {
     int fd = accept4(a->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) log_warn("admin: accept: %s", strerror(errno));
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        log_warn("admin: accept: %s", strerror(errno));
       if (errno == EINTR) continue;
       return;
     }
@@ -327,8 +331,10 @@ static void accept_clients(struct admin *a) {
 /* Unlinks and frees C. Admin thread (or admin_stop once the thread is gone). */
 static void client_free(struct admin *a, struct admin_client *c) {
   pthread_mutex_lock(&a->lock);
-  if (c->prev) c->prev->next = c->next;
-  else a->clients = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    a->clients = c->next;
   if (c->next) c->next->prev = c->prev;
   a->n_clients--;
   if (c->watch) atomic_fetch_sub(&watchers, 1);
@@ -348,8 +354,10 @@ static void update_interest(struct admin *a, struct admin_client *c) {
   if (pending > 0) want |= EPOLLOUT;
   if (want == c->interest) return;
   struct epoll_event ev = {.events = want, .data.ptr = c};
-  if (epoll_ctl(a->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->interest = want;
-  else c->dead = true;
+  if (epoll_ctl(a->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+    c->interest = want;
+  else
+    c->dead = true;
 }
 
 static void client_event(struct admin *a, struct admin_client *c, uint32_t events) {
@@ -383,9 +391,12 @@ static void *admin_thread(void *arg) {
       break;
     }
     for (int i = 0; i < n; i++) {
-      if (events[i].data.ptr == &listen_tag) accept_clients(a);
-      else if (events[i].data.ptr == &wake_tag) flush_watchers(a);
-      else client_event(a, events[i].data.ptr, events[i].events);
+      if (events[i].data.ptr == &listen_tag)
+        accept_clients(a);
+      else if (events[i].data.ptr == &wake_tag)
+        flush_watchers(a);
+      else
+        client_event(a, events[i].data.ptr, events[i].events);
     }
     sweep(a);
   }
@@ -404,7 +415,8 @@ static int clear_path(const char *path, char *err, size_t errlen) {
     return -1;
   }
   if (!S_ISSOCK(st.st_mode)) {
-    snprintf(err, errlen, "admin socket %s: the path exists and is not a socket; refusing to replace it", path);
+    snprintf(err, errlen, "admin socket %s: the path exists and is not a socket; refusing to replace it",
+             path);
     return -1;
   }
   struct sockaddr_un sa = {.sun_family = AF_UNIX};

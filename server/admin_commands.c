@@ -5,8 +5,8 @@
  * channels through hub_foreach_channel, and act only through the thread-safe session, protocol and
  * broker calls. Nothing here keeps state. */
 #include <fnmatch.h>
-#include <stddef.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -102,10 +102,11 @@ static void session_details_locked(struct session *s, json_t *o, uint64_t now) {
 /* One session as JSON (FULL adds the details), read under its lock. New object for the caller. */
 static json_t *session_json(struct session *s, uint64_t now, bool full) {
   pthread_mutex_lock(&s->lock);
-  json_t *o = json_pack("{ss ss ss ss ss ss sI sI sI}", "client", s->client_id, "session", s->session_id, "user",
-                        s->user, "transport", s->transport ? s->transport->name : "", "protocol", s->codec->name,
-                        "remote", s->remote, "connected_ms", (json_int_t)(now - s->created_ms), "subscriptions",
-                        (json_int_t)s->sub_count, "queued_bytes", (json_int_t)s->queued_bytes);
+  json_t *o =
+      json_pack("{ss ss ss ss ss ss sI sI sI}", "client", s->client_id, "session", s->session_id, "user",
+                s->user, "transport", s->transport ? s->transport->name : "", "protocol", s->codec->name,
+                "remote", s->remote, "connected_ms", (json_int_t)(now - s->created_ms), "subscriptions",
+                (json_int_t)s->sub_count, "queued_bytes", (json_int_t)s->queued_bytes);
   if (o && full) session_details_locked(s, o, now);
   pthread_mutex_unlock(&s->lock);
   return o;
@@ -193,14 +194,16 @@ static int cmd_info(struct server *srv, json_t *args, json_t **result, char *err
   snapshot_release(&snap);
   hub_foreach_channel(srv->hub, add_subscribers, &subs);
   uint64_t up = timer_now_ms() - srv->started_ms;
-  json_t *o = json_pack("{ss ss? ss sI sI ss sI sI sI sI}", "uid", srv->node_id, "name",
-                        atomic_load(&srv->cfg)->name, "version", SD_VERSION, "uptime", (json_int_t)(up / 1000),
-                        "uptime_ms", (json_int_t)up, "engine", srv->broker->ops->name, "num_clients",
-                        (json_int_t)registry_count(srv->registry), "num_users", (json_int_t)users, "num_channels",
-                        (json_int_t)hub_channel_count(srv->hub), "num_subs", (json_int_t)subs);
+  json_t *o =
+      json_pack("{ss ss? ss sI sI ss sI sI sI sI}", "uid", srv->node_id, "name", atomic_load(&srv->cfg)->name,
+                "version", SD_VERSION, "uptime", (json_int_t)(up / 1000), "uptime_ms", (json_int_t)up,
+                "engine", srv->broker->ops->name, "num_clients", (json_int_t)registry_count(srv->registry),
+                "num_users", (json_int_t)users, "num_channels", (json_int_t)hub_channel_count(srv->hub),
+                "num_subs", (json_int_t)subs);
   if (o == NULL) return fail(err, errlen, "out of memory", NULL);
   for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-    const atomic_uint_fast64_t *c = (const atomic_uint_fast64_t *)((const char *)&srv->stats + counters[i].offset);
+    const atomic_uint_fast64_t *c =
+        (const atomic_uint_fast64_t *)((const char *)&srv->stats + counters[i].offset);
     json_object_set_new(o, counters[i].name, json_integer((json_int_t)atomic_load(c)));
   }
   *result = o;
@@ -218,7 +221,8 @@ struct channel_walk {
 static void collect_channel(const char *channel, size_t subscribers, void *arg) {
   struct channel_walk *w = arg;
   if (w->pattern && fnmatch(w->pattern, channel, 0) != 0) return;
-  json_array_append_new(w->rows, json_pack("{sssI}", "channel", channel, "subscribers", (json_int_t)subscribers));
+  json_array_append_new(w->rows,
+                        json_pack("{sssI}", "channel", channel, "subscribers", (json_int_t)subscribers));
 }
 
 static int by_channel(const void *a, const void *b) {
@@ -285,8 +289,8 @@ static json_t *channel_clients(struct server *srv, const char *channel) {
     struct session *s = snap.v[i];
     pthread_mutex_lock(&s->lock);
     if (subscribed_locked(s, channel))
-      json_array_append_new(clients, json_pack("{ssssss}", "client", s->client_id, "session", s->session_id,
-                                               "user", s->user));
+      json_array_append_new(
+          clients, json_pack("{ssssss}", "client", s->client_id, "session", s->session_id, "user", s->user));
     pthread_mutex_unlock(&s->lock);
   }
   snapshot_release(&snap);
@@ -301,8 +305,8 @@ static int cmd_channel(struct server *srv, json_t *args, json_t **result, char *
   /* The namespace is what precedes ':' (after a private channel's '$'), "" without one. */
   const char *start = name + (name[0] == '$'), *colon = strchr(start, ':');
   size_t ns_len = colon ? (size_t)(colon - start) : 0;
-  json_t *row = json_pack("{ss so sI}", "channel", name, "namespace", json_stringn(start, ns_len), "subscribers",
-                          (json_int_t)hub_subscriber_count(srv->hub, name));
+  json_t *row = json_pack("{ss so sI}", "channel", name, "namespace", json_stringn(start, ns_len),
+                          "subscribers", (json_int_t)hub_subscriber_count(srv->hub, name));
   if (row == NULL) return fail(err, errlen, "out of memory", NULL);
   add_channel_state(srv, cfg, row);
   json_object_set_new(row, "clients", channel_clients(srv, name));
@@ -318,16 +322,19 @@ static int cmd_publish(struct server *srv, json_t *args, json_t **result, char *
   const struct channel_options *o = channel_options_for(atomic_load(&srv->cfg), channel);
   if (o == NULL) return fail(err, errlen, UNKNOWN_CHANNEL, channel);
   struct publish_options po = {0};
-  if (channel_has_history(o)) po = (struct publish_options){(size_t)o->history_size, (uint64_t)o->history_ttl_ms};
+  if (channel_has_history(o))
+    po = (struct publish_options){(size_t)o->history_size, (uint64_t)o->history_ttl_ms};
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   struct stream_position pos = {0};
   if (codec_json_raw_from_value(json_object_get(args, "data"), &pub.data) != 0)
     return fail(err, errlen, "out of memory", NULL);
   int rc = srv->broker->ops->publish(srv->broker, channel, &pub, &po, &pos);
   free(pub.data.data);
-  if (rc != 0) return fail(err, errlen, "publish failed", rc == -BROKER_ENOMEM ? "out of memory" : "broker error");
+  if (rc != 0)
+    return fail(err, errlen, "publish failed", rc == -BROKER_ENOMEM ? "out of memory" : "broker error");
   atomic_fetch_add_explicit(&srv->stats.publications, 1, memory_order_relaxed);
-  *result = pos.epoch[0] ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch) : json_object();
+  *result = pos.epoch[0] ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch)
+                         : json_object();
   return 0;
 }
 
@@ -343,7 +350,11 @@ static int cmd_message(struct server *srv, json_t *args, json_t **result, char *
   struct session *s = find_session(srv, args, err, errlen);
   if (s == NULL) return -1;
   ProtobufCBinaryData data = {0};
-  int rc = codec_json_raw_from_value(json_object_get(args, "data"), &data) == 0 ? 0 : fail(err, errlen, "out of memory", NULL);
+  int rc = codec_json_raw_from_value(json_object_get(args, "data"), &data) == 0
+               ? 0
+               : fail(err, errlen, "out of memory", NULL);
+  if (rc == 0 && session_state(s) != SESSION_CONNECTED) /* no pushes before the connect reply */
+    rc = fail(err, errlen, "message not delivered", "the session is not connected");
   if (rc == 0 && protocol_send_message(s, data.data, data.len) != 0)
     rc = fail(err, errlen, "message not delivered", "the session is closing or its queue is full");
   free(data.data);
@@ -385,8 +396,8 @@ static int cmd_reload(struct server *srv, json_t *args, json_t **result, char *e
 /* One command's help, as JSON (FULL adds the description and the arguments). */
 static json_t *command_help(const struct sd_admin_command *c, bool full) {
   char usage[256];
-  json_t *o = json_pack("{ssssss}", "name", c->name, "usage", sd_admin_usage(c, usage, sizeof usage), "summary",
-                        c->summary);
+  json_t *o = json_pack("{ssssss}", "name", c->name, "usage", sd_admin_usage(c, usage, sizeof usage),
+                        "summary", c->summary);
   if (!full || o == NULL) return o;
   json_t *list = json_array();
   for (size_t i = 0; i < c->n_args + c->n_opts; i++) {
@@ -418,19 +429,26 @@ static int cmd_help(struct server *srv, json_t *args, json_t **result, char *err
 
 /* The dispatch table: one handler per command of the shared table; watch is served by admin.c. */
 static const admin_handler_fn handlers[SD_ADMIN_CMD_COUNT] = {
-    [SD_ADMIN_INFO] = cmd_info,         [SD_ADMIN_SESSIONS] = cmd_sessions,
-    [SD_ADMIN_SESSION] = cmd_session,   [SD_ADMIN_CHANNELS] = cmd_channels,
-    [SD_ADMIN_CHANNEL] = cmd_channel,   [SD_ADMIN_PUBLISH] = cmd_publish,
-    [SD_ADMIN_MESSAGE] = cmd_message,   [SD_ADMIN_DISCONNECT] = cmd_disconnect,
-    [SD_ADMIN_UNSUBSCRIBE] = cmd_unsubscribe, [SD_ADMIN_WATCH] = NULL,
-    [SD_ADMIN_RELOAD] = cmd_reload,     [SD_ADMIN_HELP] = cmd_help,
+    [SD_ADMIN_INFO] = cmd_info,
+    [SD_ADMIN_SESSIONS] = cmd_sessions,
+    [SD_ADMIN_SESSION] = cmd_session,
+    [SD_ADMIN_CHANNELS] = cmd_channels,
+    [SD_ADMIN_CHANNEL] = cmd_channel,
+    [SD_ADMIN_PUBLISH] = cmd_publish,
+    [SD_ADMIN_MESSAGE] = cmd_message,
+    [SD_ADMIN_DISCONNECT] = cmd_disconnect,
+    [SD_ADMIN_UNSUBSCRIBE] = cmd_unsubscribe,
+    [SD_ADMIN_WATCH] = NULL,
+    [SD_ADMIN_RELOAD] = cmd_reload,
+    [SD_ADMIN_HELP] = cmd_help,
 };
 
 json_t *admin_execute(struct server *srv, const struct sd_admin_command *cmd, json_t *args) {
   char err[512] = "";
   json_t *result = NULL;
   admin_handler_fn fn = handlers[cmd->id];
-  if (fn == NULL) return json_pack("{ss}", "error", "this command streams; the admin socket serves it itself");
+  if (fn == NULL)
+    return json_pack("{ss}", "error", "this command streams; the admin socket serves it itself");
   if (fn(srv, args, &result, err, sizeof err) != 0 || result == NULL) {
     json_decref(result);
     return json_pack("{ss}", "error", err[0] ? err : "out of memory");

@@ -60,8 +60,9 @@ static const struct sd_admin_arg help_args[] = {
 
 static const struct sd_admin_command commands[] = {
     {SD_ADMIN_INFO, "info", NONE, NONE, false, false, "show the node: id, name, version, uptime and counts",
-     "Shows this node's id and name, the version, the uptime and the counts of sessions, distinct users, "
-     "channels, subscriptions, messages in and out and publications, like the server API's info."},
+     "Shows this node's id and name, the version, the uptime, the engine and the counts of sessions, "
+     "distinct users, channels, subscriptions, messages and bytes in and out, publications, connections "
+     "and queue drops, like the server API's info."},
     {SD_ADMIN_SESSIONS, "sessions", NONE, ARGS(sessions_opts), false, false, "list sessions, one row each",
      "Lists every session of this node: client id, session id, user, transport, protocol, remote address, "
      "how long it has been connected, its number of subscriptions and its queued bytes. The options keep "
@@ -72,16 +73,19 @@ static const struct sd_admin_command commands[] = {
      "last ping was sent and the last pong received."},
     {SD_ADMIN_CHANNELS, "channels", ARGS(channels_args), NONE, false, false,
      "list channels with local subscribers",
-     "Lists the channels that have subscribers on this node, with their subscriber count and history "
-     "settings. PATTERN is a shell glob (quote it from the shell) that names must match."},
+     "Lists the channels that have subscribers on this node: subscriber count, publications kept in "
+     "history and the last offset, history and presence settings. PATTERN is a shell glob (quote it "
+     "from the shell) that names must match."},
     {SD_ADMIN_CHANNEL, "channel", ARGS(channel_args), NONE, false, false, "show one channel",
-     "Shows one channel: its namespace, its subscribers on this node (client id and user of each), and "
-     "its presence and history settings."},
+     "Shows one channel: its namespace, its subscribers on this node (client id and user of each), its "
+     "presence (with the number of clients and users present) and its history (settings, publications "
+     "kept, last offset and epoch)."},
     {SD_ADMIN_PUBLISH, "publish", ARGS(publish_args), NONE, false, false, "publish DATA to CHANNEL",
      "Publishes DATA, which must be JSON text (quote it from the shell: '{\"text\":\"hi\"}'), to CHANNEL "
      "exactly as the server API's publish does, and prints the publication's offset and epoch when the "
      "channel keeps history."},
-    {SD_ADMIN_MESSAGE, "message", ARGS(message_args), NONE, false, false, "send a message push to one session",
+    {SD_ADMIN_MESSAGE, "message", ARGS(message_args), NONE, false, false,
+     "send a message push to one session",
      "Sends DATA (JSON text) to one session as an asynchronous message push: the client SDK emits it as a "
      "`message` event."},
     {SD_ADMIN_DISCONNECT, "disconnect", ARGS(id_arg), ARGS(disconnect_opts), false, false,
@@ -92,7 +96,8 @@ static const struct sd_admin_command commands[] = {
      "unsubscribe one session from a channel",
      "Removes one session's subscription to CHANNEL and sends it an unsubscribe push with code 2000 "
      "(server unsubscribe): the SDK does not resubscribe."},
-    {SD_ADMIN_WATCH, "watch", ARGS(watch_args), NONE, true, false, "print publications on CHANNEL as they happen",
+    {SD_ADMIN_WATCH, "watch", ARGS(watch_args), NONE, true, false,
+     "print publications on CHANNEL as they happen",
      "Prints every publication on CHANNEL delivered on this node (from clients, the server API or "
      "`publish`) until interrupted with Ctrl-C. A watcher that reads too slowly is disconnected."},
     {SD_ADMIN_RELOAD, "reload", NONE, NONE, false, false, "reload the configuration (as SIGHUP)",
@@ -126,7 +131,8 @@ const struct sd_admin_arg *sd_admin_find_option(const struct sd_admin_command *c
 }
 
 /* Any argument or option of CMD whose request key is KEY; *is_option says which. */
-static const struct sd_admin_arg *find_key(const struct sd_admin_command *cmd, const char *key, bool *is_option) {
+static const struct sd_admin_arg *find_key(const struct sd_admin_command *cmd, const char *key,
+                                           bool *is_option) {
   *is_option = false;
   for (size_t i = 0; i < cmd->n_args; i++)
     if (strcmp(cmd->args[i].key, key) == 0) return &cmd->args[i];
@@ -146,7 +152,8 @@ char *sd_admin_usage(const struct sd_admin_command *cmd, char *buf, size_t len) 
   return buf;
 }
 
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static int fail(int code, char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -161,10 +168,10 @@ static json_t *value_from_text(const struct sd_admin_arg *a, bool is_option, con
   if (a->type == SD_ADMIN_JSON) {
     json_error_t jerr;
     json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
-    if (v == NULL || json_is_null(v))
-      fail(SD_ADMIN_EUSAGE, err, errlen, "%s is not valid JSON: %s", a->meta, v ? "null" : jerr.text);
-    if (v && json_is_null(v)) json_decref(v), v = NULL;
-    return v;
+    if (v != NULL && !json_is_null(v)) return v;
+    fail(SD_ADMIN_EUSAGE, err, errlen, "%s is not valid JSON: %s", a->meta, v ? "null" : jerr.text);
+    json_decref(v);
+    return NULL;
   }
   if (a->type == SD_ADMIN_INT) {
     char *end;
@@ -195,7 +202,8 @@ static int take_option(const struct sd_admin_command *cmd, json_t *args, int arg
   name[nl] = '\0';
   const struct sd_admin_arg *o = sd_admin_find_option(cmd, name);
   if (o == NULL) return fail(SD_ADMIN_EUSAGE, err, errlen, "unknown option --%s for '%s'", name, cmd->name);
-  if (json_object_get(args, o->key)) return fail(SD_ADMIN_EUSAGE, err, errlen, "option --%s given twice", name);
+  if (json_object_get(args, o->key))
+    return fail(SD_ADMIN_EUSAGE, err, errlen, "option --%s given twice", name);
   const char *text = eq ? eq + 1 : NULL;
   if (text == NULL && *i + 1 >= argc)
     return fail(SD_ADMIN_EUSAGE, err, errlen, "option --%s needs a value (%s)", name, o->meta);
@@ -298,7 +306,8 @@ int sd_admin_validate(json_t *request, const struct sd_admin_command **cmdp, cha
   json_object_foreach(args, key, v) {
     bool is_option;
     const struct sd_admin_arg *a = find_key(cmd, key, &is_option);
-    if (a == NULL) return fail(SD_ADMIN_EUSAGE, err, errlen, "unknown argument \"%s\" for '%s'", key, cmd->name);
+    if (a == NULL)
+      return fail(SD_ADMIN_EUSAGE, err, errlen, "unknown argument \"%s\" for '%s'", key, cmd->name);
     if ((rc = check_value(a, is_option, v, err, errlen)) != 0) return rc;
   }
   for (size_t i = 0; i < cmd->n_args; i++)
@@ -309,11 +318,13 @@ int sd_admin_validate(json_t *request, const struct sd_admin_command **cmdp, cha
   return 0;
 }
 
-/* Appends C to the word being built in W (growing it). Returns 0 or -1. */
+/* A word being built by sd_admin_split_line. */
 struct word {
   char *buf;
   size_t len, cap;
 };
+
+/* Appends C to W (growing it). Returns 0 or -1. */
 static int word_put(struct word *w, char c) {
   if (w->len + 1 >= w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 32;

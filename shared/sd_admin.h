@@ -71,8 +71,8 @@ struct sd_admin_command {
   size_t n_args;
   const struct sd_admin_arg *opts;
   size_t n_opts;
-  bool streaming; /* answers with a stream of lines until the client leaves (watch) */
-  bool local;     /* streamctl answers it itself, without the server (help) */
+  bool streaming;          /* answers with a stream of lines until the client leaves (watch) */
+  bool local;              /* streamctl answers it itself, without the server (help) */
   const char *summary;     /* one line */
   const char *description; /* a paragraph, for `help COMMAND` */
 };

@@ -122,6 +122,18 @@ describe('server API with api_key', () => {
     s.close();
   });
 
+  it('publish embeds data as raw JSON: number texts survive, even beyond 64-bit integers', async () => {
+    const body = '{"channel":"news","data":{"a":1.50,"huge":123456789012345678901234567890,"e":1E+2}}';
+    const res = await postJSON(`${srv.base}/api/publish`, body, { 'X-API-Key': API_KEY });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(JSON.parse(res.body), { result: {} });
+    await nextPub();
+    const line = sub.allLines.find((l) => l.includes('"huge"'));
+    assert.match(line, /"huge":\s*123456789012345678901234567890\b/, `integer text kept: ${line}`);
+    assert.match(line, /"a":\s*1\.50\b/, `number text kept: ${line}`);
+    assert.match(line, /"e":\s*1E\+2\b/, `number text kept: ${line}`);
+  });
+
   it('GET on an API method ⇒ 405', async () => {
     const res = await request(`${srv.base}/api/publish`, { method: 'GET', headers: { 'X-API-Key': API_KEY } });
     assert.equal(res.status, 405);

@@ -135,8 +135,10 @@ describe('errors and permissions (anonymous connections, channel options)', () =
     const subB = await subscribe(b, 'pub:chat');
     await subA.publish({ from: 'a' });
     assert.deepEqual((await subB.nextPub()).data, { from: 'a' });
+    assert.deepEqual((await subA.nextPub()).data, { from: 'a' });
     await subB.publish({ from: 'b' });
     assert.deepEqual((await subA.nextPub()).data, { from: 'b' });
+    assert.deepEqual((await subB.nextPub()).data, { from: 'b' });
     // A refused publish rejects the SDK promise with the server's error.
     const plain = await subscribe(a, 'plain');
     await assert.rejects(plain.publish({ no: 1 }), (e) => e.code === 103 && e.message === 'permission denied');

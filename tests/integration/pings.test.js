@@ -20,7 +20,8 @@ async function until(cond, timeoutMs, what) {
   })(), timeoutMs, what);
 }
 
-describe('pings and pongs (ping_interval 2s, pong_timeout 1s)', () => {
+// The tests wait for timers, not for the CPU: they run concurrently, each with its own clients.
+describe('pings and pongs (ping_interval 2s, pong_timeout 1s)', { concurrency: true }, () => {
   let srv;
 
   before(async () => {

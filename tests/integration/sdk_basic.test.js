@@ -59,8 +59,15 @@ describe('SDK over http_stream', () => {
       assert.equal(p.info?.client, b.connectedCtx.client);
     }
 
-    // Order is kept per publisher.
-    for (let i = 0; i < 20; i++) subB.publish({ seq: i });
+    // Commands sent in one emulation request (SDK batching) are processed and delivered in order.
+    // (Separate concurrent emulation requests have no order: PROTOCOL.md §2.3.)
+    b.startBatching();
+    const results = [];
+    for (let i = 0; i < 20; i++) results.push(subB.publish({ seq: i }));
+    b.stopBatching();
+    await Promise.all(results);
+    assert.ok(b.emulationRequests.some((r) => (r.data.match(/"publish"/g) || []).length === 20),
+      'the 20 publish commands went in one emulation request');
     for (const sub of [subA, subB]) {
       for (let i = 0; i < 20; i++) assert.deepEqual((await sub.nextPub()).data, { seq: i });
     }

@@ -16,7 +16,8 @@ function assertCleanExit(r, signal) {
   assert.ok(!sanitizerReport(r.stderr), `sanitizer report:\n${r.stderr.slice(-8000)}`);
 }
 
-describe('graceful shutdown', () => {
+// Each test has its own server: they run concurrently.
+describe('graceful shutdown', { concurrency: true }, () => {
   after(async () => {
     closeAllClients();
     closeAllRaw();
@@ -83,10 +84,11 @@ describe('graceful shutdown', () => {
       const r = await api(srv.base, 'publish', { channel: 'stuck', data }, { key: API_KEY });
       assert.equal(r.status, 200);
     }
+    // streamd gives streams that cannot be flushed a bounded grace period (10 s) before it exits.
     const t0 = Date.now();
     const r = await srv.stop('SIGTERM');
     assertCleanExit(r, 'SIGTERM');
-    assert.ok(Date.now() - t0 < EXIT_WITHIN_MS, 'exits promptly');
+    assert.ok(Date.now() - t0 < 15000, `exits within the grace period (${Date.now() - t0} ms)`);
     s.close();
   });
 });

@@ -6,9 +6,12 @@ import { startServer, stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
 import { api } from './lib/http.js';
 import { connectRaw, closeAllRaw, call } from './lib/raw.js';
 
-const QUEUE_MAX = 256 * 1024;
-const COUNT = 300;
-const PAD = 50 * 1024; // COUNT * PAD = 15 MB: far more than the socket buffers and the queue hold
+const QUEUE_MAX = 2 * 1024 * 1024;
+// COUNT * PAD = 15 MB: far more than the socket buffers and the queue hold. Frames much larger than
+// one write of the HTTP layer: the frame being written when the queue overflows is partly out already,
+// and must still end whole before the disconnect push (a broken line would be all the SDK sees).
+const COUNT = 75;
+const PAD = 200 * 1024;
 
 describe('slow client', () => {
   let srv;
@@ -23,7 +26,7 @@ describe('slow client', () => {
     await stopAll();
   });
 
-  it('a subscriber that never reads gets Disconnect 3008; a reading one gets everything', { timeout: 90000 }, async () => {
+  it('a subscriber that never reads gets Disconnect 3008 after whole frames; a reading one gets everything', { timeout: 90000 }, async () => {
     const slow = await connectRaw(srv.base);
     await call(slow, { subscribe: { channel: 'firehose' }, id: 2 });
     const fast = await connectRaw(srv.base);
@@ -32,14 +35,23 @@ describe('slow client', () => {
 
     const pad = 'f'.repeat(PAD);
     let received = 0;
+    let progress = () => {};
     const reader = (async () => {
       for (let i = 0; i < COUNT; i++) {
         const m = await fast.waitFor((f) => !!f.push, 30000);
+        assert.ok(m.push.pub, `the reading subscriber gets publications, not ${JSON.stringify(m).slice(0, 200)}`);
         assert.equal(m.push.pub.data.seq, i, 'the reading subscriber gets every publication in order');
         received++;
+        progress();
       }
     })();
+    reader.catch(() => progress());
     for (let i = 0; i < COUNT; i++) {
+      // Keep the reading subscriber at most 4 publications (800 KB) behind: well inside its queue
+      // whatever the speed of this process, so only the subscriber that does not read overflows.
+      while (received < i - 4) {
+        await Promise.race([new Promise((r) => { progress = r; }), reader]);
+      }
       const r = await api(srv.base, 'publish', { channel: 'firehose', data: { seq: i, pad } }, { key: API_KEY });
       assert.equal(r.status, 200);
       assert.deepEqual(r.json, { result: {} });
@@ -62,5 +74,40 @@ describe('slow client', () => {
     // The reading subscriber is still connected and served.
     assert.deepEqual(await call(fast, { unsubscribe: { channel: 'firehose' }, id: 3 }), { id: 3, unsubscribe: {}, skipped: [] });
     fast.close();
+  });
+
+  it('subscribers that come and go during a stream of publications do not disturb the others', { timeout: 90000 }, async () => {
+    const stay = [];
+    for (let i = 0; i < 5; i++) {
+      const s = await connectRaw(srv.base);
+      await call(s, { subscribe: { channel: 'churn' }, id: 2 });
+      stay.push(s);
+    }
+    const N = 200;
+    let publishing = true;
+    const churn = (async () => {
+      let k = 0;
+      while (publishing) {
+        const s = await connectRaw(srv.base);
+        await s.emulate([{ subscribe: { channel: 'churn' }, id: 2 }]);
+        if (k++ % 2) await s.nextJSON(); // sometimes leave right after the subscribe, sometimes mid-stream
+        s.close();
+      }
+      return k;
+    })();
+    for (let i = 0; i < N; i++) {
+      const r = await api(srv.base, 'publish', { channel: 'churn', data: { i } }, { key: API_KEY });
+      assert.equal(r.status, 200);
+    }
+    publishing = false;
+    const churned = await churn;
+    assert.ok(churned > 0);
+    for (const s of stay) {
+      for (let i = 0; i < N; i++) {
+        const f = await s.waitFor((m) => !!m.push);
+        assert.equal(f.push.pub.data.i, i);
+      }
+      s.close();
+    }
   });
 });

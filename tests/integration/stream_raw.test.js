@@ -97,7 +97,7 @@ describe('POST /connection/http_stream (raw)', () => {
     s.close();
   });
 
-  it('delivers JSON payloads of every kind unchanged (unicode, escapes, null, nesting, scalars)', async () => {
+  it('delivers JSON payloads of every kind unchanged (unicode, escapes, nesting, scalars)', async () => {
     const s = await connectRaw(srv.base);
     await call(s, { subscribe: { channel: 'verbatim' }, id: 2 });
     const payloads = [
@@ -129,6 +129,30 @@ describe('POST /connection/http_stream (raw)', () => {
     assert.match(line, /"u64":\s*18446744073709551615\b/, `integer text kept: ${line}`);
     assert.match(line, /"a":\s*1\.50\b/, `number text kept: ${line}`);
     assert.match(line, /"e":\s*1E\+2\b/, `number text kept: ${line}`);
+    s.close();
+  });
+
+  it('concurrent emulation requests for one session: every command is answered exactly once', async () => {
+    const s = await connectRaw(srv.base);
+    await call(s, { subscribe: { channel: 'concurrent' }, id: 2 });
+    const N = 50;
+    const statuses = await Promise.all(Array.from({ length: N }, (_, i) =>
+      s.emulate([{ publish: { channel: 'concurrent', data: { i } }, id: 10 + i }]).then((r) => r.status)));
+    assert.deepEqual(statuses, Array(N).fill(204));
+    const replies = new Set();
+    const pubs = new Set();
+    while (replies.size < N || pubs.size < N) {
+      const f = await s.nextJSON();
+      if (f.push) {
+        assert.ok(!pubs.has(f.push.pub.data.i), `publication ${f.push.pub.data.i} twice`);
+        pubs.add(f.push.pub.data.i);
+      } else {
+        assert.deepEqual(f, { id: f.id, publish: {} });
+        assert.ok(!replies.has(f.id), `reply ${f.id} twice`);
+        replies.add(f.id);
+      }
+    }
+    assert.deepEqual([...replies].sort((a, b) => a - b), Array.from({ length: N }, (_, i) => 10 + i));
     s.close();
   });
 

@@ -55,8 +55,9 @@ static void test_table_is_complete_and_consistent(void **state) {
   assert_null(sd_admin_find("nope"));
   assert_null(sd_admin_find(NULL));
   /* The commands INTERFACE.md names, each exactly once. */
-  static const char *const names[] = {"info", "sessions", "session", "channels", "channel", "publish", "message",
-                                      "disconnect", "unsubscribe", "watch", "reload", "help"};
+  static const char *const names[] = {"info",        "sessions", "session", "channels",
+                                      "channel",     "publish",  "message", "disconnect",
+                                      "unsubscribe", "watch",    "reload",  "help"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) assert_non_null(sd_admin_find(names[i]));
   assert_true(sd_admin_find("watch")->streaming);
   assert_true(sd_admin_find("help")->local);
@@ -122,7 +123,8 @@ static void test_parse_builds_requests(void **state) {
             "{\"args\":{\"channel\":\"news\",\"data\":{\"text\":\"hi there\"}},\"cmd\":\"publish\"}");
   expect_ok("message abc 42", "{\"args\":{\"data\":42,\"id\":\"abc\"},\"cmd\":\"message\"}");
   expect_ok("message abc '\"text\"'", "{\"args\":{\"data\":\"text\",\"id\":\"abc\"},\"cmd\":\"message\"}");
-  expect_ok("unsubscribe abc news", "{\"args\":{\"channel\":\"news\",\"id\":\"abc\"},\"cmd\":\"unsubscribe\"}");
+  expect_ok("unsubscribe abc news",
+            "{\"args\":{\"channel\":\"news\",\"id\":\"abc\"},\"cmd\":\"unsubscribe\"}");
   expect_ok("publish -- --odd 1", "{\"args\":{\"channel\":\"--odd\",\"data\":1},\"cmd\":\"publish\"}");
   expect_ok("help", "{\"args\":{},\"cmd\":\"help\"}");
   expect_ok("help watch", "{\"args\":{\"command\":\"watch\"},\"cmd\":\"help\"}");
@@ -163,7 +165,8 @@ static void test_split_line(void **state) {
   (void)state;
   int argc;
   char **argv;
-  assert_int_equal(sd_admin_split_line("  publish  news '{\"a\": 1}' \"x \\\"y\\\"\" a\\ b '' \n", &argc, &argv), 0);
+  assert_int_equal(
+      sd_admin_split_line("  publish  news '{\"a\": 1}' \"x \\\"y\\\"\" a\\ b '' \n", &argc, &argv), 0);
   assert_int_equal(argc, 6);
   assert_string_equal(argv[0], "publish");
   assert_string_equal(argv[1], "news");
@@ -216,7 +219,8 @@ static void test_validate_requests(void **state) {
   expect_invalid("{\"cmd\":\"session\",\"args\":{\"id\":\"\"}}", SD_ADMIN_EUSAGE, "must not be empty");
   expect_invalid("{\"cmd\":\"disconnect\",\"args\":{\"id\":\"x\",\"code\":\"4000\"}}", SD_ADMIN_EUSAGE,
                  "\"code\" must be an integer");
-  expect_invalid("{\"cmd\":\"disconnect\",\"args\":{\"id\":\"x\",\"code\":12}}", SD_ADMIN_EUSAGE, "from 3000");
+  expect_invalid("{\"cmd\":\"disconnect\",\"args\":{\"id\":\"x\",\"code\":12}}", SD_ADMIN_EUSAGE,
+                 "from 3000");
   expect_invalid("{\"cmd\":\"publish\",\"args\":{\"channel\":\"c\",\"data\":null}}", SD_ADMIN_EUSAGE,
                  "\"data\" must not be null");
 }

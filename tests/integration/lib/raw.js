@@ -106,12 +106,7 @@ export class RawStream {
       const line = await this.nextLine(timeoutMs);
       if (line === null) throw new Error(`stream ended while a frame was expected (${this._describe()})`);
       assert.notEqual(line, '', 'the stream must never carry an empty line');
-      let msg;
-      try {
-        msg = JSON.parse(line);
-      } catch (e) {
-        throw new Error(`frame is not JSON: ${JSON.stringify(line.slice(0, 300))}: ${e.message}`);
-      }
+      const msg = parseFrame(line);
       if (skipPings && isPing(msg)) continue;
       return msg;
     }
@@ -150,7 +145,7 @@ export class RawStream {
       const line = await this.nextLine(timeoutMs);
       if (line === null) break;
       assert.notEqual(line, '', 'the stream must never carry an empty line');
-      frames.push(JSON.parse(line));
+      frames.push(parseFrame(line));
     }
     assert.equal(this.partial, '', 'the stream ended inside a line (a frame without its "\\n")');
     return frames;
@@ -191,6 +186,18 @@ export class RawStream {
   close() {
     this.req.destroy();
     this.res.destroy();
+  }
+}
+
+/** JSON.parse of one stream line, with an error that shows where a broken frame breaks. */
+export function parseFrame(line) {
+  try {
+    return JSON.parse(line);
+  } catch (e) {
+    const m = /position (\d+)/.exec(e.message);
+    const at = m ? Number(m[1]) : 0;
+    throw new Error(`a frame on the stream is not JSON (${e.message}; line of ${line.length} chars): ` +
+      `starts ${JSON.stringify(line.slice(0, 80))}, around the error ${JSON.stringify(line.slice(Math.max(0, at - 80), at + 120))}`);
   }
 }
 

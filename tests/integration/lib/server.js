@@ -17,7 +17,7 @@ const repoRoot = process.env.STREAMD_SOURCE_DIR || path.resolve(here, '..', '..'
 export const STREAMD_BIN = process.env.STREAMD_BIN || path.join(repoRoot, 'build', 'server', 'streamd');
 
 const START_TIMEOUT_MS = 10000;
-const STOP_TIMEOUT_MS = 10000;
+const STOP_TIMEOUT_MS = 20000;
 const STDERR_KEEP = 64 * 1024;
 
 // The configuration that most tests start from: streaming on, development mode, an API key.

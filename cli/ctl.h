@@ -1,0 +1,88 @@
+/* ctl: streamctl's internal interfaces: the connection to the admin socket (ctl_conn.c), running one
+ * command and printing its answer (ctl_run.c, ctl_output.c), and the interactive and scripted shells
+ * (ctl_shell.c). Commands, their arguments and their help all come from the shared table in
+ * shared/sd_admin.h; nothing here lists commands of its own. streamctl is single-threaded. */
+#ifndef CTL_H
+#define CTL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "sd_admin.h"
+
+#define CTL_DEFAULT_SOCKET "/run/streamd/admin.sock"
+
+/* Exit statuses (INTERFACE.md). */
+enum ctl_status { CTL_OK = 0, CTL_ESERVER = 1, CTL_EUSAGE = 2, CTL_ECONNECT = 3 };
+
+/* One connection to the admin socket with its read buffer. fd < 0 when closed. */
+struct ctl_conn {
+  int fd;
+  char *buf;
+  size_t len, cap;
+  size_t consumed; /* bytes of the line handed out last, dropped by the next ctl_conn_recv */
+};
+
+/* What a run of streamctl shares between commands. */
+struct ctl {
+  const char *socket_path;
+  bool json;            /* --json: print raw responses */
+  struct ctl_conn conn; /* reused by every non-streaming command and by completion */
+};
+
+/* Set by the SIGINT handler while a watch runs. */
+extern volatile sig_atomic_t ctl_interrupted;
+
+/* --- ctl_conn.c --- */
+
+/* Connects C to PATH. Returns 0, or -1 with a message naming PATH in ERR. */
+int ctl_conn_open(struct ctl_conn *c, const char *path, char *err, size_t errlen);
+void ctl_conn_close(struct ctl_conn *c);
+
+/* Sends REQUEST (borrowed) as one line. Returns 0 or -1 (connection lost). */
+int ctl_conn_send(struct ctl_conn *c, json_t *request);
+
+/* Reads one response line: stores a new value in *value and the line (valid until the next call, without
+ * its newline) in *line. Returns 0; -1 when the connection closed or failed; -2 when the line is not
+ * JSON; 1 when ctl_interrupted was set while waiting. */
+int ctl_conn_recv(struct ctl_conn *c, json_t **value, const char **line);
+
+/* --- ctl_run.c --- */
+
+/* Runs one command given as words (ARGV[0] is the command name) and prints its answer. Returns the
+ * exit status for it. */
+int ctl_run(struct ctl *ctl, int argc, char **argv);
+
+/* Sends REQUEST (borrowed) on ctl's shared connection (connecting first when needed) and stores the
+ * response in *response (new reference). Quiet: for completion. Returns 0 or -1. */
+int ctl_query(struct ctl *ctl, json_t *request, json_t **response);
+
+/* Prints help: the command list (COMMAND NULL) or one command's. Returns CTL_OK or CTL_EUSAGE. */
+int ctl_help(FILE *out, const char *command);
+
+/* --- ctl_output.c --- */
+
+/* Prints RESULT (borrowed) of command CMD with ARGS (the request's arguments) for humans. */
+void ctl_print(const struct sd_admin_command *cmd, json_t *args, json_t *result);
+
+/* Prints one watch line (borrowed) for humans. */
+void ctl_print_publication(json_t *line);
+
+/* "512 B", "1.5 KiB", "3.2 MiB" into BUF. Returns BUF. */
+char *ctl_format_bytes(unsigned long long bytes, char *buf, size_t len);
+
+/* --- ctl_shell.c --- */
+
+/* The interactive shell on readline (history in ~/.streamctl_history, Tab completion). Returns the
+ * exit status. */
+int ctl_shell(struct ctl *ctl);
+
+/* Runs the commands read line by line from IN (blank lines and #-comments skipped). Returns the status
+ * of the last command that failed, 0 when all succeeded; stops at once when the socket is unreachable. */
+int ctl_script(struct ctl *ctl, FILE *in);
+
+#endif

@@ -1,0 +1,664 @@
+#!/usr/bin/env python3
+"""Runs the same workloads against streamd and against nginx + Nchan, back to back on this machine, and
+prints one table: metric | streamd | Nchan | ratio (streamd / Nchan).
+
+    python3 tests/bench/compare.py                 # full comparison (about 10 minutes)
+    python3 tests/bench/compare.py --smoke         # a few seconds, streamd only, no nginx (CTest: bench)
+    python3 tests/bench/compare.py --only fanout_latency,idle --runs 1
+
+Servers are pinned to core 0 and the load generator to core 1 for per-core figures (taskset). Server
+CPU time and RSS come from /proc. Nginx + libnginx-mod-nchan are installed from Debian with apt-get when
+missing (root only), and nginx runs unprivileged (as nobody when this script runs as root) with
+`nginx -p DIR -c DIR/nginx.conf` built from tests/bench/nchan.conf on a free loopback port.
+Everything talks to 127.0.0.1 only. Only the python3 standard library is used.
+"""
+import argparse
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# ------------------------------------------------------------------------------------------------
+# /proc sampling
+
+def proc_cpu(pids):
+    """utime + stime in seconds, summed over PIDS (every thread of each process)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except OSError:
+            pass
+    return total
+
+
+def proc_rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+def have_taskset():
+    return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+
+
+def pin(cores, argv):
+    """Prefixes ARGV with taskset when CORES is set and the machine has two cores or more."""
+    if cores is None or not have_taskset():
+        return argv
+    return ["taskset", "-c", cores] + argv
+
+
+# ------------------------------------------------------------------------------------------------
+# servers
+
+class Streamd:
+    name = "streamd"
+    target = "streamd"
+
+    def __init__(self, binary, workdir, cores, extra_conf=""):
+        self.binary, self.workdir, self.cores = binary, workdir, cores
+        self.conf = os.path.join(workdir, "streamd.conf")
+        with open(self.conf, "w") as f:
+            f.write('address = "127.0.0.1";\nport = 0;\nhttp_stream = true;\nclient_insecure = true;\n'
+                    'api_key = "k";\nlog_level = "warn";\n' + extra_conf)
+        self.proc = None
+
+    def start(self):
+        self.errpath = os.path.join(self.workdir, "streamd.err")
+        self.err = open(self.errpath, "w+")
+        self.proc = subprocess.Popen(pin(self.cores, [self.binary, "-c", self.conf, "-l", "info"]),
+                                     stdout=subprocess.DEVNULL, stderr=self.err)
+        end = time.time() + 10
+        self.port = None
+        while time.time() < end and self.port is None:
+            time.sleep(0.05)
+            with open(self.errpath) as f:
+                for line in f:
+                    if "listening on " in line:
+                        self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+            if self.proc.poll() is not None:
+                break
+        if self.port is None:
+            self.stop()
+            raise RuntimeError(f"streamd did not start: {open(self.errpath).read()[-2000:]}")
+        self.pids = [self.proc.pid]
+        time.sleep(0.2)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+class Nchan:
+    name = "Nchan"
+    target = "nchan"
+
+    def __init__(self, workdir, cores, workers=1):
+        self.workdir, self.cores, self.workers = workdir, cores, workers
+        self.proc = None
+
+    def start(self):
+        prefix = tempfile.mkdtemp(prefix="nchan.", dir=self.workdir)
+        for d in ("logs", "tmp"):
+            os.makedirs(os.path.join(prefix, d), exist_ok=True)
+        self.port = free_port()
+        with open(os.path.join(HERE, "nchan.conf")) as f:
+            conf = f.read().replace("@PORT@", str(self.port)).replace("@WORKERS@", str(self.workers))
+        confpath = os.path.join(prefix, "nginx.conf")
+        with open(confpath, "w") as f:
+            f.write(conf)
+        argv = ["nginx", "-p", prefix, "-c", confpath]
+        if os.geteuid() == 0:  # run it unprivileged: as nobody, in a directory nobody owns
+            pw = pwd.getpwnam("nobody")
+            for dirpath, dirnames, filenames in os.walk(prefix):
+                for name in [dirpath] + [os.path.join(dirpath, n) for n in filenames]:
+                    os.chown(name, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.workdir, 0o755)
+            argv = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"] + argv
+        self.err = open(os.path.join(prefix, "stderr"), "w+")
+        self.proc = subprocess.Popen(pin(self.cores, argv), stdout=subprocess.DEVNULL, stderr=self.err)
+        if not wait_port(self.port):
+            self.stop()
+            self.err.seek(0)
+            raise RuntimeError(f"nginx did not start: {self.err.read()[-2000:]}")
+        end = time.time() + 5
+        self.pids = []
+        while time.time() < end and len(self.pids) < self.workers:
+            self.pids = children(self.proc.pid)
+            time.sleep(0.05)
+        if not self.pids:
+            raise RuntimeError("no nginx worker process")
+        time.sleep(0.2)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # fast shutdown
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def ensure_nchan():
+    """Installs nginx + the Nchan module from Debian when missing; prepares the compiled-in temp paths."""
+    if not (shutil.which("nginx") and os.path.exists(NCHAN_MODULE)):
+        if os.geteuid() != 0:
+            raise RuntimeError("nginx and libnginx-mod-nchan are missing: apt-get install nginx libnginx-mod-nchan")
+        log("installing nginx + libnginx-mod-nchan with apt-get")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends", "nginx", "libnginx-mod-nchan"]
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    # nginx creates its compiled-in temp directories at startup even when the config names others;
+    # an unprivileged nginx can only use them when they exist already (the package's postinst makes them).
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        path = os.path.join("/var/lib/nginx", d)
+        if not os.path.isdir(path):
+            if os.geteuid() != 0:
+                raise RuntimeError(f"{path} is missing (create it as root)")
+            os.makedirs(path, exist_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# load generator processes
+
+class Loadgen:
+    def __init__(self, binary, args, cores):
+        self.argv = pin(cores, [binary] + [str(a) for a in args])
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.ready = threading.Event()
+        self.err = []
+        self.t_out = threading.Thread(target=self._read_out, daemon=True)
+        self.t_out.start()
+        self.t_err = threading.Thread(target=self._read_err, daemon=True)
+        self.t_err.start()
+
+    def _read_out(self):
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("event") == "ready":
+                self.ready.set()
+            else:
+                self.lines.append(obj)
+        self.ready.set()
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.err.append(line.rstrip())
+            if len(self.err) > 200:
+                del self.err[:100]
+
+    def wait_ready(self, timeout):
+        ok = self.ready.wait(timeout)
+        return ok and self.proc.poll() is None
+
+    def finish(self, timeout=120):
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        self.t_out.join(5)
+        self.t_err.join(5)
+        if not self.lines:
+            raise RuntimeError("loadgen produced no report: " + " ".join(self.argv) + "\n" + "\n".join(self.err[-20:]))
+        return self.lines[-1]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.finish()
+
+
+def merge_reports(reports):
+    """Sums counts of several subscriber processes and recomputes percentiles from their histograms."""
+    hist = {}
+    for r in reports:
+        for v, n in r.get("hist", []):
+            hist[v] = hist.get(v, 0) + n
+    total = sum(hist.values())
+
+    def pct(p):
+        if total == 0:
+            return 0
+        want, seen = max(1, int(p * total + 0.5)), 0
+        for v in sorted(hist):
+            seen += hist[v]
+            if seen >= want:
+                return v
+        return max(hist)
+
+    out = {"count": sum(r["count"] for r in reports), "p50_us": pct(0.5), "p90_us": pct(0.9), "p99_us": pct(0.99),
+           "max_us": max((r["max_us"] for r in reports), default=0)}
+    for k in ("ready", "conns", "closed_by_server", "conn_errors", "http_errors", "disconnects", "streams_complete",
+              "pings", "pongs", "cpu_s"):
+        out[k] = sum(r.get(k, 0) for r in reports)
+    out["min_per_stream"] = min((r.get("min_per_stream", 0) for r in reports), default=0)
+    first = [r for r in reports if r["seconds"] > 0]
+    out["seconds"] = max((r["seconds"] for r in first), default=0)
+    out["rate"] = sum(r["rate"] for r in reports)
+    return out
+
+
+class PerfCount:
+    """Counts the server's write-side syscalls with perf tracepoints, when perf can."""
+    EVENTS = ["syscalls:sys_enter_sendto", "syscalls:sys_enter_write", "syscalls:sys_enter_writev",
+              "syscalls:sys_enter_sendmsg"]
+
+    def __init__(self, pids, workdir, enabled):
+        self.proc = None
+        if not enabled or not shutil.which("perf"):
+            return
+        self.out = os.path.join(workdir, f"perf.{time.time_ns()}.csv")
+        argv = ["perf", "stat", "-x", ",", "-o", self.out, "-e", ",".join(self.EVENTS), "-p",
+                ",".join(str(p) for p in pids)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        if not self.proc:
+            return None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None
+        total, seen = 0, False
+        try:
+            with open(self.out) as f:
+                for line in f:
+                    parts = line.strip().split(",")
+                    if len(parts) > 2 and parts[0].isdigit():
+                        total += int(parts[0])
+                        seen = True
+        except OSError:
+            return None
+        return total if seen else None
+
+
+# ------------------------------------------------------------------------------------------------
+# workloads
+
+class Bench:
+    def __init__(self, args, workdir):
+        self.a = args
+        self.workdir = workdir
+        self.smoke = args.smoke
+        self.server_cores = None if args.no_pin else "0"
+        self.load_cores = None if args.no_pin else "1"
+        self.failures = []
+
+    def loadgen(self, args, cores="load"):
+        return Loadgen(self.a.loadgen, args, self.load_cores if cores == "load" else cores)
+
+    def base(self, server, extra=()):
+        return ["--port", server.port, "--target", server.target] + list(extra)
+
+    def check(self, cond, what):
+        if not cond:
+            self.failures.append(what)
+            log("CHECK FAILED: " + what)
+
+    def subscribers(self, server, n, channels, per_proc, count, extra=(), load_cores="load"):
+        procs, off = [], 0
+        while off < n:
+            k = min(per_proc, n - off)
+            args = self.base(server, ["--conns", k, "--channels", channels, "--channel-offset", off, "--count", count,
+                                      "--duration", self.a.max_seconds, "--quiet", 5, "--posters", 32,
+                                      "--src-base", 1 + len(procs)] + list(extra))
+            procs.append(self.loadgen(["subscribe"] + args, load_cores))
+            off += k
+        for p in procs:
+            if not p.wait_ready(120):
+                for q in procs:
+                    q.stop()
+                raise RuntimeError("subscribers did not become ready:\n" + "\n".join(p.err[-10:]))
+        return procs
+
+    def fanout(self, server, n, channels, pubs, rate, pub_conns=1, per_proc=None, extra_sub=(), perf=False,
+               load_cores="load"):
+        """N subscribers over CHANNELS channels; PUBS publications at RATE/s (0 = back to back)."""
+        per_proc = per_proc or n
+        rss0 = proc_rss_kb(server.pids)
+        # the publisher goes round the channels, so each stream should get PUBS / CHANNELS publications
+        subs = self.subscribers(server, n, channels, per_proc, max(1, pubs // channels), extra_sub, load_cores)
+        rss1 = proc_rss_kb(server.pids)
+        cpu0 = proc_cpu(server.pids)
+        counter = PerfCount(server.pids, self.workdir, perf and not self.a.no_perf)
+        t0 = time.time()
+        pub = self.loadgen(["publish"] + self.base(server, ["--conns", pub_conns, "--count", pubs, "--rate", rate,
+                                                           "--channels", channels, "--duration",
+                                                           self.a.max_seconds]), load_cores)
+        prep = pub.finish(timeout=self.a.max_seconds + 30)
+        reports = [s.finish(timeout=self.a.max_seconds + 30) for s in subs]
+        syscalls = counter.stop()
+        cpu = proc_cpu(server.pids) - cpu0
+        wall = time.time() - t0
+        m = merge_reports(reports)
+        expected = n * max(1, pubs // channels)
+        m.update(expected=expected, published=prep["count"], publish_failed=prep.get("publish_failed", 0),
+                 server_cpu_s=cpu, wall_s=wall, rss_per_stream_kb=(rss1 - rss0) / n, publish_rate=prep["rate"],
+                 deliveries_per_cpu_s=m["count"] / cpu if cpu > 0 else 0,
+                 syscalls_per_delivery=(syscalls / m["count"]) if syscalls and m["count"] else None)
+        self.check(m["count"] == expected, f"{server.name}: {m['count']} of {expected} deliveries")
+        return m
+
+    # -- the workloads. Each returns a dict of metrics for one server.
+
+    def w_fanout_latency(self, server):
+        if self.smoke:
+            return self.fanout(server, 50, 1, 10, 20)
+        return self.fanout(server, 10000, 1, 50, 5)
+
+    def w_fanout_throughput(self, server):
+        if self.smoke:
+            return self.fanout(server, 50, 1, 20, 0, perf=False)
+        return self.fanout(server, 10000, 1, 100, 0, perf=True)
+
+    def w_channels_100x100(self, server):
+        if self.smoke:
+            return self.fanout(server, 100, 10, 100, 0, pub_conns=2)
+        return self.fanout(server, 10000, 100, 10000, 0, pub_conns=4, perf=True)
+
+    def w_idle(self, server):
+        n, hold = (50, 2) if self.smoke else (10000, self.a.idle_seconds)
+        rss0 = proc_rss_kb(server.pids)
+        sub = self.loadgen(["subscribe"] + self.base(server, ["--conns", n, "--hold", hold + 5, "--quiet", 0,
+                                                             "--posters", 16, "--duration", hold + 120]))
+        if not sub.wait_ready(120):
+            sub.stop()
+            raise RuntimeError("idle streams did not become ready")
+        time.sleep(1)
+        rss1 = proc_rss_kb(server.pids)
+        cpu0, t0 = proc_cpu(server.pids), time.time()
+        time.sleep(hold)
+        cpu, wall = proc_cpu(server.pids) - cpu0, time.time() - t0
+        rss2 = proc_rss_kb(server.pids)
+        r = sub.stop()
+        self.check(r["ready"] == n and r["closed_by_server"] == 0,
+                   f"{server.name}: idle streams ready {r['ready']}/{n}, closed by server {r['closed_by_server']}")
+        return {"streams": r["ready"], "rss_per_stream_kb": (rss1 - rss0) / n, "rss_end_per_stream_kb": (rss2 - rss0) / n,
+                "cpu_percent": 100.0 * cpu / wall, "pings": r["pings"], "pongs": r["pongs"],
+                "closed_by_server": r["closed_by_server"], "connect_seconds": r.get("ready_seconds", 0),
+                "connect_rate": n / r["ready_seconds"] if r.get("ready_seconds", 0) > 0 else 0}
+
+    def w_connect_rate(self, server):
+        count, conns = (200, 8) if self.smoke else (30000, 64)
+        cpu0 = proc_cpu(server.pids)
+        r = self.loadgen(["connect"] + self.base(server, ["--conns", conns, "--count", count, "--src-addrs", 8,
+                                                         "--src-base", 10, "--duration", 60])).finish(timeout=90)
+        cpu = proc_cpu(server.pids) - cpu0
+        self.check(r["count"] > 0, f"{server.name}: no session connected")
+        return {"rate": r["rate"], "p99_us": r["p99_us"], "count": r["count"], "failed": r.get("connect_failed", 0),
+                "sessions_per_cpu_s": r["count"] / cpu if cpu > 0 else 0}
+
+    def w_emulation(self, server):
+        if server.target != "streamd":
+            return None
+        n, posters, hold = (10, 4, 2) if self.smoke else (100, 64, 10)
+        cpu0 = proc_cpu(server.pids)
+        r = self.loadgen(["emulate"] + self.base(server, ["--conns", n, "--posters", posters, "--hold", hold,
+                                                         "--duration", hold + 60])).finish(timeout=hold + 90)
+        cpu = proc_cpu(server.pids) - cpu0
+        self.check(r["count"] > 0, f"{server.name}: no emulation reply")
+        return {"rate": r["rate"], "p99_us": r["p99_us"], "count": r["count"], "post_fail": r["post_fail"],
+                "commands_per_cpu_s": r["count"] / cpu if cpu > 0 else 0}
+
+    def w_streams_19k(self, server):
+        if self.smoke:
+            return self.fanout(server, 60, 1, 3, 10, per_proc=30)
+        m = self.fanout(server, 19000, 1, 10, 2, per_proc=9500)
+        m["streams"] = m["ready"]
+        return m
+
+    def w_protobuf(self, server):
+        if server.target != "streamd":
+            return None
+        if self.smoke:
+            return self.fanout(server, 50, 1, 10, 0, extra_sub=["--protobuf"])
+        return self.fanout(server, 10000, 1, 100, 0, extra_sub=["--protobuf"])
+
+
+# metric rows: (workload, key, label, format, ratio meaning)
+ROWS = [
+    ("fanout_latency", "p50_us", "fan-out 1×10k, 5 pub/s, server 1 core: latency p50 (ms)", "ms"),
+    ("fanout_latency", "p99_us", "fan-out 1×10k, 5 pub/s, server 1 core: latency p99 (ms)", "ms"),
+    ("fanout_latency", "max_us", "fan-out 1×10k, 5 pub/s, server 1 core: latency max (ms)", "ms"),
+    ("fanout_latency", "deliveries_per_cpu_s", "fan-out 1×10k, 5 pub/s: deliveries per server CPU-second", "int"),
+    ("fanout_latency_2cores", "p99_us", "fan-out 1×10k, 5 pub/s, both cores: latency p99 (ms)", "ms"),
+    ("fanout_throughput", "rate", "fan-out 1×10k, back to back, server 1 core: deliveries/s", "int"),
+    ("fanout_throughput", "p99_us", "fan-out 1×10k, back to back: latency p99 (ms)", "ms"),
+    ("fanout_throughput", "deliveries_per_cpu_s", "fan-out 1×10k, back to back: deliveries per server CPU-second", "int"),
+    ("fanout_throughput", "syscalls_per_delivery", "fan-out 1×10k, back to back: server write syscalls per delivery", "f3"),
+    ("protobuf_throughput", "rate", "fan-out 1×10k protobuf, back to back, 1 core: deliveries/s", "int"),
+    ("channels_100x100", "rate", "100 channels × 100 subscribers, back to back, 1 core: deliveries/s", "int"),
+    ("channels_100x100", "p99_us", "100 channels × 100 subscribers: latency p99 (ms)", "ms"),
+    ("channels_100x100", "publish_rate", "100 channels × 100 subscribers: publications/s accepted", "int"),
+    ("idle", "rss_per_stream_kb", "idle 10k streams: RSS per stream (KB)", "f1"),
+    ("idle", "cpu_percent", "idle 10k streams, 25 s pings: server CPU (% of one core)", "f2"),
+    ("idle", "connect_rate", "opening 10k streams (connect+subscribe, 256 in flight): streams/s", "int"),
+    ("connect_rate", "rate", "new sessions/s (connect + connect reply, then close; 64 in flight)", "int"),
+    ("connect_rate", "p99_us", "new session latency p99 (ms)", "ms"),
+    ("emulation", "rate", "emulation commands/s (keep-alive POST, reply on the stream)", "int"),
+    ("emulation", "p99_us", "emulation command → reply latency p99 (ms)", "ms"),
+    ("streams_19k", "ready", "19k streams held (2 load processes)", "int"),
+    ("streams_19k", "streams_complete", "19k streams: streams that got all 10 broadcasts", "int"),
+    ("streams_19k", "rss_per_stream_kb", "19k streams: RSS per stream (KB)", "f1"),
+    ("streams_19k", "p99_us", "19k streams, 2 pub/s: latency p99 (ms)", "ms"),
+]
+
+WORKLOADS = ["fanout_latency", "fanout_latency_2cores", "fanout_throughput", "protobuf_throughput",
+             "channels_100x100", "idle", "connect_rate", "emulation", "streams_19k"]
+REPEATED = {"fanout_latency", "fanout_throughput", "channels_100x100"}
+
+
+def fmt(v, kind):
+    if v is None:
+        return "n/a"
+    if kind == "ms":
+        return f"{v / 1000:.1f}"
+    if kind == "int":
+        return f"{v:,.0f}"
+    if kind == "f1":
+        return f"{v:.1f}"
+    if kind == "f2":
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def median_metrics(runs):
+    """Per-key median over several runs of one workload (None runs dropped)."""
+    runs = [r for r in runs if r]
+    if not runs:
+        return None
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        vals = [r[k] for r in runs if isinstance(r.get(k), (int, float)) and r.get(k) is not None]
+        if vals and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = statistics.median(vals)
+    out["runs"] = len(runs)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny N, seconds, streamd only, no nginx")
+    ap.add_argument("--streamd", default=os.path.join(ROOT, "build", "server", "streamd"))
+    ap.add_argument("--loadgen", default=None, help="loadgen binary (default: build/tests/bench/loadgen, or cc it)")
+    ap.add_argument("--skip-nchan", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated workloads: " + ",".join(WORKLOADS))
+    ap.add_argument("--runs", type=int, default=3, help="runs of the fan-out workloads (median; default 3)")
+    ap.add_argument("--idle-seconds", type=float, default=60)
+    ap.add_argument("--max-seconds", type=float, default=90, help="time limit of one load process")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to cores 0 and 1")
+    ap.add_argument("--no-perf", action="store_true", help="do not count server syscalls with perf")
+    ap.add_argument("--json", default=None, help="also write every measurement to this file")
+    args = ap.parse_args()
+    if args.smoke:
+        args.skip_nchan, args.runs, args.no_perf, args.max_seconds = True, 1, True, 30
+
+    workdir = tempfile.mkdtemp(prefix="streamd-bench.")
+    try:
+        if args.loadgen is None:
+            cand = os.path.join(ROOT, "build", "tests", "bench", "loadgen")
+            if os.path.exists(cand):
+                args.loadgen = cand
+            else:
+                args.loadgen = os.path.join(workdir, "loadgen")
+                subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-O2", "-o", args.loadgen,
+                                os.path.join(HERE, "loadgen.c")], check=True)
+        if not os.access(args.streamd, os.X_OK):
+            sys.exit(f"no streamd binary at {args.streamd} (build it, or pass --streamd)")
+        only = [w for w in args.only.split(",") if w] or WORKLOADS
+        for w in only:
+            if w not in WORKLOADS:
+                sys.exit(f"unknown workload {w}")
+        if args.smoke:
+            only = [w for w in only if w != "fanout_latency_2cores"]
+        bench = Bench(args, workdir)
+        if not args.skip_nchan:
+            ensure_nchan()
+
+        results = {}
+        t_start = time.time()
+        for w in only:
+            results[w] = {}
+            servers = [("streamd", None)] + ([] if args.skip_nchan else [("nchan", None)])
+            for sname, _ in servers:
+                runs = args.runs if w in REPEATED else 1
+                ms = []
+                for i in range(runs):
+                    two = w == "fanout_latency_2cores"
+                    cores = None if two else bench.server_cores
+                    if sname == "streamd":
+                        server = Streamd(args.streamd, workdir, cores)
+                    else:
+                        server = Nchan(workdir, cores, workers=2 if two else 1)
+                    fn = getattr(bench, "w_" + ("fanout_latency" if two else
+                                                "protobuf" if w == "protobuf_throughput" else w))
+                    server.start()
+                    saved = bench.load_cores
+                    if two:
+                        bench.load_cores = None
+                    try:
+                        log(f"{w} on {server.name} (run {i + 1}/{runs}, port {server.port})")
+                        m = fn(server)
+                    except Exception as e:  # one failed workload must not hide the others
+                        log(f"{w} on {server.name} failed: {e}")
+                        bench.failures.append(f"{w} on {server.name}: {e}")
+                        m = None
+                    finally:
+                        bench.load_cores = saved
+                        server.stop()
+                    if m is not None:
+                        log("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in m.items() if k != "hist"))
+                    ms.append(m)
+                results[w][sname] = median_metrics(ms)
+        elapsed = time.time() - t_start
+
+        rows = []
+        for w, key, label, kind in ROWS:
+            if w not in results:
+                continue
+            s = (results[w].get("streamd") or {}).get(key)
+            n = (results[w].get("nchan") or {}).get(key)
+            ratio = f"{s / n:.2f}" if isinstance(s, (int, float)) and isinstance(n, (int, float)) and n else "n/a"
+            rows.append((label, fmt(s, kind), "n/a" if args.skip_nchan else fmt(n, kind), "n/a" if args.skip_nchan else ratio))
+        head = ("metric", "streamd", "Nchan", "ratio")
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+        print("| " + " | ".join(h.ljust(widths[i]) for i, h in enumerate(head)) + " |")
+        print("| " + " | ".join("-" * widths[i] for i in range(4)) + " |")
+        for r in rows:
+            print("| " + " | ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i]) for i in range(4)) + " |")
+        print(f"\n(ratio = streamd / Nchan; {args.runs} run(s) of the fan-out workloads, median; "
+              f"total {elapsed:.0f} s)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"results": results, "failures": bench.failures, "seconds": elapsed}, f, indent=1)
+        if bench.failures:
+            print("\nchecks that failed:\n  " + "\n  ".join(bench.failures))
+            sys.exit(1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

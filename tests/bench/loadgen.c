@@ -1,0 +1,1529 @@
+/* loadgen: a load generator for streamd's HTTP-streaming transport, and for Nchan's chunked subscriber,
+ * so that the two can be measured with the same tool (tests/bench/compare.py runs it).
+ *
+ * One process, one epoll loop, no threads. Modes:
+ *
+ *   subscribe  open --conns streams (at --rate new streams/s, at most --inflight handshakes at a time),
+ *              subscribe each to one channel, answer pings, parse the stream, read the CLOCK_MONOTONIC
+ *              nanosecond timestamp ("ts":N) the publisher put in each publication, and keep a
+ *              latency histogram. Prints {"event":"ready",...} once every stream is subscribed, then
+ *              the report when --count deliveries per stream arrived, --quiet seconds passed without a
+ *              delivery, --hold seconds passed after ready, --duration ran out, or on SIGTERM/SIGINT.
+ *   publish    publish --count publications through the HTTP API (streamd: POST /api/publish;
+ *              Nchan: POST /pub?id=CH) over --conns keep-alive connections, at --rate publications/s
+ *              or, with --rate 0, each connection sending the next as soon as the previous answered.
+ *   emulate    (streamd) open --conns streams, then drive POST /emulation over --posters keep-alive
+ *              connections, one command each; a command counts when its reply arrives on its stream.
+ *   connect    open sessions (connect command + connect reply; Nchan: subscriber response headers) and
+ *              close them, --conns at a time, --count in total: new sessions per second.
+ *
+ * Streams of streamd: POST /connection/http_stream, chunked response, JSON lines or (--protobuf)
+ * uvarint-length-prefixed protobuf Replies; commands through POST /emulation. Streams of Nchan:
+ * GET /sub?id=CH with "TE: chunked", one message per chunk.
+ *
+ * Only loopback (127.0.0.0/8) is accepted as the server address and as source addresses
+ * (--src-addrs K binds streams round-robin to 127.0.0.B .. 127.0.0.B+K-1, for more than ~28k
+ * connections). Everything is bounded by --duration. Output: one JSON line on stdout at the end
+ * (plus the "ready" event line in subscribe/emulate modes); progress on stderr. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+/* ------------------------------------------------------------------------------------------------ */
+/* options */
+
+enum mode { MODE_SUBSCRIBE, MODE_PUBLISH, MODE_EMULATE, MODE_CONNECT };
+enum target { TARGET_STREAMD, TARGET_NCHAN };
+
+static struct {
+  enum mode mode;
+  enum target target;
+  char host[64];
+  uint16_t port;
+  bool protobuf;
+  long conns;
+  double rate;
+  long inflight;
+  long channels;
+  long channel_offset;
+  char prefix[64];
+  long count;
+  double duration;
+  double hold;
+  double quiet;
+  int src_addrs;
+  int src_base;
+  long size;
+  long posters;
+  char api_key[128];
+  char command[16];
+  bool verbose;
+} opt = {
+    .mode = MODE_SUBSCRIBE,
+    .target = TARGET_STREAMD,
+    .host = "127.0.0.1",
+    .conns = 100,
+    .inflight = 256,
+    .channels = 1,
+    .prefix = "bench",
+    .duration = 60,
+    .quiet = 3,
+    .src_addrs = 1,
+    .src_base = 1,
+    .size = 64,
+    .posters = 8,
+    .api_key = "k",
+    .command = "publish",
+};
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "loadgen: ");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(2);
+}
+
+static void note(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "loadgen[%d]: ", (int)getpid());
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* time and histogram */
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Log-linear histogram of microseconds: values below 128 exactly, above that 64 sub-buckets per power
+ * of two (under 1.6 % error). */
+#define HIST_SUB 64
+#define HIST_BUCKETS (64 * HIST_SUB)
+static uint64_t hist[HIST_BUCKETS];
+static uint64_t hist_n, hist_max_us;
+
+static unsigned hist_index(uint64_t us) {
+  if (us < 2 * HIST_SUB) return (unsigned)us;
+  unsigned msb = 63u - (unsigned)__builtin_clzll(us);        /* >= 7 */
+  unsigned shift = msb - 6;                                  /* keep 7 bits: 1xxxxxx */
+  unsigned idx = (shift + 1) * HIST_SUB + (unsigned)((us >> shift) & (HIST_SUB - 1));
+  return idx < HIST_BUCKETS ? idx : HIST_BUCKETS - 1;
+}
+
+/* The lowest value of bucket IDX. */
+static uint64_t hist_value(unsigned idx) {
+  if (idx < 2 * HIST_SUB) return idx;
+  unsigned shift = idx / HIST_SUB - 1;
+  return ((uint64_t)(HIST_SUB + idx % HIST_SUB)) << shift;
+}
+
+static void hist_add(uint64_t ns) {
+  uint64_t us = ns / 1000;
+  hist[hist_index(us)]++;
+  hist_n++;
+  if (us > hist_max_us) hist_max_us = us;
+}
+
+static uint64_t hist_pct(double p) {
+  if (hist_n == 0) return 0;
+  uint64_t want = (uint64_t)(p * (double)hist_n + 0.5);
+  if (want < 1) want = 1;
+  uint64_t seen = 0;
+  for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+    seen += hist[i];
+    if (seen >= want) return hist_value(i);
+  }
+  return hist_max_us;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* connections */
+
+enum conn_kind { K_STREAM, K_POSTER, K_CONNECT };
+
+enum stream_state {
+  S_IDLE,       /* not opened yet */
+  S_CONNECTING, /* TCP connect in progress, request not yet written */
+  S_HEADERS,    /* request written, waiting for the response head */
+  S_CONNECT,    /* streamd: waiting for the connect reply */
+  S_SUBSCRIBE,  /* streamd: subscribe command sent, waiting for its reply */
+  S_READY,      /* subscribed (or connected, in emulate mode) */
+  S_CLOSED,
+};
+
+enum rx_phase { RX_HEAD, RX_LEN, RX_CHUNK_SIZE, RX_CHUNK_DATA, RX_CHUNK_CRLF, RX_TRAILER, RX_EOF, RX_DONE };
+
+struct conn {
+  int fd;
+  uint8_t kind;
+  uint8_t state;
+  uint8_t rx;          /* enum rx_phase */
+  bool chunked, size_seen_ext, out_wait;
+  int status;
+  uint64_t left;       /* body bytes (RX_LEN) or chunk bytes (RX_CHUNK_DATA) still to come */
+  char *buf;           /* partial head / partial frame */
+  uint32_t blen, bcap;
+  char *out;           /* unsent request bytes */
+  uint32_t olen, ooff, ocap;
+  uint32_t index;      /* stream: its index; poster: its index */
+  uint64_t t_start;    /* connect mode: when the attempt began; poster: when the request was sent */
+  /* stream */
+  uint32_t delivered;
+  uint32_t next_id;
+  char session[48], node[48];
+  /* poster */
+  int job;             /* job in flight (-1 none) */
+  uint32_t job_arg;
+  uint64_t job_seq;
+};
+
+/* jobs for the poster pool */
+enum job_kind { J_SUBSCRIBE, J_PONG, J_COMMAND, J_PUBLISH };
+struct job {
+  uint8_t kind;
+  uint32_t stream;
+  uint64_t seq;
+};
+
+static int ep;
+static struct conn *streams;   /* --conns streams (subscribe, emulate) or attempts (connect) */
+static struct conn *posters;   /* emulation / publish pool */
+static long nposters;
+static struct sockaddr_in server_addr;
+static volatile sig_atomic_t stop_flag;
+static uint64_t t0;
+
+static struct {
+  uint64_t opened, ready, closed_by_server, conn_errors, http_errors, disconnects, errors_in_stream;
+  uint64_t pings, pongs_sent, deliveries, bad_frames, post_ok, post_fail, post_reconnects;
+  uint64_t first_delivery, last_delivery, ready_at;
+  uint64_t commands_sent, replies, published, publish_failed, first_publish, last_publish;
+  uint64_t connects_done, connect_failed, connect_first, connect_last;
+  int last_disconnect_code;
+} st;
+
+static struct job *jobs;
+static size_t jobs_head, jobs_len, jobs_cap;
+
+static void job_push(uint8_t kind, uint32_t stream, uint64_t seq) {
+  if (jobs_len == jobs_cap) {
+    size_t cap = jobs_cap ? jobs_cap * 2 : 1024;
+    struct job *q = malloc(cap * sizeof *q);
+    if (!q) die("out of memory");
+    for (size_t i = 0; i < jobs_len; i++) q[i] = jobs[(jobs_head + i) % jobs_cap];
+    free(jobs);
+    jobs = q;
+    jobs_cap = cap;
+    jobs_head = 0;
+  }
+  jobs[(jobs_head + jobs_len) % jobs_cap] = (struct job){kind, stream, seq};
+  jobs_len++;
+}
+
+static bool job_pop(struct job *j) {
+  if (jobs_len == 0) return false;
+  *j = jobs[jobs_head];
+  jobs_head = (jobs_head + 1) % jobs_cap;
+  jobs_len--;
+  return true;
+}
+
+static void buf_reserve(char **b, uint32_t *cap, size_t need) {
+  if (need <= *cap) return;
+  size_t c = *cap ? *cap : 256;
+  while (c < need) c *= 2;
+  char *nb = realloc(*b, c);
+  if (!nb) die("out of memory");
+  *b = nb;
+  *cap = (uint32_t)c;
+}
+
+static void conn_append(struct conn *c, const char *d, size_t n) {
+  buf_reserve(&c->buf, &c->bcap, (size_t)c->blen + n + 1);
+  memcpy(c->buf + c->blen, d, n);
+  c->blen += (uint32_t)n;
+  c->buf[c->blen] = '\0';
+}
+
+static void rx_reset(struct conn *c) {
+  c->rx = RX_HEAD;
+  c->chunked = false;
+  c->status = 0;
+  c->left = 0;
+  c->blen = 0;
+}
+
+static int sock_open(uint32_t index) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (opt.src_addrs > 1 || opt.src_base != 1) {
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl((127u << 24) | (uint32_t)(opt.src_base + (int)(index % (uint32_t)opt.src_addrs)));
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) != 0) {
+      close(fd);
+      return -1;
+    }
+  }
+  if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 && errno != EINPROGRESS) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void conn_watch(struct conn *c, bool want_out) {
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want_out ? EPOLLOUT : 0), .data.ptr = c};
+  if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
+  c->out_wait = want_out;
+}
+
+static int conn_start(struct conn *c) {
+  c->fd = sock_open(c->index);
+  if (c->fd < 0) return -1;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
+  c->out_wait = true;
+  c->olen = c->ooff = 0;
+  rx_reset(c);
+  return 0;
+}
+
+static void conn_close(struct conn *c) {
+  if (c->fd >= 0) {
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+  }
+  c->fd = -1;
+}
+
+/* Queues bytes for C and writes what the socket takes now. Returns -1 on a write error. */
+static int conn_send(struct conn *c, const char *d, size_t n) {
+  buf_reserve(&c->out, &c->ocap, (size_t)c->olen + n);
+  memcpy(c->out + c->olen, d, n);
+  c->olen += (uint32_t)n;
+  if (c->out_wait && c->state == S_CONNECTING) return 0; /* connect still in progress */
+  while (c->ooff < c->olen) {
+    ssize_t w = send(c->fd, c->out + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EAGAIN) {
+        if (!c->out_wait) conn_watch(c, true);
+        return 0;
+      }
+      return -1;
+    }
+    c->ooff += (uint32_t)w;
+  }
+  c->olen = c->ooff = 0;
+  if (c->out_wait) conn_watch(c, false);
+  return 0;
+}
+
+static int conn_flush(struct conn *c) {
+  if (c->olen == 0) {
+    if (c->out_wait) conn_watch(c, false);
+    return 0;
+  }
+  return conn_send(c, "", 0);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* requests */
+
+static char hostport[96];
+
+static void channel_name(char *out, size_t n, uint32_t stream) {
+  snprintf(out, n, "%s-%ld", opt.prefix, ((long)stream + opt.channel_offset) % opt.channels);
+}
+
+static size_t put_uvarint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  do {
+    uint8_t b = v & 0x7f;
+    v >>= 7;
+    p[n++] = b | (v ? 0x80 : 0);
+  } while (v);
+  return n;
+}
+
+static size_t pb_put_bytes(uint8_t *p, unsigned field, const void *d, size_t n) {
+  size_t k = put_uvarint(p, (uint64_t)field << 3 | 2);
+  k += put_uvarint(p + k, n);
+  memcpy(p + k, d, n);
+  return k + n;
+}
+
+static size_t pb_put_varint(uint8_t *p, unsigned field, uint64_t v) {
+  size_t k = put_uvarint(p, (uint64_t)field << 3);
+  return k + put_uvarint(p + k, v);
+}
+
+static int stream_send_request(struct conn *c) {
+  char req[1024];
+  int n;
+  if (opt.target == TARGET_NCHAN) {
+    char ch[96];
+    if (opt.mode == MODE_CONNECT)
+      snprintf(ch, sizeof ch, "%s-conn-%u", opt.prefix, c->index);
+    else
+      channel_name(ch, sizeof ch, c->index);
+    n = snprintf(req, sizeof req,
+                 "GET /sub?id=%s HTTP/1.1\r\nHost: %s\r\nTE: chunked\r\nAccept: */*\r\n\r\n", ch, hostport);
+  } else if (opt.protobuf) {
+    uint8_t cmd[64], inner[32];
+    size_t in = pb_put_bytes(inner, 4, "bench", 5);  /* ConnectRequest.name */
+    size_t cn = pb_put_varint(cmd, 1, 1);             /* Command.id = 1 */
+    cn += pb_put_bytes(cmd + cn, 4, inner, in);       /* Command.connect */
+    uint8_t body[80];
+    size_t bn = put_uvarint(body, cn);
+    memcpy(body + bn, cmd, cn);
+    bn += cn;
+    n = snprintf(req, sizeof req,
+                 "POST /connection/http_stream HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
+                 "Accept: application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
+                 hostport, bn);
+    memcpy(req + n, body, bn);
+    n += (int)bn;
+  } else {
+    static const char body[] = "{\"connect\":{\"name\":\"bench\"},\"id\":1}";
+    n = snprintf(req, sizeof req,
+                 "POST /connection/http_stream HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                 "Accept: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                 hostport, sizeof body - 1, body);
+  }
+  return conn_send(c, req, (size_t)n);
+}
+
+/* Builds the emulation POST carrying CMD (one JSON command, or one protobuf Command) for stream S. */
+static size_t build_emulation(char *out, size_t cap, const struct conn *s, const char *cmd, size_t cmdlen) {
+  char body[2048];
+  size_t bn = 0;
+  if (opt.protobuf) {
+    uint8_t data[600];
+    size_t dn = put_uvarint(data, cmdlen);
+    memcpy(data + dn, cmd, cmdlen);
+    dn += cmdlen;
+    bn += pb_put_bytes((uint8_t *)body + bn, 1, s->node, strlen(s->node));
+    bn += pb_put_bytes((uint8_t *)body + bn, 2, s->session, strlen(s->session));
+    bn += pb_put_bytes((uint8_t *)body + bn, 3, data, dn);
+  } else {
+    bn = (size_t)snprintf(body, sizeof body, "{\"session\":\"%s\",\"node\":\"%s\",\"data\":\"", s->session, s->node);
+    for (size_t i = 0; i < cmdlen && bn < sizeof body - 4; i++) {
+      if (cmd[i] == '"' || cmd[i] == '\\') body[bn++] = '\\';
+      body[bn++] = cmd[i];
+    }
+    body[bn++] = '"';
+    body[bn++] = '}';
+  }
+  int n = snprintf(out, cap,
+                   "POST /emulation HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                   hostport, opt.protobuf ? "application/octet-stream" : "application/json", bn);
+  memcpy(out + n, body, bn);
+  return (size_t)n + bn;
+}
+
+/* The publication payload: {"ts":<ns>,"seq":N,"p":"xxx"} padded to --size bytes. */
+static size_t build_payload(char *out, size_t cap, uint64_t ts, uint64_t seq) {
+  int n = snprintf(out, cap, "{\"ts\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"p\":\"", ts, seq);
+  size_t want = (size_t)opt.size > (size_t)n + 2 ? (size_t)opt.size - 2 : (size_t)n;
+  size_t k = (size_t)n;
+  while (k < want && k < cap - 3) out[k++] = 'x';
+  out[k++] = '"';
+  out[k++] = '}';
+  out[k] = '\0';
+  return k;
+}
+
+static uint64_t *cmd_sent_at; /* emulate mode: send time by command id % CMD_RING */
+#define CMD_RING 65536u
+#define CMD_ID_BASE 1000u
+
+/* Starts job J on poster P. Returns -1 when the connection failed. */
+static int poster_run(struct conn *p, const struct job *j) {
+  char req[4096];
+  size_t n = 0;
+  struct conn *s = j->kind != J_PUBLISH ? &streams[j->stream] : NULL;
+  if (s && s->state == S_CLOSED) return 0; /* the stream ended meanwhile: drop the job */
+  p->job = j->kind;
+  p->job_arg = j->stream;
+  p->job_seq = j->seq;
+  p->t_start = now_ns();
+  switch (j->kind) {
+    case J_SUBSCRIBE: {
+      char ch[96], cmd[256];
+      channel_name(ch, sizeof ch, s->index);
+      size_t cn;
+      if (opt.protobuf) {
+        uint8_t inner[128];
+        size_t in = pb_put_bytes(inner, 1, ch, strlen(ch));
+        cn = pb_put_varint((uint8_t *)cmd, 1, 2);
+        cn += pb_put_bytes((uint8_t *)cmd + cn, 5, inner, in);
+      } else {
+        cn = (size_t)snprintf(cmd, sizeof cmd, "{\"subscribe\":{\"channel\":\"%s\"},\"id\":2}", ch);
+      }
+      n = build_emulation(req, sizeof req, s, cmd, cn);
+      break;
+    }
+    case J_PONG:
+      n = build_emulation(req, sizeof req, s, opt.protobuf ? "" : "{}", opt.protobuf ? 0 : 2);
+      st.pongs_sent++;
+      break;
+    case J_COMMAND: {
+      char cmd[512], payload[300];
+      uint32_t id = (uint32_t)j->seq;
+      size_t cn;
+      if (strcmp(opt.command, "rpc") == 0) {
+        if (opt.protobuf) {
+          uint8_t inner[64];
+          size_t in = pb_put_bytes(inner, 2, "bench", 5);
+          cn = pb_put_varint((uint8_t *)cmd, 1, id);
+          cn += pb_put_bytes((uint8_t *)cmd + cn, 13, inner, in);
+        } else {
+          cn = (size_t)snprintf(cmd, sizeof cmd, "{\"rpc\":{\"method\":\"bench\"},\"id\":%u}", id);
+        }
+      } else {
+        size_t pn = build_payload(payload, sizeof payload, now_ns(), j->seq);
+        if (opt.protobuf) {
+          uint8_t inner[400];
+          char ch[96];
+          snprintf(ch, sizeof ch, "%s-emu", opt.prefix);
+          size_t in = pb_put_bytes(inner, 1, ch, strlen(ch));
+          in += pb_put_bytes(inner + in, 2, payload, pn);
+          cn = pb_put_varint((uint8_t *)cmd, 1, id);
+          cn += pb_put_bytes((uint8_t *)cmd + cn, 7, inner, in);
+        } else {
+          cn = (size_t)snprintf(cmd, sizeof cmd, "{\"publish\":{\"channel\":\"%s-emu\",\"data\":%s},\"id\":%u}",
+                                opt.prefix, payload, id);
+        }
+      }
+      cmd_sent_at[id % CMD_RING] = p->t_start;
+      n = build_emulation(req, sizeof req, s, cmd, cn);
+      st.commands_sent++;
+      break;
+    }
+    case J_PUBLISH: {
+      char payload[4096 - 512], ch[96];
+      uint64_t ts = now_ns();
+      size_t pn = build_payload(payload, sizeof payload, ts, j->seq);
+      snprintf(ch, sizeof ch, "%s-%ld", opt.prefix, (long)(j->seq % (uint64_t)opt.channels));
+      if (opt.target == TARGET_NCHAN) {
+        int h = snprintf(req, sizeof req,
+                         "POST /pub?id=%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\n\r\n",
+                         ch, hostport, pn);
+        memcpy(req + h, payload, pn);
+        n = (size_t)h + pn;
+      } else {
+        char body[4096];
+        int bn = snprintf(body, sizeof body, "{\"channel\":\"%s\",\"data\":%s}", ch, payload);
+        n = (size_t)snprintf(req, sizeof req,
+                             "POST /api/publish HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                             "X-API-Key: %s\r\nContent-Length: %d\r\n\r\n%s",
+                             hostport, opt.api_key, bn, body);
+      }
+      if (st.first_publish == 0) st.first_publish = ts;
+      st.last_publish = ts;
+      break;
+    }
+  }
+  return conn_send(p, req, n);
+}
+
+static bool poster_idle(const struct conn *p) { return p->fd >= 0 && p->state == S_READY && p->job < 0; }
+
+static void poster_open(struct conn *p) {
+  p->state = S_CONNECTING;
+  p->job = -1;
+  if (conn_start(p) != 0) {
+    p->state = S_CLOSED;
+    st.conn_errors++;
+  }
+}
+
+/* Hands queued jobs to idle posters. */
+static void dispatch(void) {
+  for (long i = 0; i < nposters && jobs_len > 0; i++) {
+    struct conn *p = &posters[i];
+    if (!poster_idle(p)) continue;
+    struct job j;
+    while (poster_idle(p) && job_pop(&j)) {
+      if (poster_run(p, &j) != 0) {
+        job_push(j.kind, j.stream, j.seq);
+        conn_close(p);
+        st.post_reconnects++;
+        poster_open(p);
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* frames */
+
+static void stream_fail(struct conn *c, bool by_server);
+
+static long open_streams, handshakes;
+
+static void stream_ready(struct conn *c) {
+  c->state = S_READY;
+  handshakes--;
+  st.ready++;
+  if (st.ready == (uint64_t)opt.conns) {
+    st.ready_at = now_ns();
+    if (opt.mode != MODE_CONNECT) {
+      printf("{\"event\":\"ready\",\"streams\":%" PRIu64 ",\"seconds\":%.3f}\n", st.ready,
+             (double)(st.ready_at - t0) / 1e9);
+      fflush(stdout);
+    }
+  }
+}
+
+static void on_delivery(struct conn *c, uint64_t ts) {
+  uint64_t now = now_ns();
+  if (ts && ts <= now) hist_add(now - ts);
+  c->delivered++;
+  st.deliveries++;
+  if (st.first_delivery == 0) st.first_delivery = now;
+  st.last_delivery = now;
+}
+
+static uint64_t parse_ts(const char *p, size_t n) {
+  const char *q = memmem(p, n, "\"ts\":", 5);
+  if (!q) return 0;
+  q += 5;
+  const char *end = p + n;
+  uint64_t v = 0;
+  while (q < end && *q >= '0' && *q <= '9') v = v * 10 + (uint64_t)(*q++ - '0');
+  return v;
+}
+
+/* Copies the JSON string value of KEY ("key":"value") into OUT. */
+static bool json_string_field(const char *p, size_t n, const char *key, char *out, size_t cap) {
+  char pat[32];
+  int k = snprintf(pat, sizeof pat, "\"%s\":\"", key);
+  const char *q = memmem(p, n, pat, (size_t)k);
+  if (!q) return false;
+  q += k;
+  size_t i = 0;
+  while (q < p + n && *q != '"' && i + 1 < cap) out[i++] = *q++;
+  out[i] = '\0';
+  return i > 0;
+}
+
+/* Reply id of a JSON reply ({"id":N,...}); 0 when absent. */
+static uint32_t json_reply_id(const char *p, size_t n) {
+  if (n < 7 || memcmp(p, "{\"id\":", 6) != 0) return 0;
+  uint32_t v = 0;
+  for (size_t i = 6; i < n && p[i] >= '0' && p[i] <= '9'; i++) v = v * 10 + (uint32_t)(p[i] - '0');
+  return v;
+}
+
+static void on_reply(struct conn *c, uint32_t id, bool is_error) {
+  if (is_error) st.errors_in_stream++;
+  if (id == 2 && c->state == S_SUBSCRIBE) {
+    if (is_error) {
+      if (st.errors_in_stream < 5) note("stream %u: subscribe failed", c->index);
+      stream_fail(c, true);
+      return;
+    }
+    stream_ready(c);
+  } else if (id >= CMD_ID_BASE && cmd_sent_at) {
+    uint64_t now = now_ns();
+    hist_add(now - cmd_sent_at[id % CMD_RING]);
+    st.replies++;
+    if (st.first_delivery == 0) st.first_delivery = now;
+    st.last_delivery = now;
+  }
+}
+
+static void on_connected(struct conn *c) {
+  if (opt.mode == MODE_CONNECT) {
+    uint64_t now = now_ns();
+    hist_add(now - c->t_start);
+    st.connects_done++;
+    if (st.connect_first == 0) st.connect_first = now;
+    st.connect_last = now;
+    conn_close(c);
+    c->state = S_IDLE;
+    handshakes--;
+    open_streams--;
+    return;
+  }
+  if (opt.mode == MODE_SUBSCRIBE) {
+    c->state = S_SUBSCRIBE;
+    job_push(J_SUBSCRIBE, c->index, 0);
+  } else {
+    stream_ready(c);
+  }
+}
+
+static void json_frame(struct conn *c, const char *p, size_t n) {
+  if (n == 0) return;
+  if (n == 2 && p[0] == '{' && p[1] == '}') {
+    st.pings++;
+    job_push(J_PONG, c->index, 0);
+    return;
+  }
+  if (c->state == S_CONNECT) {
+    if (json_string_field(p, n, "session", c->session, sizeof c->session) &&
+        json_string_field(p, n, "node", c->node, sizeof c->node)) {
+      on_connected(c);
+      return;
+    }
+  }
+  if (n > 8 && p[2] == 'p' && memcmp(p, "{\"push\":", 8) == 0) {
+    uint64_t ts = parse_ts(p, n);
+    if (ts) {
+      on_delivery(c, ts);
+      return;
+    }
+    const char *d = memmem(p, n, "\"disconnect\":{\"code\":", 21);
+    if (d) {
+      st.disconnects++;
+      st.last_disconnect_code = atoi(d + 21);
+    }
+    return;
+  }
+  uint32_t id = json_reply_id(p, n);
+  if (id) {
+    on_reply(c, id, memmem(p, n, "\"error\":", 8) != NULL);
+    return;
+  }
+  st.bad_frames++;
+}
+
+/* Minimal protobuf walking: calls back on each top-level field. */
+static bool pb_uvarint(const uint8_t **pp, const uint8_t *end, uint64_t *v) {
+  const uint8_t *p = *pp;
+  uint64_t x = 0;
+  for (unsigned sh = 0; p < end && sh < 64; sh += 7) {
+    uint8_t b = *p++;
+    x |= (uint64_t)(b & 0x7f) << sh;
+    if (!(b & 0x80)) {
+      *pp = p;
+      *v = x;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Finds field FIELD (length-delimited) in [p, end); returns its bytes. */
+static bool pb_find(const uint8_t *p, const uint8_t *end, unsigned field, const uint8_t **out, size_t *outlen,
+                    uint64_t *varint) {
+  while (p < end) {
+    uint64_t key, v;
+    if (!pb_uvarint(&p, end, &key)) return false;
+    unsigned wt = key & 7, f = (unsigned)(key >> 3);
+    if (wt == 0) {
+      if (!pb_uvarint(&p, end, &v)) return false;
+      if (f == field && varint) {
+        *varint = v;
+        return true;
+      }
+    } else if (wt == 2) {
+      if (!pb_uvarint(&p, end, &v) || v > (uint64_t)(end - p)) return false;
+      if (f == field && out) {
+        *out = p;
+        *outlen = (size_t)v;
+        return true;
+      }
+      p += v;
+    } else if (wt == 1) {
+      p += 8;
+    } else if (wt == 5) {
+      p += 4;
+    } else {
+      return false;
+    }
+  }
+  return false;
+}
+
+static void pb_frame(struct conn *c, const uint8_t *p, size_t n) {
+  const uint8_t *end = p + n;
+  if (n == 0) {
+    st.pings++;
+    job_push(J_PONG, c->index, 0);
+    return;
+  }
+  const uint8_t *f;
+  size_t fl;
+  if (c->state == S_CONNECT && pb_find(p, end, 5, &f, &fl, NULL)) {
+    const uint8_t *s, *nd;
+    size_t sl, nl;
+    if (pb_find(f, f + fl, 9, &s, &sl, NULL) && pb_find(f, f + fl, 10, &nd, &nl, NULL) &&
+        sl < sizeof c->session && nl < sizeof c->node) {
+      memcpy(c->session, s, sl);
+      c->session[sl] = '\0';
+      memcpy(c->node, nd, nl);
+      c->node[nl] = '\0';
+      on_connected(c);
+      return;
+    }
+  }
+  if (pb_find(p, end, 4, &f, &fl, NULL)) { /* push */
+    uint64_t ts = parse_ts((const char *)f, fl);
+    if (ts) {
+      on_delivery(c, ts);
+      return;
+    }
+    const uint8_t *d;
+    size_t dl;
+    if (pb_find(f, f + fl, 11, &d, &dl, NULL)) {
+      uint64_t code = 0;
+      pb_find(d, d + dl, 1, NULL, NULL, &code);
+      st.disconnects++;
+      st.last_disconnect_code = (int)code;
+    }
+    return;
+  }
+  uint64_t id = 0;
+  if (pb_find(p, end, 1, NULL, NULL, &id) && id) {
+    on_reply(c, (uint32_t)id, pb_find(p, end, 2, &f, &fl, NULL));
+    return;
+  }
+  st.bad_frames++;
+}
+
+/* De-chunked body bytes of a stream. */
+static void stream_body(struct conn *c, const char *d, size_t n) {
+  if (opt.target == TARGET_NCHAN) { /* one message per chunk: collect until the chunk ends */
+    if (c->blen == 0 && c->left == 0) {
+      on_delivery(c, parse_ts(d, n));
+      return;
+    }
+    conn_append(c, d, n);
+    if (c->left == 0) {
+      on_delivery(c, parse_ts(c->buf, c->blen));
+      c->blen = 0;
+    }
+    return;
+  }
+  if (!opt.protobuf) {
+    while (n > 0) {
+      const char *nl = memchr(d, '\n', n);
+      if (!nl) {
+        conn_append(c, d, n);
+        return;
+      }
+      size_t k = (size_t)(nl - d);
+      if (c->blen) {
+        conn_append(c, d, k);
+        json_frame(c, c->buf, c->blen);
+        c->blen = 0;
+      } else {
+        json_frame(c, d, k);
+      }
+      d += k + 1;
+      n -= k + 1;
+      if (c->state == S_CLOSED || c->fd < 0) return;
+    }
+    return;
+  }
+  /* protobuf: uvarint length + message */
+  while (n > 0) {
+    if (c->blen == 0) {
+      const uint8_t *p = (const uint8_t *)d, *end = p + n;
+      uint64_t len;
+      if (pb_uvarint(&p, end, &len) && len <= (uint64_t)(end - p)) {
+        pb_frame(c, p, (size_t)len);
+        size_t used = (size_t)(p - (const uint8_t *)d) + (size_t)len;
+        d += used;
+        n -= used;
+        if (c->state == S_CLOSED || c->fd < 0) return;
+        continue;
+      }
+      conn_append(c, d, n);
+      return;
+    }
+    /* complete the partial frame in buf */
+    const uint8_t *p = (const uint8_t *)c->buf, *end = p + c->blen;
+    uint64_t len;
+    if (!pb_uvarint(&p, end, &len)) {
+      conn_append(c, d, 1);
+      d++;
+      n--;
+      continue;
+    }
+    size_t have = (size_t)(end - p), want = (size_t)len - (have < len ? have : len);
+    size_t take = want < n ? want : n;
+    conn_append(c, d, take);
+    d += take;
+    n -= take;
+    p = (const uint8_t *)c->buf;
+    end = p + c->blen;
+    pb_uvarint(&p, end, &len);
+    if ((uint64_t)(end - p) >= len) {
+      pb_frame(c, p, (size_t)len);
+      c->blen = 0;
+      if (c->state == S_CLOSED || c->fd < 0) return;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* HTTP response parsing */
+
+static bool head_done(struct conn *c) {
+  if (sscanf(c->buf, "HTTP/1.%*d %d", &c->status) != 1) return false;
+  c->chunked = false;
+  c->left = 0;
+  bool have_len = false;
+  for (char *line = strstr(c->buf, "\r\n"); line && line[2] != '\r'; line = strstr(line + 2, "\r\n")) {
+    char *h = line + 2;
+    if (strncasecmp(h, "transfer-encoding:", 18) == 0 && strcasestr(h, "chunked") &&
+        strcasestr(h, "chunked") < strstr(h, "\r\n"))
+      c->chunked = true;
+    else if (strncasecmp(h, "content-length:", 15) == 0) {
+      c->left = strtoull(h + 15, NULL, 10);
+      have_len = true;
+    }
+  }
+  if (c->status == 204 || c->status == 304 || (c->status >= 100 && c->status < 200))
+    c->rx = RX_DONE;
+  else if (c->chunked)
+    c->rx = RX_CHUNK_SIZE;
+  else if (have_len)
+    c->rx = c->left ? RX_LEN : RX_DONE;
+  else
+    c->rx = RX_EOF;
+  c->blen = 0;
+  return true;
+}
+
+static void on_head(struct conn *c);
+static void on_response(struct conn *c);
+
+/* Body bytes: streams frame them; posters keep the first bytes for diagnostics. */
+static void body_bytes(struct conn *c, const char *d, size_t n) {
+  if (c->kind == K_STREAM || c->kind == K_CONNECT)
+    stream_body(c, d, n);
+  else if (c->blen < 512)
+    conn_append(c, d, n < 512 - c->blen ? n : 512 - c->blen);
+}
+
+/* Feeds received bytes through the response parser. Returns false when the connection was closed. */
+static bool rx_feed(struct conn *c, const char *d, size_t n) {
+  while (n > 0 || c->rx == RX_DONE) {
+    switch (c->rx) {
+      case RX_HEAD: {
+        uint32_t from = c->blen > 3 ? c->blen - 3 : 0;
+        const char *e = memmem(d, n, "\r\n\r\n", 4);
+        size_t take = e ? (size_t)(e - d) + 4 : n;
+        conn_append(c, d, take);
+        d += take;
+        n -= take;
+        const char *term = memmem(c->buf + from, c->blen - from, "\r\n\r\n", 4);
+        if (!term) {
+          if (c->blen > 16384) return stream_fail(c, true), false;
+          break;
+        }
+        size_t excess = c->blen - (size_t)(term + 4 - c->buf); /* body bytes appended with the head */
+        d -= excess;
+        n += excess;
+        c->blen -= (uint32_t)excess;
+        c->buf[c->blen] = '\0';
+        if (!head_done(c)) return stream_fail(c, true), false;
+        on_head(c);
+        if (c->fd < 0) return false;
+        break;
+      }
+      case RX_LEN: {
+        size_t take = n < c->left ? n : (size_t)c->left;
+        body_bytes(c, d, take);
+        d += take;
+        n -= take;
+        c->left -= take;
+        if (c->left == 0) c->rx = RX_DONE;
+        break;
+      }
+      case RX_EOF:
+        body_bytes(c, d, n);
+        n = 0;
+        break;
+      case RX_CHUNK_SIZE:
+        while (n > 0) {
+          char ch = *d++;
+          n--;
+          if (ch == '\n') {
+            c->size_seen_ext = false;
+            c->rx = c->left ? RX_CHUNK_DATA : RX_TRAILER;
+            if (c->rx == RX_TRAILER) c->blen = 0;
+            break;
+          }
+          if (c->size_seen_ext || ch == '\r') continue;
+          if (ch == ';' || ch == ' ') {
+            c->size_seen_ext = true;
+            continue;
+          }
+          int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                  : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+          if (v < 0) return stream_fail(c, true), false;
+          c->left = c->left * 16 + (uint64_t)v;
+        }
+        break;
+      case RX_CHUNK_DATA: {
+        size_t take = n < c->left ? n : (size_t)c->left;
+        c->left -= take;
+        body_bytes(c, d, take);
+        if (c->fd < 0) return false;
+        d += take;
+        n -= take;
+        if (c->left == 0) c->rx = RX_CHUNK_CRLF;
+        break;
+      }
+      case RX_CHUNK_CRLF:
+        while (n > 0) {
+          char ch = *d++;
+          n--;
+          if (ch == '\n') {
+            c->rx = RX_CHUNK_SIZE;
+            break;
+          }
+        }
+        break;
+      case RX_TRAILER: /* lines until an empty one; c->left counts the current line's length */
+        while (n > 0) {
+          char ch = *d++;
+          n--;
+          if (ch == '\r') continue;
+          if (ch == '\n') {
+            if (c->left == 0) {
+              c->rx = RX_DONE;
+              break;
+            }
+            c->left = 0;
+          } else {
+            c->left++;
+          }
+        }
+        break;
+      case RX_DONE:
+        on_response(c);
+        if (c->fd < 0) return false;
+        if (c->rx == RX_DONE) return true; /* nothing more expected */
+        break;
+    }
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* connection events */
+
+static void stream_fail(struct conn *c, bool by_server) {
+  if (c->kind == K_POSTER) {
+    conn_close(c);
+    c->state = S_CLOSED;
+    return;
+  }
+  if (c->state == S_IDLE || c->state == S_CLOSED) {
+    conn_close(c);
+    return;
+  }
+  if (opt.mode == MODE_CONNECT)
+    st.connect_failed++;
+  else if (c->state == S_CONNECTING || c->state == S_HEADERS)
+    st.conn_errors++;
+  else if (by_server)
+    st.closed_by_server++;
+  if (c->state == S_READY)
+    st.ready--;
+  else
+    handshakes--;
+  conn_close(c);
+  open_streams--;
+  c->state = opt.mode == MODE_CONNECT ? S_IDLE : S_CLOSED;
+}
+
+static void on_head(struct conn *c) {
+  if (c->kind == K_POSTER) return;
+  if (c->status != 200) {
+    st.http_errors++;
+    if (st.http_errors <= 3) note("stream %u: HTTP status %d", c->index, c->status);
+    stream_fail(c, true);
+    return;
+  }
+  if (opt.target == TARGET_NCHAN) {
+    if (opt.mode == MODE_CONNECT)
+      on_connected(c);
+    else
+      stream_ready(c);
+    return;
+  }
+  c->state = S_CONNECT;
+}
+
+static void on_response(struct conn *c) {
+  if (c->kind != K_POSTER) { /* a stream's response ended */
+    stream_fail(c, true);
+    return;
+  }
+  uint64_t now = now_ns();
+  bool ok = c->status >= 200 && c->status < 300;
+  if (ok)
+    st.post_ok++;
+  else {
+    st.post_fail++;
+    if (st.post_fail <= 3) note("POST answered %d: %.*s", c->status, (int)c->blen, c->blen ? c->buf : "");
+  }
+  if (c->job == J_PUBLISH) {
+    if (ok) {
+      st.published++;
+      hist_add(now - c->t_start);
+    } else {
+      st.publish_failed++;
+    }
+  }
+  c->job = -1;
+  rx_reset(c);
+  struct job j;
+  if (job_pop(&j) && poster_run(c, &j) != 0) {
+    job_push(j.kind, j.stream, j.seq);
+    conn_close(c);
+    st.post_reconnects++;
+    poster_open(c);
+  }
+}
+
+static void on_writable(struct conn *c) {
+  if (c->state == S_CONNECTING) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+      if (c->kind == K_POSTER) {
+        note("poster connect failed: %s", strerror(err));
+        conn_close(c);
+        c->state = S_CLOSED;
+        st.conn_errors++;
+        return;
+      }
+      stream_fail(c, false);
+      return;
+    }
+    if (c->kind == K_POSTER) {
+      c->state = S_READY;
+      conn_flush(c);
+      if (c->job < 0) {
+        struct job j;
+        if (job_pop(&j) && poster_run(c, &j) != 0) stream_fail(c, false);
+      }
+      return;
+    }
+    c->state = S_HEADERS;
+    if (stream_send_request(c) != 0) stream_fail(c, false);
+    return;
+  }
+  if (conn_flush(c) != 0) stream_fail(c, false);
+}
+
+static char rxbuf[256 * 1024];
+
+static void on_readable(struct conn *c) {
+  ssize_t r = recv(c->fd, rxbuf, sizeof rxbuf, 0);
+  if (r > 0) {
+    rx_feed(c, rxbuf, (size_t)r);
+    return;
+  }
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  /* closed */
+  if (c->kind == K_POSTER) {
+    bool had_job = c->job >= 0;
+    if (had_job) job_push((uint8_t)c->job, c->job_arg, c->job_seq);
+    conn_close(c);
+    if (!stop_flag) {
+      st.post_reconnects++;
+      poster_open(c);
+    }
+    return;
+  }
+  stream_fail(c, true);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* main loop */
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_flag = 1;
+}
+
+static double elapsed_s(void) { return (double)(now_ns() - t0) / 1e9; }
+
+static void open_more_streams(void) {
+  static long next = 0;
+  long target = opt.conns;
+  if (opt.rate > 0) {
+    long due = (long)(elapsed_s() * opt.rate) + 1;
+    if (due < target) target = due;
+  }
+  if (opt.mode == MODE_CONNECT) {
+    /* connect mode: --conns attempts at a time, --count in total */
+    for (long i = 0; i < opt.conns && handshakes < opt.conns; i++) {
+      struct conn *c = &streams[i];
+      if (c->state != S_IDLE || (long)st.opened >= opt.count) continue;
+      if (opt.rate > 0 && (double)st.opened >= elapsed_s() * opt.rate + 1) break;
+      c->t_start = now_ns();
+      c->state = S_CONNECTING;
+      if (conn_start(c) != 0) {
+        st.connect_failed++;
+        c->state = S_IDLE;
+        continue;
+      }
+      st.opened++;
+      handshakes++;
+      open_streams++;
+    }
+    return;
+  }
+  while (next < target && handshakes < opt.inflight) {
+    struct conn *c = &streams[next];
+    c->state = S_CONNECTING;
+    if (conn_start(c) != 0) {
+      if (st.conn_errors++ < 3) note("cannot open stream %ld: %s", next, strerror(errno));
+      c->state = S_CLOSED;
+    } else {
+      handshakes++;
+      open_streams++;
+      st.opened++;
+    }
+    next++;
+  }
+}
+
+/* Paced or unpaced publishing: queue publications as they come due. */
+static uint64_t pub_queued;
+
+static void publish_schedule(void) {
+  if ((long)pub_queued >= opt.count) return;
+  if (opt.rate > 0) {
+    uint64_t due = (uint64_t)(elapsed_s() * opt.rate) + 1;
+    while (pub_queued < due && (long)pub_queued < opt.count) job_push(J_PUBLISH, 0, pub_queued++);
+  } else {
+    /* unpaced: keep one job per poster queued */
+    while (jobs_len < (size_t)nposters && (long)pub_queued < opt.count) job_push(J_PUBLISH, 0, pub_queued++);
+  }
+}
+
+static uint64_t cmd_next = CMD_ID_BASE;
+
+static void command_schedule(void) {
+  if (st.ready < (uint64_t)opt.conns) return;
+  long sent = (long)(cmd_next - CMD_ID_BASE);
+  if (opt.count > 0 && sent >= opt.count) return;
+  size_t want = (size_t)nposters;
+  if (opt.rate > 0) {
+    double since = (double)(now_ns() - st.ready_at) / 1e9;
+    long due = (long)(since * opt.rate) + 1;
+    while ((long)(cmd_next - CMD_ID_BASE) < due && (opt.count == 0 || (long)(cmd_next - CMD_ID_BASE) < opt.count)) {
+      uint32_t s = (uint32_t)(cmd_next % (uint64_t)opt.conns);
+      job_push(J_COMMAND, s, cmd_next++);
+    }
+    return;
+  }
+  while (jobs_len < want && (opt.count == 0 || (long)(cmd_next - CMD_ID_BASE) < opt.count)) {
+    uint32_t s = (uint32_t)(cmd_next % (uint64_t)opt.conns);
+    job_push(J_COMMAND, s, cmd_next++);
+  }
+}
+
+static bool finished(void) {
+  double t = elapsed_s();
+  if (stop_flag || t >= opt.duration) return true;
+  uint64_t now = now_ns();
+  switch (opt.mode) {
+    case MODE_SUBSCRIBE:
+      if (opt.count > 0 && st.deliveries >= (uint64_t)opt.count * (uint64_t)opt.conns) return true;
+      if (opt.quiet > 0 && st.last_delivery && (double)(now - st.last_delivery) / 1e9 >= opt.quiet) return true;
+      if (opt.hold > 0 && st.ready_at && (double)(now - st.ready_at) / 1e9 >= opt.hold) return true;
+      if (open_streams == 0 && st.opened == (uint64_t)opt.conns) return true; /* every stream ended */
+      return false;
+    case MODE_PUBLISH: {
+      if ((long)(st.published + st.publish_failed) >= opt.count) return true;
+      bool any = false;
+      for (long i = 0; i < nposters; i++) any |= posters[i].state != S_CLOSED;
+      return !any;
+    }
+    case MODE_EMULATE:
+      if (opt.count > 0 && (long)st.replies >= opt.count) return true;
+      if (opt.hold > 0 && st.ready_at && (double)(now - st.ready_at) / 1e9 >= opt.hold) return true;
+      return false;
+    case MODE_CONNECT:
+      return (long)(st.connects_done + st.connect_failed) >= opt.count;
+  }
+  return true;
+}
+
+static void report(void) {
+  double dt = 0;
+  char extra[512] = "";
+  const char *mode = opt.mode == MODE_SUBSCRIBE ? "subscribe"
+                     : opt.mode == MODE_PUBLISH ? "publish"
+                     : opt.mode == MODE_EMULATE ? "emulate"
+                                                : "connect";
+  uint64_t count = 0;
+  switch (opt.mode) {
+    case MODE_SUBSCRIBE: {
+      count = st.deliveries;
+      if (st.last_delivery > st.first_delivery) dt = (double)(st.last_delivery - st.first_delivery) / 1e9;
+      uint32_t mn = UINT32_MAX, mx = 0;
+      long complete = 0;
+      for (long i = 0; i < opt.conns; i++) {
+        uint32_t d = streams[i].delivered;
+        if (d < mn) mn = d;
+        if (d > mx) mx = d;
+        if (opt.count > 0 && d >= (uint32_t)opt.count) complete++;
+      }
+      snprintf(extra, sizeof extra,
+               ",\"min_per_stream\":%u,\"max_per_stream\":%u,\"streams_complete\":%ld,\"ready_seconds\":%.3f",
+               opt.conns ? mn : 0, mx, complete, st.ready_at ? (double)(st.ready_at - t0) / 1e9 : -1.0);
+      break;
+    }
+    case MODE_PUBLISH:
+      count = st.published;
+      if (st.last_publish > st.first_publish) dt = (double)(st.last_publish - st.first_publish) / 1e9;
+      snprintf(extra, sizeof extra, ",\"publish_failed\":%" PRIu64, st.publish_failed);
+      break;
+    case MODE_EMULATE:
+      count = st.replies;
+      if (st.last_delivery > st.first_delivery) dt = (double)(st.last_delivery - st.first_delivery) / 1e9;
+      snprintf(extra, sizeof extra, ",\"commands_sent\":%" PRIu64, st.commands_sent);
+      break;
+    case MODE_CONNECT:
+      count = st.connects_done;
+      if (st.connect_last > st.connect_first) dt = (double)(st.connect_last - st.connect_first) / 1e9;
+      snprintf(extra, sizeof extra, ",\"connect_failed\":%" PRIu64, st.connect_failed);
+      break;
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+               (double)ru.ru_stime.tv_usec / 1e6;
+  printf("{\"mode\":\"%s\",\"target\":\"%s\",\"pid\":%d,\"cpu_s\":%.3f,\"conns\":%ld,\"ready\":%" PRIu64 ",\"count\":%" PRIu64
+         ",\"seconds\":%.3f,\"rate\":%.1f,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64
+         ",\"max_us\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"pongs\":%" PRIu64 ",\"disconnects\":%" PRIu64
+         ",\"last_disconnect_code\":%d,\"closed_by_server\":%" PRIu64 ",\"conn_errors\":%" PRIu64
+         ",\"http_errors\":%" PRIu64 ",\"stream_errors\":%" PRIu64 ",\"bad_frames\":%" PRIu64
+         ",\"post_ok\":%" PRIu64 ",\"post_fail\":%" PRIu64 ",\"post_reconnects\":%" PRIu64 "%s,\"hist\":[",
+         mode, opt.target == TARGET_NCHAN ? "nchan" : "streamd", (int)getpid(), cpu, opt.conns, st.ready, count, dt,
+         dt > 0 ? (double)count / dt : 0.0, hist_pct(0.50), hist_pct(0.90), hist_pct(0.99), hist_max_us, st.pings,
+         st.pongs_sent, st.disconnects, st.last_disconnect_code, st.closed_by_server, st.conn_errors,
+         st.http_errors, st.errors_in_stream, st.bad_frames, st.post_ok, st.post_fail, st.post_reconnects, extra);
+  bool first = true;
+  for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+    if (!hist[i]) continue;
+    printf("%s[%" PRIu64 ",%" PRIu64 "]", first ? "" : ",", hist_value(i), hist[i]);
+    first = false;
+  }
+  printf("]}\n");
+  fflush(stdout);
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: loadgen MODE --port N [options]\n"
+          "  MODE: subscribe | publish | emulate | connect\n"
+          "  --target streamd|nchan   server flavour (default streamd)\n"
+          "  --host ADDR              loopback server address (default 127.0.0.1; 127.0.0.0/8 only)\n"
+          "  --port N                 server port\n"
+          "  --protobuf               streamd protobuf protocol instead of JSON\n"
+          "  --conns N                streams (subscribe/emulate), POST connections (publish),\n"
+          "                           concurrent attempts (connect); default 100\n"
+          "  --rate R                 new streams/s (subscribe/emulate), publications/s (publish),\n"
+          "                           sessions/s (connect); 0 = as fast as possible\n"
+          "  --cmd-rate R             emulate: commands/s (0 = as fast as possible)\n"
+          "  --inflight N             subscribe/emulate: handshakes in progress at most (default 256)\n"
+          "  --channels C             channels; stream i uses channel (i + offset) %% C (default 1)\n"
+          "  --channel-offset K       (several subscriber processes share the channel set)\n"
+          "  --prefix P               channel name prefix (default bench)\n"
+          "  --count M                publish/connect/emulate: total; subscribe: deliveries per stream\n"
+          "  --duration S             hard time limit in seconds (default 60)\n"
+          "  --hold S                 subscribe/emulate: stop S seconds after every stream is ready\n"
+          "  --quiet S                subscribe: stop S s after the last delivery (default 3; 0 = off)\n"
+          "  --src-addrs K --src-base B   bind sources to 127.0.0.B .. 127.0.0.B+K-1\n"
+          "  --size B                 publication payload bytes (default 64)\n"
+          "  --posters N              subscribe/emulate: keep-alive emulation connections (default 8)\n"
+          "  --api-key KEY            streamd API key (default k)\n"
+          "  --command publish|rpc    emulate: the command each POST carries (default publish)\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) usage();
+  const char *m = argv[1];
+  if (strcmp(m, "subscribe") == 0) opt.mode = MODE_SUBSCRIBE;
+  else if (strcmp(m, "publish") == 0) opt.mode = MODE_PUBLISH;
+  else if (strcmp(m, "emulate") == 0) opt.mode = MODE_EMULATE;
+  else if (strcmp(m, "connect") == 0) opt.mode = MODE_CONNECT;
+  else usage();
+  double cmd_rate = 0;
+  static const struct option longopts[] = {
+      {"target", 1, 0, 't'},  {"host", 1, 0, 'H'},        {"port", 1, 0, 'p'},     {"protobuf", 0, 0, 'P'},
+      {"conns", 1, 0, 'n'},   {"rate", 1, 0, 'r'},        {"inflight", 1, 0, 'i'}, {"channels", 1, 0, 'C'},
+      {"channel-offset", 1, 0, 'o'}, {"prefix", 1, 0, 'x'}, {"count", 1, 0, 'c'}, {"duration", 1, 0, 'd'},
+      {"hold", 1, 0, 'h'},    {"quiet", 1, 0, 'q'},       {"src-addrs", 1, 0, 'S'}, {"src-base", 1, 0, 'B'},
+      {"size", 1, 0, 's'},    {"posters", 1, 0, 'w'},     {"api-key", 1, 0, 'k'},  {"command", 1, 0, 'm'},
+      {"cmd-rate", 1, 0, 'R'}, {"verbose", 0, 0, 'v'},    {0, 0, 0, 0}};
+  int ch;
+  optind = 2;
+  while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (ch) {
+      case 't':
+        if (strcmp(optarg, "nchan") == 0) opt.target = TARGET_NCHAN;
+        else if (strcmp(optarg, "streamd") == 0) opt.target = TARGET_STREAMD;
+        else usage();
+        break;
+      case 'H': snprintf(opt.host, sizeof opt.host, "%s", optarg); break;
+      case 'p': opt.port = (uint16_t)atoi(optarg); break;
+      case 'P': opt.protobuf = true; break;
+      case 'n': opt.conns = atol(optarg); break;
+      case 'r': opt.rate = atof(optarg); break;
+      case 'i': opt.inflight = atol(optarg); break;
+      case 'C': opt.channels = atol(optarg); break;
+      case 'o': opt.channel_offset = atol(optarg); break;
+      case 'x': snprintf(opt.prefix, sizeof opt.prefix, "%s", optarg); break;
+      case 'c': opt.count = atol(optarg); break;
+      case 'd': opt.duration = atof(optarg); break;
+      case 'h': opt.hold = atof(optarg); break;
+      case 'q': opt.quiet = atof(optarg); break;
+      case 'S': opt.src_addrs = atoi(optarg); break;
+      case 'B': opt.src_base = atoi(optarg); break;
+      case 's': opt.size = atol(optarg); break;
+      case 'w': opt.posters = atol(optarg); break;
+      case 'k': snprintf(opt.api_key, sizeof opt.api_key, "%s", optarg); break;
+      case 'm': snprintf(opt.command, sizeof opt.command, "%s", optarg); break;
+      case 'R': cmd_rate = atof(optarg); break;
+      case 'v': opt.verbose = true; break;
+      default: usage();
+    }
+  }
+  if (opt.port == 0) die("--port is required");
+  if (opt.conns <= 0 || opt.channels <= 0 || opt.posters <= 0 || opt.src_addrs <= 0) die("bad counts");
+  if (opt.size < 24 || opt.size > 3000) die("--size must be 24..3000");
+  if (opt.duration <= 0 || opt.duration > 3600) die("--duration must be in (0, 3600]");
+  if ((opt.mode == MODE_PUBLISH || opt.mode == MODE_CONNECT) && opt.count <= 0) die("--count is required");
+  if (opt.target == TARGET_NCHAN && (opt.mode == MODE_EMULATE || opt.protobuf))
+    die("Nchan has no emulation and no protobuf framing");
+  if (opt.src_base < 1 || opt.src_base + opt.src_addrs - 1 > 254) die("source addresses must be 127.0.0.1..254");
+  server_addr.sin_family = AF_INET;
+  server_addr.sin_port = htons(opt.port);
+  if (inet_pton(AF_INET, opt.host, &server_addr.sin_addr) != 1) die("--host must be an IPv4 address");
+  if ((ntohl(server_addr.sin_addr.s_addr) >> 24) != 127) die("--host must be a loopback address (127.0.0.0/8)");
+  snprintf(hostport, sizeof hostport, "%s:%u", opt.host, opt.port);
+
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  long fds_needed = (opt.mode == MODE_PUBLISH ? 0 : opt.conns) + opt.posters + 16;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)fds_needed > rl.rlim_cur)
+    die("%ld connections need more open files than the limit %ld: spread them over several processes",
+        fds_needed, (long)rl.rlim_cur);
+
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
+
+  ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) die("epoll_create1: %s", strerror(errno));
+  t0 = now_ns();
+
+  if (opt.mode != MODE_PUBLISH) {
+    streams = calloc((size_t)opt.conns, sizeof *streams);
+    if (!streams) die("out of memory");
+    for (long i = 0; i < opt.conns; i++) {
+      streams[i].fd = -1;
+      streams[i].index = (uint32_t)i;
+      streams[i].kind = opt.mode == MODE_CONNECT ? K_CONNECT : K_STREAM;
+      streams[i].job = -1;
+    }
+  }
+  if (opt.mode == MODE_EMULATE) {
+    cmd_sent_at = calloc(CMD_RING, sizeof *cmd_sent_at);
+    if (!cmd_sent_at) die("out of memory");
+  }
+  nposters = opt.mode == MODE_PUBLISH ? opt.conns
+             : (opt.mode == MODE_CONNECT || opt.target == TARGET_NCHAN) ? 0
+                                                                       : opt.posters;
+  if (nposters) {
+    posters = calloc((size_t)nposters, sizeof *posters);
+    if (!posters) die("out of memory");
+    for (long i = 0; i < nposters; i++) {
+      posters[i].fd = -1;
+      posters[i].kind = K_POSTER;
+      posters[i].index = (uint32_t)i;
+      poster_open(&posters[i]);
+    }
+  }
+
+  struct epoll_event evs[512];
+  double last_progress = 0;
+  while (!finished()) {
+    if (opt.mode == MODE_SUBSCRIBE || opt.mode == MODE_EMULATE || opt.mode == MODE_CONNECT) open_more_streams();
+    if (opt.mode == MODE_PUBLISH) publish_schedule();
+    if (opt.mode == MODE_EMULATE && st.ready >= (uint64_t)opt.conns) {
+      opt.rate = cmd_rate; /* every stream is open: from now on --rate is --cmd-rate */
+      command_schedule();
+    }
+    dispatch();
+    bool pacing = opt.rate > 0 || (opt.mode != MODE_PUBLISH && st.opened < (uint64_t)opt.conns);
+    int n = epoll_wait(ep, evs, 512, pacing ? 1 : 50);
+    if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < n; i++) {
+      struct conn *c = evs[i].data.ptr;
+      if (c->fd < 0) continue;
+      if (evs[i].events & EPOLLOUT) {
+        on_writable(c);
+        if (c->fd < 0) continue;
+      }
+      if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) on_readable(c);
+    }
+    double t = elapsed_s();
+    if (opt.verbose && t - last_progress >= 1) {
+      last_progress = t;
+      note("t=%.0fs open=%ld ready=%" PRIu64 " deliveries=%" PRIu64 " published=%" PRIu64 " replies=%" PRIu64
+           " connects=%" PRIu64 " jobs=%zu",
+           t, open_streams, st.ready, st.deliveries, st.published, st.replies, st.connects_done, jobs_len);
+    }
+  }
+  report();
+  return 0;
+}
