@@ -219,6 +219,16 @@ describe('channels', () => {
 });
 
 describe('operations', () => {
+  test('GET /health ⇒ 200 {} when health = true, 404 when off', async () => {
+    const on = await startServer({ health: true });
+    const res = await fetch(on.base + '/health');
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {});
+    assert.equal((await fetch(on.base + '/health', { method: 'POST' })).status, 405);
+    assert.equal((await fetch(srv.base + '/health')).status, 404);
+    await on.stop();
+  });
+
   test('/metrics is Prometheus text and its counters move', async () => {
     const scrape = async () => {
       const res = await fetch(srv.base + '/metrics');
