@@ -25,8 +25,8 @@ enum broker_error {
   BROKER_EUNKNOWN_NODE = 1,
   BROKER_EUNAVAILABLE = 2,
   BROKER_ENOMEM = 3,
-  BROKER_EBADREQUEST = 4,      /* history: reverse with since.offset 0 */
-  BROKER_EUNRECOVERABLE = 5,   /* history: since.epoch is not the stream's epoch */
+  BROKER_EBADREQUEST = 4,    /* history: reverse with since.offset 0 */
+  BROKER_EUNRECOVERABLE = 5, /* history: since.epoch is not the stream's epoch */
 };
 
 /* Where a publication landed in its channel's history stream: offset 0 and an empty epoch when the
@@ -50,13 +50,15 @@ struct broker_ops {
   int (*publish)(struct broker *b, const char *channel, Protocol__Publication *pub,
                  const struct publish_options *opts, struct stream_position *pos);
   /* Delivers a join (JOIN true) or leave of INFO on CHANNEL to the subscribers that want them. */
-  int (*publish_join_leave)(struct broker *b, const char *channel, const Protocol__ClientInfo *info, int join);
+  int (*publish_join_leave)(struct broker *b, const char *channel, const Protocol__ClientInfo *info,
+                            int join);
   /* Runs FN(ARG) while no publication on CHANNEL can be delivered on this node, so that a subscriber
    * can read the stream position, recover, and join the channel without missing or repeating one. */
   void (*with_channel_locked)(struct broker *b, const char *channel, void (*fn)(void *arg), void *arg);
   /* History (see history.h for the semantics): query, recovery, current position (creating the
    * stream), removal. Results are owned by the caller (history_result_cleanup). */
-  int (*history)(struct broker *b, const char *channel, const struct history_query *q, struct history_result *out);
+  int (*history)(struct broker *b, const char *channel, const struct history_query *q,
+                 struct history_result *out);
   int (*recover)(struct broker *b, const char *channel, uint64_t since_offset, const char *since_epoch,
                  size_t max_publications, struct history_result *out, int *recovered);
   int (*position)(struct broker *b, const char *channel, struct stream_position *pos);

@@ -47,7 +47,8 @@ static int memory_publish(struct broker *b, const char *channel, Protocol__Publi
   pthread_mutex_t *lock = stripe_of(m, channel);
   pthread_mutex_lock(lock);
   if (opts && opts->history_size > 0 && opts->history_ttl_ms > 0) {
-    rc = history_add(m->history, channel, pub, opts->history_size, opts->history_ttl_ms, timer_now_ms(), &where);
+    rc = history_add(m->history, channel, pub, opts->history_size, opts->history_ttl_ms, timer_now_ms(),
+                     &where);
     pub->offset = where.offset;
   }
   if (rc == 0) hub_publish(b->srv->hub, channel, pub);
@@ -56,12 +57,14 @@ static int memory_publish(struct broker *b, const char *channel, Protocol__Publi
   return map_history_error(rc);
 }
 
-static int memory_join_leave(struct broker *b, const char *channel, const Protocol__ClientInfo *info, int join) {
+static int memory_join_leave(struct broker *b, const char *channel, const Protocol__ClientInfo *info,
+                             int join) {
   hub_publish_join_leave(b->srv->hub, channel, info, join);
   return 0;
 }
 
-static void memory_with_channel_locked(struct broker *b, const char *channel, void (*fn)(void *arg), void *arg) {
+static void memory_with_channel_locked(struct broker *b, const char *channel, void (*fn)(void *arg),
+                                       void *arg) {
   pthread_mutex_t *lock = stripe_of(mem(b), channel);
   pthread_mutex_lock(lock);
   fn(arg);
@@ -73,11 +76,12 @@ static int memory_history(struct broker *b, const char *channel, const struct hi
   return map_history_error(history_query(mem(b)->history, channel, q, timer_now_ms(), out));
 }
 
-static int memory_recover(struct broker *b, const char *channel, uint64_t since_offset, const char *since_epoch,
-                          size_t max_publications, struct history_result *out, int *recovered) {
+static int memory_recover(struct broker *b, const char *channel, uint64_t since_offset,
+                          const char *since_epoch, size_t max_publications, struct history_result *out,
+                          int *recovered) {
   bool ok = false;
-  int rc = history_recover(mem(b)->history, channel, since_offset, since_epoch, max_publications, timer_now_ms(),
-                           out, &ok);
+  int rc = history_recover(mem(b)->history, channel, since_offset, since_epoch, max_publications,
+                           timer_now_ms(), out, &ok);
   *recovered = ok;
   return map_history_error(rc);
 }
@@ -99,7 +103,8 @@ static int memory_presence_remove(struct broker *b, const char *channel, const c
   return 0;
 }
 
-static int memory_presence_get(struct broker *b, const char *channel, size_t max, struct presence_result *out) {
+static int memory_presence_get(struct broker *b, const char *channel, size_t max,
+                               struct presence_result *out) {
   return presence_get(mem(b)->presence, channel, max, out) == 0 ? 0 : -BROKER_ENOMEM;
 }
 

@@ -56,7 +56,8 @@ static bool allowed(const struct config *cfg, bool for_subscriber, bool for_clie
 bool channel_can_subscribe(const struct config *cfg, const struct channel_options *opts, const char *channel,
                            const char *user) {
   if (channel_user_allowed(opts, channel, user)) return true;
-  return allowed(cfg, false, opts->allow_subscribe_for_client, opts->allow_subscribe_for_anonymous, user, false);
+  return allowed(cfg, false, opts->allow_subscribe_for_client, opts->allow_subscribe_for_anonymous, user,
+                 false);
 }
 
 bool channel_can_publish(const struct config *cfg, const struct channel_options *opts, const char *user,

@@ -33,8 +33,7 @@ struct codec {
    * (blank lines are skipped), protobuf commands are uvarint-length-prefixed. On success stores the
    * decoded command in *out, advances *pos and returns 0. Returns 1 when the stream is exhausted
    * (*out untouched), or -CODEC_EMALFORMED / -CODEC_ETOOBIG (a command over MAX_COMMAND bytes). */
-  int (*next_command)(const uint8_t **pos, const uint8_t *end, size_t max_command,
-                      Protocol__Command **out);
+  int (*next_command)(const uint8_t **pos, const uint8_t *end, size_t max_command, Protocol__Command **out);
 
   /* Encodes REPLY with its stream framing (JSON: one line ending in '\n'; protobuf: uvarint length
    * prefix) into a new frame stored in *out. Returns 0, -CODEC_EDATA or -CODEC_ENOMEM. */

@@ -628,11 +628,13 @@ static bool keep_value(enum config_type type, void *dst, const void *src) {
       *(char **)dst = copy;
       return true;
     }
-    default: return false; /* lists and namespaces are all reloadable */
+    default:
+      return false; /* lists and namespaces are all reloadable */
   }
 }
 
-size_t config_keep_static(struct config *fresh, const struct config *running, const char **changed, size_t max) {
+size_t config_keep_static(struct config *fresh, const struct config *running, const char **changed,
+                          size_t max) {
   size_t n = 0;
   for (size_t k = 0; k < KEY_COUNT; k++) {
     if (keys[k].reloadable || keys[k].channel_option) continue;

@@ -116,7 +116,8 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 /* For a reload: puts the RUNNING values of every non-reloadable key into FRESH (ports, prefixes and the
  * like only change on restart) and stores the names of those whose value the file changed into CHANGED
  * (at most MAX). Returns how many changed. */
-size_t config_keep_static(struct config *fresh, const struct config *running, const char **changed, size_t max);
+size_t config_keep_static(struct config *fresh, const struct config *running, const char **changed,
+                          size_t max);
 
 /* Frees everything CFG owns. NULL-safe fields; CFG itself is not freed. */
 void config_cleanup(struct config *cfg);
@@ -125,7 +126,14 @@ void config_cleanup(struct config *cfg);
 const struct namespace_config *config_find_namespace(const struct config *cfg, const char *name, size_t len);
 
 /* The description of one configuration key, exported for `-t`, the docs tests and streamctl. */
-enum config_type { CONFIG_BOOL, CONFIG_INT, CONFIG_STRING, CONFIG_DURATION, CONFIG_STRING_LIST, CONFIG_NAMESPACES };
+enum config_type {
+  CONFIG_BOOL,
+  CONFIG_INT,
+  CONFIG_STRING,
+  CONFIG_DURATION,
+  CONFIG_STRING_LIST,
+  CONFIG_NAMESPACES
+};
 
 struct config_key {
   const char *name;
@@ -133,8 +141,8 @@ struct config_key {
   const char *default_text; /* the default as written in a config file, e.g. "25s", "false", "65536" */
   int64_t min, max;         /* bounds for ints and durations (ms) */
   bool reloadable;
-  bool channel_option;      /* also allowed inside a namespace group */
-  const char *help;         /* one line for docs */
+  bool channel_option; /* also allowed inside a namespace group */
+  const char *help;    /* one line for docs */
 };
 
 /* The table of every key, in documentation order; *count receives its length. */

@@ -38,7 +38,7 @@ struct route {
   size_t prefix_offset; /* char * in struct config */
   size_t limit_offset;  /* int64_t in struct config; 0 = no body limit of its own */
   bool (*enabled)(const struct config *cfg);
-  bool subpaths; /* also matches "<prefix>/<name>" */
+  bool subpaths;      /* also matches "<prefix>/<name>" */
   const char *method; /* the one method served (besides OPTIONS for client routes) */
   enum MHD_Result (*handle)(struct request *req);
   void (*count)(struct server *srv, unsigned status); /* optional: told every response status */
@@ -61,8 +61,9 @@ static const char *const metrics_path = "/metrics";
 static const struct route routes[] = {
     {"http_stream", ROUTE_CLIENT, CFG_FIELD(http_stream_handler_prefix),
      CFG_FIELD(http_stream_max_request_body_size), stream_enabled, false, "POST", stream_handle, NULL},
-    {"emulation", ROUTE_CLIENT, CFG_FIELD(emulation_handler_prefix), CFG_FIELD(emulation_max_request_body_size),
-     emulation_enabled, false, "POST", emulation_handle, stats_emulation},
+    {"emulation", ROUTE_CLIENT, CFG_FIELD(emulation_handler_prefix),
+     CFG_FIELD(emulation_max_request_body_size), emulation_enabled, false, "POST", emulation_handle,
+     stats_emulation},
     {"api", ROUTE_API, CFG_FIELD(api_handler_prefix), 0, always, true, "POST", api_handle, NULL},
     {"health", ROUTE_OPS, FIXED_PATH, 0, health_enabled, false, "GET", health_handle, NULL},
     {"metrics", ROUTE_OPS, FIXED_PATH, 0, prometheus_enabled, false, "GET", metrics_handle, NULL},
@@ -312,11 +313,12 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
   unsigned int pool = cores > 0 ? (unsigned int)cores : 1;
   unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ITC;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-  h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                               MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                               (size_t)32 * 1024, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)100000,
-                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-                               (unsigned int)4096, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+  h->daemon =
+      MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                       MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                       (size_t)32 * 1024, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)100000,
+                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                       (unsigned int)4096, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
   if (h->daemon == NULL) {
     snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not permitted)", srv->cfg->address,
              (long long)srv->cfg->port);

@@ -25,7 +25,7 @@ struct request {
   size_t body_len, body_cap, body_limit;
   bool body_too_big;
   const char *cors_origin; /* the request's Origin when it is allowed and CORS headers are due */
-  unsigned status; /* of the response queued, 0 before */
+  unsigned status;         /* of the response queued, 0 before */
   void (*cleanup)(struct request *req);
   void *handler_data;
 };

@@ -120,7 +120,8 @@ static struct subscription **find_sub(struct session *s, const char *channel) {
   return pp;
 }
 
-static int subscribe_locked(struct hub *h, struct session *s, const char *channel, size_t limit, unsigned flags) {
+static int subscribe_locked(struct hub *h, struct session *s, const char *channel, size_t limit,
+                            unsigned flags) {
   if (s->state >= SESSION_CLOSING) return -HUB_ECLOSED;
   if (*find_sub(s, channel)) return -HUB_EALREADY;
   if (limit > 0 && s->sub_count >= limit) return -HUB_ELIMIT;
@@ -193,8 +194,8 @@ int hub_is_subscribed(struct hub *h, struct session *s, const char *channel) {
 static struct frame *encode_push(enum codec_kind kind, const char *channel, const Protocol__Reply *reply) {
   struct frame *f = NULL;
   int rc = codec_get(kind)->encode_reply(reply, &f);
-  if (rc != 0) log_warn("channel %s: push not encodable as %s: %s", channel, codec_get(kind)->name,
-                        codec_strerror(rc));
+  if (rc != 0)
+    log_warn("channel %s: push not encodable as %s: %s", channel, codec_get(kind)->name, codec_strerror(rc));
   return rc == 0 ? f : NULL;
 }
 
@@ -237,7 +238,8 @@ size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publicati
   return delivered;
 }
 
-size_t hub_publish_join_leave(struct hub *h, const char *channel, const Protocol__ClientInfo *info, int join) {
+size_t hub_publish_join_leave(struct hub *h, const char *channel, const Protocol__ClientInfo *info,
+                              int join) {
   Protocol__Join j = PROTOCOL__JOIN__INIT;
   Protocol__Leave l = PROTOCOL__LEAVE__INIT;
   Protocol__Push push = PROTOCOL__PUSH__INIT;
@@ -277,7 +279,8 @@ static void foreach_one(const char *key, void *value, void *arg) {
   ctx->fn(key, ((struct hub_channel *)value)->count, ctx->arg);
 }
 
-void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg), void *arg) {
+void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg),
+                         void *arg) {
   struct foreach_ctx ctx = {fn, arg};
   pthread_rwlock_rdlock(&h->lock);
   strmap_foreach(h->channels, foreach_one, &ctx);

@@ -19,7 +19,7 @@ struct server;
 
 /* One session's membership of one channel; owned by the session's list, indexed by the hub. */
 struct subscription {
-  struct subscription *next;   /* the session's list (session lock) */
+  struct subscription *next; /* the session's list (session lock) */
   struct session *session;
   struct hub_channel *channel; /* hub lock */
   size_t index;                /* position in the channel's subscriber array (hub lock) */
@@ -36,7 +36,14 @@ enum subscription_flag {
   SUB_RECOVERABLE = 1 << 4,
 };
 
-enum hub_error { HUB_OK = 0, HUB_EALREADY = 1, HUB_ELIMIT = 2, HUB_ENOMEM = 3, HUB_ENOTSUB = 4, HUB_ECLOSED = 5 };
+enum hub_error {
+  HUB_OK = 0,
+  HUB_EALREADY = 1,
+  HUB_ELIMIT = 2,
+  HUB_ENOMEM = 3,
+  HUB_ENOTSUB = 4,
+  HUB_ECLOSED = 5
+};
 
 /* Creates an empty hub for SRV (used to reach the broker when a channel appears or disappears). */
 struct hub *hub_new(struct server *srv);
@@ -77,7 +84,8 @@ void hub_set_observer(struct hub *h, hub_observer_fn fn, void *arg);
 
 /* Calls FN(channel, subscriber count, ARG) for every channel, under the read lock: FN must not call
  * into the hub or take a session lock. */
-void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg), void *arg);
+void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg),
+                         void *arg);
 
 /* Number of channels with at least one local subscriber, and of subscribers of CHANNEL. */
 size_t hub_channel_count(struct hub *h);

@@ -46,17 +46,23 @@ static void usage(FILE *out) {
 
 /* Returns -1 to go on, or the exit status. */
 static int parse_options(int argc, char **argv, struct options *o) {
-  static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'}, {"test-config", no_argument, NULL, 't'},
-      {"port", required_argument, NULL, 'p'},   {"log-level", required_argument, NULL, 'l'},
-      {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                           {"test-config", no_argument, NULL, 't'},
+                                           {"port", required_argument, NULL, 'p'},
+                                           {"log-level", required_argument, NULL, 'l'},
+                                           {"version", no_argument, NULL, 'V'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
   int c;
   char *end;
   while ((c = getopt_long(argc, argv, "c:tp:l:Vh", longopts, NULL)) != -1) {
     switch (c) {
-      case 'c': o->config_path = optarg; break;
-      case 't': o->test_config = true; break;
+      case 'c':
+        o->config_path = optarg;
+        break;
+      case 't':
+        o->test_config = true;
+        break;
       case 'p':
         o->port = strtol(optarg, &end, 10);
         if (*optarg == '\0' || *end != '\0' || o->port < 0 || o->port > 65535) {
@@ -64,10 +70,18 @@ static int parse_options(int argc, char **argv, struct options *o) {
           return 1;
         }
         break;
-      case 'l': o->log_level = optarg; break;
-      case 'V': printf("streamd %s\n", SD_VERSION); return 0;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 1;
+      case 'l':
+        o->log_level = optarg;
+        break;
+      case 'V':
+        printf("streamd %s\n", SD_VERSION);
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 1;
     }
   }
   if (optind < argc) {
@@ -107,7 +121,8 @@ static void raise_file_limit(void) {
 /* Builds the token keys of CFG; logs and returns NULL when a key is unusable (a bad PEM). */
 static struct auth_keys *load_keys(const struct config *cfg) {
   char err[256];
-  struct auth_keys *keys = auth_keys_new(cfg->token_hmac_secret_key, cfg->token_rsa_public_key, err, sizeof err);
+  struct auth_keys *keys =
+      auth_keys_new(cfg->token_hmac_secret_key, cfg->token_rsa_public_key, err, sizeof err);
   if (keys == NULL) log_error("%s", err);
   return keys;
 }
@@ -161,7 +176,8 @@ static void retire_config(struct config *cfg, struct auth_keys *keys, bool all) 
       placed = true;
     }
   }
-  if (!all && !placed) { /* every slot busy: too many reloads within the grace period; keep it rather than risk */
+  if (!all &&
+      !placed) { /* every slot busy: too many reloads within the grace period; keep it rather than risk */
     log_warn("reload: %d reloads within %d ms; the oldest configuration stays in memory", RETIRED_MAX,
              RETIRE_GRACE_MS);
   }
@@ -182,7 +198,8 @@ static void reload(const struct options *o, struct server *srv) {
   }
   const char *changed[64];
   size_t n = config_keep_static(fresh, srv->cfg, changed, 64);
-  for (size_t i = 0; i < n; i++) log_warn("reload: '%s' changed; it takes effect after a restart", changed[i]);
+  for (size_t i = 0; i < n; i++)
+    log_warn("reload: '%s' changed; it takes effect after a restart", changed[i]);
   if (o->port >= 0) fresh->port = o->port;
   struct auth_keys *keys = load_keys(fresh);
   if (keys == NULL) {

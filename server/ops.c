@@ -15,7 +15,9 @@
 #include "stats.h"
 #include "timer.h"
 
-enum MHD_Result health_handle(struct request *req) { return http_respond(req, MHD_HTTP_OK, "application/json", "{}", 2); }
+enum MHD_Result health_handle(struct request *req) {
+  return http_respond(req, MHD_HTTP_OK, "application/json", "{}", 2);
+}
 
 /* A growable text buffer for the exposition. */
 struct text {
@@ -65,19 +67,22 @@ static void render_counters(struct text *t, struct server *srv) {
   counter(t, "queue_drops_total", "Sessions closed because their queue exceeded client_queue_max_size.",
           LOAD(queue_drops));
   counter(t, "connections_total", "Sessions that completed connect.", LOAD(connections));
-  put(t, "# HELP streamd_disconnects_total Sessions ended, by disconnect code (3000 = client went away).\n"
-         "# TYPE streamd_disconnects_total counter\n");
+  put(t,
+      "# HELP streamd_disconnects_total Sessions ended, by disconnect code (3000 = client went away).\n"
+      "# TYPE streamd_disconnects_total counter\n");
   for (size_t i = 0; i < STATS_DISCONNECT_CODES; i++) {
     uint64_t v = LOAD(disconnects[i]);
     uint32_t code = stats_disconnect_code(i);
     if (v || code) put(t, "streamd_disconnects_total{code=\"%u\"} %llu\n", code, (unsigned long long)v);
   }
-  put(t, "# HELP streamd_emulation_requests_total Emulation requests answered, by HTTP status.\n"
-         "# TYPE streamd_emulation_requests_total counter\n");
+  put(t,
+      "# HELP streamd_emulation_requests_total Emulation requests answered, by HTTP status.\n"
+      "# TYPE streamd_emulation_requests_total counter\n");
   for (size_t i = 0; i < STATS_HTTP_STATUSES; i++) {
     char label[16] = "other";
     if (stats_emulation_status(i)) snprintf(label, sizeof label, "%u", stats_emulation_status(i));
-    put(t, "streamd_emulation_requests_total{status=\"%s\"} %llu\n", label, (unsigned long long)LOAD(emulation[i]));
+    put(t, "streamd_emulation_requests_total{status=\"%s\"} %llu\n", label,
+        (unsigned long long)LOAD(emulation[i]));
   }
 }
 
@@ -98,8 +103,8 @@ static void render_sessions(struct text *t, struct server *srv) {
   free(all);
   gauge_header(t, "connections", "Connected sessions, by transport and protocol.");
   for (int k = 0; k < CODEC_COUNT; k++)
-    put(t, "streamd_connections{transport=\"http_stream\",protocol=\"%s\"} %zu\n", codec_get((enum codec_kind)k)->name,
-        by_codec[k]);
+    put(t, "streamd_connections{transport=\"http_stream\",protocol=\"%s\"} %zu\n",
+        codec_get((enum codec_kind)k)->name, by_codec[k]);
   gauge_header(t, "subscriptions", "Channel subscriptions of connected sessions.");
   put(t, "streamd_subscriptions %zu\n", subs);
   gauge_header(t, "channels", "Channels with at least one subscriber on this node.");
@@ -112,8 +117,9 @@ enum MHD_Result metrics_handle(struct request *req) {
   struct text t = {0};
   render_counters(&t, req->srv);
   render_sessions(&t, req->srv);
-  enum MHD_Result ret = t.failed ? http_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, 0)
-                                 : http_respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);
+  enum MHD_Result ret =
+      t.failed ? http_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, 0)
+               : http_respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);
   free(t.buf);
   return ret;
 }

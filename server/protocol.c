@@ -41,14 +41,16 @@ struct connect_state {
 
 /* Checks the credentials of REQ. Returns 0 (claims in CS when a token was verified), a disconnect code,
  * or a negated error code (109 expired: the SDK fetches a new token and reconnects). */
-static int64_t check_credentials(struct session *s, const Protocol__ConnectRequest *req, struct connect_state *cs) {
+static int64_t check_credentials(struct session *s, const Protocol__ConnectRequest *req,
+                                 struct connect_state *cs) {
   const struct config *cfg = s->srv->cfg;
   const struct auth_keys *keys = s->srv->auth;
   if (req->token[0] == '\0')
     return cfg->client_insecure || cfg->allow_anonymous_connect_without_token ? 0 : DISCONNECT_BAD_REQUEST;
   if (!auth_keys_configured(keys)) return cfg->client_insecure ? 0 : DISCONNECT_INVALID_TOKEN;
   char why[256];
-  enum auth_status st = auth_verify_connection(keys, req->token, (int64_t)time(NULL), &cs->claims, why, sizeof why);
+  enum auth_status st =
+      auth_verify_connection(keys, req->token, (int64_t)time(NULL), &cs->claims, why, sizeof why);
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st == AUTH_ERROR) return -ERROR_INTERNAL;
   if (st != AUTH_OK) {
@@ -62,7 +64,8 @@ static int64_t check_credentials(struct session *s, const Protocol__ConnectReque
 /* Node-wide and per-user connection limits (3504 when over). */
 static uint32_t check_limits(struct session *s, const char *user) {
   const struct config *cfg = s->srv->cfg;
-  if (cfg->client_connection_limit > 0 && registry_count(s->srv->registry) > (size_t)cfg->client_connection_limit)
+  if (cfg->client_connection_limit > 0 &&
+      registry_count(s->srv->registry) > (size_t)cfg->client_connection_limit)
     return DISCONNECT_CONNECTION_LIMIT;
   if (user[0] && cfg->client_user_connection_limit > 0 &&
       registry_user_count(s->srv->registry, user) >= (size_t)cfg->client_user_connection_limit)
@@ -94,15 +97,18 @@ static void adopt_identity(struct session *s, const Protocol__ConnectRequest *re
 }
 
 /* The SubscribeRequest in ConnectRequest.subs for CHANNEL (resubscribe with recovery), or NULL. */
-static const Protocol__SubscribeRequest *requested_sub(const Protocol__ConnectRequest *req, const char *channel) {
+static const Protocol__SubscribeRequest *requested_sub(const Protocol__ConnectRequest *req,
+                                                       const char *channel) {
   for (size_t i = 0; i < req->n_subs; i++)
-    if (req->subs[i] && req->subs[i]->value && strcmp(req->subs[i]->key, channel) == 0) return req->subs[i]->value;
+    if (req->subs[i] && req->subs[i]->value && strcmp(req->subs[i]->key, channel) == 0)
+      return req->subs[i]->value;
   return NULL;
 }
 
 /* Subscribes one server-side channel of the token and records it in the connect result. */
-static void subscribe_from_token(struct session *s, const Protocol__ConnectRequest *req, struct connect_state *cs,
-                                 const char *channel, const struct auth_sub_options *token) {
+static void subscribe_from_token(struct session *s, const Protocol__ConnectRequest *req,
+                                 struct connect_state *cs, const char *channel,
+                                 const struct auth_sub_options *token) {
   const struct channel_options *opts = channel_options_for(s->srv->cfg, channel);
   if (opts == NULL) {
     log_warn("session %s: token channel %s has an unknown namespace; skipped", s->session_id, channel);
@@ -110,10 +116,16 @@ static void subscribe_from_token(struct session *s, const Protocol__ConnectReque
   }
   const Protocol__SubscribeRequest *again = requested_sub(req, channel);
   size_t i = cs->n_subs;
-  struct subscribe_plan plan = {.channel = channel, .opts = opts, .answer = SUBSCRIBE_CONNECT,
-                                .want_positioned = true, .want_recoverable = true,
-                                .recover = again && again->recover, .offset = again ? again->offset : 0,
-                                .epoch = again ? again->epoch : "", .token = token, .result = &cs->results[i]};
+  struct subscribe_plan plan = {.channel = channel,
+                                .opts = opts,
+                                .answer = SUBSCRIBE_CONNECT,
+                                .want_positioned = true,
+                                .want_recoverable = true,
+                                .recover = again && again->recover,
+                                .offset = again ? again->offset : 0,
+                                .epoch = again ? again->epoch : "",
+                                .token = token,
+                                .result = &cs->results[i]};
   if (protocol_subscribe(s, &plan) != 0) return;
   protocol__connect_result__subs_entry__init(&cs->entries[i]);
   cs->entries[i].key = (char *)channel;
@@ -122,14 +134,16 @@ static void subscribe_from_token(struct session *s, const Protocol__ConnectReque
   cs->n_subs++;
 }
 
-static void subscribe_token_channels(struct session *s, const Protocol__ConnectRequest *req, struct connect_state *cs) {
+static void subscribe_token_channels(struct session *s, const Protocol__ConnectRequest *req,
+                                     struct connect_state *cs) {
   size_t n = cs->claims.n_channels + cs->claims.n_subs;
   if (n == 0) return;
   cs->entries = calloc(n, sizeof *cs->entries);
   cs->entry_ptrs = calloc(n, sizeof *cs->entry_ptrs);
   cs->results = calloc(n, sizeof *cs->results);
   if (!cs->entries || !cs->entry_ptrs || !cs->results) return;
-  for (size_t i = 0; i < cs->claims.n_channels; i++) subscribe_from_token(s, req, cs, cs->claims.channels[i], NULL);
+  for (size_t i = 0; i < cs->claims.n_channels; i++)
+    subscribe_from_token(s, req, cs, cs->claims.channels[i], NULL);
   for (size_t i = 0; i < cs->claims.n_subs; i++)
     subscribe_from_token(s, req, cs, cs->claims.subs[i].channel, &cs->claims.subs[i].opts);
 }
@@ -182,7 +196,8 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   reply.connect = &res;
   session_send_reply_first(s, &reply);
   connect_state_cleanup(&cs);
-  log_debug("session %s client %s connected (user '%s', name %s)", s->session_id, s->client_id, s->user, req->name);
+  log_debug("session %s client %s connected (user '%s', name %s)", s->session_id, s->client_id, s->user,
+            req->name);
   return 0;
 }
 
@@ -195,7 +210,8 @@ static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) 
   int64_t now = (int64_t)time(NULL);
   enum auth_status st = auth_verify_connection(keys, cmd->refresh->token, now, &claims, why, sizeof why);
   if (st == AUTH_EXPIRED) return DISCONNECT_EXPIRED;
-  if (st != AUTH_OK) return st == AUTH_ERROR ? protocol_finish(s, cmd->id, -ERROR_INTERNAL) : DISCONNECT_INVALID_TOKEN;
+  if (st != AUTH_OK)
+    return st == AUTH_ERROR ? protocol_finish(s, cmd->id, -ERROR_INTERNAL) : DISCONNECT_INVALID_TOKEN;
   uint32_t rc = strcmp(claims.user, s->user) != 0 ? DISCONNECT_INVALID_TOKEN : 0;
   int64_t expires_at = auth_connection_expires_at(&claims);
   auth_connection_claims_cleanup(&claims);

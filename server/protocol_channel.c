@@ -20,7 +20,8 @@
 #include "server.h"
 #include "session.h"
 
-int64_t protocol_check_channel(const struct config *cfg, const char *channel, const struct channel_options **opts) {
+int64_t protocol_check_channel(const struct config *cfg, const char *channel,
+                               const struct channel_options **opts) {
   if (channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
   if (strlen(channel) > CHANNEL_MAX_LENGTH) return -ERROR_BAD_REQUEST;
   *opts = channel_options_for(cfg, channel);
@@ -57,11 +58,13 @@ static unsigned plan_flags(const struct subscribe_plan *p) {
   const struct auth_overrides *ov = p->token ? &p->token->override : NULL;
   bool presence = ov ? overridden(ov->presence, o->presence) : o->presence;
   bool join_leave = ov ? overridden(ov->join_leave, o->join_leave) : o->join_leave;
-  bool force_push = ov ? overridden(ov->force_push_join_leave, o->force_push_join_leave) : o->force_push_join_leave;
+  bool force_push =
+      ov ? overridden(ov->force_push_join_leave, o->force_push_join_leave) : o->force_push_join_leave;
   bool force_rec = ov ? overridden(ov->force_recovery, o->force_recovery) : o->force_recovery;
   bool force_pos = ov ? overridden(ov->force_positioning, o->force_positioning) : o->force_positioning;
   bool history = channel_has_history(o);
-  bool recoverable = history && (force_rec || (p->want_recoverable && (o->allow_recovery || p->history_access)));
+  bool recoverable =
+      history && (force_rec || (p->want_recoverable && (o->allow_recovery || p->history_access)));
   bool positioned = history && (recoverable || force_pos ||
                                 (p->want_positioned && (o->allow_positioning || p->history_access)));
   unsigned flags = 0;
@@ -89,7 +92,8 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
   if ((ls->flags & SUB_RECOVERABLE) && p->recover) {
     int recovered = 0;
     size_t max = (size_t)ls->s->srv->cfg->client_recovery_max_publication_limit;
-    if (b->ops->recover(b, p->channel, p->offset, p->epoch, max, &ls->hist, &recovered) != 0) return ERROR_INTERNAL;
+    if (b->ops->recover(b, p->channel, p->offset, p->epoch, max, &ls->hist, &recovered) != 0)
+      return ERROR_INTERNAL;
     if (!recovered && p->reject_unrecovered) return ERROR_UNRECOVERABLE_POSITION;
     res->was_recovering = true;
     res->recovered = recovered != 0;
@@ -146,8 +150,10 @@ static void subscribe_locked(void *arg) {
   size_t limit = p->answer == SUBSCRIBE_REPLY ? (size_t)ls->s->srv->cfg->client_channel_limit : 0;
   int rc = hub_subscribe(ls->s->srv->hub, ls->s, p->channel, limit, ls->flags, f);
   frame_unref(f);
-  static const uint32_t errors[] = {[HUB_EALREADY] = ERROR_ALREADY_SUBSCRIBED, [HUB_ELIMIT] = ERROR_LIMIT_EXCEEDED,
-                                    [HUB_ENOMEM] = ERROR_INTERNAL, [HUB_ECLOSED] = ERROR_INTERNAL};
+  static const uint32_t errors[] = {[HUB_EALREADY] = ERROR_ALREADY_SUBSCRIBED,
+                                    [HUB_ELIMIT] = ERROR_LIMIT_EXCEEDED,
+                                    [HUB_ENOMEM] = ERROR_INTERNAL,
+                                    [HUB_ECLOSED] = ERROR_INTERNAL};
   if (rc < 0) ls->error = errors[-rc];
 }
 
@@ -177,7 +183,8 @@ uint32_t protocol_subscribe(struct session *s, struct subscribe_plan *plan) {
 }
 
 void protocol_subscribe_result_cleanup(Protocol__SubscribeResult *res) {
-  for (size_t i = 0; i < res->n_publications; i++) protobuf_c_message_free_unpacked(&res->publications[i]->base, NULL);
+  for (size_t i = 0; i < res->n_publications; i++)
+    protobuf_c_message_free_unpacked(&res->publications[i]->base, NULL);
   free(res->publications);
   if (res->epoch != protobuf_c_empty_string) free(res->epoch);
   res->publications = NULL;
@@ -200,7 +207,8 @@ void protocol_subscription_ended(struct session *s, struct subscription *sub) {
 static int64_t verify_sub_token(struct session *s, const char *token, const char *channel,
                                 struct auth_subscription_claims *claims) {
   char why[256];
-  enum auth_status st = auth_verify_subscription(s->srv->auth, token, (int64_t)time(NULL), claims, why, sizeof why);
+  enum auth_status st =
+      auth_verify_subscription(s->srv->auth, token, (int64_t)time(NULL), claims, why, sizeof why);
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st != AUTH_OK) {
     log_info("session %s: subscription token for %s rejected: %s", s->session_id, channel, why);
@@ -229,9 +237,17 @@ uint32_t protocol_handle_subscribe(struct session *s, const Protocol__Command *c
     return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
   }
   struct subscribe_plan plan = {
-      .channel = req->channel, .opts = opts, .answer = SUBSCRIBE_REPLY, .id = cmd->id,
-      .want_positioned = req->positioned, .want_recoverable = req->recoverable, .want_join_leave = req->join_leave,
-      .recover = req->recover, .offset = req->offset, .epoch = req->epoch, .reject_unrecovered = (req->flag & 2) != 0,
+      .channel = req->channel,
+      .opts = opts,
+      .answer = SUBSCRIBE_REPLY,
+      .id = cmd->id,
+      .want_positioned = req->positioned,
+      .want_recoverable = req->recoverable,
+      .want_join_leave = req->join_leave,
+      .recover = req->recover,
+      .offset = req->offset,
+      .epoch = req->epoch,
+      .reject_unrecovered = (req->flag & 2) != 0,
       .history_access = channel_can_history(cfg, opts, s->user, true),
       .presence_access = channel_can_presence(cfg, opts, s->user, true),
       .token = with_token ? &claims.opts : NULL,
@@ -265,7 +281,8 @@ uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
   if (req->data.len == 0) return protocol_finish(s, cmd->id, -ERROR_BAD_REQUEST);
   bool subscribed = hub_is_subscribed(s->srv->hub, s, req->channel);
-  if (!channel_can_publish(cfg, opts, s->user, subscribed)) return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
+  if (!channel_can_publish(cfg, opts, s->user, subscribed))
+    return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
   Protocol__ClientInfo info;
   protocol_client_info(s, &info);
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
@@ -273,14 +290,16 @@ uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd
   pub.info = &info;
   struct publish_options po;
   protocol_publish_options(opts, &po);
-  if (protocol_publish(s->srv, req->channel, &pub, &po, NULL) != 0) return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  if (protocol_publish(s->srv, req->channel, &pub, &po, NULL) != 0)
+    return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
   Protocol__PublishResult res = PROTOCOL__PUBLISH_RESULT__INIT;
   SEND_RESULT(s, cmd->id, publish, &res);
   return 0;
 }
 
 /* Common checks of presence, presence_stats and history: channel, feature on, permission. */
-static int64_t check_read(struct session *s, const char *channel, bool presence, const struct channel_options **opts) {
+static int64_t check_read(struct session *s, const char *channel, bool presence,
+                          const struct channel_options **opts) {
   const struct config *cfg = s->srv->cfg;
   int64_t rc = protocol_check_channel(cfg, channel, opts);
   if (rc != 0) return rc;
@@ -297,7 +316,8 @@ uint32_t protocol_handle_presence(struct session *s, const Protocol__Command *cm
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
   struct presence_result pr = {0};
   struct broker *b = s->srv->broker;
-  if (b->ops->presence_get(b, cmd->presence->channel, 0, &pr) != 0) return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  if (b->ops->presence_get(b, cmd->presence->channel, 0, &pr) != 0)
+    return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
   Protocol__PresenceResult res = PROTOCOL__PRESENCE_RESULT__INIT;
   Protocol__PresenceResult__PresenceEntry *entries = calloc(pr.n ? pr.n : 1, sizeof *entries);
   Protocol__PresenceResult__PresenceEntry **ptrs = calloc(pr.n ? pr.n : 1, sizeof *ptrs);
@@ -337,10 +357,12 @@ uint32_t protocol_handle_history(struct session *s, const Protocol__Command *cmd
   const struct channel_options *opts = NULL;
   int64_t rc = check_read(s, req->channel, false, &opts);
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
-  struct history_query q = {
-      .limit = req->limit, .has_since = req->since != NULL, .since_offset = req->since ? req->since->offset : 0,
-      .since_epoch = req->since ? req->since->epoch : NULL, .reverse = req->reverse,
-      .max_limit = (size_t)s->srv->cfg->client_history_max_publication_limit};
+  struct history_query q = {.limit = req->limit,
+                            .has_since = req->since != NULL,
+                            .since_offset = req->since ? req->since->offset : 0,
+                            .since_epoch = req->since ? req->since->epoch : NULL,
+                            .reverse = req->reverse,
+                            .max_limit = (size_t)s->srv->cfg->client_history_max_publication_limit};
   struct history_result hr = {0};
   struct broker *b = s->srv->broker;
   rc = b->ops->history(b, req->channel, &q, &hr);
@@ -352,9 +374,10 @@ uint32_t protocol_handle_history(struct session *s, const Protocol__Command *cmd
     res.offset = hr.pos.offset;
     SEND_RESULT(s, cmd->id, history, &res);
   } else {
-    session_send_error(s, cmd->id, rc == -BROKER_EBADREQUEST       ? ERROR_BAD_REQUEST
-                                   : rc == -BROKER_EUNRECOVERABLE ? ERROR_UNRECOVERABLE_POSITION
-                                                                  : ERROR_INTERNAL);
+    session_send_error(s, cmd->id,
+                       rc == -BROKER_EBADREQUEST      ? ERROR_BAD_REQUEST
+                       : rc == -BROKER_EUNRECOVERABLE ? ERROR_UNRECOVERABLE_POSITION
+                                                      : ERROR_INTERNAL);
   }
   history_result_cleanup(&hr);
   return 0;

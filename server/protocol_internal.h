@@ -25,7 +25,8 @@ struct session;
 
 /* Checks a channel argument: empty ⇒ disconnect 3501 (returned as is), too long ⇒ -107, unknown
  * namespace ⇒ -102. Returns 0 with *OPTS set, a disconnect code, or a negated error code. */
-int64_t protocol_check_channel(const struct config *cfg, const char *channel, const struct channel_options **opts);
+int64_t protocol_check_channel(const struct config *cfg, const char *channel,
+                               const struct channel_options **opts);
 
 /* Turns a protocol_check_channel-style result into a handler's return: sends the error reply for
  * negative values (and returns 0), returns disconnect codes as they are. */
@@ -42,13 +43,13 @@ struct subscribe_plan {
   const char *channel;
   const struct channel_options *opts;
   enum subscribe_answer answer;
-  uint32_t id;                       /* command id for SUBSCRIBE_REPLY */
+  uint32_t id;                                             /* command id for SUBSCRIBE_REPLY */
   bool want_positioned, want_recoverable, want_join_leave; /* what the client asked for */
-  bool recover;                      /* resubscribe with recovery from OFFSET/EPOCH */
+  bool recover;                                            /* resubscribe with recovery from OFFSET/EPOCH */
   uint64_t offset;
   const char *epoch;
-  bool reject_unrecovered;           /* SubscribeRequest.flag bit 2: error 112 instead of recovered:false */
-  bool history_access;               /* the client may read history (honours its positioned/recoverable) */
+  bool reject_unrecovered; /* SubscribeRequest.flag bit 2: error 112 instead of recovered:false */
+  bool history_access;     /* the client may read history (honours its positioned/recoverable) */
   bool presence_access;
   const struct auth_sub_options *token; /* subscription token or token-claim options, or NULL */
   Protocol__SubscribeResult *result;    /* SUBSCRIBE_CONNECT: filled (caller cleans with

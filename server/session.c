@@ -326,8 +326,10 @@ void session_set_connected(struct session *s) {
     atomic_fetch_add_explicit(&s->srv->stats.connections, 1, memory_order_relaxed);
     /* first ping at a random point in [interval/2, interval) so that pings of sessions that connected
      * together do not all fire in the same tick */
-    if (interval > 0) arm_timer(s, SESSION_TIMER_PING, interval / 2 + id_random_below(interval / 2 + 1));
-    else if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
+    if (interval > 0)
+      arm_timer(s, SESSION_TIMER_PING, interval / 2 + id_random_below(interval / 2 + 1));
+    else if (timer_wheel_cancel(s->srv->timers, &s->timer))
+      session_unref(s);
   }
   pthread_mutex_unlock(&s->lock);
 }
@@ -350,7 +352,8 @@ void session_set_expiry(struct session *s, int64_t expires_at) {
   if (expires_at > 0 && s->state < SESSION_CLOSING) {
     int64_t delay_ms = (expires_at - (int64_t)time(NULL)) * 1000 + s->srv->cfg->client_expired_close_delay_ms;
     if (delay_ms < 0) delay_ms = 0;
-    if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, (uint64_t)delay_ms + 1000, on_expire_timer, s))
+    if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, (uint64_t)delay_ms + 1000, on_expire_timer,
+                              s))
       session_ref(s);
   } else if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) {
     session_unref(s);

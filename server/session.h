@@ -48,9 +48,9 @@ struct session {
   const struct codec *codec;
   char client_id[ID_UUID_LEN + 1];
   char session_id[ID_UUID_LEN + 1];
-  char *user;     /* "" for anonymous; owned */
-  char *name;     /* client name from connect ("js"); owned */
-  char *version;  /* client version from connect; owned */
+  char *user;    /* "" for anonymous; owned */
+  char *name;    /* client name from connect ("js"); owned */
+  char *version; /* client version from connect; owned */
   char remote[64];
   uint64_t created_ms;
   ProtobufCBinaryData conn_info; /* `info` of the connection token (raw JSON or bytes); owned; set at
@@ -58,13 +58,13 @@ struct session {
 
   /* Guarded by lock. */
   enum session_state state;
-  bool unusable;           /* connect failed with an error reply: every command ⇒ 3501 */
-  bool parked;             /* the transport found the queue empty and waits for a wake */
+  bool unusable; /* connect failed with an error reply: every command ⇒ 3501 */
+  bool parked;   /* the transport found the queue empty and waits for a wake */
   const struct session_transport *transport;
   void *transport_ctx;
-  struct frame **queue;    /* ring of frames */
+  struct frame **queue; /* ring of frames */
   size_t queue_cap, queue_head, queue_len;
-  size_t head_offset;      /* bytes of the head frame already handed to the transport */
+  size_t head_offset; /* bytes of the head frame already handed to the transport */
   size_t queued_bytes;
   struct subscription *subs; /* this session's subscriptions (list) */
   size_t sub_count;
@@ -73,7 +73,7 @@ struct session {
   enum session_timer timer_kind;
   struct timer timer;
   uint64_t messages_in, messages_out, bytes_in, bytes_out;
-  int64_t expires_at;       /* unix seconds when the connection's token expires; 0 = never */
+  int64_t expires_at;        /* unix seconds when the connection's token expires; 0 = never */
   struct timer expire_timer; /* fires client_expired_close_delay after expires_at: 3005 unless refreshed */
 };
 

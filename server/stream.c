@@ -60,7 +60,8 @@ static void add_stream_headers(const struct request *req, struct MHD_Response *r
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                           kind == CODEC_PROTOBUF ? "application/octet-stream" : "application/json");
   MHD_add_response_header(r, "X-Accel-Buffering", "no");
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "private, no-cache, no-store, must-revalidate, max-age=0");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+                          "private, no-cache, no-store, must-revalidate, max-age=0");
   MHD_add_response_header(r, MHD_HTTP_HEADER_PRAGMA, "no-cache");
   MHD_add_response_header(r, "Expire", "0"); /* sic: Centrifugo sends this literal name */
   http_add_cors(req, r);
@@ -80,7 +81,8 @@ static void run_connect(struct session *s, const struct request *req) {
 enum MHD_Result stream_handle(struct request *req) {
   struct server *srv = req->srv;
   if (atomic_load(&srv->shutting_down))
-    return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n", 14);
+    return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n",
+                        14);
   char remote[64];
   http_remote_address(req, remote, sizeof remote);
   struct session *s = session_new(srv, codec_get(request_codec(req)), remote);
@@ -98,7 +100,8 @@ enum MHD_Result stream_handle(struct request *req) {
   req->cleanup = stream_cleanup;
   session_attach(s, &http_stream_transport, req->conn);
   run_connect(s, req);
-  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
+  struct MHD_Response *r =
+      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
   if (r == NULL) {
     stream_free(st);
     session_close(s, DISCONNECT_SERVER_ERROR);

@@ -46,19 +46,16 @@ uint64_t timer_now_ms(void) {
 }
 
 struct timer_wheel *timer_wheel_new(uint32_t tick_ms, uint32_t slots, uint64_t now_ms) {
-  if (tick_ms == 0 || slots == 0)
-    return NULL;
+  if (tick_ms == 0 || slots == 0) return NULL;
   struct timer_wheel *w = calloc(1, sizeof(*w));
-  if (!w)
-    return NULL;
+  if (!w) return NULL;
   w->heads = calloc(slots, sizeof(*w->heads));
   if (!w->heads || pthread_mutex_init(&w->lock, NULL) != 0) {
     free(w->heads);
     free(w);
     return NULL;
   }
-  for (uint32_t i = 0; i < slots; i++)
-    w->heads[i].next = w->heads[i].prev = &w->heads[i];
+  for (uint32_t i = 0; i < slots; i++) w->heads[i].next = w->heads[i].prev = &w->heads[i];
   w->tick_ms = tick_ms;
   w->slots = slots;
   w->now_ms = now_ms;
@@ -75,13 +72,11 @@ static void unlink_timer(struct timer *t) {
 }
 
 void timer_wheel_free(struct timer_wheel *w) {
-  if (!w)
-    return;
+  if (!w) return;
   timer_wheel_stop(w);
   /* Disarm what is left so an owner that reuses its struct timer never unlinks it from freed memory. */
   for (uint32_t i = 0; i < w->slots; i++)
-    while (w->heads[i].next != &w->heads[i])
-      unlink_timer(w->heads[i].next);
+    while (w->heads[i].next != &w->heads[i]) unlink_timer(w->heads[i].next);
   pthread_mutex_destroy(&w->lock);
   free(w->heads);
   free(w);
@@ -90,8 +85,7 @@ void timer_wheel_free(struct timer_wheel *w) {
 bool timer_wheel_schedule(struct timer_wheel *w, struct timer *t, uint64_t delay_ms, timer_fn fn, void *arg) {
   pthread_mutex_lock(&w->lock);
   bool was_armed = t->armed;
-  if (was_armed)
-    unlink_timer(t);
+  if (was_armed) unlink_timer(t);
   t->deadline_ms = delay_ms > UINT64_MAX - w->now_ms ? UINT64_MAX : w->now_ms + delay_ms;
   t->fn = fn;
   t->arg = arg;
@@ -109,8 +103,7 @@ bool timer_wheel_schedule(struct timer_wheel *w, struct timer *t, uint64_t delay
 bool timer_wheel_cancel(struct timer_wheel *w, struct timer *t) {
   pthread_mutex_lock(&w->lock);
   bool was_armed = t->armed;
-  if (was_armed)
-    unlink_timer(t);
+  if (was_armed) unlink_timer(t);
   pthread_mutex_unlock(&w->lock);
   return was_armed;
 }
@@ -119,8 +112,7 @@ static int due_push(struct due *d, const struct timer *t) {
   if (d->n == d->cap) {
     size_t cap = d->cap ? d->cap * 2 : 64;
     struct firing *v = realloc(d->v, cap * sizeof(*v));
-    if (!v)
-      return -1;
+    if (!v) return -1;
     d->v = v;
     d->cap = cap;
   }
@@ -134,10 +126,8 @@ static int collect_slot(struct timer *head, uint64_t now, struct due *d) {
   struct timer *next;
   for (struct timer *t = head->next; t != head; t = next) {
     next = t->next;
-    if (t->deadline_ms > now)
-      continue;
-    if (due_push(d, t) != 0)
-      return -1;
+    if (t->deadline_ms > now) continue;
+    if (due_push(d, t) != 0) return -1;
     unlink_timer(t);
   }
   return 0;
@@ -145,8 +135,7 @@ static int collect_slot(struct timer *head, uint64_t now, struct due *d) {
 
 static int firing_cmp(const void *a, const void *b) {
   const struct firing *x = a, *y = b;
-  if (x->deadline != y->deadline)
-    return x->deadline < y->deadline ? -1 : 1;
+  if (x->deadline != y->deadline) return x->deadline < y->deadline ? -1 : 1;
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
@@ -154,8 +143,7 @@ unsigned timer_wheel_advance(struct timer_wheel *w, uint64_t now_ms) {
   struct due d = {0};
   int rc = 0;
   pthread_mutex_lock(&w->lock);
-  if (now_ms > w->now_ms)
-    w->now_ms = now_ms;
+  if (now_ms > w->now_ms) w->now_ms = now_ms;
   uint64_t now = w->now_ms, last = now / w->tick_ms;
   /* w->tick's own slot is rescanned: an earlier advance inside that tick left its later deadlines. */
   uint64_t steps = last - w->tick >= w->slots ? w->slots : last - w->tick + 1;
@@ -166,10 +154,8 @@ unsigned timer_wheel_advance(struct timer_wheel *w, uint64_t now_ms) {
   pthread_mutex_unlock(&w->lock);
 
   /* Sorting by deadline gives deadline order within a tick and earlier ticks first. */
-  if (d.n > 1)
-    qsort(d.v, d.n, sizeof(*d.v), firing_cmp);
-  for (size_t i = 0; i < d.n; i++)
-    d.v[i].fn(d.v[i].arg);
+  if (d.n > 1) qsort(d.v, d.n, sizeof(*d.v), firing_cmp);
+  for (size_t i = 0; i < d.n; i++) d.v[i].fn(d.v[i].arg);
   free(d.v);
   return (unsigned)d.n;
 }
@@ -182,15 +168,13 @@ static void *wheel_main(void *arg) {
     struct timespec ts = {.tv_sec = (time_t)(next / 1000), .tv_nsec = (long)(next % 1000) * 1000000L};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
     }
-    if (!atomic_load(&w->stop))
-      timer_wheel_advance(w, timer_now_ms());
+    if (!atomic_load(&w->stop)) timer_wheel_advance(w, timer_now_ms());
   }
   return NULL;
 }
 
 int timer_wheel_start(struct timer_wheel *w) {
-  if (w->running)
-    return 0;
+  if (w->running) return 0;
   atomic_store(&w->stop, false);
   /* The thread starts with every signal blocked so that signals go to the threads that handle them. */
   sigset_t all, old;
@@ -198,15 +182,13 @@ int timer_wheel_start(struct timer_wheel *w) {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int rc = pthread_create(&w->thread, NULL, wheel_main, w);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0)
-    return -1;
+  if (rc != 0) return -1;
   w->running = true;
   return 0;
 }
 
 void timer_wheel_stop(struct timer_wheel *w) {
-  if (!w->running)
-    return;
+  if (!w->running) return;
   /* The thread sees the flag when its current sleep ends: stopping takes at most one tick. */
   atomic_store(&w->stop, true);
   pthread_join(w->thread, NULL);

@@ -22,7 +22,8 @@ struct timer {
   void *arg;
   bool armed;
 };
-#define TIMER_INIT {0}
+#define TIMER_INIT \
+  { 0 }
 
 /* Milliseconds on CLOCK_MONOTONIC. Any thread. */
 uint64_t timer_now_ms(void);

@@ -14,7 +14,10 @@ struct unit {
 
 /* Longest suffix first, so that "ms" is not read as "m" followed by garbage. */
 static const struct unit units[] = {
-    {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000},
+    {"ms", 1},
+    {"s", 1000},
+    {"m", 60 * 1000},
+    {"h", 60 * 60 * 1000},
 };
 
 int sd_duration_parse(const char *text, int64_t *out_ms) {
