@@ -52,12 +52,18 @@ static size_t read_lines(const char *path, char **buf, char **lines, size_t max)
 /* How streamd.conf(5) names each type, in the words of the first line of an entry. */
 static const char *type_word(enum config_type type) {
   switch (type) {
-    case CONFIG_BOOL: return "Boolean";
-    case CONFIG_INT: return "Integer";
-    case CONFIG_STRING: return "String";
-    case CONFIG_DURATION: return "Duration";
-    case CONFIG_STRING_LIST: return "Array of strings";
-    case CONFIG_NAMESPACES: return "List of groups";
+    case CONFIG_BOOL:
+      return "Boolean";
+    case CONFIG_INT:
+      return "Integer";
+    case CONFIG_STRING:
+      return "String";
+    case CONFIG_DURATION:
+      return "Duration";
+    case CONFIG_STRING_LIST:
+      return "Array of strings";
+    case CONFIG_NAMESPACES:
+      return "List of groups";
   }
   return "?";
 }
