@@ -3,16 +3,19 @@
  * `X-API-Key: KEY` or `Authorization: apikey KEY` (401 otherwise, always 401 when no key is configured,
  * unless api_insecure), compared in constant time. Answers are {"result":{...}} or
  * {"error":{"code","message"}}; with the header `X-Centrifugo-Error-Mode: transport` errors become HTTP
- * statuses instead. The methods themselves are in api_methods.c. */
+ * statuses instead. The methods themselves are in api_methods.c. Bodies are read with json_raw_loadb:
+ * every `data` and `info` member reaches the methods as raw JSON text, so a number jansson cannot hold
+ * there does not fail the request, and answers are written with json_raw_dumpb. */
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdbool.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "api.h"
 #include "handlers.h"
+#include "json_raw.h"
 #include "server.h"
 
 static bool key_equal(const char *given, const char *expected) {
@@ -37,19 +40,26 @@ static unsigned transport_status(int code) {
   static const struct {
     int code;
     unsigned status;
-  } map[] = {{API_ERROR_UNKNOWN_CHANNEL, MHD_HTTP_NOT_FOUND}, {API_ERROR_NOT_FOUND, MHD_HTTP_NOT_FOUND},
-             {API_ERROR_BAD_REQUEST, MHD_HTTP_BAD_REQUEST},   {API_ERROR_NOT_AVAILABLE, MHD_HTTP_BAD_REQUEST},
+  } map[] = {{API_ERROR_UNKNOWN_CHANNEL, MHD_HTTP_NOT_FOUND},
+             {API_ERROR_NOT_FOUND, MHD_HTTP_NOT_FOUND},
+             {API_ERROR_BAD_REQUEST, MHD_HTTP_BAD_REQUEST},
+             {API_ERROR_NOT_AVAILABLE, MHD_HTTP_BAD_REQUEST},
              {API_ERROR_UNRECOVERABLE_POSITION, 416}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (map[i].code == code) return map[i].status;
   return MHD_HTTP_INTERNAL_SERVER_ERROR;
 }
 
+/* Members of request bodies kept as raw JSON text (json_raw), wherever they occur: publication data and
+ * connection info are application JSON, passed on verbatim (numbers of any size and spelling). */
+static const char *const raw_keys[] = {"data", "info", NULL};
+
 static enum MHD_Result respond_json(struct request *req, unsigned status, json_t *body) {
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  size_t len = 0;
+  char *text = body ? json_raw_dumpb(body, JSON_COMPACT, &len) : NULL; /* publications stay verbatim */
   json_decref(body);
   if (text == NULL) return http_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, 0);
-  enum MHD_Result ret = http_respond(req, status, "application/json", text, strlen(text));
+  enum MHD_Result ret = http_respond(req, status, "application/json", text, len);
   free(text);
   return ret;
 }
@@ -68,11 +78,15 @@ static json_t *run_batch(struct server *srv, json_t *params, int *code) {
   size_t i;
   json_t *command;
   json_array_foreach(commands, i, command) {
-    const char *name = json_is_object(command) && json_object_size(command) == 1 ? json_object_iter_key(json_object_iter(command)) : NULL;
+    const char *name = json_is_object(command) && json_object_size(command) == 1
+                           ? json_object_iter_key(json_object_iter(command))
+                           : NULL;
     api_method_fn fn = name && strcmp(name, "batch") != 0 ? api_find_method(name) : NULL;
     json_t *result = NULL;
-    int rc = fn == NULL ? API_ERROR_NOT_FOUND : !json_is_object(json_object_get(command, name)) ? API_ERROR_BAD_REQUEST
-                                                                                              : fn(srv, json_object_get(command, name), &result);
+    int rc = fn == NULL ? API_ERROR_NOT_FOUND
+             : !json_is_object(json_object_get(command, name))
+                 ? API_ERROR_BAD_REQUEST
+                 : fn(srv, json_object_get(command, name), &result);
     json_array_append_new(replies, rc == 0 ? json_pack("{so}", name, result ? result : json_object())
                                            : json_pack("{so}", "error", error_body(rc)));
   }
@@ -84,7 +98,9 @@ static json_t *run_method(struct server *srv, const char *name, json_t *params, 
   if (strcmp(name, "batch") == 0 && json_is_object(params)) return run_batch(srv, params, code);
   api_method_fn fn = api_find_method(name);
   json_t *result = NULL;
-  *code = fn == NULL ? API_ERROR_NOT_FOUND : !json_is_object(params) ? API_ERROR_BAD_REQUEST : fn(srv, params, &result);
+  *code = fn == NULL                ? API_ERROR_NOT_FOUND
+          : !json_is_object(params) ? API_ERROR_BAD_REQUEST
+                                    : fn(srv, params, &result);
   if (*code == 0) return json_pack("{so}", "result", result ? result : json_object());
   json_decref(result);
   return json_pack("{so}", "error", error_body(*code));
@@ -92,8 +108,7 @@ static json_t *run_method(struct server *srv, const char *name, json_t *params, 
 
 enum MHD_Result api_handle(struct request *req) {
   if (!authorized(req)) return http_respond(req, MHD_HTTP_UNAUTHORIZED, NULL, NULL, 0);
-  json_error_t jerr;
-  json_t *body = json_loadb(req->body ? req->body : "", req->body_len, 0, &jerr);
+  json_t *body = json_raw_loadb(req->body ? req->body : "", req->body_len, raw_keys, 0);
   if (!json_is_object(body)) {
     json_decref(body);
     return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", "malformed JSON\n", 15);

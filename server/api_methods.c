@@ -1,7 +1,9 @@
 /* api_methods: the server API's methods (PROTOCOL.md §7), one table from name to function. Methods
  * that act on connections (subscribe, unsubscribe, disconnect, refresh) select live sessions by user,
  * client id and/or session id — at least one must be given, so that anonymous connections can be
- * addressed by their ids. Publications from the API carry no ClientInfo. */
+ * addressed by their ids. Publications from the API carry no ClientInfo. `data` and `info` arrive as
+ * raw JSON text (json_raw, see api.c) and are stored verbatim; publications and client infos in answers
+ * are raw values too, so their embedded JSON is written back as it was published. */
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "codes.h"
 #include "history.h"
 #include "hub.h"
+#include "json_raw.h"
 #include "presence.h"
 #include "protocol.h"
 #include "protocol_internal.h"
@@ -40,34 +43,61 @@ static int param_channel(struct server *srv, const char *channel, const struct c
   return *opts ? 0 : API_ERROR_UNKNOWN_CHANNEL;
 }
 
+/* Copies the JSON text of params' member KEY into *out (malloc'd): the raw text api.c kept, or for a
+ * plain jansson value its compact serialization. Returns 0, 1 when absent or null, -1 out of memory. */
+static int param_raw(json_t *params, const char *key, ProtobufCBinaryData *out) {
+  json_t *v = json_object_get(params, key);
+  const char *text;
+  size_t len;
+  if (v == NULL || json_is_null(v)) return 1;
+  if (!json_raw_text(v, &text, &len)) return codec_json_raw_from_value(v, out) == 0 ? 0 : -1;
+  out->data = malloc(len);
+  if (out->data == NULL) return -1;
+  memcpy(out->data, text, len);
+  out->len = len;
+  return 0;
+}
+
+/* Stores the `tags` object (string values only) as PUB's tags map. Returns 0 or an API error. */
+static int tags_from_params(json_t *tags, Protocol__Publication *pub) {
+  if (tags == NULL || json_is_null(tags)) return 0;
+  if (!json_is_object(tags)) return API_ERROR_BAD_REQUEST;
+  pub->tags = calloc(json_object_size(tags) + 1, sizeof *pub->tags);
+  if (pub->tags == NULL) return API_ERROR_INTERNAL;
+  const char *key;
+  json_t *value;
+  json_object_foreach(tags, key, value) {
+    if (!json_is_string(value)) return API_ERROR_BAD_REQUEST;
+    Protocol__Publication__TagsEntry *e = malloc(sizeof *e);
+    if (e == NULL) return API_ERROR_INTERNAL;
+    protocol__publication__tags_entry__init(e);
+    pub->tags[pub->n_tags++] = e;
+    if ((e->key = strdup(key)) == NULL || (e->value = strdup(json_string_value(value))) == NULL)
+      return API_ERROR_INTERNAL;
+  }
+  return 0;
+}
+
 /* Fills PUB's data and tags from publish params: `data` (JSON) or `b64data` (base64 bytes). */
 static int publication_from_params(json_t *params, Protocol__Publication *pub) {
-  json_t *data = json_object_get(params, "data");
   const char *b64 = param_string(params, "b64data");
   if (b64[0]) {
     if (auth_base64_decode(b64, strlen(b64), false, &pub->data) != AUTH_OK) return API_ERROR_BAD_REQUEST;
-  } else if (data == NULL || json_is_null(data) || codec_json_raw_from_value(data, &pub->data) != 0) {
-    return API_ERROR_BAD_REQUEST;
+  } else {
+    int rc = param_raw(params, "data", &pub->data);
+    if (rc != 0) return rc > 0 ? API_ERROR_BAD_REQUEST : API_ERROR_INTERNAL;
   }
-  json_t *tags = json_object_get(params, "tags");
-  if (tags == NULL || json_is_null(tags)) return 0;
-  json_t *wrapper = json_pack("{sO}", "tags", tags);
-  ProtobufCMessage *msg = NULL;
-  int rc = json_is_object(tags) ? codec_json_message_from_value(&protocol__publication__descriptor, wrapper, &msg) : -1;
-  json_decref(wrapper);
-  if (rc != 0) return API_ERROR_BAD_REQUEST;
-  Protocol__Publication *tagged = (Protocol__Publication *)msg;
-  pub->n_tags = tagged->n_tags;
-  pub->tags = tagged->tags;
-  tagged->n_tags = 0;
-  tagged->tags = NULL;
-  protobuf_c_message_free_unpacked(msg, NULL);
-  return 0;
+  return tags_from_params(json_object_get(params, "tags"), pub);
 }
 
 static void publication_cleanup(Protocol__Publication *pub) {
   free(pub->data.data);
-  for (size_t i = 0; i < pub->n_tags; i++) protobuf_c_message_free_unpacked(&pub->tags[i]->base, NULL);
+  for (size_t i = 0; i < pub->n_tags; i++) {
+    Protocol__Publication__TagsEntry *e = pub->tags[i];
+    if (e->key != protobuf_c_empty_string) free(e->key);
+    if (e->value != protobuf_c_empty_string) free(e->value);
+    free(e);
+  }
   free(pub->tags);
 }
 
@@ -85,7 +115,8 @@ static int publish_one(struct server *srv, const char *channel, json_t *params, 
   if (rc == 0 && protocol_publish(srv, channel, &pub, &po, &pos) != 0) rc = API_ERROR_INTERNAL;
   publication_cleanup(&pub);
   if (rc == 0)
-    *result = pos.offset ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch) : json_object();
+    *result = pos.offset ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch)
+                         : json_object();
   return rc;
 }
 
@@ -101,10 +132,11 @@ static int method_broadcast(struct server *srv, json_t *params, json_t **result)
   json_t *ch;
   json_array_foreach(channels, i, ch) {
     json_t *one = NULL;
-    int rc = json_is_string(ch) ? publish_one(srv, json_string_value(ch), params, &one) : API_ERROR_BAD_REQUEST;
+    int rc =
+        json_is_string(ch) ? publish_one(srv, json_string_value(ch), params, &one) : API_ERROR_BAD_REQUEST;
     json_array_append_new(responses, rc == 0 ? json_pack("{so}", "result", one)
-                                             : json_pack("{s{sIss}}", "error", "code", (json_int_t)rc, "message",
-                                                         api_error_message(rc)));
+                                             : json_pack("{s{sIss}}", "error", "code", (json_int_t)rc,
+                                                         "message", api_error_message(rc)));
   }
   *result = json_pack("{so}", "responses", responses);
   return 0;
@@ -124,7 +156,8 @@ static long select_sessions(struct server *srv, json_t *params, struct session *
     struct session *s = all[i];
     pthread_mutex_lock(&s->lock);
     bool match = s->state == SESSION_CONNECTED && (!user[0] || strcmp(s->user, user) == 0) &&
-                 (!client[0] || strcmp(s->client_id, client) == 0) && (!session[0] || strcmp(s->session_id, session) == 0);
+                 (!client[0] || strcmp(s->client_id, client) == 0) &&
+                 (!session[0] || strcmp(s->session_id, session) == 0);
     pthread_mutex_unlock(&s->lock);
     if (match)
       all[kept++] = s;
@@ -141,7 +174,8 @@ static void release_sessions(struct session **all, long n) {
 }
 
 /* Applies ACT to every session params address. */
-static int for_selected(struct server *srv, json_t *params, void (*act)(struct session *, json_t *, void *), void *arg) {
+static int for_selected(struct server *srv, json_t *params, void (*act)(struct session *, json_t *, void *),
+                        void *arg) {
   struct session **all = NULL;
   long n = select_sessions(srv, params, &all);
   if (n < 0) return API_ERROR_BAD_REQUEST;
@@ -159,11 +193,15 @@ struct api_subscribe {
 static void subscribe_one(struct session *s, json_t *params, void *arg) {
   struct api_subscribe *as = arg;
   json_t *since = json_object_get(params, "recover_since");
-  struct subscribe_plan plan = {
-      .channel = as->channel, .opts = as->opts, .answer = SUBSCRIBE_PUSH, .want_positioned = true,
-      .want_recoverable = true, .recover = json_is_object(since),
-      .offset = (uint64_t)json_integer_value(json_object_get(since, "offset")),
-      .epoch = json_string_value(json_object_get(since, "epoch")), .token = &as->token};
+  struct subscribe_plan plan = {.channel = as->channel,
+                                .opts = as->opts,
+                                .answer = SUBSCRIBE_PUSH,
+                                .want_positioned = true,
+                                .want_recoverable = true,
+                                .recover = json_is_object(since),
+                                .offset = (uint64_t)json_integer_value(json_object_get(since, "offset")),
+                                .epoch = json_string_value(json_object_get(since, "epoch")),
+                                .token = &as->token};
   if (plan.epoch == NULL) plan.epoch = "";
   protocol_subscribe(s, &plan);
 }
@@ -172,9 +210,10 @@ static int method_subscribe(struct server *srv, json_t *params, json_t **result)
   struct api_subscribe as = {.channel = param_string(params, "channel")};
   int rc = param_channel(srv, as.channel, &as.opts);
   if (rc) return rc;
-  json_t *info = json_object_get(params, "info"), *data = json_object_get(params, "data");
-  if (info && !json_is_null(info)) codec_json_raw_from_value(info, &as.token.info);
-  if (data && !json_is_null(data)) codec_json_raw_from_value(data, &as.token.data);
+  if (param_raw(params, "info", &as.token.info) < 0 || param_raw(params, "data", &as.token.data) < 0) {
+    free(as.token.info.data);
+    return API_ERROR_INTERNAL;
+  }
   rc = for_selected(srv, params, subscribe_one, &as);
   free(as.token.info.data);
   free(as.token.data.data);
@@ -197,7 +236,8 @@ static int method_unsubscribe(struct server *srv, json_t *params, json_t **resul
 static bool whitelisted(json_t *params, const char *client) {
   size_t i;
   json_t *v;
-  json_array_foreach(json_object_get(params, "whitelist"), i, v) if (json_is_string(v) && strcmp(json_string_value(v), client) == 0) return true;
+  json_array_foreach(json_object_get(params, "whitelist"), i,
+                     v) if (json_is_string(v) && strcmp(json_string_value(v), client) == 0) return true;
   return false;
 }
 
@@ -244,6 +284,17 @@ static int param_feature_channel(struct server *srv, json_t *params, bool presen
   return (presence ? opts->presence : channel_has_history(opts)) ? 0 : API_ERROR_NOT_AVAILABLE;
 }
 
+/* MSG as a raw JSON value (json_raw: its embedded application JSON stays verbatim in the answer), or
+ * NULL when it cannot be carried in JSON (binary data from a protobuf client). */
+static json_t *message_json(const ProtobufCMessage *msg) {
+  char *text;
+  size_t len;
+  if (codec_json_message_to_text(msg, &text, &len) != 0) return NULL;
+  json_t *v = json_raw_new(text, len);
+  free(text);
+  return v;
+}
+
 static int method_presence(struct server *srv, json_t *params, json_t **result) {
   const char *channel;
   int rc = param_feature_channel(srv, params, true, &channel);
@@ -252,7 +303,7 @@ static int method_presence(struct server *srv, json_t *params, json_t **result) 
   if (srv->broker->ops->presence_get(srv->broker, channel, 0, &pr) != 0) return API_ERROR_INTERNAL;
   json_t *map = json_object();
   for (size_t i = 0; i < pr.n; i++) {
-    json_t *info = codec_json_message_to_value(&pr.infos[i]->base);
+    json_t *info = message_json(&pr.infos[i]->base);
     if (info) json_object_set_new(map, pr.infos[i]->client, info);
   }
   presence_result_cleanup(&pr);
@@ -265,7 +316,8 @@ static int method_presence_stats(struct server *srv, json_t *params, json_t **re
   int rc = param_feature_channel(srv, params, true, &channel);
   if (rc) return rc;
   uint32_t clients = 0, users = 0;
-  if (srv->broker->ops->presence_stats(srv->broker, channel, &clients, &users) != 0) return API_ERROR_INTERNAL;
+  if (srv->broker->ops->presence_stats(srv->broker, channel, &clients, &users) != 0)
+    return API_ERROR_INTERNAL;
   *result = json_pack("{sIsI}", "num_clients", (json_int_t)clients, "num_users", (json_int_t)users);
   return 0;
 }
@@ -285,14 +337,17 @@ static int method_history(struct server *srv, json_t *params, json_t **result) {
   if (rc == 0) {
     json_t *pubs = json_array();
     for (size_t i = 0; i < hr.n; i++) {
-      json_t *p = codec_json_message_to_value(&hr.pubs[i]->base);
+      json_t *p = message_json(&hr.pubs[i]->base);
       if (p) json_array_append_new(pubs, p);
     }
-    *result = json_pack("{sosssI}", "publications", pubs, "epoch", hr.pos.epoch, "offset", (json_int_t)hr.pos.offset);
+    *result = json_pack("{sosssI}", "publications", pubs, "epoch", hr.pos.epoch, "offset",
+                        (json_int_t)hr.pos.offset);
   }
   history_result_cleanup(&hr);
-  return rc == 0 ? 0 : rc == -BROKER_EBADREQUEST ? API_ERROR_BAD_REQUEST
-                   : rc == -BROKER_EUNRECOVERABLE ? API_ERROR_UNRECOVERABLE_POSITION : API_ERROR_INTERNAL;
+  return rc == 0                        ? 0
+         : rc == -BROKER_EBADREQUEST    ? API_ERROR_BAD_REQUEST
+         : rc == -BROKER_EUNRECOVERABLE ? API_ERROR_UNRECOVERABLE_POSITION
+                                        : API_ERROR_INTERNAL;
 }
 
 static int method_history_remove(struct server *srv, json_t *params, json_t **result) {
@@ -338,10 +393,10 @@ static int method_info(struct server *srv, json_t *params, json_t **result) {
   }
   for (size_t i = 0; i < n; i++) session_unref(all[i]);
   free(all);
-  json_t *node = json_pack("{sssssssIsIsIsIsI}", "uid", srv->node_id, "name", srv->cfg->name, "version", SD_VERSION,
-                           "num_clients", (json_int_t)n, "num_users", (json_int_t)users, "num_channels",
-                           (json_int_t)hub_channel_count(srv->hub), "num_subs", (json_int_t)subs, "uptime",
-                           (json_int_t)((timer_now_ms() - srv->started_ms) / 1000));
+  json_t *node = json_pack(
+      "{sssssssIsIsIsIsI}", "uid", srv->node_id, "name", srv->cfg->name, "version", SD_VERSION, "num_clients",
+      (json_int_t)n, "num_users", (json_int_t)users, "num_channels", (json_int_t)hub_channel_count(srv->hub),
+      "num_subs", (json_int_t)subs, "uptime", (json_int_t)((timer_now_ms() - srv->started_ms) / 1000));
   *result = json_pack("{s[o]}", "nodes", node);
   return 0;
 }
@@ -350,10 +405,12 @@ static const struct {
   const char *name;
   api_method_fn fn;
 } methods[] = {
-    {"publish", method_publish},   {"broadcast", method_broadcast},       {"subscribe", method_subscribe},
-    {"unsubscribe", method_unsubscribe}, {"disconnect", method_disconnect}, {"refresh", method_refresh},
-    {"presence", method_presence}, {"presence_stats", method_presence_stats}, {"history", method_history},
-    {"history_remove", method_history_remove}, {"channels", method_channels}, {"info", method_info},
+    {"publish", method_publish},       {"broadcast", method_broadcast},
+    {"subscribe", method_subscribe},   {"unsubscribe", method_unsubscribe},
+    {"disconnect", method_disconnect}, {"refresh", method_refresh},
+    {"presence", method_presence},     {"presence_stats", method_presence_stats},
+    {"history", method_history},       {"history_remove", method_history_remove},
+    {"channels", method_channels},     {"info", method_info},
 };
 
 api_method_fn api_find_method(const char *name) {

@@ -1,15 +1,17 @@
 /* codec_json: the JSON wire codec (Centrifugo protocol v2 JSON, PROTOCOL.md §3.3, §4.2). A command
  * stream is '\n'-separated JSON objects (blank lines and a trailing '\r' are tolerated); a reply is one
  * compact JSON line ending in '\n'. The mapping between JSON and the protobuf-c structs lives in
- * codec_json_map.c; this file only does the framing and the /emulation body.
+ * codec_json_map.c (decoding) and codec_json_emit.c (encoding); this file only does the framing and the
+ * /emulation body, which it reads with the json_span scanner (no jansson tree per request).
  *
- * Invariant: an encoded reply never contains a raw '\n' before its terminator (compact output escapes
- * newlines inside strings, and embedded application JSON is re-serialized compactly), so it is safe for
- * line-based framing and for SSE. UTF-8 is written as is (no \u escapes). No state: any thread. */
+ * Invariant: an encoded reply never contains a raw '\n' before its terminator (strings are escaped, and
+ * raw line breaks are dropped from embedded application JSON), so it is safe for line-based framing and
+ * for SSE. UTF-8 is written as is (no \u escapes). No state: any thread. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec_json.h"
+#include "json_span.h"
 
 /* True when [p, p+len) holds only JSON whitespace (a blank line between commands). */
 static int is_blank(const uint8_t *p, size_t len) {
@@ -45,12 +47,8 @@ static int json_next_command(const uint8_t **pos, const uint8_t *end, size_t max
     if (rc != 0) return rc;
     if (!is_blank(p, len)) break;
   }
-  /* JSON_ALLOW_NUL keeps "\u0000" inside embedded application data; string fields reject it later. */
-  json_t *v = json_loadb((const char *)p, len, JSON_ALLOW_NUL, NULL);
-  if (v == NULL) return -CODEC_EMALFORMED;
   ProtobufCMessage *msg;
-  int rc = codec_json_message_from_value(&protocol__command__descriptor, v, &msg);
-  json_decref(v);
+  int rc = codec_json_message_from_text(&protocol__command__descriptor, (const char *)p, len, &msg);
   if (rc != 0) return rc;
   *out = (Protocol__Command *)msg;
   *pos = next;
@@ -58,65 +56,95 @@ static int json_next_command(const uint8_t **pos, const uint8_t *end, size_t max
 }
 
 static int json_encode_reply(const Protocol__Reply *reply, struct frame **out) {
-  json_t *v;
-  int rc = codec_json_encode_message(&reply->base, &v);
-  if (rc != 0) return rc;
-  ProtobufCBinaryData text; /* one serialization pass into a malloc'd buffer, then one copy */
-  rc = codec_json_raw_from_value(v, &text);
-  json_decref(v);
-  if (rc != 0) return rc;
-  struct frame *f = frame_new(text.len + 1);
-  if (f != NULL) {
-    memcpy(f->data, text.data, text.len);
-    f->data[text.len] = '\n';
-    *out = f;
-  }
-  free(text.data);
-  return f ? 0 : -CODEC_ENOMEM;
+  return codec_json_encode_frame(&reply->base, out);
 }
 
-/* Copies the optional string member KEY of the object BODY into *dst (missing or null = empty). */
-static int emulation_string(json_t *body, const char *key, char **dst) {
-  json_t *v = json_object_get(body, key);
-  if (v == NULL || json_is_null(v)) return 0;
-  if (!json_is_string(v) || memchr(json_string_value(v), '\0', json_string_length(v)))
+/* The members of an /emulation body, in the order of emulation_keys (v == NULL: absent). */
+static const char *const emulation_keys[] = {"session", "node", "data"};
+
+struct emulation_members {
+  const char *v[3];
+  size_t len[3];
+};
+
+/* Finds the members of the object BODY that emulation_keys names (a key given twice: the last wins, as
+ * in jansson); the whole body is validated. Returns 0 or -CODEC_EMALFORMED. */
+static int emulation_scan(const char *body, size_t len, struct emulation_members *m) {
+  size_t start, end, n;
+  struct json_span_iter it;
+  struct json_span_str key;
+  int more;
+  if (json_span_document(body, len, &start, &end) != 0 ||
+      json_span_iter_begin(&it, body + start, end - start) != 0 || it.close != '}')
     return -CODEC_EMALFORMED;
-  if (json_string_length(v) == 0) return 0;
-  *dst = strdup(json_string_value(v));
-  return *dst ? 0 : -CODEC_ENOMEM;
+  while ((more = json_span_iter_next(&it, &key)) == 1) {
+    json_span_value(it.text + it.pos, it.len - it.pos, &n); /* cannot fail: the document is valid */
+    for (size_t i = 0; i < sizeof emulation_keys / sizeof emulation_keys[0]; i++)
+      if (json_span_str_equals(&key, emulation_keys[i])) {
+        m->v[i] = it.text + it.pos;
+        m->len[i] = n;
+      }
+    it.pos += n;
+  }
+  return more == 0 ? 0 : -CODEC_EMALFORMED;
 }
 
-/* Takes the bytes of the `data` string (the newline-joined commands); any other type is malformed. */
-static int emulation_data(json_t *body, ProtobufCBinaryData *dst) {
-  json_t *v = json_object_get(body, "data");
-  if (!json_is_string(v)) return -CODEC_EMALFORMED;
-  size_t len = json_string_length(v);
-  if (len == 0) return 0;
-  dst->data = malloc(len);
-  if (dst->data == NULL) return -CODEC_ENOMEM;
-  memcpy(dst->data, json_string_value(v), len);
-  dst->len = len;
+/* Unescapes the JSON string V (VLEN bytes) into a new NUL-terminated buffer *dst of *dlen bytes.
+ * Anything but a string, or a string holding "\u0000" when NUL is not allowed, is malformed. */
+static int emulation_string(const char *v, size_t vlen, bool allow_nul, char **dst, size_t *dlen) {
+  struct json_span_str s;
+  size_t end;
+  if (json_span_string(v, vlen, &s, &end) != 0) return -CODEC_EMALFORMED;
+  char *text = malloc(s.len + 1);
+  if (text == NULL) return -CODEC_ENOMEM;
+  *dlen = json_span_unescape(&s, text);
+  text[*dlen] = '\0';
+  if (!allow_nul && memchr(text, '\0', *dlen) != NULL) {
+    free(text);
+    return -CODEC_EMALFORMED;
+  }
+  *dst = text;
+  return 0;
+}
+
+/* Fills REQ from the members: session and node are optional strings (missing or null = empty); data,
+ * the newline-joined commands, must be a string. */
+static int emulation_fill(const struct emulation_members *m, Protocol__EmulationRequest *req) {
+  char **ids[] = {&req->session, &req->node};
+  size_t n;
+  for (size_t i = 0; i < 2; i++) {
+    if (m->v[i] == NULL || m->v[i][0] == 'n') continue; /* null (the only value starting with 'n') */
+    char *id;
+    int rc = emulation_string(m->v[i], m->len[i], false, &id, &n);
+    if (rc != 0) return rc;
+    if (n > 0)
+      *ids[i] = id;
+    else
+      free(id); /* empty stays at the protobuf_c_empty_string default */
+  }
+  if (m->v[2] == NULL) return -CODEC_EMALFORMED;
+  char *data;
+  int rc = emulation_string(m->v[2], m->len[2], true, &data, &n);
+  if (rc != 0) return rc;
+  req->data.data = (uint8_t *)data;
+  req->data.len = n;
   return 0;
 }
 
 static int json_decode_emulation(const uint8_t *body, size_t len, Protocol__EmulationRequest **out) {
-  json_t *v = json_loadb((const char *)body, len, JSON_ALLOW_NUL, NULL);
-  if (!json_is_object(v)) {
-    json_decref(v);
-    return -CODEC_EMALFORMED;
-  }
+  struct emulation_members m = {{NULL, NULL, NULL}, {0, 0, 0}};
+  int rc = emulation_scan((const char *)body, len, &m);
+  if (rc != 0) return rc;
   Protocol__EmulationRequest *req = malloc(sizeof *req);
-  int rc = -CODEC_ENOMEM;
-  if (req != NULL) {
-    protocol__emulation_request__init(req);
-    rc = emulation_string(v, "session", &req->session);
-    if (rc == 0) rc = emulation_string(v, "node", &req->node);
-    if (rc == 0) rc = emulation_data(v, &req->data);
-    if (rc != 0) protocol__emulation_request__free_unpacked(req, NULL);
+  if (req == NULL) return -CODEC_ENOMEM;
+  protocol__emulation_request__init(req);
+  rc = emulation_fill(&m, req);
+  if (rc != 0) {
+    protocol__emulation_request__free_unpacked(req, NULL);
+    return rc;
   }
-  json_decref(v);
-  if (rc == 0) *out = req;
-  return rc;
+  *out = req;
+  return 0;
 }
 
 const struct codec codec_json = {

@@ -1,8 +1,9 @@
 /* codec_json: the JSON wire format (Centrifugo protocol v2 JSON), mapped onto the protobuf-c structs by
  * walking their descriptors. JSON keys are the proto field names (snake_case); `bytes` fields are raw
- * embedded JSON values (not base64); zero values are omitted except where PROTOCOL.md §4.2 says a field
- * is always present; a set sub-message is always emitted, as `{}` when empty. All functions are
- * thread-safe and keep no state. */
+ * embedded JSON values (not base64), kept as the exact text the peer sent minus raw line breaks, and
+ * written back verbatim; zero values are omitted except where PROTOCOL.md §4.2 says a field is always
+ * present; a set sub-message is always emitted, as `{}` when empty. All functions are thread-safe and
+ * keep no state. */
 #ifndef CODEC_JSON_H
 #define CODEC_JSON_H
 
@@ -14,23 +15,36 @@
 /* The JSON codec's function table (also reachable through codec_get(CODEC_JSON)). */
 extern const struct codec codec_json;
 
-/* Builds a message of type DESC from the JSON object VALUE (unknown keys ignored, wrong types are an
- * error). On success *out is a new message the caller frees with protobuf_c_message_free_unpacked(*out,
- * NULL). Returns 0 or -CODEC_EMALFORMED / -CODEC_ENOMEM. VALUE is borrowed. */
-int codec_json_message_from_value(const ProtobufCMessageDescriptor *desc, json_t *value,
-                                  ProtobufCMessage **out);
+/* Builds a message of type DESC from the JSON object in TEXT (LEN bytes; whitespace around it allowed,
+ * nothing else). Unknown keys are ignored (but must be valid JSON), null means absent; a wrong type, an
+ * integer out of the field's range, a known key given twice, a string field holding "\u0000" or nesting
+ * beyond 32 messages is malformed. A bytes field keeps its value's text verbatim, minus raw '\n' and
+ * '\r'. On success *out is a new message the caller frees with protobuf_c_message_free_unpacked(*out,
+ * NULL). Returns 0 or -CODEC_EMALFORMED / -CODEC_ENOMEM. */
+int codec_json_message_from_text(const ProtobufCMessageDescriptor *desc, const char *text, size_t len,
+                                 ProtobufCMessage **out);
 
-/* Returns a new JSON object (caller owns the reference) for MSG, or NULL when a bytes field does not
- * hold valid JSON (the caller maps that to CODEC_EDATA) or memory runs out. */
-json_t *codec_json_message_to_value(const ProtobufCMessage *msg);
+/* Encodes MSG as one compact JSON line ending in '\n' into a new frame stored in *out (one reference for
+ * the caller). Returns 0, -CODEC_EDATA (a bytes field that is not one JSON value, a string that is not
+ * UTF-8) or -CODEC_ENOMEM. */
+int codec_json_encode_frame(const ProtobufCMessage *msg, struct frame **out);
 
-/* The same as codec_json_message_to_value with the reason on failure: stores a new JSON object (caller
- * owns the reference) in *out and returns 0, or returns -CODEC_EDATA (a bytes field that is not JSON, a
- * string that is not UTF-8) or -CODEC_ENOMEM. */
+/* The same JSON text without the '\n', in a new NUL-terminated malloc'd buffer *text (caller frees) of
+ * *len bytes. Returns 0, -CODEC_EDATA or -CODEC_ENOMEM. */
+int codec_json_message_to_text(const ProtobufCMessage *msg, char **text, size_t *len);
+
+/* The same as a jansson tree, for callers that build JSON with jansson: stores a new object (caller owns
+ * the reference) in *out and returns 0, or -CODEC_EDATA / -CODEC_ENOMEM. Embedded JSON goes through
+ * jansson here, so numbers are re-spelled and integers beyond int64 become the nearest double (use
+ * codec_json_message_to_text, or json_raw_new on it, to keep them exact). */
 int codec_json_encode_message(const ProtobufCMessage *msg, json_t **out);
 
-/* Stores the compact JSON text of VALUE into *out (malloc'd; free out->data). Used for `bytes` fields
- * (publication data and the like). Returns 0 or -CODEC_ENOMEM. */
+/* codec_json_encode_message returning the tree, or NULL on failure. */
+json_t *codec_json_message_to_value(const ProtobufCMessage *msg);
+
+/* Stores the compact JSON text of VALUE into *out (malloc'd; free out->data), numbers as jansson holds
+ * them (reals with 17 significant digits). For bytes built from jansson values (JWT claims, the admin
+ * socket's data). Returns 0 or -CODEC_ENOMEM. */
 int codec_json_raw_from_value(json_t *value, ProtobufCBinaryData *out);
 
 #endif

@@ -1,7 +1,8 @@
-/* Unit tests for the JSON codec (codec_json.c, codec_json_map.c, codec.c): the exact commands the
- * JavaScript SDK sends (TRANSCRIPTS.txt), the exact reply bytes of PROTOCOL.md §3–§4, embedded raw JSON
- * payloads (nesting, escapes, UTF-8, 50 KB), the always-present fields, maps, stream framing, and the
- * error paths. Run under ASan to check that decoded messages free cleanly with free_unpacked. */
+/* Unit tests for the JSON codec (codec_json.c, codec_json_map.c, codec_json_emit.c, codec.c): the exact
+ * commands the JavaScript SDK sends (TRANSCRIPTS.txt), the exact reply bytes of PROTOCOL.md §3–§4,
+ * embedded raw JSON payloads kept verbatim (number spellings and sizes jansson cannot hold, escapes,
+ * whitespace, UTF-8, nesting, 50 KB), the always-present fields, maps, integer ranges, stream framing, and
+ * the error paths. Run under ASan to check that decoded messages free cleanly with free_unpacked. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,6 +209,86 @@ static void test_decode_sub_refresh_repeated(void **state) {
   cmd_free(cmd);
 }
 
+/* Keys with escapes, the whole uint64 range, -0, nesting limits, unknown members with odd numbers. */
+static void test_decode_edges(void **state) {
+  (void)state;
+  Protocol__Command *cmd = decode_one("{\"\\u0069d\":5,\"sub\\u0073cribe\":{\"channel\":\"\\u00e9\\n\"}}");
+  assert_int_equal(cmd->id, 5);
+  assert_string_equal(cmd->subscribe->channel, "é\n");
+  cmd_free(cmd);
+
+  cmd = decode_one("{\"subscribe\":{\"channel\":\"a\",\"offset\":18446744073709551615,\"flag\":-9223372036854775808},"
+                   "\"id\":-0}");
+  assert_int_equal(cmd->id, 0);
+  assert_true(cmd->subscribe->offset == UINT64_MAX);
+  assert_true(cmd->subscribe->flag == INT64_MIN);
+  cmd_free(cmd);
+  assert_decode_fails("{\"subscribe\":{\"offset\":18446744073709551616},\"id\":2}");
+  assert_decode_fails("{\"subscribe\":{\"flag\":-9223372036854775809},\"id\":2}");
+  assert_decode_fails("{\"subscribe\":{\"flag\":9223372036854775808},\"id\":2}");
+  assert_decode_fails("{\"history\":{\"limit\":-2147483649},\"id\":8}");
+  cmd = decode_one("{\"history\":{\"limit\":-2147483648},\"id\":8}");
+  assert_int_equal(cmd->history->limit, INT32_MIN);
+  cmd_free(cmd);
+
+  /* FilterNode is recursive: 30 levels decode, 40 are refused (nothing legitimate nests that deep) */
+  char line[1024];
+  for (int depth = 30; depth <= 40; depth += 10) {
+    size_t n = (size_t)snprintf(line, sizeof line, "{\"id\":2,\"subscribe\":{\"channel\":\"c\",\"tf\":");
+    for (int i = 0; i < depth; i++) n += (size_t)snprintf(line + n, sizeof line - n, "{\"nodes\":[");
+    n += (size_t)snprintf(line + n, sizeof line - n, "{\"op\":\"x\"}");
+    for (int i = 0; i < depth; i++) n += (size_t)snprintf(line + n, sizeof line - n, "]}");
+    snprintf(line + n, sizeof line - n, "}}");
+    if (depth == 30) {
+      cmd = decode_one(line);
+      assert_int_equal(cmd->subscribe->tf->n_nodes, 1);
+      cmd_free(cmd);
+    } else {
+      assert_decode_fails(line);
+    }
+  }
+
+  /* embedded JSON nests up to JSON_SPAN_MAX_DEPTH (512) */
+  char *deep = malloc(4096);
+  assert_non_null(deep);
+  for (int depth = 512; depth <= 513; depth++) {
+    size_t n = (size_t)sprintf(deep, "{\"send\":{\"data\":");
+    for (int i = 0; i < depth; i++) deep[n++] = '[';
+    for (int i = 0; i < depth; i++) deep[n++] = ']';
+    strcpy(deep + n, "}}");
+    if (depth == 512) {
+      cmd = decode_one(deep);
+      assert_int_equal(cmd->send->data.len, 1024);
+      cmd_free(cmd);
+    } else {
+      assert_decode_fails(deep);
+    }
+  }
+  free(deep);
+
+  /* map keys are unescaped; an empty repeated array stays NULL */
+  cmd = decode_one("{\"connect\":{\"headers\":{\"a\\\"b\":\"\\u0041\"},\"subs\":{}},\"sub_refresh\":{\"untrack\":[]},\"id\":1}");
+  assert_int_equal(cmd->connect->n_headers, 1);
+  assert_string_equal(cmd->connect->headers[0]->key, "a\"b");
+  assert_string_equal(cmd->connect->headers[0]->value, "A");
+  assert_int_equal(cmd->connect->n_subs, 0);
+  assert_null(cmd->sub_refresh->untrack);
+  cmd_free(cmd);
+  assert_decode_fails("{\"connect\":{\"headers\":{\"a\\u0000\":\"x\"}},\"id\":1}");
+
+  /* many repeated elements (the array grows) */
+  char *many = malloc(64 * 1024);
+  assert_non_null(many);
+  size_t n = (size_t)sprintf(many, "{\"sub_refresh\":{\"untrack\":[");
+  for (int i = 0; i < 1000; i++) n += (size_t)sprintf(many + n, "%s\"k%d\"", i ? "," : "", i);
+  strcpy(many + n, "]},\"id\":1}");
+  cmd = decode_one(many);
+  assert_int_equal(cmd->sub_refresh->n_untrack, 1000);
+  assert_string_equal(cmd->sub_refresh->untrack[999], "k999");
+  cmd_free(cmd);
+  free(many);
+}
+
 /* ---- encoding replies byte for byte (PROTOCOL.md §3.2, §3.4, §3.6, §4.3, §4.4) ---- */
 
 static void test_encode_connect_reply(void **state) {
@@ -362,10 +443,13 @@ static void test_encode_publication_full(void **state) {
                "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":{\"text\":\"hi\"},\"info\":{\"user\":\"u\","
                "\"client\":\"c\"},\"offset\":7,\"tags\":{\"k\":\"v\",\"empty\":\"\"},\"score\":-3}}}\n");
 
-  /* uint64 beyond int64: emitted as the double a JavaScript client would parse anyway */
+  /* uint64 beyond int64: exact digits, as Centrifuge writes them */
   pub = (Protocol__Publication)PROTOCOL__PUBLICATION__INIT;
   pub.offset = UINT64_MAX;
-  assert_reply(&r, "{\"push\":{\"channel\":\"news\",\"pub\":{\"offset\":1.8446744073709552e19}}}\n");
+  assert_reply(&r, "{\"push\":{\"channel\":\"news\",\"pub\":{\"offset\":18446744073709551615}}}\n");
+  pub.offset = 0;
+  pub.score = INT64_MIN; /* sint64 */
+  assert_reply(&r, "{\"push\":{\"channel\":\"news\",\"pub\":{\"score\":-9223372036854775808}}}\n");
 }
 
 static void test_encode_subscribe_result_publications(void **state) {
@@ -479,11 +563,17 @@ static void test_presence_map(void **state) {
   free(text);
 }
 
+/* Decodes TEXT as a message of type DESC (codec_json_message_from_text). */
+static int from_text(const ProtobufCMessageDescriptor *desc, const char *text, ProtobufCMessage **msg) {
+  return codec_json_message_from_text(desc, text, strlen(text), msg);
+}
+
 static void test_message_value_helpers(void **state) {
   (void)state;
-  json_t *v = json_loads("{\"channel\":\"x\",\"tags\":{\"a\":\"b\"},\"offset\":3}", 0, NULL);
+  const char *text = " {\"channel\":\"x\",\"tags\":{\"a\":\"b\"},\"offset\":3}\r\n";
+  json_t *v = json_loads(text, 0, NULL);
   ProtobufCMessage *msg = NULL;
-  assert_int_equal(codec_json_message_from_value(&protocol__publication__descriptor, v, &msg), 0);
+  assert_int_equal(from_text(&protocol__publication__descriptor, text, &msg), 0);
   Protocol__Publication *p = (Protocol__Publication *)msg;
   assert_string_equal(p->channel, "x");
   assert_int_equal(p->n_tags, 1);
@@ -496,9 +586,10 @@ static void test_message_value_helpers(void **state) {
   assert_null(codec_json_message_to_value(msg));
   protobuf_c_message_free_unpacked(msg, NULL);
 
+  assert_int_equal(from_text(&protocol__publication__descriptor, "\"x\"", &msg), -CODEC_EMALFORMED);
+  assert_int_equal(from_text(&protocol__publication__descriptor, "{} {}", &msg), -CODEC_EMALFORMED);
+  assert_int_equal(from_text(&protocol__publication__descriptor, "  ", &msg), -CODEC_EMALFORMED);
   v = json_string("x");
-  assert_int_equal(codec_json_message_from_value(&protocol__publication__descriptor, v, &msg),
-                   -CODEC_EMALFORMED);
   ProtobufCBinaryData bd;
   assert_int_equal(codec_json_raw_from_value(v, &bd), 0);
   assert_bytes(bd, "\"x\"");
@@ -508,14 +599,13 @@ static void test_message_value_helpers(void **state) {
 
 /* ---- embedded raw JSON payloads ---- */
 
-/* Decodes a publish command carrying DATA_IN, checks the stored bytes equal DATA_STORED, then encodes a
- * pub push with them and checks the payload comes back as DATA_STORED. */
+/* Decodes a publish command carrying the JSON text DATA_IN, checks the stored bytes equal DATA_STORED,
+ * then encodes a pub push with them and checks the payload comes back as DATA_STORED, byte for byte. */
 static void round_trip(const char *data_in, const char *data_stored) {
-  json_t *line = json_pack("{s:{s:s,s:o},s:i}", "publish", "channel", "c", "data",
-                           json_loads(data_in, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL), "id", 3);
-  assert_non_null(line);
-  char *text = json_dumps(line, JSON_COMPACT);
-  json_decref(line);
+  const char *head = "{\"publish\":{\"channel\":\"c\",\"data\":", *tail = "},\"id\":3}";
+  char *text = malloc(strlen(head) + strlen(data_in) + strlen(tail) + 1);
+  assert_non_null(text);
+  strcat(strcat(strcpy(text, head), data_in), tail);
   Protocol__Command *cmd = decode_one(text);
   free(text);
   assert_bytes(cmd->publish->data, data_stored);
@@ -537,26 +627,46 @@ static void round_trip(const char *data_in, const char *data_stored) {
   cmd_free(cmd);
 }
 
+/* Embedded JSON is kept as sent: spelling of numbers, escapes, whitespace (minus raw '\r'; a raw '\n'
+ * cannot occur inside one command line). */
 static void test_raw_round_trip(void **state) {
   (void)state;
   round_trip("{\"a\":{\"b\":[1,2,{\"c\":null}]},\"t\":true,\"n\":-5,\"f\":1.5}",
              "{\"a\":{\"b\":[1,2,{\"c\":null}]},\"t\":true,\"n\":-5,\"f\":1.5}");
-  round_trip("{ \"spaced\" :\n [ 1 , 2 ] }", "{\"spaced\":[1,2]}"); /* raw newlines vanish */
-  round_trip("\"line1\\nline2\\ttab\\\"q\\\\\"", "\"line1\\nline2\\ttab\\\"q\\\\\"");
-  round_trip("{\"u\":\"\\u00e9\\u65e5\\u672c\\ud83d\\ude00\"}", "{\"u\":\"é日本😀\"}");
+  round_trip("{ \"spaced\" :\r [ 1 ,\t2 ] }", "{ \"spaced\" : [ 1 ,\t2 ] }");
+  round_trip("\"line1\\nline2\\ttab\\\"q\\\\\\/\"", "\"line1\\nline2\\ttab\\\"q\\\\\\/\"");
+  round_trip("{\"u\":\"\\u00e9\\u65e5\\u672c\\ud83d\\ude00\"}", "{\"u\":\"\\u00e9\\u65e5\\u672c\\ud83d\\ude00\"}");
   round_trip("{\"u\":\"é日本😀\"}", "{\"u\":\"é日本😀\"}");
   round_trip("{\"nul\":\"a\\u0000b\"}", "{\"nul\":\"a\\u0000b\"}");
   round_trip("42", "42");
   round_trip("[]", "[]");
   round_trip("{}", "{}");
-  round_trip("0.1", "0.10000000000000001"); /* 17 digits: the same double, exactly */
+  round_trip("\"\"", "\"\"");
+  round_trip("false", "false");
+  round_trip("0.1", "0.1");
+  /* numbers of any size and spelling (jansson would fail the command, or write 1.5, 100.0, ...) */
+  round_trip("{\"a\":1.50,\"huge\":123456789012345678901234567890,\"u64\":18446744073709551615,\"e\":1E+2}",
+             "{\"a\":1.50,\"huge\":123456789012345678901234567890,\"u64\":18446744073709551615,\"e\":1E+2}");
+  round_trip("[-1.5e-7,-0,0.0,1e400,-123456789012345678901234567890.5e-999]",
+             "[-1.5e-7,-0,0.0,1e400,-123456789012345678901234567890.5e-999]");
 }
 
 static void test_raw_decode_whitespace_in_line(void **state) {
   (void)state;
   Protocol__Command *cmd =
-      decode_one("{\"publish\":{\"channel\":\"c\",\"data\":{ \"a\" : [ 1 ,\t2 ] }},\"id\":3}");
-  assert_bytes(cmd->publish->data, "{\"a\":[1,2]}");
+      decode_one("{\"publish\":{\"channel\":\"c\",\"data\": { \"a\" : [ 1 ,\t2 ] } },\"id\":3}");
+  assert_bytes(cmd->publish->data, "{ \"a\" : [ 1 ,\t2 ] }"); /* the value's span, not the space around */
+  cmd_free(cmd);
+
+  cmd = decode_one("{\"rpc\":{\"data\":{\"big\":99999999999999999999999},\"method\":\"m\"},\"id\":4}");
+  assert_bytes(cmd->rpc->data, "{\"big\":99999999999999999999999}");
+  assert_string_equal(cmd->rpc->method, "m");
+  cmd_free(cmd);
+
+  /* big or odd numbers outside known fields do not fail the command (jansson failed the whole line) */
+  cmd = decode_one("{\"future\":[1e999,123456789012345678901234567890],\"id\":7,\"send\":{\"data\":1}}");
+  assert_int_equal(cmd->id, 7);
+  assert_bytes(cmd->send->data, "1");
   cmd_free(cmd);
 }
 
@@ -611,6 +721,28 @@ static void test_invalid_commands(void **state) {
       "{\"sub_refresh\":{\"untrack\":[\"a\",null]},\"id\":1}",
       "{\"sub_refresh\":{\"track\":[{\"items\":[{\"version\":\"1\"}]}]},\"id\":1}",
       "{\"id\":1,\"connect\":{\"name\":\"\xff\"}}", /* invalid UTF-8 */
+      "{\"id\":1,\"id\":2}",                      /* a known key twice */
+      "{\"id\":1,\"connect\":{},\"connect\":null}",
+      "{\"id\":123456789012345678901234567890}",    /* beyond 64 bits */
+      "{\"id\":1e2}",                                /* an exponent is not an integer */
+      "{\"id\":01}",                                 /* leading zero */
+      "{\"id\":+1}",
+      "{\"id\":1,}",                                 /* trailing comma */
+      "{\"id\" 1}",
+      "{'id':1}",
+      "{\"future\":[1,],\"id\":1}",                /* unknown members must still be JSON */
+      "{\"future\":\"\\x\",\"id\":1}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":{\"a\":}},\"id\":3}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":tru},\"id\":3}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":\"\\ud800\"},\"id\":3}", /* lone surrogate */
+      "{\"publish\":{\"channel\":\"c\",\"data\":\"a\tb\"},\"id\":3}",    /* raw control character */
+      "{\"publish\":{\"channel\":\"c\",\"data\":\"\xc0\xaf\"},\"id\":3}", /* overlong UTF-8 */
+      "{\"publish\":{\"channel\":\"c\",\"data\":[1.]},\"id\":3}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":[.5]},\"id\":3}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":[1e]},\"id\":3}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":[-]},\"id\":3}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":NaN},\"id\":3}",
+      "{\"publish\":{\"channel\":\"c\",\"data\":{\"a\":1 \"b\":2}},\"id\":3}",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) assert_decode_fails(bad[i]);
 }
@@ -633,6 +765,17 @@ static void test_encode_edata(void **state) {
   assert_int_equal(codec_json.encode_reply(&r, &f), -CODEC_EDATA);
   pub.data = raw("{\"a\":1} trailing");
   assert_int_equal(codec_json.encode_reply(&r, &f), -CODEC_EDATA);
+
+  pub.data = raw("[1,2");
+  assert_int_equal(codec_json.encode_reply(&r, &f), -CODEC_EDATA);
+  pub.data = raw("{\"a\":\"\\ud800\"}");
+  assert_int_equal(codec_json.encode_reply(&r, &f), -CODEC_EDATA);
+
+  /* bytes from a protobuf client: surrounding whitespace and raw line breaks go, the rest is kept */
+  pub.data = raw(" \r\n{\"a\":\n 1.50,\r\n\"b\":\"x y\"}\n\t");
+  char *text = encode_text(&r);
+  assert_string_equal(text, "{\"push\":{\"channel\":\"news\",\"pub\":{\"data\":{\"a\": 1.50,\"b\":\"x y\"}}}}\n");
+  free(text);
 
   pub.data = raw("{}");
   push.channel = "bad\xc3"; /* invalid UTF-8 in a string field */
@@ -771,6 +914,7 @@ int main(void) {
       cmocka_unit_test(test_decode_presence_history),
       cmocka_unit_test(test_decode_pong_and_nulls),
       cmocka_unit_test(test_decode_sub_refresh_repeated),
+      cmocka_unit_test(test_decode_edges),
       cmocka_unit_test(test_encode_connect_reply),
       cmocka_unit_test(test_encode_empty_results),
       cmocka_unit_test(test_encode_error_rpc_refresh),
