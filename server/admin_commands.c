@@ -321,18 +321,15 @@ static int cmd_publish(struct server *srv, json_t *args, json_t **result, char *
   if (strlen(channel) > CHANNEL_MAX_LENGTH) return fail(err, errlen, "channel name too long", NULL);
   const struct channel_options *o = channel_options_for(atomic_load(&srv->cfg), channel);
   if (o == NULL) return fail(err, errlen, UNKNOWN_CHANNEL, channel);
-  struct publish_options po = {0};
-  if (channel_has_history(o))
-    po = (struct publish_options){(size_t)o->history_size, (uint64_t)o->history_ttl_ms};
+  struct publish_options po;
+  protocol_publish_options(o, &po);
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   struct stream_position pos = {0};
   if (codec_json_raw_from_value(json_object_get(args, "data"), &pub.data) != 0)
     return fail(err, errlen, "out of memory", NULL);
-  int rc = srv->broker->ops->publish(srv->broker, channel, &pub, &po, &pos);
+  int rc = protocol_publish(srv, channel, &pub, &po, &pos);
   free(pub.data.data);
-  if (rc != 0)
-    return fail(err, errlen, "publish failed", rc == -BROKER_ENOMEM ? "out of memory" : "broker error");
-  atomic_fetch_add_explicit(&srv->stats.publications, 1, memory_order_relaxed);
+  if (rc != 0) return fail(err, errlen, "publish failed", "broker error");
   *result = pos.epoch[0] ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch)
                          : json_object();
   return 0;

@@ -26,6 +26,10 @@ struct stream_position;
 int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
                      const struct publish_options *po, struct stream_position *pos);
 
+/* The publish options (history size and TTL) of a channel with OPTS. */
+struct channel_options;
+void protocol_publish_options(const struct channel_options *opts, struct publish_options *out);
+
 /* What ends with a subscription: its presence entry and, in join_leave channels, the leave push.
  * SUB has already left the hub; the caller frees it. Any thread, no lock held. */
 void protocol_subscription_ended(struct session *s, struct subscription *sub);

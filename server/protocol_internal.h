@@ -76,8 +76,5 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
 /* Fills INFO (borrowing from S) with the session's ClientInfo for presence and join/leave. */
 void protocol_client_info(const struct session *s, Protocol__ClientInfo *info);
 
-/* The publish options (history) of a channel with OPTS. */
-struct publish_options;
-void protocol_publish_options(const struct channel_options *opts, struct publish_options *out);
 
 #endif
