@@ -353,6 +353,26 @@ class PerfCount:
         return total if seen else None
 
 
+class PerfRecord:
+    """perf record -g of the server over a measured window (--profile DIR), streamd only."""
+
+    def __init__(self, pids, path):
+        self.proc = None
+        if not path or not shutil.which("perf"):
+            return
+        argv = ["perf", "record", "-F", "1999", "-g", "-o", path, "-p", ",".join(str(p) for p in pids)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 # ------------------------------------------------------------------------------------------------
 # workloads
 
@@ -364,6 +384,14 @@ class Bench:
         self.server_cores = None if args.no_pin else "0"
         self.load_cores = None if args.no_pin else "1"
         self.failures = []
+        self.workload = ""
+
+    def profile(self, server):
+        """Starts perf record on streamd for the measured window when --profile DIR was given."""
+        if not self.a.profile or server.target != "streamd":
+            return PerfRecord([], None)
+        os.makedirs(self.a.profile, exist_ok=True)
+        return PerfRecord(server.pids, os.path.join(self.a.profile, f"{self.workload}.perf.data"))
 
     def loadgen(self, args, cores="load"):
         return Loadgen(self.a.loadgen, args, self.load_cores if cores == "load" else cores)
@@ -402,6 +430,7 @@ class Bench:
         rss1 = proc_rss_kb(server.pids)
         cpu0 = proc_cpu(server.pids)
         counter = PerfCount(server.pids, self.workdir, perf and not self.a.no_perf)
+        prof = self.profile(server)
         t0 = time.time()
         pub = self.loadgen(["publish"] + self.base(server, ["--conns", pub_conns, "--count", pubs, "--rate", rate,
                                                            "--channels", channels, "--duration",
@@ -409,6 +438,7 @@ class Bench:
         prep = pub.finish(timeout=self.a.max_seconds + 30)
         reports = [s.finish(timeout=self.a.max_seconds + 30) for s in subs]
         syscalls = counter.stop()
+        prof.stop()
         cpu = proc_cpu(server.pids) - cpu0
         wall = time.time() - t0
         m = merge_reports(reports)
@@ -430,12 +460,12 @@ class Bench:
     def w_fanout_throughput(self, server):
         if self.smoke:
             return self.fanout(server, 50, 1, 20, 0, perf=False)
-        return self.fanout(server, 10000, 1, 100, 0, perf=True)
+        return self.fanout(server, 10000, 1, 60, 0, perf=True)
 
     def w_channels_100x100(self, server):
         if self.smoke:
             return self.fanout(server, 100, 10, 100, 0, pub_conns=2)
-        return self.fanout(server, 10000, 100, 10000, 0, pub_conns=4, perf=True)
+        return self.fanout(server, 10000, 100, 3000, 0, pub_conns=4, perf=True)
 
     def w_idle(self, server):
         n, hold = (50, 2) if self.smoke else (10000, self.a.idle_seconds)
@@ -447,9 +477,11 @@ class Bench:
             raise RuntimeError("idle streams did not become ready")
         time.sleep(1)
         rss1 = proc_rss_kb(server.pids)
+        prof = self.profile(server)
         cpu0, t0 = proc_cpu(server.pids), time.time()
         time.sleep(hold)
         cpu, wall = proc_cpu(server.pids) - cpu0, time.time() - t0
+        prof.stop()
         rss2 = proc_rss_kb(server.pids)
         r = sub.stop()
         self.check(r["ready"] == n and r["closed_by_server"] == 0,
@@ -460,11 +492,13 @@ class Bench:
                 "connect_rate": n / r["ready_seconds"] if r.get("ready_seconds", 0) > 0 else 0}
 
     def w_connect_rate(self, server):
-        count, conns = (200, 8) if self.smoke else (30000, 64)
+        count, conns = (200, 8) if self.smoke else (20000, 64)
+        prof = self.profile(server)
         cpu0 = proc_cpu(server.pids)
         r = self.loadgen(["connect"] + self.base(server, ["--conns", conns, "--count", count, "--src-addrs", 8,
-                                                         "--src-base", 10, "--duration", 60])).finish(timeout=90)
+                                                         "--src-base", 10, "--duration", 30])).finish(timeout=90)
         cpu = proc_cpu(server.pids) - cpu0
+        prof.stop()
         self.check(r["count"] > 0, f"{server.name}: no session connected")
         return {"rate": r["rate"], "p99_us": r["p99_us"], "count": r["count"], "failed": r.get("connect_failed", 0),
                 "sessions_per_cpu_s": r["count"] / cpu if cpu > 0 else 0}
@@ -473,10 +507,12 @@ class Bench:
         if server.target != "streamd":
             return None
         n, posters, hold = (10, 4, 2) if self.smoke else (100, 64, 10)
+        prof = self.profile(server)
         cpu0 = proc_cpu(server.pids)
         r = self.loadgen(["emulate"] + self.base(server, ["--conns", n, "--posters", posters, "--hold", hold,
                                                          "--duration", hold + 60])).finish(timeout=hold + 90)
         cpu = proc_cpu(server.pids) - cpu0
+        prof.stop()
         self.check(r["count"] > 0, f"{server.name}: no emulation reply")
         return {"rate": r["rate"], "p99_us": r["p99_us"], "count": r["count"], "post_fail": r["post_fail"],
                 "commands_per_cpu_s": r["count"] / cpu if cpu > 0 else 0}
@@ -493,7 +529,7 @@ class Bench:
             return None
         if self.smoke:
             return self.fanout(server, 50, 1, 10, 0, extra_sub=["--protobuf"])
-        return self.fanout(server, 10000, 1, 100, 0, extra_sub=["--protobuf"])
+        return self.fanout(server, 10000, 1, 60, 0, extra_sub=["--protobuf"])
 
 
 # metric rows: (workload, key, label, format, ratio meaning)
@@ -570,6 +606,8 @@ def main():
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to cores 0 and 1")
     ap.add_argument("--no-perf", action="store_true", help="do not count server syscalls with perf")
     ap.add_argument("--json", default=None, help="also write every measurement to this file")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="perf record streamd during each measured window into DIR/WORKLOAD.perf.data")
     args = ap.parse_args()
     if args.smoke:
         args.skip_nchan, args.runs, args.no_perf, args.max_seconds = True, 1, True, 30
@@ -611,6 +649,7 @@ def main():
                         server = Streamd(args.streamd, workdir, cores)
                     else:
                         server = Nchan(workdir, cores, workers=2 if two else 1)
+                    bench.workload = w
                     fn = getattr(bench, "w_" + ("fanout_latency" if two else
                                                 "protobuf" if w == "protobuf_throughput" else w))
                     server.start()
@@ -642,6 +681,8 @@ def main():
             n = (results[w].get("nchan") or {}).get(key)
             ratio = f"{s / n:.2f}" if isinstance(s, (int, float)) and isinstance(n, (int, float)) and n else "n/a"
             rows.append((label, fmt(s, kind), "n/a" if args.skip_nchan else fmt(n, kind), "n/a" if args.skip_nchan else ratio))
+        if args.smoke:
+            print("SMOKE RUN: tiny N, streamd only; the labels describe the full run, the figures mean nothing\n")
         head = ("metric", "streamd", "Nchan", "ratio")
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
         print("| " + " | ".join(h.ljust(widths[i]) for i, h in enumerate(head)) + " |")
