@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "codes.h"
 #include "config.h"
+#include "hangup.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
@@ -137,11 +138,13 @@ static int server_init(struct server *srv, const struct config *cfg) {
   srv->hub = hub_new(srv);
   srv->broker = broker_memory_new(srv);
   srv->auth = load_keys(cfg);
-  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->auth) return -1;
+  srv->hangup = hangup_start();
+  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->auth || !srv->hangup) return -1;
   return timer_wheel_start(srv->timers);
 }
 
 static void server_cleanup(struct server *srv) {
+  hangup_stop(srv->hangup);
   auth_keys_free(srv->auth);
   if (srv->timers) timer_wheel_stop(srv->timers);
   hub_free(srv->hub);

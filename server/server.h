@@ -17,6 +17,7 @@ struct broker;
 struct registry;
 struct timer_wheel;
 struct auth_keys;
+struct hangup;
 
 /* Counters for `info`, the admin socket and /metrics (monotonic; gauges are computed when read). */
 #define STATS_DISCONNECT_CODES 24 /* slots for disconnect codes, see stats_disconnect_slot() */
@@ -43,6 +44,7 @@ struct server {
   struct broker *broker;
   struct registry *registry;
   struct timer_wheel *timers;
+  struct hangup *hangup; /* notices clients leaving suspended streams */
   struct auth_keys *_Atomic auth; /* token keys of the running configuration (swapped with it on reload) */
   uint64_t started_ms;
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */

@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "codes.h"
 #include "handlers.h"
+#include "hangup.h"
 #include "log.h"
 #include "registry.h"
 #include "server.h"
@@ -45,9 +46,24 @@ static void stream_free(void *cls) {
   free(st);
 }
 
+/* Per-request state of a stream: the session and the socket the hang-up watcher knows. */
+struct stream_request {
+  struct session *session;
+  int fd; /* -1 when not watched */
+};
+
 static void stream_cleanup(struct request *req) {
-  struct session *s = req->handler_data;
-  session_detach(s);
+  struct stream_request *sr = req->handler_data;
+  if (sr->fd >= 0) hangup_unwatch(req->srv->hangup, sr->fd);
+  session_detach(sr->session);
+  free(sr);
+}
+
+/* Lets the hang-up watcher see this stream's socket while libmicrohttpd has it suspended. */
+static void watch_hangup(struct request *req, struct stream_request *sr) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (ci && req->srv->hangup && hangup_watch(req->srv->hangup, ci->connect_fd, sr->session) == 0)
+    sr->fd = ci->connect_fd;
 }
 
 /* The protocol is protobuf only when the Content-Type is exactly application/octet-stream (§2.2). */
@@ -78,6 +94,10 @@ static void run_connect(struct session *s, const struct request *req) {
   if (session_state(s) == SESSION_CONNECTING) session_close(s, DISCONNECT_BAD_REQUEST); /* no command */
 }
 
+/* Block size of the callback response: chunked responses are written straight into the connection's
+ * buffer, so this block is only used for HTTP/1.0 clients; small keeps memory per stream small. */
+#define STREAM_BLOCK_SIZE 512
+
 enum MHD_Result stream_handle(struct request *req) {
   struct server *srv = req->srv;
   if (atomic_load(&srv->shutting_down))
@@ -88,20 +108,24 @@ enum MHD_Result stream_handle(struct request *req) {
   struct session *s = session_new(srv, codec_get(request_codec(req)), remote);
   if (s == NULL) return MHD_NO;
   struct stream *st = calloc(1, sizeof *st);
-  if (st == NULL || registry_add(srv->registry, s) != 0) {
+  struct stream_request *sr = calloc(1, sizeof *sr);
+  if (st == NULL || sr == NULL || registry_add(srv->registry, s) != 0) {
     free(st);
+    free(sr);
     session_close(s, DISCONNECT_SERVER_ERROR);
     session_detach(s);
     return MHD_NO;
   }
   st->session = session_ref(s);
   st->conn = req->conn;
-  req->handler_data = s;
+  sr->session = s;
+  sr->fd = -1;
+  req->handler_data = sr;
   req->cleanup = stream_cleanup;
   session_attach(s, &http_stream_transport, req->conn);
   run_connect(s, req);
   struct MHD_Response *r =
-      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
+      MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, st, stream_free);
   if (r == NULL) {
     stream_free(st);
     session_close(s, DISCONNECT_SERVER_ERROR);
@@ -110,5 +134,6 @@ enum MHD_Result stream_handle(struct request *req) {
   add_stream_headers(req, r, s->codec->kind);
   enum MHD_Result ret = http_queue(req, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
+  if (ret == MHD_YES) watch_hangup(req, sr);
   return ret;
 }

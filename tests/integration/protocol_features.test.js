@@ -138,7 +138,40 @@ describe('channel names and limits', () => {
   });
 });
 
+/** Opens a stream over a bare TCP socket, subscribes it to CHANNEL; returns { sock, client }. */
+async function bareStream(base, channel) {
+  const body = JSON.stringify({ connect: {}, id: 1 });
+  const sock = net.connect(Number(new URL(base).port), '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(`POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  let text = '';
+  while (!/"node":"[^"]+"/.test(text)) text += (await new Promise((r) => sock.once('data', r))).toString();
+  const [session, node, client] = ['session', 'node', 'client'].map((k) => text.match(new RegExp(`"${k}":"([^"]+)"`))[1]);
+  await fetch(base + '/emulation', { method: 'POST', body: JSON.stringify({ session, node,
+    data: JSON.stringify({ id: 2, subscribe: { channel } }) }) });
+  return { sock, client };
+}
+
 describe('a client that disappears', () => {
+  test('is noticed at once while its stream is idle, long before the next ping', async () => {
+    const srv = await startServer({
+      http_stream: true, client_insecure: true, api_key: API_KEY, ping_interval: '60s', pong_timeout: '10s',
+      namespaces: [{ name: 'pr', presence: true }], prometheus: true,
+    });
+    const { sock, client } = await bareStream(srv.base, 'pr:idle');
+    assert.ok((await api(srv.base, 'presence', { channel: 'pr:idle' }, { key: API_KEY })).json.result.presence[client]);
+    sock.destroy();
+    const started = Date.now();
+    for (;;) {
+      const p = await api(srv.base, 'presence', { channel: 'pr:idle' }, { key: API_KEY });
+      if (!p.json.result.presence[client]) break;
+      assert.ok(Date.now() - started < 3000, 'gone within 3 s although the next ping is a minute away');
+      await delay(50);
+    }
+    const metrics = await (await fetch(srv.base + '/metrics')).text();
+    assert.match(metrics, /streamd_disconnects_total\{code="3000"\} 1/);
+  });
+
   test('is cleaned up within ping_interval + pong_timeout: its presence entry goes', async () => {
     const srv = await startServer({
       http_stream: true, client_insecure: true, api_key: API_KEY, ping_interval: '2s', pong_timeout: '1s',
