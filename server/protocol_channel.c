@@ -110,6 +110,11 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
     res->recoverable = (ls->flags & SUB_RECOVERABLE) != 0;
   }
   if (p->token) res->data = p->token->data;
+  if (p->expires_at > 0) { /* the SDK schedules a sub_refresh from these */
+    int64_t ttl = p->expires_at - (int64_t)time(NULL);
+    res->expires = true;
+    res->ttl = ttl > 0 ? (uint32_t)ttl : 0;
+  }
   return 0;
 }
 
@@ -251,11 +256,9 @@ uint32_t protocol_handle_subscribe(struct session *s, const Protocol__Command *c
       .history_access = channel_can_history(cfg, opts, s->user, true),
       .presence_access = channel_can_presence(cfg, opts, s->user, true),
       .token = with_token ? &claims.opts : NULL,
+      .expires_at = with_token ? auth_subscription_expires_at(&claims) : 0,
   };
   uint32_t err = protocol_subscribe(s, &plan);
-  if (with_token && err == 0 && auth_subscription_expires_at(&claims) > 0)
-    log_debug("session %s: subscription to %s expires at %lld (not enforced)", s->session_id, req->channel,
-              (long long)auth_subscription_expires_at(&claims));
   auth_subscription_claims_cleanup(&claims);
   if (err >= 3000) return err;
   if (err) session_send_error(s, cmd->id, err);

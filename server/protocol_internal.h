@@ -52,6 +52,7 @@ struct subscribe_plan {
   bool history_access;     /* the client may read history (honours its positioned/recoverable) */
   bool presence_access;
   const struct auth_sub_options *token; /* subscription token or token-claim options, or NULL */
+  int64_t expires_at;                   /* unix seconds the subscription token expires; 0 = never */
   Protocol__SubscribeResult *result;    /* SUBSCRIBE_CONNECT: filled (caller cleans with
                                            protocol_subscribe_result_cleanup) */
 };

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { newClient, connectedClient, subscribe, once, closeAllClients, SDK_TIMEOUT_MS } from './lib/sdk.js';
 import { api } from './lib/http.js';
+import { connectRaw, call, closeAllRaw } from './lib/raw.js';
 import { hsToken, rsToken, rsaKeys, now } from './lib/jwt.js';
 
 const SECRET = 'feature-test-secret';
@@ -26,6 +27,7 @@ before(async () => {
 });
 after(async () => {
   closeAllClients();
+  closeAllRaw();
   await stopAll();
 });
 
@@ -85,16 +87,27 @@ describe('connection tokens', () => {
     assert.ok(refreshes >= 2, `refreshed ${refreshes} times`);
   });
 
-  test('a connection not refreshed in time is closed with 3005', async () => {
-    const c = newClient(srv.base, { token: hsToken({ sub: 'dave', exp: now() + 1 }, SECRET) });
-    const closed = new Promise((resolve) => {
-      c.on('connecting', (ctx) => { if (ctx.code === 3005) resolve(ctx); });
-      c.on('disconnected', (ctx) => resolve(ctx));
-    });
-    c.connect();
-    const ctx = await closed;
-    assert.ok(ctx.code === 3005 || ctx.code === 6 || ctx.code === 1, `code ${ctx.code}`);
-    c.disconnect();
+  test('a connection not refreshed in time is closed with 3005 (connect reply carries expires and ttl)', async () => {
+    const s = await connectRaw(srv.base, { connect: { token: hsToken({ sub: 'dave', exp: now() + 1 }, SECRET) } });
+    assert.equal(s.connectReply.expires, true);
+    assert.ok(s.connectReply.ttl <= 1);
+    const started = Date.now();
+    let frame;
+    do frame = await s.nextJSON(8000); while (!frame.push?.disconnect);
+    assert.deepEqual(frame.push.disconnect, { code: 3005, reason: 'connection expired' });
+    // expiry 1 s + client_expired_close_delay 1 s (+ up to a second of timer rounding)
+    assert.ok(Date.now() - started < 5000);
+  });
+
+  test('refresh over the raw protocol: a new token moves the expiry; another user\'s token ⇒ 3500', async () => {
+    const s = await connectRaw(srv.base, { connect: { token: hsToken({ sub: 'erin2', exp: now() + 60 }, SECRET) } });
+    const r = await call(s, { id: 2, refresh: { token: hsToken({ sub: 'erin2', exp: now() + 600 }, SECRET) } });
+    assert.equal(r.refresh.expires, true);
+    assert.ok(r.refresh.ttl > 590 && r.refresh.ttl <= 600);
+    await s.emulate([{ id: 3, refresh: { token: hsToken({ sub: 'someone-else', exp: now() + 600 }, SECRET) } }]);
+    let frame;
+    do frame = await s.nextJSON(); while (!frame.push?.disconnect);
+    assert.deepEqual(frame.push.disconnect, { code: 3500, reason: 'invalid token' });
   });
 
   test('RS256 tokens verify against token_rsa_public_key', async () => {
@@ -215,6 +228,38 @@ describe('channels', () => {
     const ok = once(sub, 'subscribed');
     sub.subscribe();
     await ok;
+  });
+});
+
+describe('subscription tokens and forced join/leave', () => {
+  test('sub_refresh with a new subscription token; a token for another channel ⇒ 3500', async () => {
+    const s = await connectRaw(srv.base, { connect: { token: token('sr-user') } });
+    const subTok = (channel, exp) => hsToken({ sub: 'sr-user', channel, exp }, SECRET);
+    const sub = await call(s, { id: 2, subscribe: { channel: '$chat:sr', token: subTok('$chat:sr', now() + 30) } });
+    assert.equal(sub.subscribe.expires, true);
+    assert.ok(sub.subscribe.ttl > 20 && sub.subscribe.ttl <= 30);
+    const r = await call(s, { id: 3, sub_refresh: { channel: '$chat:sr', token: subTok('$chat:sr', now() + 300) } });
+    assert.equal(r.sub_refresh.expires, true);
+    assert.ok(r.sub_refresh.ttl > 290);
+    const expired = await call(s, { id: 4, sub_refresh: { channel: '$chat:sr', token: subTok('$chat:sr', now() - 5) } });
+    assert.deepEqual(expired.error, { code: 109, message: 'token expired' });
+    await s.emulate([{ id: 5, sub_refresh: { channel: '$chat:sr', token: subTok('$chat:other', now() + 300) } }]);
+    let frame;
+    do frame = await s.nextJSON(); while (!frame.push?.disconnect);
+    assert.equal(frame.push.disconnect.code, 3500);
+  });
+
+  test('force_push_join_leave sends joins to subscribers that did not ask', async () => {
+    const forced = await startServer({ http_stream: true, client_insecure: true,
+      namespaces: [{ name: 'fj', presence: true, join_leave: true, force_push_join_leave: true }] });
+    const a = await connectRaw(forced.base);
+    await call(a, { id: 2, subscribe: { channel: 'fj:room' } });
+    const b = await connectRaw(forced.base);
+    await call(b, { id: 2, subscribe: { channel: 'fj:room' } });
+    let frame;
+    do frame = await a.nextJSON(); while (!(frame.push?.join && frame.push.join.info.client === b.client));
+    assert.deepEqual(frame.push, { channel: 'fj:room', join: { info: { user: '', client: b.client } } });
+    await forced.stop();
   });
 });
 
