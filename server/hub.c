@@ -182,6 +182,15 @@ struct subscription *hub_unsubscribe_all(struct hub *h, struct session *s) {
   return list;
 }
 
+int hub_set_expiry(struct hub *h, struct session *s, const char *channel, int64_t expires_at) {
+  (void)h;
+  pthread_mutex_lock(&s->lock);
+  struct subscription *sub = *find_sub(s, channel);
+  if (sub) sub->expires_at = expires_at;
+  pthread_mutex_unlock(&s->lock);
+  return sub ? 0 : -HUB_ENOTSUB;
+}
+
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel) {
   (void)h;
   pthread_mutex_lock(&s->lock);

@@ -8,6 +8,7 @@
 #define HUB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "client.pb-c.h"
 #include "frame.h"
@@ -24,6 +25,7 @@ struct subscription {
   struct hub_channel *channel; /* hub lock */
   size_t index;                /* position in the channel's subscriber array (hub lock) */
   unsigned flags;              /* SUB_* (set once at subscribe) */
+  int64_t expires_at;          /* unix seconds its subscription token expires, 0 = never (session lock) */
   char channel_name[];
 };
 
@@ -69,6 +71,9 @@ struct subscription *hub_unsubscribe_all(struct hub *h, struct session *s);
 /* Delivers a join (JOIN true) or leave push of INFO on CHANNEL to the subscribers with
  * SUB_PUSH_JOIN_LEAVE. Encoded once per codec, like publications. */
 size_t hub_publish_join_leave(struct hub *h, const char *channel, const Protocol__ClientInfo *info, int join);
+
+/* Sets when S's subscription to CHANNEL expires (unix seconds, 0 = never). Returns 0 or -HUB_ENOTSUB. */
+int hub_set_expiry(struct hub *h, struct session *s, const char *channel, int64_t expires_at);
 
 /* True when S is subscribed to CHANNEL. */
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);

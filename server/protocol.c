@@ -282,13 +282,17 @@ int protocol_publish(struct server *srv, const char *channel, Protocol__Publicat
 }
 
 int protocol_server_unsubscribe(struct session *s, const char *channel) {
+  return protocol_unsubscribe_with(s, channel, UNSUBSCRIBE_SERVER, "server unsubscribe");
+}
+
+int protocol_unsubscribe_with(struct session *s, const char *channel, uint32_t code, const char *reason) {
   struct subscription *sub = hub_unsubscribe(s->srv->hub, s, channel);
   if (sub == NULL) return -1;
   Protocol__Unsubscribe u = PROTOCOL__UNSUBSCRIBE__INIT;
   Protocol__Push push = PROTOCOL__PUSH__INIT;
   Protocol__Reply reply = PROTOCOL__REPLY__INIT;
-  u.code = UNSUBSCRIBE_SERVER;
-  u.reason = "server unsubscribe";
+  u.code = code;
+  u.reason = (char *)reason;
   push.channel = (char *)channel;
   push.unsubscribe = &u;
   reply.push = &push;
@@ -307,4 +311,18 @@ int protocol_send_message(struct session *s, const uint8_t *data, size_t len) {
   push.message = &m;
   reply.push = &push;
   return session_send_reply(s, &reply);
+}
+
+void protocol_expire_subscriptions(struct session *s) {
+  int64_t cutoff = (int64_t)time(NULL) - s->srv->cfg->client_expired_close_delay_ms / 1000;
+  char *expired[16];
+  size_t n = 0;
+  pthread_mutex_lock(&s->lock);
+  for (struct subscription *sub = s->subs; sub && n < 16; sub = sub->next)
+    if (sub->expires_at > 0 && sub->expires_at <= cutoff) expired[n++] = strdup(sub->channel_name);
+  pthread_mutex_unlock(&s->lock);
+  for (size_t i = 0; i < n; i++) {
+    if (expired[i]) protocol_unsubscribe_with(s, expired[i], UNSUBSCRIBE_EXPIRED, "subscription expired");
+    free(expired[i]);
+  }
 }

@@ -38,6 +38,13 @@ void protocol_subscription_ended(struct session *s, struct subscription *sub);
  * "server unsubscribe". Returns 0, or -1 when S was not subscribed. Any thread. */
 int protocol_server_unsubscribe(struct session *s, const char *channel);
 
+/* The same with another unsubscribe CODE (2501 subscription expired: the SDK resubscribes). */
+int protocol_unsubscribe_with(struct session *s, const char *channel, uint32_t code, const char *reason);
+
+/* Ends S's subscriptions whose token expired more than client_expired_close_delay ago (unsubscribe
+ * push 2501, so the SDK resubscribes with a fresh token). Called from S's ping timer. */
+void protocol_expire_subscriptions(struct session *s);
+
 /* Sends S an async message push carrying DATA (raw bytes, JSON text for JSON clients). Returns 0 or -1. */
 int protocol_send_message(struct session *s, const uint8_t *data, size_t len);
 

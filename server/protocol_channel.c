@@ -182,6 +182,7 @@ uint32_t protocol_subscribe(struct session *s, struct subscribe_plan *plan) {
   Protocol__ClientInfo info;
   protocol_client_info(s, &info);
   if (plan->token) info.chan_info = plan->token->info;
+  if (plan->expires_at > 0) hub_set_expiry(s->srv->hub, s, plan->channel, plan->expires_at);
   if (ls.flags & SUB_PRESENCE) b->ops->presence_add(b, plan->channel, &info);
   if (ls.flags & SUB_EMIT_JOIN_LEAVE) b->ops->publish_join_leave(b, plan->channel, &info, 1);
   return 0;
@@ -394,6 +395,7 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
   Protocol__SubRefreshResult res = PROTOCOL__SUB_REFRESH_RESULT__INIT;
   int64_t exp = auth_subscription_expires_at(&claims);
+  hub_set_expiry(s->srv->hub, s, req->channel, exp);
   if (exp > 0) {
     res.expires = true;
     int64_t ttl = exp - (int64_t)time(NULL);

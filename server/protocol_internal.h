@@ -77,5 +77,4 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
 /* Fills INFO (borrowing from S) with the session's ClientInfo for presence and join/leave. */
 void protocol_client_info(const struct session *s, Protocol__ClientInfo *info);
 
-
 #endif

@@ -402,7 +402,7 @@ static bool ping_locked(struct session *s) {
 static void on_timer(void *arg) {
   struct session *s = arg;
   const struct config *cfg = s->srv->cfg;
-  bool wake = false;
+  bool wake = false, expire_subs = false;
   pthread_mutex_lock(&s->lock);
   switch (s->timer_kind) {
     case SESSION_TIMER_STALE:
@@ -411,6 +411,7 @@ static void on_timer(void *arg) {
       break;
     case SESSION_TIMER_PING:
       if (s->state == SESSION_CONNECTED) wake = ping_locked(s);
+      expire_subs = s->state == SESSION_CONNECTED && s->sub_count > 0;
       break;
     case SESSION_TIMER_PONG_CHECK:
       if (s->state != SESSION_CONNECTED) break;
@@ -422,5 +423,6 @@ static void on_timer(void *arg) {
   }
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
+  if (expire_subs) protocol_expire_subscriptions(s); /* checked with every ping: ping_interval granularity */
   session_unref(s);
 }

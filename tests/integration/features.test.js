@@ -249,6 +249,25 @@ describe('subscription tokens and forced join/leave', () => {
     assert.equal(frame.push.disconnect.code, 3500);
   });
 
+  test('an expired subscription token is not refreshed ⇒ unsubscribe push 2501 (the SDK resubscribes)', async () => {
+    const quick = await startServer({ http_stream: true, token_hmac_secret_key: SECRET, ping_interval: '2s',
+      pong_timeout: '1s', client_expired_close_delay: '1s' });
+    const s = await connectRaw(quick.base, { connect: { token: token('exp-sub') } });
+    const sub = await call(s, { id: 2, subscribe: { channel: '$short',
+      token: hsToken({ sub: 'exp-sub', channel: '$short', exp: now() + 1 }, SECRET) } });
+    assert.equal(sub.subscribe.expires, true);
+    const started = Date.now();
+    let frame;
+    for (;;) {
+      frame = await s.nextJSON(8000);
+      if (Object.keys(frame).length === 0) { await s.emulate([{}]); continue; } // answer pings
+      if (frame.push?.unsubscribe) break;
+    }
+    assert.deepEqual(frame.push, { channel: '$short', unsubscribe: { code: 2501, reason: 'subscription expired' } });
+    assert.ok(Date.now() - started < 7000, 'within expiry + delay + one ping interval');
+    await quick.stop();
+  });
+
   test('force_push_join_leave sends joins to subscribers that did not ask', async () => {
     const forced = await startServer({ http_stream: true, client_insecure: true,
       namespaces: [{ name: 'fj', presence: true, join_leave: true, force_push_join_leave: true }] });
