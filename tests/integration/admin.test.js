@@ -204,6 +204,7 @@ describe('admin socket and streamctl', () => {
     await api(srv.base, 'publish', { channel: 'other', data: 1 }, { key: API_KEY });
     await api(srv.base, 'publish', { channel: 'watched', data: 2 }, { key: API_KEY });
     assert.equal(JSON.parse(await wj.nextLine()).publication.data, 2);
+    assert.match(await w.nextLine(), /^\d\d:\d\d:\d\d {2}watched {2}2$/); // both watchers saw it before they stop
     for (const x of [w, wj]) {
       const r = await x.stop();
       assert.equal(r.code, 0, r.stderr);
