@@ -227,34 +227,7 @@ static void test_validate_requests(void **state) {
 
 /* --- the server's dispatch --- */
 
-struct fixture {
-  struct config cfg;
-  struct server srv;
-};
-
-static int setup(void **state) {
-  struct fixture *fx = calloc(1, sizeof *fx);
-  assert_int_equal(config_defaults(&fx->cfg), 0);
-  fx->cfg.client_insecure = true;
-  fx->srv.cfg = &fx->cfg;
-  fx->srv.timers = timer_wheel_new(50, 64, 0);
-  fx->srv.registry = registry_new();
-  fx->srv.hub = hub_new(&fx->srv);
-  fx->srv.broker = broker_memory_new(&fx->srv);
-  *state = fx;
-  return 0;
-}
-
-static int teardown(void **state) {
-  struct fixture *fx = *state;
-  hub_free(fx->srv.hub);
-  fx->srv.broker->ops->free(fx->srv.broker);
-  registry_free(fx->srv.registry);
-  timer_wheel_free(fx->srv.timers);
-  config_cleanup(&fx->cfg);
-  free(fx);
-  return 0;
-}
+#include "server_fixture.h"
 
 /* Runs the command line LINE through the CLI parser, the validator and admin_execute. Returns the
  * response (caller frees). */

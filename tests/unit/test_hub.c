@@ -19,34 +19,7 @@
 #include "session.h"
 #include "timer.h"
 
-struct fixture {
-  struct config cfg;
-  struct server srv;
-};
-
-static int setup(void **state) {
-  struct fixture *fx = calloc(1, sizeof *fx);
-  assert_int_equal(config_defaults(&fx->cfg), 0);
-  fx->cfg.client_insecure = true;
-  fx->srv.cfg = &fx->cfg;
-  fx->srv.timers = timer_wheel_new(50, 64, 0);
-  fx->srv.registry = registry_new();
-  fx->srv.hub = hub_new(&fx->srv);
-  fx->srv.broker = broker_memory_new(&fx->srv);
-  *state = fx;
-  return 0;
-}
-
-static int teardown(void **state) {
-  struct fixture *fx = *state;
-  hub_free(fx->srv.hub);
-  fx->srv.broker->ops->free(fx->srv.broker);
-  registry_free(fx->srv.registry);
-  timer_wheel_free(fx->srv.timers);
-  config_cleanup(&fx->cfg);
-  free(fx);
-  return 0;
-}
+#include "server_fixture.h"
 
 static struct session *connected_session(struct fixture *fx) {
   struct session *s = session_new(&fx->srv, codec_get(CODEC_JSON), "127.0.0.1");
