@@ -295,6 +295,7 @@ void session_detach(struct session *s) {
 }
 
 void session_feed(struct session *s, const uint8_t *data, size_t len) {
+  if (len == 0) return; /* no commands (and DATA may be NULL: no pointer arithmetic on it) */
   const uint8_t *pos = data, *end = data + len;
   size_t max_command = (size_t)s->srv->cfg->http_stream_max_request_body_size;
   pthread_mutex_lock(&s->lock);
