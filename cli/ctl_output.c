@@ -133,9 +133,20 @@ static void kv(const char *label, const char *value) { printf("%-15s %s\n", labe
 
 typedef void (*printer_fn)(json_t *args, json_t *result);
 
+/* The "messages" and "bytes" rows (in and out) that info and session share. */
+static void traffic(json_t *r) {
+  char a[48], b[48], line[128];
+  snprintf(line, sizeof line, "%s in, %s out", num(r, "messages_in", a, sizeof a),
+           num(r, "messages_out", b, sizeof b));
+  kv("messages", line);
+  snprintf(line, sizeof line, "%s in, %s out", bytes(r, "bytes_in", a, sizeof a),
+           bytes(r, "bytes_out", b, sizeof b));
+  kv("bytes", line);
+}
+
 static void print_info(json_t *args, json_t *r) {
   (void)args;
-  char a[32], b[32], line[96];
+  char a[32];
   kv("node", str(r, "uid"));
   kv("name", str(r, "name"));
   kv("version", str(r, "version"));
@@ -145,12 +156,7 @@ static void print_info(json_t *args, json_t *r) {
   kv("users", num(r, "num_users", a, sizeof a));
   kv("channels", num(r, "num_channels", a, sizeof a));
   kv("subscriptions", num(r, "num_subs", a, sizeof a));
-  snprintf(line, sizeof line, "%s in, %s out", num(r, "messages_in", a, sizeof a),
-           num(r, "messages_out", b, sizeof b));
-  kv("messages", line);
-  snprintf(line, sizeof line, "%s in, %s out", bytes(r, "bytes_in", a, sizeof a),
-           bytes(r, "bytes_out", b, sizeof b));
-  kv("bytes", line);
+  traffic(r);
   kv("publications", num(r, "publications", a, sizeof a));
   kv("connections", num(r, "connections", a, sizeof a));
   kv("queue drops", num(r, "queue_drops", a, sizeof a));
@@ -188,7 +194,7 @@ static void print_sessions(json_t *args, json_t *r) {
 
 static void print_session(json_t *args, json_t *r) {
   (void)args;
-  char a[48], b[48], line[128];
+  char a[48], line[128];
   kv("client", str(r, "client"));
   kv("session", str(r, "session"));
   kv("user", user_of(r));
@@ -200,12 +206,7 @@ static void print_session(json_t *args, json_t *r) {
   kv("remote", str(r, "remote"));
   kv("connected", duration(r, "connected_ms", a, sizeof a));
   kv("queued", bytes(r, "queued_bytes", a, sizeof a));
-  snprintf(line, sizeof line, "%s in, %s out", num(r, "messages_in", a, sizeof a),
-           num(r, "messages_out", b, sizeof b));
-  kv("messages", line);
-  snprintf(line, sizeof line, "%s in, %s out", bytes(r, "bytes_in", a, sizeof a),
-           bytes(r, "bytes_out", b, sizeof b));
-  kv("bytes", line);
+  traffic(r);
   kv("last ping", ago(r, "last_ping_ago_ms", a, sizeof a));
   kv("last pong", ago(r, "last_pong_ago_ms", a, sizeof a));
   kv("subscriptions", num(r, "subscriptions", a, sizeof a));

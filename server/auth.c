@@ -342,32 +342,38 @@ static enum auth_status verify_token(const struct auth_keys *k, const char *toke
   return st;
 }
 
-enum auth_status auth_verify_connection(const struct auth_keys *keys, const char *token, int64_t now_unix,
-                                        struct auth_connection_claims *out, char *why, size_t whylen) {
+/* Verifies TOKEN, then hands its payload to PARSE (which fills OUT); the shared part of both verbs. */
+static enum auth_status verify_and_parse(const struct auth_keys *keys, const char *token, int64_t now_unix,
+                                         enum auth_status (*parse)(json_t *, int64_t, void *, char *, size_t),
+                                         void *out, char *why, size_t whylen) {
   json_t *payload = NULL;
   const char *reason = NULL;
-  memset(out, 0, sizeof *out);
   enum auth_status st = verify_token(keys, token, &payload, &reason);
   if (st != AUTH_OK) {
     say(why, whylen, "%s", reason);
     return st;
   }
-  st = auth_connection_claims_parse(payload, now_unix, out, why, whylen);
+  st = parse(payload, now_unix, out, why, whylen);
   json_decref(payload);
   return st;
 }
 
+static enum auth_status parse_connection(json_t *payload, int64_t now, void *out, char *why, size_t len) {
+  return auth_connection_claims_parse(payload, now, out, why, len);
+}
+
+static enum auth_status parse_subscription(json_t *payload, int64_t now, void *out, char *why, size_t len) {
+  return auth_subscription_claims_parse(payload, now, out, why, len);
+}
+
+enum auth_status auth_verify_connection(const struct auth_keys *keys, const char *token, int64_t now_unix,
+                                        struct auth_connection_claims *out, char *why, size_t whylen) {
+  memset(out, 0, sizeof *out);
+  return verify_and_parse(keys, token, now_unix, parse_connection, out, why, whylen);
+}
+
 enum auth_status auth_verify_subscription(const struct auth_keys *keys, const char *token, int64_t now_unix,
                                           struct auth_subscription_claims *out, char *why, size_t whylen) {
-  json_t *payload = NULL;
-  const char *reason = NULL;
   memset(out, 0, sizeof *out);
-  enum auth_status st = verify_token(keys, token, &payload, &reason);
-  if (st != AUTH_OK) {
-    say(why, whylen, "%s", reason);
-    return st;
-  }
-  st = auth_subscription_claims_parse(payload, now_unix, out, why, whylen);
-  json_decref(payload);
-  return st;
+  return verify_and_parse(keys, token, now_unix, parse_subscription, out, why, whylen);
 }
