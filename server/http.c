@@ -4,12 +4,14 @@
  * Origin check, method check, Content-Length check: each can answer at once, before the body is read),
  * then once per piece of body (collected up to the route's limit; past it the rest is discarded and the
  * answer is 413), then once with no data (the route's handler runs). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <fnmatch.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +306,16 @@ static void read_bound_address(struct http *h) {
   }
 }
 
+/* The cores this process may run on (its CPU affinity: taskset, cgroups), one MHD thread each; more
+ * threads than cores would only take turns on the same core. */
+static unsigned int usable_cores(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    return (unsigned int)CPU_COUNT(&set);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  return cores > 0 ? (unsigned int)cores : 1;
+}
+
 struct http *http_start(struct server *srv, char *err, size_t errlen) {
   struct http *h = calloc(1, sizeof *h);
   struct sockaddr_storage ss;
@@ -315,8 +327,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
     free(h);
     return NULL;
   }
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  unsigned int pool = cores > 0 ? (unsigned int)cores : 1;
+  unsigned int pool = usable_cores();
   unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ITC;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   h->daemon =
