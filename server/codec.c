@@ -4,10 +4,12 @@
 
 #include "codec_json.h"
 #include "codec_pb.h"
+#include "codec_sse.h"
 
 static const struct codec *const codecs[CODEC_COUNT] = {
     [CODEC_JSON] = &codec_json,
     [CODEC_PROTOBUF] = &codec_pb,
+    [CODEC_SSE] = &codec_sse,
 };
 
 static const char *const error_texts[] = {

@@ -14,7 +14,10 @@
 #include "client.pb-c.h"
 #include "frame.h"
 
-enum codec_kind { CODEC_JSON = 0, CODEC_PROTOBUF = 1, CODEC_COUNT };
+/* A codec is a wire format: how commands are read and how replies are framed. SSE speaks JSON but
+ * frames each reply as an event ("data: <json>\n\n"), so it is a kind of its own: a publication is
+ * encoded at most once per kind in use on its channel. */
+enum codec_kind { CODEC_JSON = 0, CODEC_PROTOBUF = 1, CODEC_SSE = 2, CODEC_COUNT };
 
 /* Errors returned (negated) by codec functions. */
 enum codec_error {

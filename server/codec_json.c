@@ -34,8 +34,8 @@ static int line_at(const uint8_t *p, const uint8_t *end, size_t max, size_t *len
   return 0;
 }
 
-static int json_next_command(const uint8_t **pos, const uint8_t *end, size_t max_command,
-                             Protocol__Command **out) {
+int codec_json_next_command(const uint8_t **pos, const uint8_t *end, size_t max_command,
+                            Protocol__Command **out) {
   const uint8_t *p = *pos, *next;
   size_t len;
   for (;; p = next) {
@@ -131,7 +131,7 @@ static int emulation_fill(const struct emulation_members *m, Protocol__Emulation
   return 0;
 }
 
-static int json_decode_emulation(const uint8_t *body, size_t len, Protocol__EmulationRequest **out) {
+int codec_json_decode_emulation(const uint8_t *body, size_t len, Protocol__EmulationRequest **out) {
   struct emulation_members m = {{NULL, NULL, NULL}, {0, 0, 0}};
   int rc = emulation_scan((const char *)body, len, &m);
   if (rc != 0) return rc;
@@ -150,7 +150,7 @@ static int json_decode_emulation(const uint8_t *body, size_t len, Protocol__Emul
 const struct codec codec_json = {
     .name = "json",
     .kind = CODEC_JSON,
-    .next_command = json_next_command,
+    .next_command = codec_json_next_command,
     .encode_reply = json_encode_reply,
-    .decode_emulation = json_decode_emulation,
+    .decode_emulation = codec_json_decode_emulation,
 };

@@ -12,6 +12,12 @@
 
 #include "codec.h"
 
+/* The JSON codec's command reader and emulation decoder, shared with the SSE codec (codec_sse.c),
+ * which reads the same JSON and only frames replies differently. Contracts as in struct codec. */
+int codec_json_next_command(const uint8_t **pos, const uint8_t *end, size_t max_command,
+                            Protocol__Command **out);
+int codec_json_decode_emulation(const uint8_t *body, size_t len, Protocol__EmulationRequest **out);
+
 /* The JSON codec's function table (also reachable through codec_get(CODEC_JSON)). */
 extern const struct codec codec_json;
 

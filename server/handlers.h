@@ -9,6 +9,9 @@
 /* POST <http_stream_handler_prefix>: connect and stream replies (stream.c). */
 enum MHD_Result stream_handle(struct request *req);
 
+/* GET <sse_handler_prefix>?cf_connect=<command> (or POST with the command as body): SSE (stream.c). */
+enum MHD_Result sse_handle(struct request *req);
+
 /* POST <emulation_handler_prefix>: commands for a stream's session (emulation.c). */
 enum MHD_Result emulation_handle(struct request *req);
 

@@ -40,13 +40,14 @@ struct route {
   size_t prefix_offset; /* char * in struct config */
   size_t limit_offset;  /* int64_t in struct config; 0 = no body limit of its own */
   bool (*enabled)(const struct config *cfg);
-  bool subpaths;      /* also matches "<prefix>/<name>" */
-  const char *method; /* the one method served (besides OPTIONS for client routes) */
+  bool subpaths;       /* also matches "<prefix>/<name>" */
+  const char *methods; /* the methods served, space-separated (besides OPTIONS for client routes) */
   enum MHD_Result (*handle)(struct request *req);
   void (*count)(struct server *srv, unsigned status); /* optional: told every response status */
 };
 
 static bool stream_enabled(const struct config *cfg) { return cfg->http_stream; }
+static bool sse_enabled(const struct config *cfg) { return cfg->sse; }
 static bool emulation_enabled(const struct config *cfg) { return cfg->http_stream || cfg->sse; }
 static bool always(const struct config *cfg) { return cfg != NULL; }
 static bool health_enabled(const struct config *cfg) { return cfg->health; }
@@ -66,6 +67,8 @@ static const struct route routes[] = {
     {"emulation", ROUTE_CLIENT, CFG_FIELD(emulation_handler_prefix),
      CFG_FIELD(emulation_max_request_body_size), emulation_enabled, false, "POST", emulation_handle,
      stats_emulation},
+    {"sse", ROUTE_CLIENT, CFG_FIELD(sse_handler_prefix), CFG_FIELD(sse_max_request_body_size), sse_enabled,
+     false, "GET POST", sse_handle, NULL},
     {"api", ROUTE_API, CFG_FIELD(api_handler_prefix), 0, always, true, "POST", api_handle, NULL},
     {"health", ROUTE_OPS, FIXED_PATH, 0, health_enabled, false, "GET", health_handle, NULL},
     {"metrics", ROUTE_OPS, FIXED_PATH, 0, prometheus_enabled, false, "GET", metrics_handle, NULL},
@@ -168,6 +171,14 @@ void http_remote_address(const struct request *req, char *buf, size_t len) {
     inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf, (socklen_t)len);
 }
 
+/* Is METHOD one of the space-separated METHODS? */
+static bool method_allowed(const char *methods, const char *method) {
+  size_t len = strlen(method);
+  for (const char *p = methods; (p = strstr(p, method)) != NULL; p += len)
+    if ((p == methods || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0')) return true;
+  return false;
+}
+
 /* First call for a request: everything that can be decided from the headers alone. Returns true when a
  * response was queued (into *ret). */
 static bool check_headers(struct request *req, enum MHD_Result *ret) {
@@ -184,7 +195,7 @@ static bool check_headers(struct request *req, enum MHD_Result *ret) {
     }
     if (strcmp(req->method, MHD_HTTP_METHOD_OPTIONS) == 0) return (*ret = respond_preflight(req)), true;
   }
-  if (strcmp(req->method, req->route->method) != 0) {
+  if (!method_allowed(req->route->methods, req->method)) {
     *ret = respond_text(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
     return true;
   }

@@ -1,4 +1,6 @@
-/* stream: the HTTP-streaming transport (PROTOCOL.md §2.2, §3). The POST body holds the connect command;
+/* stream: the HTTP-streaming and SSE transports (PROTOCOL.md §2.2, §2.4, §3). SSE differs only in how
+ * the connect command arrives (the cf_connect query parameter of a GET, or a POST body), in its framing
+ * (the SSE codec) and in a "\r\n" sent first. The POST body holds the connect command;
  * the answer is a 200 with a chunked body that libmicrohttpd fills through stream_read(), a content
  * reader that drains the session's queue, as many frames per call as fit, and suspends the connection
  * when the queue is empty. An enqueue wakes it (session.c clears the parked flag, then stream_wake()
@@ -23,17 +25,32 @@
 struct stream {
   struct session *session;
   struct MHD_Connection *conn;
+  bool preamble; /* SSE: "\r\n" still to be sent before the first event (lets EventSource open) */
 };
 
 static void stream_wake(void *ctx) { MHD_resume_connection(ctx); }
 
 static const struct session_transport http_stream_transport = {.name = "http_stream", .wake = stream_wake};
+static const struct session_transport sse_transport = {.name = "sse", .wake = stream_wake};
+
+/* Content-Type of the stream response for each wire format. */
+static const char *const content_types[CODEC_COUNT] = {
+    [CODEC_JSON] = "application/json",
+    [CODEC_PROTOBUF] = "application/octet-stream",
+    [CODEC_SSE] = "text/event-stream; charset=utf-8",
+};
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
   struct stream *st = cls;
   bool eof = false;
-  size_t n = session_drain(st->session, (uint8_t *)buf, max, &eof);
+  size_t off = 0;
+  if (st->preamble && max >= 2) {
+    memcpy(buf, "\r\n", 2);
+    off = 2;
+    st->preamble = false;
+  }
+  size_t n = off + session_drain(st->session, (uint8_t *)buf + off, max - off, &eof);
   if (n > 0) return (ssize_t)n;
   if (eof) return MHD_CONTENT_READER_END_OF_STREAM;
   MHD_suspend_connection(st->conn);
@@ -73,8 +90,7 @@ static enum codec_kind request_codec(const struct request *req) {
 }
 
 static void add_stream_headers(const struct request *req, struct MHD_Response *r, enum codec_kind kind) {
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                          kind == CODEC_PROTOBUF ? "application/octet-stream" : "application/json");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_types[kind]);
   MHD_add_response_header(r, "X-Accel-Buffering", "no");
   MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
                           "private, no-cache, no-store, must-revalidate, max-age=0");
@@ -85,12 +101,12 @@ static void add_stream_headers(const struct request *req, struct MHD_Response *r
 
 /* Runs the connect command in the body. An empty body or a first command other than connect closes the
  * session with 3501, whose Disconnect push then becomes the stream's only frame. */
-static void run_connect(struct session *s, const struct request *req) {
-  if (req->body_len == 0) {
+static void run_connect(struct session *s, const char *command, size_t len) {
+  if (len == 0) {
     session_close(s, DISCONNECT_BAD_REQUEST);
     return;
   }
-  session_feed(s, (const uint8_t *)req->body, req->body_len);
+  session_feed(s, (const uint8_t *)command, len);
   if (session_state(s) == SESSION_CONNECTING) session_close(s, DISCONNECT_BAD_REQUEST); /* no command */
 }
 
@@ -98,14 +114,16 @@ static void run_connect(struct session *s, const struct request *req) {
  * buffer, so this block is only used for HTTP/1.0 clients; small keeps memory per stream small. */
 #define STREAM_BLOCK_SIZE 512
 
-enum MHD_Result stream_handle(struct request *req) {
+/* Opens a stream of wire format KIND over TRANSPORT whose connect command is COMMAND[0..LEN). */
+static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
+                                    const struct session_transport *t, const char *command, size_t len) {
   struct server *srv = req->srv;
   if (atomic_load(&srv->shutting_down))
     return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n",
                         14);
   char remote[64];
   http_remote_address(req, remote, sizeof remote);
-  struct session *s = session_new(srv, codec_get(request_codec(req)), remote);
+  struct session *s = session_new(srv, codec_get(kind), remote);
   if (s == NULL) return MHD_NO;
   struct stream *st = calloc(1, sizeof *st);
   struct stream_request *sr = calloc(1, sizeof *sr);
@@ -118,12 +136,13 @@ enum MHD_Result stream_handle(struct request *req) {
   }
   st->session = session_ref(s);
   st->conn = req->conn;
+  st->preamble = kind == CODEC_SSE;
   sr->session = s;
   sr->fd = -1;
   req->handler_data = sr;
   req->cleanup = stream_cleanup;
-  session_attach(s, &http_stream_transport, req->conn);
-  run_connect(s, req);
+  session_attach(s, t, req->conn);
+  run_connect(s, command, len);
   struct MHD_Response *r =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, st, stream_free);
   if (r == NULL) {
@@ -131,9 +150,23 @@ enum MHD_Result stream_handle(struct request *req) {
     session_close(s, DISCONNECT_SERVER_ERROR);
     return MHD_NO;
   }
-  add_stream_headers(req, r, s->codec->kind);
+  add_stream_headers(req, r, kind);
   enum MHD_Result ret = http_queue(req, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
   if (ret == MHD_YES) watch_hangup(req, sr);
   return ret;
+}
+
+enum MHD_Result stream_handle(struct request *req) {
+  return start_stream(req, request_codec(req), &http_stream_transport, req->body, req->body_len);
+}
+
+enum MHD_Result sse_handle(struct request *req) {
+  if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0)
+    return start_stream(req, CODEC_SSE, &sse_transport, req->body, req->body_len);
+  /* EventSource cannot send a body: the connect command is the URL-encoded cf_connect parameter */
+  const char *command = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "cf_connect");
+  if (command == NULL)
+    return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", "cf_connect missing\n", 19);
+  return start_stream(req, CODEC_SSE, &sse_transport, command, strlen(command));
 }
