@@ -147,26 +147,6 @@ static int cmd_session(struct server *srv, json_t *args, json_t **result, char *
 
 /* --- info --- */
 
-static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Distinct user ids among the sessions (anonymous counts as one user). */
-static size_t count_users(const struct snapshot *snap) {
-  char **users = malloc((snap->n + 1) * sizeof *users);
-  size_t n = 0, distinct = 0;
-  for (size_t i = 0; users && i < snap->n; i++) {
-    pthread_mutex_lock(&snap->v[i]->lock);
-    users[n] = strdup(snap->v[i]->user);
-    pthread_mutex_unlock(&snap->v[i]->lock);
-    if (users[n]) n++;
-  }
-  if (users) qsort(users, n, sizeof *users, by_string);
-  for (size_t i = 0; i < n; i++)
-    if (i == 0 || strcmp(users[i], users[i - 1]) != 0) distinct++;
-  for (size_t i = 0; i < n; i++) free(users[i]);
-  free(users);
-  return distinct;
-}
-
 static void add_subscribers(const char *channel, size_t subscribers, void *arg) {
   (void)channel;
   *(size_t *)arg += subscribers;
@@ -188,10 +168,9 @@ static const struct {
 
 static int cmd_info(struct server *srv, json_t *args, json_t **result, char *err, size_t errlen) {
   (void)args;
-  struct snapshot snap;
-  if (snapshot_take(srv, &snap) != 0) return fail(err, errlen, "out of memory", NULL);
-  size_t users = count_users(&snap), subs = 0;
-  snapshot_release(&snap);
+  struct registry_counts rc;
+  if (registry_counts(srv->registry, &rc) != 0) return fail(err, errlen, "out of memory", NULL);
+  size_t users = rc.users, subs = 0;
   hub_foreach_channel(srv->hub, add_subscribers, &subs);
   uint64_t up = timer_now_ms() - srv->started_ms;
   json_t *o =

@@ -379,24 +379,13 @@ static int method_channels(struct server *srv, json_t *params, json_t **result) 
 
 static int method_info(struct server *srv, json_t *params, json_t **result) {
   (void)params;
-  struct session **all = NULL;
-  size_t max = registry_count(srv->registry) + 64, subs = 0, users = 0;
-  all = malloc(max * sizeof *all);
-  size_t n = all ? registry_snapshot(srv->registry, all, max) : 0;
-  for (size_t i = 0; i < n; i++) {
-    pthread_mutex_lock(&all[i]->lock);
-    subs += all[i]->sub_count;
-    pthread_mutex_unlock(&all[i]->lock);
-    bool first = true; /* count distinct users: O(n^2) but only over this node's sessions, on demand */
-    for (size_t j = 0; j < i && first; j++) first = strcmp(all[j]->user, all[i]->user) != 0;
-    users += first;
-  }
-  for (size_t i = 0; i < n; i++) session_unref(all[i]);
-  free(all);
-  json_t *node = json_pack(
-      "{sssssssIsIsIsIsI}", "uid", srv->node_id, "name", srv->cfg->name, "version", SD_VERSION, "num_clients",
-      (json_int_t)n, "num_users", (json_int_t)users, "num_channels", (json_int_t)hub_channel_count(srv->hub),
-      "num_subs", (json_int_t)subs, "uptime", (json_int_t)((timer_now_ms() - srv->started_ms) / 1000));
+  struct registry_counts rc;
+  if (registry_counts(srv->registry, &rc) != 0) return API_ERROR_INTERNAL;
+  json_t *node =
+      json_pack("{sssssssIsIsIsIsI}", "uid", srv->node_id, "name", srv->cfg->name, "version", SD_VERSION,
+                "num_clients", (json_int_t)rc.sessions, "num_users", (json_int_t)rc.users, "num_channels",
+                (json_int_t)hub_channel_count(srv->hub), "num_subs", (json_int_t)rc.subscriptions, "uptime",
+                (json_int_t)((timer_now_ms() - srv->started_ms) / 1000));
   *result = json_pack("{s[o]}", "nodes", node);
   return 0;
 }

@@ -126,6 +126,35 @@ size_t registry_user_count(struct registry *r, const char *user) {
   return uc.n;
 }
 
+struct counting {
+  struct registry_counts *out;
+  struct strmap *users;
+  int failed;
+};
+
+static void count_one(const char *key, void *value, void *arg) {
+  (void)key;
+  struct counting *c = arg;
+  struct session *s = value;
+  pthread_mutex_lock(&s->lock);
+  c->out->sessions++;
+  c->out->subscriptions += s->sub_count;
+  if (strmap_get(c->users, s->user) == NULL && strmap_put(c->users, s->user, c) != 0) c->failed = 1;
+  pthread_mutex_unlock(&s->lock);
+}
+
+int registry_counts(struct registry *r, struct registry_counts *out) {
+  struct counting c = {out, strmap_new(), 0};
+  *out = (struct registry_counts){0};
+  if (c.users == NULL) return -1;
+  pthread_mutex_lock(&r->lock);
+  strmap_foreach(r->by_session, count_one, &c);
+  pthread_mutex_unlock(&r->lock);
+  out->users = strmap_count(c.users);
+  strmap_free(c.users);
+  return c.failed ? -1 : 0;
+}
+
 static void close_one(const char *key, void *value, void *arg) {
   (void)key;
   session_close(value, *(uint32_t *)arg);

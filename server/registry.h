@@ -32,6 +32,16 @@ size_t registry_snapshot(struct registry *r, struct session **out, size_t max);
  * client ids. */
 struct session *registry_find_any(struct registry *r, const char *id);
 
+/* What `info` reports about this node's sessions. */
+struct registry_counts {
+  size_t sessions;      /* connected or connecting */
+  size_t users;         /* distinct user ids (anonymous counts as one) */
+  size_t subscriptions; /* channel subscriptions of all sessions */
+};
+
+/* Counts the sessions, distinct users and subscriptions in one O(n) pass. Returns 0 or -1 (no memory). */
+int registry_counts(struct registry *r, struct registry_counts *out);
+
 /* Number of sessions of USER (connected or connecting). O(n). */
 size_t registry_user_count(struct registry *r, const char *user);
 
