@@ -135,6 +135,7 @@ describe('methods', () => {
     const node = info.json.result.nodes[0];
     assert.equal(node.uid, s.node);
     assert.ok(node.num_clients >= 1 && node.num_subs >= 3 && node.num_channels >= 3);
+    assert.equal(node.num_users, 1, 'every connection here is anonymous: one distinct user');
     assert.equal(typeof node.version, 'string');
     assert.equal(typeof node.uptime, 'number');
   });
