@@ -5,11 +5,11 @@
 #include "codec_json.h"
 #include "codec_pb.h"
 #include "codec_sse.h"
+#include "codec_ws.h"
 
 static const struct codec *const codecs[CODEC_COUNT] = {
-    [CODEC_JSON] = &codec_json,
-    [CODEC_PROTOBUF] = &codec_pb,
-    [CODEC_SSE] = &codec_sse,
+    [CODEC_JSON] = &codec_json,       [CODEC_PROTOBUF] = &codec_pb,       [CODEC_SSE] = &codec_sse,
+    [CODEC_WS_JSON] = &codec_ws_json, [CODEC_WS_PROTOBUF] = &codec_ws_pb,
 };
 
 static const char *const error_texts[] = {

@@ -17,7 +17,14 @@
 /* A codec is a wire format: how commands are read and how replies are framed. SSE speaks JSON but
  * frames each reply as an event ("data: <json>\n\n"), so it is a kind of its own: a publication is
  * encoded at most once per kind in use on its channel. */
-enum codec_kind { CODEC_JSON = 0, CODEC_PROTOBUF = 1, CODEC_SSE = 2, CODEC_COUNT };
+enum codec_kind {
+  CODEC_JSON = 0,
+  CODEC_PROTOBUF = 1,
+  CODEC_SSE = 2,
+  CODEC_WS_JSON = 3,     /* WebSocket: JSON replies in text frames (codec_ws.c) */
+  CODEC_WS_PROTOBUF = 4, /* WebSocket: delimited protobuf replies in binary frames */
+  CODEC_COUNT
+};
 
 /* Errors returned (negated) by codec functions. */
 enum codec_error {

@@ -12,6 +12,9 @@ enum MHD_Result stream_handle(struct request *req);
 /* GET <sse_handler_prefix>?cf_connect=<command> (or POST with the command as body): SSE (stream.c). */
 enum MHD_Result sse_handle(struct request *req);
 
+/* GET <websocket_handler_prefix>: the WebSocket handshake (ws.c). */
+enum MHD_Result ws_handle(struct request *req);
+
 /* POST <emulation_handler_prefix>: commands for a stream's session (emulation.c). */
 enum MHD_Result emulation_handle(struct request *req);
 

@@ -48,6 +48,7 @@ struct route {
 
 static bool stream_enabled(const struct config *cfg) { return cfg->http_stream; }
 static bool sse_enabled(const struct config *cfg) { return cfg->sse; }
+static bool ws_enabled(const struct config *cfg) { return !cfg->websocket_disable; }
 static bool emulation_enabled(const struct config *cfg) { return cfg->http_stream || cfg->sse; }
 static bool always(const struct config *cfg) { return cfg != NULL; }
 static bool health_enabled(const struct config *cfg) { return cfg->health; }
@@ -69,6 +70,8 @@ static const struct route routes[] = {
      stats_emulation},
     {"sse", ROUTE_CLIENT, CFG_FIELD(sse_handler_prefix), CFG_FIELD(sse_max_request_body_size), sse_enabled,
      false, "GET POST", sse_handle, NULL},
+    {"websocket", ROUTE_CLIENT, CFG_FIELD(websocket_handler_prefix), 0, ws_enabled, false, "GET", ws_handle,
+     NULL},
     {"api", ROUTE_API, CFG_FIELD(api_handler_prefix), 0, always, true, "POST", api_handle, NULL},
     {"health", ROUTE_OPS, FIXED_PATH, 0, health_enabled, false, "GET", health_handle, NULL},
     {"metrics", ROUTE_OPS, FIXED_PATH, 0, prometheus_enabled, false, "GET", metrics_handle, NULL},
@@ -339,7 +342,8 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
     return NULL;
   }
   unsigned int pool = usable_cores();
-  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ITC;
+  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+                       MHD_USE_TURBO | MHD_USE_ITC;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   h->daemon =
       MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,

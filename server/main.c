@@ -23,6 +23,7 @@
 #include "sd_version.h"
 #include "server.h"
 #include "timer.h"
+#include "ws.h"
 
 #define SHUTDOWN_GRACE_MS 10000
 
@@ -139,11 +140,14 @@ static int server_init(struct server *srv, const struct config *cfg) {
   srv->broker = broker_memory_new(srv);
   srv->auth = load_keys(cfg);
   srv->hangup = hangup_start();
-  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->auth || !srv->hangup) return -1;
+  srv->ws = ws_start(srv);
+  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->auth || !srv->hangup || !srv->ws)
+    return -1;
   return timer_wheel_start(srv->timers);
 }
 
 static void server_cleanup(struct server *srv) {
+  ws_stop(srv->ws); /* only when http never started: run() stops it before http_stop */
   hangup_stop(srv->hangup);
   auth_keys_free(srv->auth);
   if (srv->timers) timer_wheel_stop(srv->timers);
@@ -232,6 +236,8 @@ static void shutdown_streams(struct server *srv, struct http *http) {
     left = registry_wait_empty(srv->registry, 100);
   }
   if (left > 0) log_warn("%zu sessions did not end within %d ms", left, SHUTDOWN_GRACE_MS);
+  ws_stop(srv->ws); /* ends any WebSocket left while the daemon still owns the upgrade handles */
+  srv->ws = NULL;
 }
 
 static int run(const struct options *o, struct server *srv) {

@@ -102,8 +102,11 @@ static void render_sessions(struct text *t, struct server *srv) {
   }
   free(all);
   gauge_header(t, "connections", "Connected sessions, by transport and protocol.");
-  static const char *const transport_of[CODEC_COUNT] = {
-      [CODEC_JSON] = "http_stream", [CODEC_PROTOBUF] = "http_stream", [CODEC_SSE] = "sse"};
+  static const char *const transport_of[CODEC_COUNT] = {[CODEC_JSON] = "http_stream",
+                                                        [CODEC_PROTOBUF] = "http_stream",
+                                                        [CODEC_SSE] = "sse",
+                                                        [CODEC_WS_JSON] = "websocket",
+                                                        [CODEC_WS_PROTOBUF] = "websocket"};
   for (int k = 0; k < CODEC_COUNT; k++)
     put(t, "streamd_connections{transport=\"%s\",protocol=\"%s\"} %zu\n", transport_of[k],
         codec_get((enum codec_kind)k)->name, by_codec[k]);

@@ -182,8 +182,10 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   res.version = SD_VERSION;
   res.ping = (uint32_t)(cfg->ping_interval_ms / 1000);
   res.pong = cfg->pong_timeout_ms > 0;
-  res.session = s->session_id;
-  res.node = s->srv->node_id;
+  if (s->transport == NULL || s->transport->emulation) { /* set before the connect command runs */
+    res.session = s->session_id;
+    res.node = s->srv->node_id;
+  }
   if (expires_at > 0) {
     int64_t ttl = expires_at - (int64_t)time(NULL);
     res.expires = true;

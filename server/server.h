@@ -18,6 +18,7 @@ struct registry;
 struct timer_wheel;
 struct auth_keys;
 struct hangup;
+struct ws;
 
 /* Counters for `info`, the admin socket and /metrics (monotonic; gauges are computed when read). */
 #define STATS_DISCONNECT_CODES 24 /* slots for disconnect codes, see stats_disconnect_slot() */
@@ -44,7 +45,8 @@ struct server {
   struct broker *broker;
   struct registry *registry;
   struct timer_wheel *timers;
-  struct hangup *hangup; /* notices clients leaving suspended streams */
+  struct hangup *hangup;          /* notices clients leaving suspended streams */
+  struct ws *ws;                  /* the WebSocket loop; NULL once stopped (ws_stop runs before http_stop) */
   struct auth_keys *_Atomic auth; /* token keys of the running configuration (swapped with it on reload) */
   uint64_t started_ms;
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */

@@ -149,7 +149,13 @@ static bool take_wake(struct session *s) {
 }
 
 static void do_wake(struct session *s, bool wake) {
-  if (wake) s->transport->wake(s->transport_ctx);
+  if (!wake) return;
+  /* read the transport again under the lock: it may have detached since the wake was decided */
+  pthread_mutex_lock(&s->lock);
+  const struct session_transport *t = s->transport;
+  void *ctx = s->transport_ctx;
+  pthread_mutex_unlock(&s->lock);
+  if (t) t->wake(s, ctx);
 }
 
 /* Starts closing under the lock (see session_close). Returns whether a wake is due. */

@@ -28,6 +28,7 @@
 #include "timer.h"
 
 struct server;
+struct session;
 struct subscription;
 
 enum session_state { SESSION_CONNECTING, SESSION_CONNECTED, SESSION_CLOSING, SESSION_CLOSED };
@@ -38,7 +39,12 @@ enum session_timer { SESSION_TIMER_STALE, SESSION_TIMER_PING, SESSION_TIMER_PONG
  * queued while the transport was parked in session_drain(). */
 struct session_transport {
   const char *name; /* "http_stream" */
-  void (*wake)(void *ctx);
+  /* Called with no lock held, from any thread, with the session (the caller holds a reference) and
+   * the transport context as it was when the wake was decided; a transport whose connection may end
+   * while parked must not trust CTX and find its connection from S instead. */
+  void (*wake)(struct session *s, void *ctx);
+  bool emulation; /* a unidirectional transport (commands via /emulation): connect replies carry
+                     the session and node ids (§3.2) */
 };
 
 struct session {

@@ -28,10 +28,15 @@ struct stream {
   bool preamble; /* SSE: "\r\n" still to be sent before the first event (lets EventSource open) */
 };
 
-static void stream_wake(void *ctx) { MHD_resume_connection(ctx); }
+/* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX is valid. */
+static void stream_wake(struct session *s, void *ctx) {
+  (void)s;
+  MHD_resume_connection(ctx);
+}
 
-static const struct session_transport http_stream_transport = {.name = "http_stream", .wake = stream_wake};
-static const struct session_transport sse_transport = {.name = "sse", .wake = stream_wake};
+static const struct session_transport http_stream_transport = {
+    .name = "http_stream", .wake = stream_wake, .emulation = true};
+static const struct session_transport sse_transport = {.name = "sse", .wake = stream_wake, .emulation = true};
 
 /* Content-Type of the stream response for each wire format. */
 static const char *const content_types[CODEC_COUNT] = {
