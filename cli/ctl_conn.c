@@ -65,15 +65,15 @@ static int fill(struct ctl_conn *c) {
     c->cap = cap;
   }
   for (;;) {
+    if (ctl_interrupted) return 1;
     ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
     if (n > 0) {
       c->len += (size_t)n;
       return 0;
     }
-    if (n < 0 && errno == EINTR) {
-      if (ctl_interrupted) return 1;
-      continue;
-    }
+    /* an interrupt that came between the check and the read shut the socket down: see ctl_run.c */
+    if (ctl_interrupted) return 1;
+    if (n < 0 && errno == EINTR) continue;
     return -1;
   }
 }

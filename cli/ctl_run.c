@@ -6,14 +6,20 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "ctl.h"
 
 volatile sig_atomic_t ctl_interrupted;
 
+/* The socket a `watch` reads from, or -1. Ctrl-C shuts it down, so that a read the signal did not
+ * interrupt (it came just before the read began) still returns at once. */
+static volatile sig_atomic_t watch_fd = -1;
+
 static void on_sigint(int sig) {
   (void)sig;
   ctl_interrupted = 1;
+  if (watch_fd >= 0) shutdown(watch_fd, SHUT_RDWR); /* async-signal-safe */
 }
 
 /* Makes sure ctl->conn is open. Returns 0, or -1 after printing why (unless QUIET). */
@@ -89,6 +95,7 @@ static int run_watch(struct ctl *ctl, json_t *request) {
   struct sigaction sa = {.sa_handler = on_sigint}, old; /* no SA_RESTART: a read returns EINTR */
   sigemptyset(&sa.sa_mask);
   ctl_interrupted = 0;
+  watch_fd = c.fd;
   sigaction(SIGINT, &sa, &old);
   json_t *ack = NULL;
   const char *line;
@@ -107,6 +114,7 @@ static int run_watch(struct ctl *ctl, json_t *request) {
   }
   json_decref(ack);
   sigaction(SIGINT, &old, NULL);
+  watch_fd = -1;
   ctl_conn_close(&c);
   return rc;
 }
