@@ -38,9 +38,9 @@ static const char *param_string(json_t *params, const char *key) {
 
 /* The channel parameter with its options, or an API error. */
 static int param_channel(struct server *srv, const char *channel, const struct channel_options **opts) {
-  if (channel[0] == '\0' || strlen(channel) > CHANNEL_MAX_LENGTH) return API_ERROR_BAD_REQUEST;
-  *opts = channel_options_for(srv->cfg, channel);
-  return *opts ? 0 : API_ERROR_UNKNOWN_CHANNEL;
+  /* the client protocol's check; its disconnect for an empty channel is a bad request here */
+  int64_t rc = protocol_check_channel(srv->cfg, channel, opts);
+  return rc == 0 ? 0 : rc < 0 ? (int)-rc : API_ERROR_BAD_REQUEST;
 }
 
 /* Copies the JSON text of params' member KEY into *out (malloc'd): the raw text api.c kept, or for a

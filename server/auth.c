@@ -54,18 +54,6 @@ struct jws {
   size_t header_len, payload_len, sig_len;
 };
 
-static const char *const status_text[] = {
-    [AUTH_OK] = "ok",
-    [AUTH_EXPIRED] = "token expired",
-    [AUTH_INVALID] = "invalid token",
-    [AUTH_ERROR] = "internal error",
-};
-
-const char *auth_status_str(enum auth_status status) {
-  if ((size_t)status >= sizeof status_text / sizeof status_text[0]) return "unknown";
-  return status_text[status];
-}
-
 static void say(char *buf, size_t len, const char *fmt, ...) {
   if (buf == NULL || len == 0) return;
   va_list ap;

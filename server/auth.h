@@ -28,9 +28,6 @@ enum auth_status {
   AUTH_ERROR = 3,   /* not the token's fault */
 };
 
-/* A short constant text for STATUS ("ok", "token expired", "invalid token", "internal error"). */
-const char *auth_status_str(enum auth_status status);
-
 /* A subscription option override from a token (`override: {presence: {value: bool}}`): UNSET when the
  * claim is absent or null, so the channel's namespace option applies. */
 enum auth_override { AUTH_OVERRIDE_UNSET = 0, AUTH_OVERRIDE_FALSE, AUTH_OVERRIDE_TRUE };
