@@ -25,4 +25,9 @@ struct frame *frame_ref(struct frame *f);
 /* Drops a reference; the last one frees the frame. NULL is allowed. Any thread. */
 void frame_unref(struct frame *f);
 
+/* The heap F pins: its header and data as glibc's malloc lays out the allocation (an 8-byte chunk
+ * header, 16-byte granules, 32 bytes at least), so never less than malloc_usable_size(f). Static
+ * frames are costed as if allocated. Pure arithmetic: any thread, no allocation. */
+size_t frame_footprint(const struct frame *f);
+
 #endif

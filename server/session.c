@@ -1,7 +1,10 @@
 /* session: per-client state, its bounded frame queue and its timer (see session.h for the threading
  * and lifetime rules). The queue is a ring of frame references that grows by doubling; a frame is never
  * copied on the way in, and the drain copies as many whole frames as fit into the transport's buffer,
- * so one write carries many messages. */
+ * so one write carries many messages. client_queue_max_size bounds the queue's real memory: each entry
+ * is charged its frame's heap footprint (in full, even when other queues share the frame) and the ring
+ * is charged its whole capacity, so tiny frames cannot pin many times the limit; an emptied ring that
+ * had grown past QUEUE_SHRINK_CAP slots is freed, so a burst's memory goes back once it is drained. */
 #include "session.h"
 
 #include <stdio.h>
@@ -88,10 +91,26 @@ void session_attach(struct session *s, const struct session_transport *t, void *
   pthread_mutex_unlock(&s->lock);
 }
 
+#define QUEUE_INITIAL_CAP 8
+#define QUEUE_SHRINK_CAP (8 * QUEUE_INITIAL_CAP) /* an empty ring with more slots than this is freed */
+
+/* The ring's capacity once it holds one more frame. Caller holds s->lock. */
+static size_t cap_for_one_more(const struct session *s) {
+  if (s->queue_len < s->queue_cap) return s->queue_cap;
+  return s->queue_cap ? s->queue_cap * 2 : QUEUE_INITIAL_CAP;
+}
+
+/* Whether one more reference to F keeps the queue's memory (frames and ring) within
+ * client_queue_max_size. Caller holds s->lock. */
+static bool queue_admits(const struct session *s, const struct frame *f) {
+  size_t total = s->queued_bytes + frame_footprint(f) + cap_for_one_more(s) * sizeof *s->queue;
+  return total <= (size_t)s->srv->cfg->client_queue_max_size;
+}
+
 /* Makes room for one more frame in the ring. Caller holds s->lock. Returns 0 or -1 (out of memory). */
 static int queue_reserve(struct session *s) {
   if (s->queue_len < s->queue_cap) return 0;
-  size_t cap = s->queue_cap ? s->queue_cap * 2 : 8;
+  size_t cap = cap_for_one_more(s);
   struct frame **q = malloc(cap * sizeof *q);
   if (q == NULL) return -1;
   for (size_t i = 0; i < s->queue_len; i++) q[i] = s->queue[(s->queue_head + i) % s->queue_cap];
@@ -102,9 +121,19 @@ static int queue_reserve(struct session *s) {
   return 0;
 }
 
+/* Frees an emptied ring that a burst made large (the next frame allocates QUEUE_INITIAL_CAP slots).
+ * Caller holds s->lock. */
+static void queue_shrink(struct session *s) {
+  if (s->queue_len > 0 || s->queue_cap <= QUEUE_SHRINK_CAP) return;
+  free(s->queue);
+  s->queue = NULL;
+  s->queue_cap = 0;
+  s->queue_head = 0;
+}
+
 static void account(struct session *s, const struct frame *f) {
   s->queue_len++;
-  s->queued_bytes += f->len;
+  s->queued_bytes += frame_footprint(f);
   s->messages_out++;
   s->bytes_out += f->len;
   atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
@@ -134,10 +163,11 @@ static void queue_clear(struct session *s) {
   size_t keep = s->head_offset > 0 ? 1 : 0;
   while (s->queue_len > keep) {
     struct frame *f = s->queue[(s->queue_head + s->queue_len - 1) % s->queue_cap];
-    s->queued_bytes -= f->len;
+    s->queued_bytes -= frame_footprint(f);
     frame_unref(f);
     s->queue_len--;
   }
+  queue_shrink(s);
 }
 
 /* Clears the parked flag; returns true when the caller must call the transport's wake after unlocking.
@@ -195,7 +225,7 @@ int session_enqueue(struct session *s, struct frame *f) {
   int rc = -1;
   pthread_mutex_lock(&s->lock);
   if (s->state >= SESSION_CLOSING) goto out;
-  if (s->queued_bytes + f->len > (size_t)s->srv->cfg->client_queue_max_size) {
+  if (!queue_admits(s, f)) {
     atomic_fetch_add_explicit(&s->srv->stats.queue_drops, 1, memory_order_relaxed);
     bool wake = close_locked(s, DISCONNECT_SLOW, NULL);
     pthread_mutex_unlock(&s->lock);
@@ -261,11 +291,12 @@ size_t session_drain(struct session *s, uint8_t *buf, size_t max, bool *eof) {
     s->head_offset += take;
     if (s->head_offset < f->len) break;
     s->head_offset = 0;
-    s->queued_bytes -= f->len;
+    s->queued_bytes -= frame_footprint(f);
     s->queue_head = (s->queue_head + 1) % s->queue_cap;
     s->queue_len--;
     frame_unref(f);
   }
+  queue_shrink(s);
   if (n == 0) {
     if (s->state >= SESSION_CLOSING)
       *eof = true;

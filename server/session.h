@@ -70,8 +70,9 @@ struct session {
   void *transport_ctx;
   struct frame **queue; /* ring of frames */
   size_t queue_cap, queue_head, queue_len;
-  size_t head_offset; /* bytes of the head frame already handed to the transport */
-  size_t queued_bytes;
+  size_t head_offset;        /* bytes of the head frame already handed to the transport */
+  size_t queued_bytes;       /* heap footprint of the queued frames (frame_footprint), each reference in
+                                full; with the ring's capacity it is what client_queue_max_size bounds */
   struct subscription *subs; /* this session's subscriptions (list) */
   size_t sub_count;
   bool pong_pending;
@@ -94,8 +95,10 @@ void session_unref(struct session *s);
 /* Attaches the transport that drains the queue. Called once, before the stream response is queued. */
 void session_attach(struct session *s, const struct session_transport *t, void *ctx);
 
-/* Queues a reference to F (the caller keeps its own). Over client_queue_max_size the session is closed
- * with 3008. Frames for a closing or closed session are dropped. Returns 0, or -1 when dropped. */
+/* Queues a reference to F (the caller keeps its own). When the queue's memory (every queued frame's
+ * footprint, charged in full per reference, plus the ring's slots) would go over client_queue_max_size,
+ * F is dropped and the session is closed with 3008. Frames for a closing or closed session are dropped.
+ * Returns 0, or -1 when dropped. No allocation unless the ring grows. */
 int session_enqueue(struct session *s, struct frame *f);
 
 /* Encodes REPLY with the session's codec and queues it. Returns 0 or -1 (dropped / not encodable). */

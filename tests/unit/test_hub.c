@@ -142,10 +142,10 @@ static void test_queue_overflow_closes_with_3008(void **state) {
   struct fixture *fx = *state;
   fx->cfg.client_queue_max_size = 1024;
   struct session *s = connected_session(fx);
-  struct frame *f = frame_new(300);
-  memset(f->data, 'x', 300);
+  struct frame *f = frame_new(280); /* 304 bytes of heap with its header, each reference charged */
+  memset(f->data, 'x', 280);
   for (int i = 0; i < 3; i++) assert_int_equal(session_enqueue(s, f), 0);
-  assert_int_equal(session_enqueue(s, f), -1); /* 1200 > 1024 */
+  assert_int_equal(session_enqueue(s, f), -1); /* 4 * 304 + the ring's 8 slots > 1024 */
   assert_int_equal(session_state(s), SESSION_CLOSING);
   assert_int_equal(session_enqueue(s, f), -1); /* closing: dropped */
   frame_unref(f);

@@ -75,7 +75,8 @@ static void tiny_frames_end_in_3008_within_the_limit(void **state) {
   assert_true(admitted < MANY);
   assert_int_equal(session_state(s), SESSION_CLOSING);
   /* the limit bounds real memory: the frames' allocations and the ring never went over 64 KiB */
-  if (peak > LIMIT) fail_msg("a 64 KiB queue pinned %zu bytes of heap in %zu frames of 2 bytes", peak, admitted);
+  if (peak > LIMIT)
+    fail_msg("a 64 KiB queue pinned %zu bytes of heap in %zu frames of 2 bytes", peak, admitted);
   char *out = drain_all(s);
   assert_string_equal(out, "{\"push\":{\"disconnect\":{\"code\":3008,\"reason\":\"slow\"}}}\n");
   free(out);
