@@ -187,9 +187,8 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
     res.node = s->srv->node_id;
   }
   if (expires_at > 0) {
-    int64_t ttl = expires_at - (int64_t)time(NULL);
     res.expires = true;
-    res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
+    res.ttl = protocol_ttl(expires_at, (int64_t)time(NULL));
   }
   res.n_subs = cs.n_subs;
   res.subs = cs.entry_ptrs;
@@ -222,7 +221,7 @@ static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) 
   session_set_expiry(s, expires_at);
   Protocol__RefreshResult res = PROTOCOL__REFRESH_RESULT__INIT;
   res.expires = expires_at > 0;
-  res.ttl = expires_at > 0 ? (uint32_t)(expires_at - now) : 0;
+  res.ttl = expires_at > 0 ? protocol_ttl(expires_at, now) : 0;
   SEND_RESULT(s, cmd->id, refresh, &res);
   return 0;
 }
@@ -313,6 +312,13 @@ int protocol_send_message(struct session *s, const uint8_t *data, size_t len) {
   push.message = &m;
   reply.push = &push;
   return session_send_reply(s, &reply);
+}
+
+uint32_t protocol_ttl(int64_t expires_at, int64_t now) {
+  if (expires_at <= now) return 0;
+  /* both sides are valid int64 and EXPIRES_AT > NOW: the difference only overflows for NOW < 0 */
+  if (now < 0 || expires_at - now > (int64_t)UINT32_MAX) return UINT32_MAX;
+  return (uint32_t)(expires_at - now);
 }
 
 void protocol_expire_subscriptions(struct session *s) {

@@ -48,4 +48,9 @@ void protocol_expire_subscriptions(struct session *s);
 /* Sends S an async message push carrying DATA (raw bytes, JSON text for JSON clients). Returns 0 or -1. */
 int protocol_send_message(struct session *s, const uint8_t *data, size_t len);
 
+/* The `ttl` of a reply for an expiry at EXPIRES_AT (unix seconds, > 0) seen at NOW: the seconds left,
+ * 0 when already past, clamped to UINT32_MAX for any later expiry (a token may say exp = 2^63-1), so
+ * the wire's uint32 never wraps. Pure: any thread. */
+uint32_t protocol_ttl(int64_t expires_at, int64_t now);
+
 #endif

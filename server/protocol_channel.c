@@ -111,9 +111,8 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
   }
   if (p->token) res->data = p->token->data;
   if (p->expires_at > 0) { /* the SDK schedules a sub_refresh from these */
-    int64_t ttl = p->expires_at - (int64_t)time(NULL);
     res->expires = true;
-    res->ttl = ttl > 0 ? (uint32_t)ttl : 0;
+    res->ttl = protocol_ttl(p->expires_at, (int64_t)time(NULL));
   }
   return 0;
 }
@@ -398,8 +397,7 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
   hub_set_expiry(s->srv->hub, s, req->channel, exp);
   if (exp > 0) {
     res.expires = true;
-    int64_t ttl = exp - (int64_t)time(NULL);
-    res.ttl = ttl > 0 ? (uint32_t)ttl : 0;
+    res.ttl = protocol_ttl(exp, (int64_t)time(NULL));
   }
   auth_subscription_claims_cleanup(&claims);
   SEND_RESULT(s, cmd->id, sub_refresh, &res);

@@ -383,23 +383,33 @@ static void on_expire_timer(void *arg) {
   struct session *s = arg;
   bool wake = false;
   pthread_mutex_lock(&s->lock);
-  int64_t deadline = s->expires_at + s->srv->cfg->client_expired_close_delay_ms / 1000;
-  if (s->state == SESSION_CONNECTED && s->expires_at > 0 && time(NULL) >= deadline)
+  /* now - expires_at, not expires_at + grace: an exp claim may be 2^63-1, and both are positive */
+  int64_t overdue_s = (int64_t)time(NULL) - s->expires_at;
+  if (s->state == SESSION_CONNECTED && s->expires_at > 0 &&
+      overdue_s >= s->srv->cfg->client_expired_close_delay_ms / 1000)
     wake = close_locked(s, DISCONNECT_EXPIRED, NULL);
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
   session_unref(s);
 }
 
+/* Milliseconds until the expiry check for EXPIRES_AT (unix seconds, > 0) seen at NOW: after the grace
+ * and one more second (the check compares whole seconds). Saturates at UINT64_MAX (never, for the
+ * timing wheel) instead of overflowing: a token may say exp = 2^63-1. */
+static uint64_t expiry_check_delay_ms(int64_t expires_at, int64_t now, int64_t grace_ms) {
+  int64_t left_s = expires_at - now; /* both positive: cannot overflow */
+  if (left_s > (INT64_MAX - grace_ms - 1000) / 1000) return UINT64_MAX;
+  int64_t delay_ms = left_s * 1000 + grace_ms;
+  return (uint64_t)(delay_ms < 0 ? 0 : delay_ms) + 1000;
+}
+
 void session_set_expiry(struct session *s, int64_t expires_at) {
   pthread_mutex_lock(&s->lock);
   s->expires_at = expires_at;
   if (expires_at > 0 && s->state < SESSION_CLOSING) {
-    int64_t delay_ms = (expires_at - (int64_t)time(NULL)) * 1000 + s->srv->cfg->client_expired_close_delay_ms;
-    if (delay_ms < 0) delay_ms = 0;
-    if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, (uint64_t)delay_ms + 1000, on_expire_timer,
-                              s))
-      session_ref(s);
+    uint64_t delay_ms =
+        expiry_check_delay_ms(expires_at, (int64_t)time(NULL), s->srv->cfg->client_expired_close_delay_ms);
+    if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, delay_ms, on_expire_timer, s)) session_ref(s);
   } else if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) {
     session_unref(s);
   }

@@ -314,6 +314,45 @@ static void expired_and_not_yet_valid(void **state) {
   auth_keys_free(k);
 }
 
+/* Times at the edges of int64 and of JSON numbers (issue 10 item 13): kept as given when they fit an
+ * int64 (the arithmetic on them saturates later: protocol_ttl, the session's expiry check), expired
+ * when at or before now, invalid when they are no int64 at all. iat is not checked, as in Centrifugo. */
+static void extreme_times(void **state) {
+  (void)state;
+  struct auth_keys *k = keys(SECRET, "");
+  static const struct {
+    const char *payload;
+    enum auth_status want;
+    int64_t expires_at; /* when AUTH_OK */
+  } cases[] = {
+      {"{\"exp\":9223372036854775807}", AUTH_OK, INT64_MAX},
+      {"{\"exp\":9007199254740992}", AUTH_OK, INT64_C(9007199254740992)},
+      {"{\"exp\":9.2e18}", AUTH_OK, INT64_C(9200000000000000000)},
+      {"{\"exp\":1,\"expire_at\":9223372036854775807}", AUTH_EXPIRED, 0},
+      {"{\"expire_at\":9223372036854775807}", AUTH_OK, INT64_MAX},
+      {"{\"expire_at\":-9223372036854775808}", AUTH_OK, 0}, /* <= 0: never expires */
+      {"{\"iat\":9223372036854775807}", AUTH_OK, 0},
+      {"{\"iat\":-9223372036854775808}", AUTH_OK, 0},
+      {"{\"exp\":-9223372036854775808}", AUTH_EXPIRED, 0},
+      {"{\"exp\":0}", AUTH_EXPIRED, 0},
+      {"{\"exp\":-0.5}", AUTH_EXPIRED, 0},
+      {"{\"nbf\":9223372036854775807}", AUTH_EXPIRED, 0},
+      {"{\"nbf\":-9223372036854775808}", AUTH_OK, 0},
+      {"{\"exp\":9223372036854775808}", AUTH_INVALID, 0}, /* beyond int64: the payload is refused */
+      {"{\"exp\":-1e300}", AUTH_INVALID, 0},
+      {"{\"exp\":9.3e18}", AUTH_INVALID, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct auth_connection_claims c;
+    enum auth_status st = verify_conn(k, hs_token("HS256", SECRET, cases[i].payload), &c);
+    if (st != cases[i].want) fail_msg("%s: status %d, want %d", cases[i].payload, st, cases[i].want);
+    if (st == AUTH_OK && auth_connection_expires_at(&c) != cases[i].expires_at)
+      fail_msg("%s: expires at %lld", cases[i].payload, (long long)auth_connection_expires_at(&c));
+    auth_connection_claims_cleanup(&c);
+  }
+  auth_keys_free(k);
+}
+
 /* Returns TOKEN with the first character of its signature changed (a flipped byte, still base64url). */
 static char *flip_signature(char *token) {
   char *sig = strrchr(token, '.') + 1;
@@ -731,6 +770,7 @@ int main(void) {
       cmocka_unit_test(rsa_algorithms_verify),
       cmocka_unit_test(both_families_configured),
       cmocka_unit_test(expired_and_not_yet_valid),
+      cmocka_unit_test(extreme_times),
       cmocka_unit_test(bad_signature),
       cmocka_unit_test(alg_none_and_unknown),
       cmocka_unit_test(wrong_family_and_key_confusion),

@@ -236,6 +236,42 @@ static void test_out_of_range(void **state) {
              "key 'history_size': -5 is out of range 0..1000000");
 }
 
+/* Every number a config can hold is bounded so that the arithmetic done on it cannot overflow (issue
+ * 10 item 13): integers stay below 2^31, so sums and products with a frame size or a count in int64 or
+ * size_t are safe; durations stay below 2^31 seconds, so milliseconds * 1000 still fit an int64 and
+ * seconds fit the connect reply's uint32 `ping`. One past each maximum is refused with the range, and a
+ * duration beyond int64 milliseconds is refused rather than wrapped. */
+static void test_number_bounds(void **state) {
+  (void)state;
+  size_t n, checked = 0;
+  const struct config_key *keys = config_keys(&n);
+  for (size_t i = 0; i < n; i++) {
+    const struct config_key *k = &keys[i];
+    if (k->type != CONFIG_INT && k->type != CONFIG_DURATION) continue;
+    assert_true(k->min >= 0);
+    assert_true(k->min <= k->max);
+    if (k->type == CONFIG_INT && k->max > INT32_MAX) fail_msg("%s: max %lld", k->name, (long long)k->max);
+    if (k->type == CONFIG_DURATION && k->max > INT32_MAX * INT64_C(1000))
+      fail_msg("%s: max %lld ms", k->name, (long long)k->max);
+    char text[128], err[512] = "";
+    if (k->type == CONFIG_INT)
+      snprintf(text, sizeof text, "%s = %lldL;\n", k->name, (long long)k->max + 1);
+    else
+      snprintf(text, sizeof text, "%s = \"%lldms\";\n", k->name, (long long)k->max + 1);
+    struct config cfg;
+    char *path = write_temp(text);
+    assert_int_equal(config_load(&cfg, path, err, sizeof err), -1);
+    if (strstr(err, "is out of range") == NULL) fail_msg("%s: %s", text, err);
+    unlink(path);
+    free(path);
+    checked++;
+  }
+  assert_true(checked >= 15);
+  load_fails("client_expired_close_delay = \"2562047788015216h\";\n", 1,
+             "key 'client_expired_close_delay': \"2562047788015216h\" is not a duration (write e.g. \"25s\", "
+             "\"500ms\", \"5m\")");
+}
+
 static void test_bad_duration(void **state) {
   (void)state;
   load_fails("pong_timeout = \"5x\";\n", 1,
@@ -438,6 +474,7 @@ int main(void) {
       cmocka_unit_test(test_missing_file),       cmocka_unit_test(test_syntax_error),
       cmocka_unit_test(test_namespace_names),    cmocka_unit_test(test_key_table),
       cmocka_unit_test(test_shipped_file_loads), cmocka_unit_test(test_shipped_file_matches_table),
+      cmocka_unit_test(test_number_bounds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
