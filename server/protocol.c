@@ -195,7 +195,7 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   Protocol__Reply reply = PROTOCOL__REPLY__INIT;
   reply.id = cmd->id;
   reply.connect = &res;
-  session_send_reply_first(s, &reply);
+  session_send_reply_first(s, &reply); /* a reply it cannot send closes the session (3506 / 3004) */
   connect_state_cleanup(&cs);
   log_debug("session %s client %s connected (user '%s', name %s)", s->session_id, s->client_id, s->user,
             req->name);

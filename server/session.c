@@ -223,29 +223,52 @@ void session_close_reason(struct session *s, uint32_t code, const char *reason) 
 
 int session_enqueue(struct session *s, struct frame *f) {
   int rc = -1;
+  bool wake = false;
   pthread_mutex_lock(&s->lock);
   if (s->state >= SESSION_CLOSING) goto out;
   if (!queue_admits(s, f)) {
     atomic_fetch_add_explicit(&s->srv->stats.queue_drops, 1, memory_order_relaxed);
-    bool wake = close_locked(s, DISCONNECT_SLOW, NULL);
-    pthread_mutex_unlock(&s->lock);
-    do_wake(s, wake);
-    return -1;
+    wake = close_locked(s, DISCONNECT_SLOW, NULL);
+    goto out;
   }
   rc = queue_push(s, f);
-out:;
-  bool wake = rc == 0 && take_wake(s);
+  if (rc == 0) {
+    wake = take_wake(s);
+  } else { /* the ring could not grow: a lost frame would go unnoticed, a 3004 reconnect recovers */
+    log_warn("client %s: out of memory for its queue: disconnecting", s->client_id);
+    wake = close_locked(s, DISCONNECT_SERVER_ERROR, NULL);
+  }
+out:
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
   return rc;
+}
+
+/* How a session ends when one of its replies cannot be encoded: a payload its protocol cannot carry
+ * will never fit (3506, terminal), anything else (out of memory) may pass on a new connection (3004). */
+static const struct {
+  int rc;
+  uint32_t code;
+} reply_failures[] = {
+    {-CODEC_EDATA, DISCONNECT_INAPPROPRIATE_PROTOCOL},
+    {-CODEC_ENOMEM, DISCONNECT_SERVER_ERROR},
+};
+
+/* Closes S because a reply failed to encode with RC: the client is never left waiting for it. */
+static void reply_failed(struct session *s, int rc) {
+  uint32_t code = DISCONNECT_SERVER_ERROR;
+  for (size_t i = 0; i < sizeof reply_failures / sizeof reply_failures[0]; i++)
+    if (reply_failures[i].rc == rc) code = reply_failures[i].code;
+  log_warn("client %s: cannot encode reply (%s): disconnecting with %u", s->client_id, codec_strerror(rc),
+           code);
+  session_close(s, code);
 }
 
 int session_send_reply(struct session *s, const Protocol__Reply *reply) {
   struct frame *f = NULL;
   int rc = s->codec->encode_reply(reply, &f);
   if (rc != 0) {
-    log_warn("session %s: cannot encode reply: %s", s->session_id, codec_strerror(rc));
-    if (rc == -CODEC_EDATA) session_close(s, DISCONNECT_INAPPROPRIATE_PROTOCOL);
+    reply_failed(s, rc);
     return -1;
   }
   rc = session_enqueue(s, f);
@@ -255,11 +278,21 @@ int session_send_reply(struct session *s, const Protocol__Reply *reply) {
 
 int session_send_reply_first(struct session *s, const Protocol__Reply *reply) {
   struct frame *f = NULL;
-  if (s->codec->encode_reply(reply, &f) != 0) return -1;
+  int rc = s->codec->encode_reply(reply, &f);
+  if (rc != 0) {
+    reply_failed(s, rc);
+    return -1;
+  }
   pthread_mutex_lock(&s->lock);
-  int rc = -1;
-  if (s->state < SESSION_CLOSING && queue_push_front(s, f) == 0) rc = 0;
-  bool wake = rc == 0 && take_wake(s);
+  bool wake = false;
+  rc = -1;
+  if (s->state < SESSION_CLOSING && queue_push_front(s, f) == 0) {
+    rc = 0;
+    wake = take_wake(s);
+  } else if (s->state < SESSION_CLOSING) { /* the ring could not grow */
+    log_warn("client %s: out of memory for the connect reply: disconnecting", s->client_id);
+    wake = close_locked(s, DISCONNECT_SERVER_ERROR, NULL);
+  }
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
   frame_unref(f);

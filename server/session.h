@@ -98,15 +98,19 @@ void session_attach(struct session *s, const struct session_transport *t, void *
 /* Queues a reference to F (the caller keeps its own). When the queue's memory (every queued frame's
  * footprint, charged in full per reference, plus the ring's slots) would go over client_queue_max_size,
  * F is dropped and the session is closed with 3008. Frames for a closing or closed session are dropped.
- * Returns 0, or -1 when dropped. No allocation unless the ring grows. */
+ * When the ring cannot grow (out of memory) the session is closed with 3004 (the client reconnects and
+ * recovers). Returns 0, or -1 when dropped. No allocation unless the ring grows. */
 int session_enqueue(struct session *s, struct frame *f);
 
-/* Encodes REPLY with the session's codec and queues it. Returns 0 or -1 (dropped / not encodable). */
+/* Encodes REPLY with the session's codec and queues it. Returns 0 or -1 (dropped / not encodable). A
+ * reply that cannot be encoded closes the session, so the client never waits for it: 3506 when its
+ * protocol cannot carry a payload (binary data to a JSON client), 3004 when out of memory. */
 int session_send_reply(struct session *s, const Protocol__Reply *reply);
 
 /* Like session_send_reply, but puts the frame at the head of the queue, before anything already queued
  * (the connect reply, which must come first although server-side subscriptions made while connecting
- * may have queued publications). Only valid before the transport drained anything. */
+ * may have queued publications). Only valid before the transport drained anything. A reply that cannot
+ * be encoded or queued closes the session as above (3004 when the ring cannot grow). */
 int session_send_reply_first(struct session *s, const Protocol__Reply *reply);
 
 /* Sends an error reply {id, error{code, message}} for command ID. */
