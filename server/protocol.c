@@ -54,7 +54,7 @@ static int64_t check_credentials(struct session *s, const Protocol__ConnectReque
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st == AUTH_ERROR) return -ERROR_INTERNAL;
   if (st != AUTH_OK) {
-    log_info("session %s: connection token rejected: %s", s->session_id, why);
+    log_info("client %s: connection token rejected: %s", s->client_id, why);
     return DISCONNECT_INVALID_TOKEN;
   }
   cs->have_claims = true;
@@ -111,7 +111,7 @@ static void subscribe_from_token(struct session *s, const Protocol__ConnectReque
                                  const struct auth_sub_options *token) {
   const struct channel_options *opts = channel_options_for(s->srv->cfg, channel);
   if (opts == NULL) {
-    log_warn("session %s: token channel %s has an unknown namespace; skipped", s->session_id, channel);
+    log_warn("client %s: token channel %s has an unknown namespace; skipped", s->client_id, channel);
     return;
   }
   const Protocol__SubscribeRequest *again = requested_sub(req, channel);

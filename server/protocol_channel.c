@@ -216,7 +216,7 @@ static int64_t verify_sub_token(struct session *s, const char *token, const char
       auth_verify_subscription(s->srv->auth, token, (int64_t)time(NULL), claims, why, sizeof why);
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st != AUTH_OK) {
-    log_info("session %s: subscription token for %s rejected: %s", s->session_id, channel, why);
+    log_info("client %s: subscription token for %s rejected: %s", s->client_id, channel, why);
     return -ERROR_PERMISSION_DENIED;
   }
   if (strcmp(claims->channel, channel) != 0 || strcmp(claims->user, s->user) != 0 ||

@@ -343,7 +343,7 @@ size_t session_drain(struct session *s, uint8_t *buf, size_t max, bool *eof) {
 void session_detach(struct session *s) {
   pthread_mutex_lock(&s->lock);
   if (s->state < SESSION_CLOSING) {
-    log_debug("session %s: client went away", s->session_id);
+    log_debug("session %s client %s: client went away", s->session_id, s->client_id);
     stats_disconnect(s->srv, DISCONNECT_CONNECTION_CLOSED);
   }
   s->state = SESSION_CLOSED;
@@ -378,7 +378,7 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
     int rc = s->codec->next_command(&pos, end, max_command, &cmd);
     if (rc == 1) return;
     if (rc < 0) {
-      log_info("session %s: undecodable command (%s)", s->session_id, codec_strerror(rc));
+      log_info("client %s: undecodable command (%s)", s->client_id, codec_strerror(rc));
       session_close(s, DISCONNECT_BAD_REQUEST);
       return;
     }
