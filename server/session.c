@@ -107,11 +107,13 @@ static bool queue_admits(const struct session *s, const struct frame *f) {
   return total <= (size_t)s->srv->cfg->client_queue_max_size;
 }
 
+void *(*session_ring_alloc)(size_t size) = malloc;
+
 /* Makes room for one more frame in the ring. Caller holds s->lock. Returns 0 or -1 (out of memory). */
 static int queue_reserve(struct session *s) {
   if (s->queue_len < s->queue_cap) return 0;
   size_t cap = cap_for_one_more(s);
-  struct frame **q = malloc(cap * sizeof *q);
+  struct frame **q = session_ring_alloc(cap * sizeof *q);
   if (q == NULL) return -1;
   for (size_t i = 0; i < s->queue_len; i++) q[i] = s->queue[(s->queue_head + i) % s->queue_cap];
   free(s->queue);
@@ -212,6 +214,15 @@ static bool close_locked(struct session *s, uint32_t code, const char *reason) {
   return take_wake(s);
 }
 
+/* The ring could not grow: a frame would be lost unnoticed, so the session ends with 3004 and the client
+ * reconnects and recovers. The queued frames go (as for 3008), which leaves room for the Disconnect
+ * push. Caller holds s->lock; returns whether a wake is due. */
+static bool close_no_room(struct session *s) {
+  log_warn("client %s: out of memory for its queue: disconnecting", s->client_id);
+  queue_clear(s);
+  return close_locked(s, DISCONNECT_SERVER_ERROR, NULL);
+}
+
 void session_close(struct session *s, uint32_t code) { session_close_reason(s, code, NULL); }
 
 void session_close_reason(struct session *s, uint32_t code, const char *reason) {
@@ -234,9 +245,8 @@ int session_enqueue(struct session *s, struct frame *f) {
   rc = queue_push(s, f);
   if (rc == 0) {
     wake = take_wake(s);
-  } else { /* the ring could not grow: a lost frame would go unnoticed, a 3004 reconnect recovers */
-    log_warn("client %s: out of memory for its queue: disconnecting", s->client_id);
-    wake = close_locked(s, DISCONNECT_SERVER_ERROR, NULL);
+  } else {
+    wake = close_no_room(s);
   }
 out:
   pthread_mutex_unlock(&s->lock);
@@ -289,9 +299,8 @@ int session_send_reply_first(struct session *s, const Protocol__Reply *reply) {
   if (s->state < SESSION_CLOSING && queue_push_front(s, f) == 0) {
     rc = 0;
     wake = take_wake(s);
-  } else if (s->state < SESSION_CLOSING) { /* the ring could not grow */
-    log_warn("client %s: out of memory for the connect reply: disconnecting", s->client_id);
-    wake = close_locked(s, DISCONNECT_SERVER_ERROR, NULL);
+  } else if (s->state < SESSION_CLOSING) {
+    wake = close_no_room(s);
   }
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);

@@ -152,4 +152,9 @@ int session_pong(struct session *s);
 /* Returns the state under the lock. */
 enum session_state session_state(struct session *s);
 
+/* Tests only (a failure-injection hook): the allocator of the queue's ring, malloc unless a unit test
+ * swaps in one that fails, to show that a queue which cannot grow closes its session with 3004 instead
+ * of losing frames. Never changed by the server; not synchronised. */
+extern void *(*session_ring_alloc)(size_t size);
+
 #endif

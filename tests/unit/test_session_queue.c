@@ -1,7 +1,8 @@
 /* Unit tests for the session's outgoing queue as a bound on memory: client_queue_max_size limits what
  * the frames and the ring of one slow client really pin in the heap (not only their payload bytes), so
  * a flood of tiny frames ends in Disconnect 3008 before the queue outgrows the limit; and the ring
- * gives its memory back once a burst has been drained. Sessions have no transport: the tests drain
+ * gives its memory back once a burst has been drained; a queue that cannot grow ends its session with
+ * 3004 rather than losing a frame (the connect reply included). Sessions have no transport: the tests drain
  * their queues directly, as stream.c would. */
 #include <malloc.h>
 #include <setjmp.h>
@@ -146,12 +147,71 @@ static void charge_returns_to_zero_after_drain(void **state) {
   session_detach(s);
 }
 
+static void *no_memory(size_t size) {
+  (void)size;
+  return NULL;
+}
+
+/* Fills the ring of S to its first capacity, so that the next frame needs it to grow. */
+static void fill_ring(struct session *s) {
+  struct frame *f = tiny_frame();
+  do assert_int_equal(session_enqueue(s, f), 0);
+  while (s->queue_len < s->queue_cap);
+  frame_unref(f);
+}
+
+static const char disconnect_3004[] =
+    "{\"push\":{\"disconnect\":{\"code\":3004,\"reason\":\"internal server error\"}}}\n";
+
+/* Out of memory for the ring (session_ring_alloc, the tests' failure-injection hook): the frame would
+ * be lost unnoticed, so the session ends with 3004 and the client reconnects and recovers. */
+static void a_queue_that_cannot_grow_closes_with_3004(void **state) {
+  struct fixture *fx = *state;
+  struct session *s = connected_session(fx);
+  fill_ring(s);
+  struct frame *f = tiny_frame();
+  session_ring_alloc = no_memory;
+  int rc = session_enqueue(s, f);
+  session_ring_alloc = malloc;
+  frame_unref(f);
+  assert_int_equal(rc, -1);
+  assert_int_equal(session_state(s), SESSION_CLOSING);
+  char *out = drain_all(s);
+  assert_string_equal(out, disconnect_3004);
+  free(out);
+  session_detach(s);
+}
+
+/* The connect reply goes first; with no room for it the client would wait forever: 3004 instead. */
+static void a_connect_reply_without_room_closes_with_3004(void **state) {
+  struct fixture *fx = *state;
+  struct session *s = session_new(&fx->srv, codec_get(CODEC_JSON), "127.0.0.1");
+  assert_non_null(s);
+  fill_ring(s); /* publications of server-side subscriptions, queued while connecting */
+  Protocol__ConnectResult res = PROTOCOL__CONNECT_RESULT__INIT;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  res.client = s->client_id;
+  reply.id = 1;
+  reply.connect = &res;
+  session_ring_alloc = no_memory;
+  int rc = session_send_reply_first(s, &reply);
+  session_ring_alloc = malloc;
+  assert_int_equal(rc, -1);
+  assert_int_equal(session_state(s), SESSION_CLOSING);
+  char *out = drain_all(s);
+  assert_string_equal(out, disconnect_3004);
+  free(out);
+  session_detach(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(tiny_frames_end_in_3008_within_the_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(a_shared_frame_is_charged_in_full_per_reference, setup, teardown),
       cmocka_unit_test_setup_teardown(ring_shrinks_after_a_drained_burst, setup, teardown),
       cmocka_unit_test_setup_teardown(charge_returns_to_zero_after_drain, setup, teardown),
+      cmocka_unit_test_setup_teardown(a_queue_that_cannot_grow_closes_with_3004, setup, teardown),
+      cmocka_unit_test_setup_teardown(a_connect_reply_without_room_closes_with_3004, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
