@@ -160,7 +160,8 @@ static int queue_push_front(struct session *s, struct frame *f) {
 }
 
 /* Drops every queued frame, except a head frame already partly written (so the stream never carries a
- * torn frame). Caller holds s->lock. */
+ * torn frame). The ring stays (a Disconnect push follows without allocating); the drain shrinks it.
+ * Caller holds s->lock. */
 static void queue_clear(struct session *s) {
   size_t keep = s->head_offset > 0 ? 1 : 0;
   while (s->queue_len > keep) {
@@ -169,7 +170,6 @@ static void queue_clear(struct session *s) {
     frame_unref(f);
     s->queue_len--;
   }
-  queue_shrink(s);
 }
 
 /* Clears the parked flag; returns true when the caller must call the transport's wake after unlocking.
