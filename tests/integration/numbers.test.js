@@ -8,9 +8,11 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { startServer, stopAll } from './lib/server.js';
 import { connectRaw, openRaw, closeAllRaw, call } from './lib/raw.js';
+import { api } from './lib/http.js';
 import { now } from './lib/jwt.js';
 
 const SECRET = 'numbers-secret';
+const API_KEY = 'numbers-api-key';
 const UINT32_MAX = 4294967295;
 const INT64_MAX = '9223372036854775807';
 
@@ -44,6 +46,7 @@ describe('numbers in token claims', () => {
     srv = await startServer({
       http_stream: true,
       token_hmac_secret_key: SECRET,
+      api_key: API_KEY,
       allow_subscribe_for_client: true,
       ping_interval: '25s',
       pong_timeout: '8s',
@@ -103,6 +106,15 @@ describe('numbers in token claims', () => {
     const s = await connectWith(srv.base, `{"sub":"u1","exp":${now() + 60}}`);
     const r = await call(s, { refresh: { token: rawToken(`{"sub":"u1","exp":${INT64_MAX}}`) }, id: 2 });
     assert.deepEqual(r.refresh, { expires: true, ttl: UINT32_MAX });
+    await staysOpen(s, 2500);
+    s.close();
+  });
+
+  it('the server API refresh with expire_at = 2^63-1 keeps the connection', async () => {
+    const s = await connectWith(srv.base, `{"sub":"u1","exp":${now() + 60}}`);
+    const r = await api(srv.base, 'refresh', `{"client":"${s.client}","expire_at":${INT64_MAX}}`, { key: API_KEY });
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(r.json, { result: {} });
     await staysOpen(s, 2500);
     s.close();
   });
