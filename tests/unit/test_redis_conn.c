@@ -1,7 +1,7 @@
-/* Unit tests for evloop.c, redis_addr.c and redis_conn.c against a real redis-server (tests/unit/
+/* Unit tests for evloop.c, redis_addr.c, redis_conn.c and redis_script.c against a real redis-server (tests/unit/
  * redis_fixture.h): address forms, commands and their replies in order, a deep pipeline, PUB/SUB pushes,
  * a server that goes away and comes back, one that stops answering (I/O timeout), one that is not there
- * yet, and login (AUTH, SELECT). The loop runs on its own thread; the test thread posts tasks to it and
+ * yet, login (AUTH, SELECT), and scripts sent by SHA-1 with the source as the fallback. The loop runs on its own thread; the test thread posts tasks to it and
  * waits for their results. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +16,7 @@
 #include "evloop.h"
 #include "redis_conn.h"
 #include "redis_fixture.h"
+#include "redis_script.h"
 
 /* ---- a tiny harness: run a function on the loop and wait for it ---- */
 
@@ -357,6 +358,47 @@ static void test_login(void **state) {
   redis_fixture_stop(&locked);
 }
 
+struct script_task {
+  struct harness *h;
+  struct redis_script *script;
+  int rc;
+  bool done;
+};
+
+static void script_run(void *arg) {
+  struct script_task *t = arg;
+  const char *values[2] = {"key", "value"};
+  const size_t lens[2] = {3, 5};
+  t->rc = redis_script_call(t->h->conn, t->script, 1, 1, values, lens, on_reply, t->h);
+  pthread_mutex_lock(&t->h->lock);
+  t->done = true;
+  h_signal(t->h);
+}
+
+static void test_script_fallback_then_sha(void **state) {
+  NEEDS_REDIS(state);
+  struct redis_fixture *f = *state;
+  struct redis_script script = {.name = "concat", .source = "return ARGV[1] .. ':' .. KEYS[1]"};
+  assert_int_equal(redis_script_init(&script), 0);
+  assert_int_equal(strlen(script.sha1), 40);
+  struct harness h;
+  char addr[64];
+  harness_open(&h, address_of(f, addr, sizeof addr), false, 2000);
+  assert_int_equal(wait_for(&h, &h.ups, 1, 3000), 1);
+  for (int round = 1; round <= 2; round++) { /* unknown to the server (EVAL fallback), then known */
+    struct script_task t = {.h = &h, .script = &script};
+    assert_int_equal(evloop_post(h.loop, script_run, &t), 0);
+    assert_int_equal(wait_for(&h, &h.replies, round, 2000), round);
+    assert_int_equal(t.rc, 0);
+    if (h.last_type != REDIS_REPLY_STRING) fail_msg("round %d: %s", round, h.last_str);
+    assert_string_equal(h.last_str, "value:key");
+  }
+  assert_int_equal(command(&h, 1, 3, "SCRIPT", "EXISTS", script.sha1), 0);
+  assert_int_equal(wait_for(&h, &h.replies, 3, 2000), 3);
+  assert_int_equal(h.last_type, REDIS_REPLY_ARRAY); /* [1]: the server has it by its SHA-1 now */
+  harness_close(&h);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -367,6 +409,7 @@ int main(void) {
       REDIS_TEST(test_io_timeout),
       REDIS_TEST(test_not_there_yet),
       REDIS_TEST(test_login),
+      REDIS_TEST(test_script_fallback_then_sha),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
