@@ -81,7 +81,29 @@ struct broker {
   struct server *srv;
 };
 
+struct config;
+
+/* The engine CFG names (engine = "memory" | "redis"), built for SRV. Returns NULL (logged) when it
+ * cannot be built. The caller owns it (ops->free). */
+struct broker *broker_new(struct server *srv, const struct config *cfg);
+
 /* The single-node engine. Returns NULL when out of memory. */
 struct broker *broker_memory_new(struct server *srv);
+
+/* How the Redis engine reaches Redis and keeps its data. */
+struct broker_redis_options {
+  const char *const *addresses; /* one per Redis instance (shards), in redis_addr_parse's forms */
+  size_t naddresses;
+  const char *prefix;
+  uint64_t connect_timeout_ms, io_timeout_ms;
+  uint64_t history_meta_ttl_ms; /* 0 = keep the streams' meta */
+  uint64_t presence_ttl_ms;
+};
+
+/* The multi-node engine on Redis (broker_redis.c). It starts connecting at once and keeps trying;
+ * operations answer -BROKER_EUNAVAILABLE while Redis cannot be reached. Returns NULL with a message in
+ * ERR for a bad address or when out of resources. */
+struct broker *broker_redis_new(struct server *srv, const struct broker_redis_options *o, char *err,
+                                size_t errlen);
 
 #endif

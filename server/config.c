@@ -156,6 +156,12 @@ static int check_regex(const char *value, char *why, size_t len) {
     "host:port of Redis (engine = \"redis\")")                                                               \
   X(redis_prefix, STRING, "streamd", 0, 0, false, TOP, redis_prefix, check_nonempty,                         \
     "prefix of keys and channels in Redis")                                                                  \
+  X(redis_connect_timeout, DURATION, "1s", 10, HOUR, false, TOP, redis_connect_timeout_ms, NULL,              \
+    "time to connect and log in to Redis")                                                                   \
+  X(redis_io_timeout, DURATION, "4s", 10, HOUR, false, TOP, redis_io_timeout_ms, NULL,                       \
+    "longest wait for a Redis reply before the connection is dropped and made again")                        \
+  X(global_presence_ttl, DURATION, "60s", SEC, 24 * HOUR, false, TOP, global_presence_ttl_ms, NULL,          \
+    "Redis engine: how long a presence entry lives unless its node refreshes it")                            \
   X(log_level, STRING, "info", 0, 0, true, TOP, log_level, check_log_level, "debug, info, warn or error")    \
   X(presence, BOOL, "false", 0, 0, true, CHAN, presence, NULL, "keep presence information")                  \
   X(join_leave, BOOL, "false", 0, 0, true, CHAN, join_leave, NULL, "send join and leave events")             \

@@ -93,6 +93,9 @@ struct config {
   char *engine;
   char *redis_address;
   char *redis_prefix;
+  int64_t redis_connect_timeout_ms;
+  int64_t redis_io_timeout_ms;
+  int64_t global_presence_ttl_ms;
 
   char *log_level;
 
