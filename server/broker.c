@@ -1,14 +1,17 @@
-/* broker: picks the engine the configuration names (see broker.h) and builds it. */
+/* broker: picks the engine the configuration names (see broker.h), builds it, and gives it what it
+ * runs for other nodes (server API calls and emulation requests on this node's sessions). */
 #include "broker.h"
 
 #include <string.h>
 
+#include "api.h"
 #include "config.h"
+#include "handlers.h"
 #include "history.h"
 #include "log.h"
 #include "server.h"
 
-struct broker *broker_new(struct server *srv, const struct config *cfg) {
+static struct broker *build(struct server *srv, const struct config *cfg) {
   if (strcmp(cfg->engine, "redis") != 0) return broker_memory_new(srv);
   const char *addresses[1] = {cfg->redis_address};
   struct broker_redis_options o = {
@@ -23,5 +26,11 @@ struct broker *broker_new(struct server *srv, const struct config *cfg) {
   char err[256];
   struct broker *b = broker_redis_new(srv, &o, err, sizeof err);
   if (b == NULL) log_error("%s", err);
+  return b;
+}
+
+struct broker *broker_new(struct server *srv, const struct config *cfg) {
+  struct broker *b = build(srv, cfg);
+  if (b) b->local = (struct broker_local){api_run_local, emulation_run_local};
   return b;
 }

@@ -6,6 +6,7 @@
  *
  * A publication goes to Redis only; every node, the publishing one included, gets it back over PUB/SUB,
  * so all nodes see a channel's publications in Redis's order. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,10 +126,13 @@ static void rb_with_channel_locked(struct broker *b, const char *channel, void (
   pthread_mutex_unlock(lock);
 }
 
-static int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req) {
-  (void)b;
-  (void)req;
-  return -BROKER_EUNKNOWN_NODE; /* routing between nodes: not built yet */
+/* Healthy while every instance's command connection is up (read without the loop: a flag's staleness
+ * of one iteration does not matter to /health). */
+static bool rb_healthy(struct broker *b) {
+  struct redis_broker *rb = (struct redis_broker *)b;
+  for (size_t i = 0; i < rb->nshards; i++)
+    if (!atomic_load(&rb->shards[i].cmd_up)) return false;
+  return true;
 }
 
 static void close_connections(void *arg) {
@@ -139,12 +143,18 @@ static void close_connections(void *arg) {
   }
 }
 
+/* Stop order: tell the others, stop the workers (they may wait for Redis through the loop), close the
+ * connections on the loop, stop the loop, then free. */
 static void rb_free(struct broker *b) {
   struct redis_broker *rb = (struct redis_broker *)b;
+  rb_control_say_goodbye(rb);
+  rb_control_stop(rb);
+  rb_sub_stop(rb);
   if (rb->loop) {
     evloop_post(rb->loop, close_connections, rb);
     evloop_free(rb->loop);
   }
+  rb_control_cleanup(rb);
   rb_sub_cleanup(rb);
   for (int i = 0; i < RB_STRIPES; i++) pthread_mutex_destroy(&rb->stripes[i]);
   free(rb->shards);
@@ -167,6 +177,10 @@ static const struct broker_ops redis_ops = {
     .node_subscribe = rb_node_subscribe,
     .node_unsubscribe = rb_node_unsubscribe,
     .route_emulation = rb_route_emulation,
+    .broadcast_api = rb_broadcast_api,
+    .survey_api = rb_survey_api,
+    .foreach_node = rb_foreach_node,
+    .healthy = rb_healthy,
     .free = rb_free,
 };
 
@@ -179,6 +193,11 @@ struct open_task {
   pthread_cond_t cond;
 };
 
+static void cmd_state(void *arg, bool up) {
+  struct rb_shard *sh = arg;
+  atomic_store(&sh->cmd_up, up);
+}
+
 /* On the loop thread: one command and one PUB/SUB connection per instance. */
 static void open_connections(void *arg) {
   struct open_task *t = arg;
@@ -187,7 +206,7 @@ static void open_connections(void *arg) {
   for (size_t i = 0; i < rb->nshards; i++) {
     struct rb_shard *sh = &rb->shards[i];
     struct redis_conn_options o = {.name = "redis", .addr = t->addrs[i], .connect_timeout_ms = rb->connect_timeout_ms,
-                                   .io_timeout_ms = rb->io_timeout_ms};
+                                   .io_timeout_ms = rb->io_timeout_ms, .on_state = cmd_state, .arg = sh};
     sh->cmd = redis_conn_new(rb->loop, &o);
     o.name = "redis pubsub";
     o.subscriber = true;
@@ -238,7 +257,8 @@ struct broker *broker_redis_new(struct server *srv, const struct broker_redis_op
     rb->shards[i] = (struct rb_shard){.rb = rb, .index = i};
     if (redis_addr_parse(o->addresses[i], &addrs[i], err, errlen) != 0) goto fail;
   }
-  if (rb_history_init(rb) != 0 || rb_presence_init(rb) != 0 || rb_sub_init(rb) != 0 || start_loop(rb, addrs) != 0)
+  if (rb_history_init(rb) != 0 || rb_presence_init(rb) != 0 || rb_sub_init(rb) != 0 || rb_control_init(rb) != 0 ||
+      start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0)
     goto oom;
   free(addrs);
   return &rb->base;

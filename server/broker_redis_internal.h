@@ -11,6 +11,7 @@
 #define BROKER_REDIS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -24,12 +25,14 @@
 
 struct strmap;
 struct rb_delivery;
+struct rb_control;
 
 /* One Redis instance: a connection for commands and one for PUB/SUB. */
 struct rb_shard {
   struct redis_conn *cmd;
   struct redis_conn *sub;
-  bool sub_up; /* loop thread */
+  bool sub_up;        /* loop thread */
+  atomic_bool cmd_up;  /* written by the loop thread, read by /health */
   struct redis_broker *rb;
   size_t index;
 };
@@ -45,6 +48,7 @@ struct redis_broker {
   uint64_t presence_ttl_ms;   /* presence entries' TTL */
   struct strmap *channels;    /* loop thread: channel ⇒ struct rb_channel (this node's PUB/SUB interest) */
   struct rb_delivery *delivery;
+  struct rb_control *control;
   pthread_mutex_t stripes[RB_STRIPES];
 };
 
@@ -82,6 +86,7 @@ pthread_mutex_t *rb_stripe(struct redis_broker *rb, const char *channel);
 
 /* broker_redis_sub.c: node interest in channels, PUB/SUB delivery. */
 int rb_sub_init(struct redis_broker *rb);
+void rb_sub_stop(struct redis_broker *rb);             /* joins the delivery worker */
 void rb_sub_cleanup(struct redis_broker *rb);          /* after the loop stopped */
 void rb_sub_on_push(void *shard, const redisReply *push); /* loop thread */
 void rb_sub_on_state(void *shard, bool up);               /* loop thread */
@@ -90,6 +95,22 @@ int rb_node_unsubscribe(struct broker *b, const char *channel);
 /* Waits until this node's PUB/SUB subscription to CHANNEL is confirmed by Redis (subscribing when
  * needed). Returns 0 or -BROKER_EUNAVAILABLE. Never from the loop thread. */
 int rb_sub_ensure(struct redis_broker *rb, const char *channel);
+
+/* broker_redis_control.c: heartbeats and the node table, broadcast and surveyed API calls, routed
+ * emulation. The stop order is say_goodbye, stop (joins its worker), then after the loop: cleanup. */
+int rb_control_init(struct redis_broker *rb);
+int rb_control_start(struct redis_broker *rb);
+bool rb_control_wants(struct redis_broker *rb, const char *channel, size_t len); /* a control channel? */
+void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len); /* loop thread */
+void rb_control_subscribe(struct redis_broker *rb); /* loop thread: shard 0's PUB/SUB is up */
+void rb_control_say_goodbye(struct redis_broker *rb);
+void rb_control_stop(struct redis_broker *rb);
+void rb_control_cleanup(struct redis_broker *rb);
+int rb_broadcast_api(struct broker *b, const char *method, const char *params, size_t len);
+int rb_survey_api(struct broker *b, const char *method, const char *params, size_t len,
+                  void (*fn)(void *arg, const char *answer, size_t len), void *arg);
+int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req);
+void rb_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker_node *node), void *arg);
 
 /* broker_redis_history.c */
 int rb_history_init(struct redis_broker *rb);

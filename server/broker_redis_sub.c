@@ -231,8 +231,10 @@ void rb_sub_on_state(void *arg, bool up) {
   sh->sub_up = up;
   struct state_walk sw = {sh, up};
   strmap_foreach(sh->rb->channels, state_cb, &sw);
-  if (up) log_info("redis: PUB/SUB of shard %zu up, %zu channels subscribed again", sh->index,
-                   strmap_count(sh->rb->channels));
+  if (!up) return;
+  log_info("redis: PUB/SUB of shard %zu up, %zu channels subscribed again", sh->index,
+           strmap_count(sh->rb->channels));
+  if (sh->index == 0) rb_control_subscribe(sh->rb);
 }
 
 /* ---- delivery ---- */
@@ -242,8 +244,10 @@ void rb_sub_on_push(void *arg, const redisReply *push) {
   struct redis_broker *rb = sh->rb;
   struct rb_delivery *d = rb->delivery;
   const redisReply *name = push->element[push->elements - 2], *payload = push->element[push->elements - 1];
+  if (name->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING) return;
+  if (rb_control_wants(rb, name->str, name->len)) return rb_control_on_message(rb, payload->str, payload->len);
   size_t plen = strlen(rb->prefix) + strlen(".client.");
-  if (name->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING || name->len <= plen) return;
+  if (name->len <= plen) return;
   size_t nlen = name->len - plen;
   struct rb_message *m = malloc(sizeof *m + nlen + 1 + payload->len);
   if (m == NULL) return;
@@ -359,16 +363,21 @@ static void channel_free_cb(const char *key, void *value, void *arg) {
   free(value);
 }
 
+void rb_sub_stop(struct redis_broker *rb) {
+  struct rb_delivery *d = rb->delivery;
+  if (d == NULL || !d->started) return;
+  pthread_mutex_lock(&d->lock);
+  d->stopping = true;
+  pthread_cond_signal(&d->cond);
+  pthread_mutex_unlock(&d->lock);
+  pthread_join(d->thread, NULL);
+  d->started = false;
+}
+
 void rb_sub_cleanup(struct redis_broker *rb) {
   struct rb_delivery *d = rb->delivery;
+  rb_sub_stop(rb);
   if (d) {
-    if (d->started) {
-      pthread_mutex_lock(&d->lock);
-      d->stopping = true;
-      pthread_cond_signal(&d->cond);
-      pthread_mutex_unlock(&d->lock);
-      pthread_join(d->thread, NULL);
-    }
     while (d->head) {
       struct rb_message *next = d->head->next;
       free(d->head);

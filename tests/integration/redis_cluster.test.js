@@ -4,7 +4,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, stopAll, API_KEY } from './lib/server.js';
-import { connectedClient, subscribe, closeAllClients } from './lib/sdk.js';
+import { connectedClient, subscribe, closeAllClients, newClient, once, SDK_TIMEOUT_MS } from './lib/sdk.js';
+import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
+import EventSource from 'eventsource';
+import { startServer as startNode } from './lib/server.js';
 import { api as apiCall, delay } from './lib/http.js';
 import { startRedis, stopAllRedis, redisAvailable } from './lib/redis.js';
 
@@ -14,15 +17,15 @@ const chat = {
   allow_history_for_subscriber: true, allow_recovery: true,
 };
 
-let redis, a, b;
+let redis, a, b, c3, cfg;
 before(async () => {
   if (!redisAvailable) return;
   redis = await startRedis();
-  const cfg = {
+  cfg = {
     http_stream: true, client_insecure: true, api_key: API_KEY, engine: 'redis', redis_address: redis.address,
-    redis_prefix: `t${process.pid}`, namespaces: [chat], health: true,
+    redis_prefix: `t${process.pid}`, namespaces: [chat], health: true, sse: true,
   };
-  [a, b] = await Promise.all([startServer(cfg), startServer(cfg)]);
+  [a, b, c3] = await Promise.all([startServer(cfg), startServer(cfg), startServer(cfg)]);
 });
 after(async () => {
   closeAllClients();
@@ -123,5 +126,138 @@ describe('two nodes on one Redis', { skip }, () => {
     const got = [];
     for (let i = 0; i < 3; i++) got.push((await s2.nextPub()).data);
     assert.deepEqual(got, [{ missed: 0 }, { missed: 1 }, { missed: 2 }]);
+  });
+});
+
+/** Polls FN until it returns a truthy value (at most MS). */
+async function eventually(fn, ms = 12000, what = 'condition') {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`not within ${ms} ms: ${what}`);
+    await delay(100);
+  }
+}
+
+const nodeIds = async (srv) => (await api(srv, 'info', {})).result.nodes.map((n) => n.uid).sort();
+
+describe('the control plane', { skip }, () => {
+  test('info on every node lists all three nodes with their counts', async () => {
+    const ids = await eventually(async () => {
+      const i = await nodeIds(a);
+      return i.length === 3 && i;
+    }, 12000, 'three nodes in info');
+    assert.deepEqual(await nodeIds(b), ids);
+    assert.deepEqual(await nodeIds(c3), ids);
+    const info = (await api(a, 'info', {})).result.nodes;
+    for (const n of info) assert.equal(typeof n.num_clients, 'number');
+  });
+
+  test('the API disconnect of a user on A, sent to B, ends that user\'s connection', async () => {
+    const c = await connectedClient(a.base);
+    const gone = once(c, 'connecting');
+    const res = await api(b, 'disconnect', { client: c.connectedCtx.client, disconnect: { code: 4001, reason: 'bye' } });
+    assert.deepEqual(res, { result: {} });
+    assert.equal((await gone).code, 4001);
+  });
+
+  test('channels merges every node\'s subscribers', async () => {
+    const ca = await connectedClient(a.base);
+    const cb = await connectedClient(b.base);
+    await subscribe(ca, 'chat:merged');
+    await subscribe(cb, 'chat:merged');
+    const res = await api(c3, 'channels', { pattern: 'chat:merged' });
+    assert.deepEqual(res.result.channels, { 'chat:merged': { num_clients: 2 } });
+  });
+});
+
+/** A client whose stream is on STREAM and whose emulation POSTs go to EMU. */
+function splitClient(stream, emu, opts = {}) {
+  return newClient(stream.base, { emulationBase: emu.base, ...opts });
+}
+
+async function connectSplit(stream, emu, opts = {}) {
+  const c = splitClient(stream, emu, opts);
+  const connected = once(c, 'connected', SDK_TIMEOUT_MS + 5000);
+  c.connect();
+  c.connectedCtx = await connected;
+  return c;
+}
+
+describe('emulation routed to the node that holds the stream', { skip }, () => {
+  for (const [label, opts] of [
+    ['JSON over http_stream', {}],
+    ['protobuf over http_stream', { sdk: CentrifugePb }],
+    ['JSON over SSE', { transport: 'sse', streamPath: '/connection/sse', eventsource: EventSource }],
+  ]) {
+    // The protobuf build publishes bytes and hands bytes back: JSON text either way here.
+    const pb = opts.sdk === CentrifugePb;
+    const enc = (v) => (pb ? new TextEncoder().encode(JSON.stringify(v)) : v);
+    const dec = (v) => (pb ? JSON.parse(new TextDecoder().decode(v)) : v);
+    test(`${label}: stream on A, POSTs to B and C: subscribe, publish, presence, history`, async () => {
+      await eventually(async () => (await nodeIds(b)).length === 3, 12000, 'nodes known');
+      const viaB = await connectSplit(a, b, opts);
+      const viaC = await connectSplit(a, c3, opts);
+      const ch = `chat:routed${label.replace(/\W/g, '')}`;
+      const sb = await subscribe(viaB, ch);
+      const sc = await subscribe(viaC, ch);
+      await sb.publish(enc({ from: 'b' }));
+      assert.deepEqual(dec((await sc.nextPub()).data), { from: 'b' });
+      assert.deepEqual(dec((await sb.nextPub()).data), { from: 'b' });
+      const p = await sc.presence();
+      assert.deepEqual(Object.keys(p.clients).sort(), [viaB.connectedCtx.client, viaC.connectedCtx.client].sort());
+      const h = await sb.history({ limit: 10 });
+      assert.deepEqual(h.publications.map((x) => dec(x.data)), [{ from: 'b' }]);
+      assert.ok(viaB.emulationStatuses.length > 0 && viaB.emulationStatuses.every((st) => st === 204),
+        `emulation statuses ${viaB.emulationStatuses}`);
+    });
+  }
+
+  test('a POST naming a node nobody knows gets 404', async () => {
+    const res = await fetch(`${b.base}/emulation`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ node: '00000000-0000-4000-8000-000000000000', session: 'x', data: '{}' }),
+    });
+    assert.equal(res.status, 404);
+  });
+
+  test('SIGKILL of a node: the others drop it within ~10 s, their clients stay, its sessions get 404', async () => {
+    const d = await startNode(cfg);
+    await eventually(async () => (await nodeIds(a)).includes(await (async () => {
+      const i = await api(d, 'info', {});
+      return i.result.nodes[0].uid;
+    })()), 12000, 'd known to a');
+    const dId = (await api(d, 'info', {})).result.nodes[0].uid;
+    const onA = await connectedClient(a.base);
+    const sa = await subscribe(onA, 'chat:survivor');
+    await d.stop('SIGKILL');
+    const t0 = Date.now();
+    await eventually(async () => !(await nodeIds(a)).includes(dId), 12000, 'd dropped from a');
+    assert.ok(Date.now() - t0 <= 11000);
+    const res = await fetch(`${a.base}/emulation`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ node: dId, session: 'x', data: '{}' }),
+    });
+    assert.equal(res.status, 404);
+    await api(b, 'publish', { channel: 'chat:survivor', data: { still: 'here' } });
+    assert.deepEqual((await sa.nextPub()).data, { still: 'here' });
+  });
+});
+
+describe('faults', { skip }, () => {
+  test('Redis stopped: clients stay, publish answers an error, /health 503; Redis back: delivery resumes', async () => {
+    const c = await connectedClient(a.base);
+    const sub = await subscribe(c, 'chat:fault');
+    await redis.stop();
+    await eventually(async () => (await fetch(`${a.base}/health`)).status === 503, 10000, '/health 503');
+    const during = await api(b, 'publish', { channel: 'chat:fault', data: { lost: true } });
+    assert.ok(during.error, `publish answered ${JSON.stringify(during)}`);
+    assert.equal(c.state, 'connected');
+    redis = await startRedis({ port: redis.port });
+    await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, 10000, '/health 200');
+    const pub = await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:fault', data: { back: i } }));
+    assert.ok('back' in pub.data);
+    assert.equal(c.state, 'connected');
   });
 });
