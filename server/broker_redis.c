@@ -156,6 +156,7 @@ static void rb_free(struct broker *b) {
   }
   rb_control_cleanup(rb);
   rb_sub_cleanup(rb);
+  rb_presence_cleanup(rb);
   for (int i = 0; i < RB_STRIPES; i++) pthread_mutex_destroy(&rb->stripes[i]);
   free(rb->shards);
   free(rb);
@@ -258,7 +259,7 @@ struct broker *broker_redis_new(struct server *srv, const struct broker_redis_op
     if (redis_addr_parse(o->addresses[i], &addrs[i], err, errlen) != 0) goto fail;
   }
   if (rb_history_init(rb) != 0 || rb_presence_init(rb) != 0 || rb_sub_init(rb) != 0 || rb_control_init(rb) != 0 ||
-      start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0)
+      start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0 || rb_presence_start(rb) != 0)
     goto oom;
   free(addrs);
   return &rb->base;

@@ -26,6 +26,7 @@
 struct strmap;
 struct rb_delivery;
 struct rb_control;
+struct rb_presence;
 
 /* One Redis instance: a connection for commands and one for PUB/SUB. */
 struct rb_shard {
@@ -49,6 +50,7 @@ struct redis_broker {
   struct strmap *channels;    /* loop thread: channel ⇒ struct rb_channel (this node's PUB/SUB interest) */
   struct rb_delivery *delivery;
   struct rb_control *control;
+  struct rb_presence *presence;
   pthread_mutex_t stripes[RB_STRIPES];
 };
 
@@ -124,6 +126,8 @@ int rb_history_remove(struct broker *b, const char *channel);
 
 /* broker_redis_presence.c */
 int rb_presence_init(struct redis_broker *rb);
+int rb_presence_start(struct redis_broker *rb);   /* arms the refresh timer */
+void rb_presence_cleanup(struct redis_broker *rb); /* after the loop stopped */
 int rb_presence_add(struct broker *b, const char *channel, const Protocol__ClientInfo *info);
 int rb_presence_remove(struct broker *b, const char *channel, const char *client_id);
 int rb_presence_get(struct broker *b, const char *channel, size_t max, struct presence_result *out);

@@ -24,6 +24,7 @@ before(async () => {
   cfg = {
     http_stream: true, client_insecure: true, api_key: API_KEY, engine: 'redis', redis_address: redis.address,
     redis_prefix: `t${process.pid}`, namespaces: [chat], health: true, sse: true,
+    global_presence_ttl: '2s', // short, so that the refresh and the expiry of a dead node's entries show
   };
   [a, b, c3] = await Promise.all([startServer(cfg), startServer(cfg), startServer(cfg)]);
 });
@@ -231,6 +232,10 @@ describe('emulation routed to the node that holds the stream', { skip }, () => {
     const dId = (await api(d, 'info', {})).result.nodes[0].uid;
     const onA = await connectedClient(a.base);
     const sa = await subscribe(onA, 'chat:survivor');
+    const onD = await connectedClient(d.base);
+    await subscribe(onD, 'chat:survivor');
+    const present = async () => Object.keys((await api(a, 'presence', { channel: 'chat:survivor' })).result.presence);
+    assert.equal((await present()).length, 2);
     await d.stop('SIGKILL');
     const t0 = Date.now();
     await eventually(async () => !(await nodeIds(a)).includes(dId), 12000, 'd dropped from a');
@@ -242,6 +247,8 @@ describe('emulation routed to the node that holds the stream', { skip }, () => {
     assert.equal(res.status, 404);
     await api(b, 'publish', { channel: 'chat:survivor', data: { still: 'here' } });
     assert.deepEqual((await sa.nextPub()).data, { still: 'here' });
+    // the dead node's presence entry expired (global_presence_ttl 2s); A's own, refreshed, is still there
+    assert.deepEqual(await present(), [onA.connectedCtx.client]);
   });
 });
 
