@@ -33,6 +33,8 @@ struct rb_shard {
   struct redis_conn *cmd;
   struct redis_conn *sub;
   bool sub_up;        /* loop thread */
+  uint64_t last_push_ms, probe_sent_ms; /* loop thread: PUB/SUB liveness (probe_sent_ms 0 = none out) */
+  struct evloop_timer probe;
   atomic_bool cmd_up;  /* written by the loop thread, read by /health */
   struct redis_broker *rb;
   size_t index;

@@ -7,6 +7,10 @@
  * needs to see every publication from a point on waits for the confirmation first (rb_sub_ensure).
  * When the PUB/SUB connection comes back, every channel in the map is subscribed again, pipelined.
  *
+ * Liveness: a PUB/SUB connection can stay open and go silent (a failover behind it). When a shard's
+ * has carried nothing for PROBE_INTERVAL_MS, the node publishes to a probe channel of its own through
+ * the command connection; no echo within the I/O timeout and the PUB/SUB connection is made again.
+ *
  * Delivery: the loop thread only copies each message into the delivery queue; the worker thread
  * decodes it and hands it to the hub under the channel's stripe lock, so the loop never waits for a
  * lock that a subscriber may hold while it waits for Redis. One worker keeps each channel's order. */
@@ -21,6 +25,7 @@
 
 #define UNSUBSCRIBE_DELAY_MS 1000
 #define ENSURE_RECHECK_MS 5000  /* a channel subscribed for a subscribe that then failed is dropped */
+#define PROBE_INTERVAL_MS 5000
 #define DELIVERY_QUEUE_MAX 200000 /* messages waiting for the worker; past it they are dropped (logged) */
 
 struct rb_waiter {
@@ -209,6 +214,28 @@ int rb_sub_ensure(struct redis_broker *rb, const char *channel) {
   return w.rc;
 }
 
+/* ---- liveness (loop thread) ---- */
+
+static size_t probe_channel(struct rb_shard *sh, char *buf) { return rb_key(sh->rb, "probe", sh->rb->base.srv->node_id, buf); }
+
+static void probe_fire(struct evloop_timer *t) {
+  struct rb_shard *sh = t->arg;
+  struct redis_broker *rb = sh->rb;
+  uint64_t now = evloop_now_ms(rb->loop);
+  if (sh->sub_up && sh->probe_sent_ms && now - sh->probe_sent_ms > rb->io_timeout_ms) {
+    sh->probe_sent_ms = 0;
+    redis_conn_reset(sh->sub, "PUB/SUB silent: the probe did not come back");
+  } else if (sh->sub_up && !sh->probe_sent_ms && now - sh->last_push_ms >= PROBE_INTERVAL_MS &&
+             redis_conn_up(sh->cmd)) {
+    char key[RB_KEY_MAX];
+    size_t klen = probe_channel(sh, key);
+    const char *argv[3] = {"PUBLISH", key, "probe"};
+    const size_t lens[3] = {7, klen, 5};
+    if (redis_conn_command(sh->cmd, 3, argv, lens, NULL, NULL) == 0) sh->probe_sent_ms = now;
+  }
+  evloop_timer_arm(rb->loop, &sh->probe, sh->probe_sent_ms ? rb->io_timeout_ms / 2 + 1 : PROBE_INTERVAL_MS);
+}
+
 struct state_walk {
   struct rb_shard *sh;
   bool up;
@@ -228,7 +255,22 @@ static void state_cb(const char *key, void *value, void *arg) {
 
 void rb_sub_on_state(void *arg, bool up) {
   struct rb_shard *sh = arg;
+  struct redis_broker *rb = sh->rb;
   sh->sub_up = up;
+  sh->probe_sent_ms = 0;
+  sh->last_push_ms = evloop_now_ms(rb->loop);
+  if (up) {
+    char key[RB_KEY_MAX];
+    size_t klen = probe_channel(sh, key);
+    const char *argv[2] = {"SUBSCRIBE", key};
+    const size_t lens[2] = {9, klen};
+    redis_conn_command(sh->sub, 2, argv, lens, NULL, NULL);
+    sh->probe.fn = probe_fire; /* the timer itself may be armed already: only its callback is set */
+    sh->probe.arg = sh;
+    evloop_timer_arm(rb->loop, &sh->probe, PROBE_INTERVAL_MS);
+  } else {
+    evloop_timer_cancel(rb->loop, &sh->probe);
+  }
   struct state_walk sw = {sh, up};
   strmap_foreach(sh->rb->channels, state_cb, &sw);
   if (!up) return;
@@ -245,6 +287,13 @@ void rb_sub_on_push(void *arg, const redisReply *push) {
   struct rb_delivery *d = rb->delivery;
   const redisReply *name = push->element[push->elements - 2], *payload = push->element[push->elements - 1];
   if (name->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING) return;
+  sh->last_push_ms = evloop_now_ms(rb->loop);
+  char probe[RB_KEY_MAX];
+  size_t plen0 = probe_channel(sh, probe);
+  if (name->len == plen0 && memcmp(name->str, probe, plen0) == 0) {
+    sh->probe_sent_ms = 0; /* the connection carries */
+    return;
+  }
   if (rb_control_wants(rb, name->str, name->len)) return rb_control_on_message(rb, payload->str, payload->len);
   size_t plen = strlen(rb->prefix) + strlen(".client.");
   if (name->len <= plen) return;

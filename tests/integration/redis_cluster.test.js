@@ -10,6 +10,7 @@ import EventSource from 'eventsource';
 import { startServer as startNode } from './lib/server.js';
 import { api as apiCall, delay } from './lib/http.js';
 import { startRedis, stopAllRedis, redisAvailable } from './lib/redis.js';
+import { startProxy } from './lib/tcp_proxy.js';
 
 const chat = {
   name: 'chat', presence: true, join_leave: true, history_size: 10, history_ttl: '300s',
@@ -253,6 +254,26 @@ describe('emulation routed to the node that holds the stream', { skip }, () => {
 });
 
 describe('faults', { skip }, () => {
+  test('a PUB/SUB connection that goes silent is probed and made again; delivery resumes', async () => {
+    const proxy = await startProxy(redis.port);
+    try {
+      const e = await startNode({ ...cfg, redis_address: proxy.address, redis_io_timeout: '1s' });
+      const c = await connectedClient(e.base);
+      const sub = await subscribe(c, 'chat:silent');
+      await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:silent', data: { before: i } }));
+      const subscribers = proxy.subscriberConnections;
+      proxy.silenced = true;
+      await eventually(() => proxy.subscriberConnections > subscribers, 15000, 'a new PUB/SUB connection');
+      proxy.silenced = false;
+      const pub = await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:silent', data: { after: i } }));
+      assert.ok('after' in pub.data);
+      assert.equal(c.state, 'connected');
+      await e.stop();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('Redis stopped: clients stay, publish answers an error, /health 503; Redis back: delivery resumes', async () => {
     const c = await connectedClient(a.base);
     const sub = await subscribe(c, 'chat:fault');
