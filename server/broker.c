@@ -17,6 +17,10 @@ static struct broker *build(struct server *srv, const struct config *cfg) {
   struct broker_redis_options o = {
       .addresses = addresses,
       .naddresses = 1,
+      .sentinels = (const char *const *)cfg->redis_sentinel_address,
+      .nsentinels = cfg->redis_sentinel_address_count,
+      .sentinel_master = cfg->redis_sentinel_master_name,
+      .sentinel_password = cfg->redis_sentinel_password,
       .prefix = cfg->redis_prefix,
       .connect_timeout_ms = (uint64_t)cfg->redis_connect_timeout_ms,
       .io_timeout_ms = (uint64_t)cfg->redis_io_timeout_ms,

@@ -126,6 +126,9 @@ struct broker *broker_memory_new(struct server *srv);
 struct broker_redis_options {
   const char *const *addresses; /* one per Redis instance (shards), in redis_addr_parse's forms */
   size_t naddresses;
+  const char *const *sentinels; /* set (NSENTINELS > 0): the master of SENTINEL_MASTER, found through them */
+  size_t nsentinels;
+  const char *sentinel_master, *sentinel_password;
   const char *prefix;
   uint64_t connect_timeout_ms, io_timeout_ms;
   uint64_t history_meta_ttl_ms; /* 0 = keep the streams' meta */

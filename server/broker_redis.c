@@ -159,6 +159,7 @@ static void rb_free(struct broker *b) {
   rb_presence_cleanup(rb);
   for (int i = 0; i < RB_STRIPES; i++) pthread_mutex_destroy(&rb->stripes[i]);
   free(rb->shards);
+  free(rb->sentinels);
   free(rb);
 }
 
@@ -207,7 +208,9 @@ static void open_connections(void *arg) {
   for (size_t i = 0; i < rb->nshards; i++) {
     struct rb_shard *sh = &rb->shards[i];
     struct redis_conn_options o = {.name = "redis", .addr = t->addrs[i], .connect_timeout_ms = rb->connect_timeout_ms,
-                                   .io_timeout_ms = rb->io_timeout_ms, .on_state = cmd_state, .arg = sh};
+                                   .io_timeout_ms = rb->io_timeout_ms, .sentinels = rb->sentinels,
+                                   .nsentinels = rb->nsentinels, .master_name = rb->sentinel_master,
+                                   .on_state = cmd_state, .arg = sh};
     sh->cmd = redis_conn_new(rb->loop, &o);
     o.name = "redis pubsub";
     o.subscriber = true;
@@ -251,7 +254,18 @@ struct broker *broker_redis_new(struct server *srv, const struct broker_redis_op
   rb->meta_ttl_ms = o->history_meta_ttl_ms;
   rb->presence_ttl_ms = o->presence_ttl_ms;
   for (int i = 0; i < RB_STRIPES; i++) pthread_mutex_init(&rb->stripes[i], NULL);
-  rb->nshards = o->naddresses;
+  rb->nshards = o->nsentinels > 0 ? 1 : o->naddresses; /* Sentinel: one master (its replicas fail over) */
+  if (o->nsentinels > 0) {
+    rb->sentinels = calloc(o->nsentinels, sizeof *rb->sentinels);
+    if (rb->sentinels == NULL) goto oom;
+    for (size_t i = 0; i < o->nsentinels; i++) {
+      if (redis_addr_parse(o->sentinels[i], &rb->sentinels[i], err, errlen) != 0) goto fail;
+      if (!rb->sentinels[i].password[0] && o->sentinel_password)
+        snprintf(rb->sentinels[i].password, sizeof rb->sentinels[i].password, "%s", o->sentinel_password);
+    }
+    rb->nsentinels = o->nsentinels;
+    snprintf(rb->sentinel_master, sizeof rb->sentinel_master, "%s", o->sentinel_master);
+  }
   rb->shards = calloc(rb->nshards, sizeof *rb->shards);
   if (rb->shards == NULL) goto oom;
   for (size_t i = 0; i < rb->nshards; i++) {

@@ -47,6 +47,9 @@ struct redis_broker {
   struct rb_shard *shards;
   size_t nshards;
   uint64_t connect_timeout_ms, io_timeout_ms;
+  struct redis_addr *sentinels; /* owned; NULL without Sentinel */
+  size_t nsentinels;
+  char sentinel_master[128];
   uint64_t meta_ttl_ms;       /* history streams' meta TTL (0 = keep) */
   uint64_t presence_ttl_ms;   /* presence entries' TTL */
   struct strmap *channels;    /* loop thread: channel ⇒ struct rb_channel (this node's PUB/SUB interest) */

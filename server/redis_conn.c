@@ -170,6 +170,11 @@ static bool dispatch(struct redis_conn *c, redisReply *reply) {
   } else {
     struct pending p = fifo_pop(c);
     if (p.fn) p.fn(p.arg, reply);
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "READONLY", 8) == 0 && c->state != CONN_DOWN) {
+      freeReplyObject(reply); /* a failover made this server a replica: find the master again */
+      conn_drop(c, "the server became a replica");
+      return false;
+    }
   }
   freeReplyObject(reply);
   return c->state != CONN_DOWN;
@@ -325,6 +330,12 @@ static void conn_event(struct evloop_io *io, uint32_t events) {
  * resolved once per attempt) and starts a non-blocking connect. */
 static void conn_connect(struct redis_conn *c) {
   if (c->freed) return;
+  if (c->opts.nsentinels > 0 &&
+      redis_sentinel_resolve(c->opts.sentinels, c->opts.nsentinels, c->opts.master_name, c->opts.connect_timeout_ms,
+                             c->opts.addr.host, sizeof c->opts.addr.host, &c->opts.addr.port) != 0) {
+    conn_drop(c, "master unknown"); /* DOWN: only backs off */
+    return;
+  }
   char port[8];
   snprintf(port, sizeof port, "%d", c->opts.addr.port);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC}, *res = NULL;

@@ -49,6 +49,12 @@ struct redis_conn_options {
   uint64_t connect_timeout_ms; /* TCP connect plus login */
   uint64_t io_timeout_ms;      /* longest wait for the next reply while replies are due */
   bool subscriber;
+  /* Sentinel mode (NSENTINELS > 0): before each connect the Sentinels are asked where MASTER_NAME's
+   * master is, and ADDR's host and port are replaced (its password and db stay). Borrowed: the array
+   * outlives the connection. */
+  const struct redis_addr *sentinels;
+  size_t nsentinels;
+  const char *master_name;
   redis_state_fn on_state;
   redis_push_fn on_push; /* subscriber mode */
   void *arg;             /* passed to on_state and on_push */
@@ -74,6 +80,11 @@ int redis_conn_command(struct redis_conn *c, int argc, const char **argv, const 
 /* Drops the connection now (callbacks get NULL, on_state(false) when it was up) and reconnects after
  * the backoff: for a caller whose probe found the connection dead although TCP looks fine. Loop thread. */
 void redis_conn_reset(struct redis_conn *c, const char *why);
+
+/* Asks SENTINELS[0..N) in turn where MASTER's master is (blocking, TIMEOUT_MS per Sentinel). Returns 0
+ * with its HOST and *PORT, or -1 (logged) when none answers. Any thread (redis_sentinel.c). */
+int redis_sentinel_resolve(const struct redis_addr *sentinels, size_t n, const char *master, uint64_t timeout_ms,
+                           char *host, size_t hostlen, int *port);
 
 /* Commands queued whose replies have not come yet. Loop thread. */
 size_t redis_conn_pending(const struct redis_conn *c);

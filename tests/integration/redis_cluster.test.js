@@ -9,7 +9,7 @@ import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import EventSource from 'eventsource';
 import { startServer as startNode } from './lib/server.js';
 import { api as apiCall, delay } from './lib/http.js';
-import { startRedis, stopAllRedis, redisAvailable } from './lib/redis.js';
+import { startRedis, stopAllRedis, redisAvailable, startSentinelSetup, sentinelMasterPort } from './lib/redis.js';
 import { startProxy } from './lib/tcp_proxy.js';
 
 const chat = {
@@ -287,5 +287,25 @@ describe('faults', { skip }, () => {
     const pub = await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:fault', data: { back: i } }));
     assert.ok('back' in pub.data);
     assert.equal(c.state, 'connected');
+  });
+});
+
+describe('Sentinel', { skip }, () => {
+  test('the node finds the master through redis-sentinel and follows a failover', async () => {
+    const set = await startSentinelSetup();
+    const n = await startNode({
+      ...cfg, redis_address: '127.0.0.1:1', redis_sentinel_address: [set.sentinelAddress],
+      redis_sentinel_master_name: set.masterName, redis_prefix: `s${process.pid}`,
+    });
+    const c = await connectedClient(n.base);
+    const sub = await subscribe(c, 'chat:failover');
+    await firstDelivery(sub, (i) => api(n, 'publish', { channel: 'chat:failover', data: { before: i } }));
+    await set.master.stop();
+    await eventually(async () => (await sentinelMasterPort(set.sentinel.port, set.masterName)) === set.replica.port,
+      20000, 'the Sentinel promoted the replica');
+    const pub = await firstDelivery(sub, (i) => api(n, 'publish', { channel: 'chat:failover', data: { after: i } }));
+    assert.ok('after' in pub.data);
+    assert.equal(c.state, 'connected');
+    await n.stop();
   });
 });
