@@ -5,7 +5,9 @@
  * {"error":{"code","message"}}; with the header `X-Centrifugo-Error-Mode: transport` errors become HTTP
  * statuses instead. The methods themselves are in api_methods.c. Bodies are read with json_raw_loadb:
  * every `data` and `info` member reaches the methods as raw JSON text, so a number jansson cannot hold
- * there does not fail the request, and answers are written with json_raw_dumpb. */
+ * there does not fail the request, and answers are written with json_raw_dumpb. With several nodes
+ * (Redis engine) a method acts according to its scope (api.h): here, here and on every other node, or
+ * surveyed and merged; calls that other nodes forward run here through api_run_local. */
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <stdbool.h>
@@ -14,7 +16,9 @@
 #include <strings.h>
 
 #include "api.h"
+#include "broker.h"
 #include "handlers.h"
+#include "log.h"
 #include "json_raw.h"
 #include "server.h"
 
@@ -68,6 +72,52 @@ static json_t *error_body(int code) {
   return json_pack("{sIss}", "code", (json_int_t)code, "message", api_error_message(code));
 }
 
+/* Folds a surveyed node's JSON ANSWER into the result (the merge of the method in ARG). */
+struct survey_ctx {
+  const struct api_method *m;
+  json_t *result;
+};
+
+static void survey_answer(void *arg, const char *answer, size_t len) {
+  struct survey_ctx *sc = arg;
+  json_t *remote = json_raw_loadb(answer, len, raw_keys, 0);
+  if (json_is_object(remote)) sc->m->merge(sc->result, remote);
+  json_decref(remote);
+}
+
+/* Runs M with PARAMS here and, by its scope, on the other nodes. Returns 0 (*RESULT set) or a code. */
+static int call_method(struct server *srv, const struct api_method *m, json_t *params, json_t **result) {
+  int rc = m->fn(srv, params, result);
+  if (rc != 0 || m->scope == API_SCOPE_NODE) return rc;
+  size_t len = 0;
+  char *text = json_raw_dumpb(params, JSON_COMPACT, &len);
+  if (text == NULL) return API_ERROR_INTERNAL;
+  struct broker *b = srv->broker;
+  if (m->scope == API_SCOPE_BROADCAST) {
+    if (b->ops->broadcast_api(b, m->name, text, len) != 0) log_warn("api %s: not sent to the other nodes", m->name);
+  } else {
+    struct survey_ctx sc = {m, *result};
+    if (b->ops->survey_api(b, m->name, text, len, survey_answer, &sc) != 0)
+      log_warn("api %s: the other nodes could not be asked", m->name);
+  }
+  free(text);
+  return 0;
+}
+
+int api_run_local(struct server *srv, const char *method, const char *params, size_t len, char **answer,
+                  size_t *answer_len) {
+  const struct api_method *m = api_find_method(method);
+  json_t *p = json_raw_loadb(params, len, raw_keys, 0), *result = NULL;
+  int rc = m == NULL ? API_ERROR_NOT_FOUND : !json_is_object(p) ? API_ERROR_BAD_REQUEST : m->fn(srv, p, &result);
+  if (rc == 0 && answer) {
+    *answer = json_raw_dumpb(result ? result : json_object(), JSON_COMPACT, answer_len);
+    if (*answer == NULL) rc = API_ERROR_INTERNAL;
+  }
+  json_decref(result);
+  json_decref(p);
+  return rc;
+}
+
 /* batch: {"commands":[{"<method>":{params}}, ...]} ⇒ {"replies":[{"<method>":{result}} | {"error":{..}}]}.
  * Commands run in order (the "parallel" flag is accepted; order is kept either way). */
 static json_t *run_batch(struct server *srv, json_t *params, int *code) {
@@ -81,12 +131,12 @@ static json_t *run_batch(struct server *srv, json_t *params, int *code) {
     const char *name = json_is_object(command) && json_object_size(command) == 1
                            ? json_object_iter_key(json_object_iter(command))
                            : NULL;
-    api_method_fn fn = name && strcmp(name, "batch") != 0 ? api_find_method(name) : NULL;
+    const struct api_method *m = name && strcmp(name, "batch") != 0 ? api_find_method(name) : NULL;
     json_t *result = NULL;
-    int rc = fn == NULL ? API_ERROR_NOT_FOUND
+    int rc = m == NULL ? API_ERROR_NOT_FOUND
              : !json_is_object(json_object_get(command, name))
                  ? API_ERROR_BAD_REQUEST
-                 : fn(srv, json_object_get(command, name), &result);
+                 : call_method(srv, m, json_object_get(command, name), &result);
     json_array_append_new(replies, rc == 0 ? json_pack("{so}", name, result ? result : json_object())
                                            : json_pack("{so}", "error", error_body(rc)));
   }
@@ -96,11 +146,11 @@ static json_t *run_batch(struct server *srv, json_t *params, int *code) {
 /* Runs method NAME with PARAMS; returns {"result":..} or {"error":..} and the error code in *CODE. */
 static json_t *run_method(struct server *srv, const char *name, json_t *params, int *code) {
   if (strcmp(name, "batch") == 0 && json_is_object(params)) return run_batch(srv, params, code);
-  api_method_fn fn = api_find_method(name);
+  const struct api_method *m = api_find_method(name);
   json_t *result = NULL;
-  *code = fn == NULL                ? API_ERROR_NOT_FOUND
+  *code = m == NULL                 ? API_ERROR_NOT_FOUND
           : !json_is_object(params) ? API_ERROR_BAD_REQUEST
-                                    : fn(srv, params, &result);
+                                    : call_method(srv, m, params, &result);
   if (*code == 0) return json_pack("{so}", "result", result ? result : json_object());
   json_decref(result);
   return json_pack("{so}", "error", error_body(*code));

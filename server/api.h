@@ -21,8 +21,27 @@ enum api_error {
  * 0, or returns an API error code. Runs on an MHD thread. */
 typedef int (*api_method_fn)(struct server *srv, json_t *params, json_t **result);
 
+/* Where a method acts when several nodes share the channels (Redis engine): on this node only (its
+ * data is shared already, or it reads the cluster's view itself), on every node's sessions (run here,
+ * then sent to the others), or surveyed (every node answers for itself and MERGE folds each other
+ * node's answer into this node's result). */
+enum api_scope { API_SCOPE_NODE, API_SCOPE_BROADCAST, API_SCOPE_SURVEY };
+
+struct api_method {
+  const char *name;
+  api_method_fn fn;
+  enum api_scope scope;
+  void (*merge)(json_t *result, json_t *remote); /* API_SCOPE_SURVEY */
+};
+
 /* The method called NAME, or NULL. */
-api_method_fn api_find_method(const char *name);
+const struct api_method *api_find_method(const char *name);
+
+/* Runs method METHOD with PARAMS (LEN bytes of JSON) on this node alone, for a call another node
+ * forwarded (struct broker_local). *ANSWER (may be NULL) receives the result's JSON (malloc'd). Returns
+ * 0 or an API error code. */
+int api_run_local(struct server *srv, const char *method, const char *params, size_t len, char **answer,
+                  size_t *answer_len);
 
 /* The message of an API error code. */
 const char *api_error_message(int code);

@@ -377,33 +377,65 @@ static int method_channels(struct server *srv, json_t *params, json_t **result) 
   return 0;
 }
 
+static void add_node(void *arg, const struct broker_node *n) {
+  json_array_append_new(arg, json_pack("{sssssssIsIsIsIsI}", "uid", n->uid, "name", n->name, "version", n->version,
+                                       "num_clients", (json_int_t)n->num_clients, "num_users",
+                                       (json_int_t)n->num_users, "num_channels", (json_int_t)n->num_channels,
+                                       "num_subs", (json_int_t)n->num_subs, "uptime", (json_int_t)n->uptime));
+}
+
+/* This node, then every other live node the engine knows of (their last heartbeat). */
 static int method_info(struct server *srv, json_t *params, json_t **result) {
   (void)params;
   struct registry_counts rc;
   if (registry_counts(srv->registry, &rc) != 0) return API_ERROR_INTERNAL;
-  json_t *node =
-      json_pack("{sssssssIsIsIsIsI}", "uid", srv->node_id, "name", srv->cfg->name, "version", SD_VERSION,
-                "num_clients", (json_int_t)rc.sessions, "num_users", (json_int_t)rc.users, "num_channels",
-                (json_int_t)hub_channel_count(srv->hub), "num_subs", (json_int_t)rc.subscriptions, "uptime",
-                (json_int_t)((timer_now_ms() - srv->started_ms) / 1000));
-  *result = json_pack("{s[o]}", "nodes", node);
+  struct broker_node self = {srv->node_id,
+                             srv->cfg->name,
+                             SD_VERSION,
+                             (uint32_t)rc.sessions,
+                             (uint32_t)rc.users,
+                             (uint32_t)hub_channel_count(srv->hub),
+                             (uint32_t)rc.subscriptions,
+                             (uint32_t)((timer_now_ms() - srv->started_ms) / 1000)};
+  json_t *nodes = json_array();
+  add_node(nodes, &self);
+  srv->broker->ops->foreach_node(srv->broker, add_node, nodes);
+  *result = json_pack("{so}", "nodes", nodes);
   return 0;
 }
 
-static const struct {
+/* Sums each channel's subscriber count over the nodes. */
+static void merge_channels(json_t *result, json_t *remote) {
+  json_t *mine = json_object_get(result, "channels"), *theirs = json_object_get(remote, "channels");
   const char *name;
-  api_method_fn fn;
-} methods[] = {
-    {"publish", method_publish},       {"broadcast", method_broadcast},
-    {"subscribe", method_subscribe},   {"unsubscribe", method_unsubscribe},
-    {"disconnect", method_disconnect}, {"refresh", method_refresh},
-    {"presence", method_presence},     {"presence_stats", method_presence_stats},
-    {"history", method_history},       {"history_remove", method_history_remove},
-    {"channels", method_channels},     {"info", method_info},
+  json_t *v;
+  json_object_foreach(theirs, name, v) {
+    json_int_t n = json_integer_value(json_object_get(v, "num_clients"));
+    json_t *have = json_object_get(mine, name);
+    if (have)
+      json_object_set_new(have, "num_clients", json_integer(json_integer_value(json_object_get(have, "num_clients")) + n));
+    else
+      json_object_set_new(mine, name, json_pack("{sI}", "num_clients", n));
+  }
+}
+
+static const struct api_method methods[] = {
+    {"publish", method_publish, API_SCOPE_NODE, NULL},
+    {"broadcast", method_broadcast, API_SCOPE_NODE, NULL},
+    {"subscribe", method_subscribe, API_SCOPE_BROADCAST, NULL},
+    {"unsubscribe", method_unsubscribe, API_SCOPE_BROADCAST, NULL},
+    {"disconnect", method_disconnect, API_SCOPE_BROADCAST, NULL},
+    {"refresh", method_refresh, API_SCOPE_BROADCAST, NULL},
+    {"presence", method_presence, API_SCOPE_NODE, NULL},
+    {"presence_stats", method_presence_stats, API_SCOPE_NODE, NULL},
+    {"history", method_history, API_SCOPE_NODE, NULL},
+    {"history_remove", method_history_remove, API_SCOPE_NODE, NULL},
+    {"channels", method_channels, API_SCOPE_SURVEY, merge_channels},
+    {"info", method_info, API_SCOPE_NODE, NULL},
 };
 
-api_method_fn api_find_method(const char *name) {
+const struct api_method *api_find_method(const char *name) {
   for (size_t i = 0; name && i < sizeof methods / sizeof methods[0]; i++)
-    if (strcmp(methods[i].name, name) == 0) return methods[i].fn;
+    if (strcmp(methods[i].name, name) == 0) return &methods[i];
   return NULL;
 }

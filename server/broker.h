@@ -9,6 +9,7 @@
 #ifndef BROKER_H
 #define BROKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,7 @@ struct broker;
 struct history_query;
 struct history_result;
 struct presence_result;
+struct broker_node;
 
 enum broker_error {
   BROKER_OK = 0,
@@ -71,17 +73,72 @@ struct broker_ops {
   /* This node has its first local subscriber of CHANNEL / lost its last one. */
   int (*node_subscribe)(struct broker *b, const char *channel);
   int (*node_unsubscribe)(struct broker *b, const char *channel);
-  /* Hands REQ to the node named in it and waits until it ran. Returns 0, or -BROKER_EUNKNOWN_NODE. */
+  /* Hands REQ to the node named in it and waits until it ran there. Returns 0, -BROKER_EUNKNOWN_NODE
+   * (no such node), or -BROKER_EUNAVAILABLE (the node did not answer in time, Redis unreachable). */
   int (*route_emulation)(struct broker *b, const Protocol__EmulationRequest *req);
+  /* Has every other node run the server API call METHOD (PARAMS: its JSON, LEN bytes) on its own
+   * sessions (disconnect, unsubscribe, subscribe, refresh). Returns 0 once sent, or -BROKER_E*. */
+  int (*broadcast_api)(struct broker *b, const char *method, const char *params, size_t len);
+  /* Asks every other node for its own answer to METHOD(PARAMS) and calls FN(ARG, answer, len) with each
+   * JSON answer that comes within the survey timeout, on the calling thread. Returns 0 or -BROKER_E*. */
+  int (*survey_api)(struct broker *b, const char *method, const char *params, size_t len,
+                    void (*fn)(void *arg, const char *answer, size_t len), void *arg);
+  /* Calls FN(ARG, node) for every other live node, with its last heartbeat (uid, name, counts). */
+  void (*foreach_node)(struct broker *b, void (*fn)(void *arg, const struct broker_node *node), void *arg);
+  /* False while the engine cannot reach what it keeps its state in (/health answers 503). */
+  bool (*healthy)(struct broker *b);
   void (*free)(struct broker *b);
+};
+
+/* What a node said of itself in its last heartbeat. */
+struct broker_node {
+  const char *uid, *name, *version;
+  uint32_t num_clients, num_users, num_channels, num_subs, uptime;
+};
+
+/* What a broker runs on this node for other nodes, set by broker_new (the layers above it). */
+struct broker_local {
+  /* Runs server API method METHOD with PARAMS (JSON text) on this node's own sessions only; for a
+   * survey *ANSWER receives the JSON answer (malloc'd, *ANSWER_LEN bytes; may be NULL). Returns 0 or an
+   * API error code. Any thread but an engine's I/O thread. */
+  int (*api)(struct server *srv, const char *method, const char *params, size_t len, char **answer,
+             size_t *answer_len);
+  /* Feeds REQ's commands into its session on this node. Returns 0, or 1 when the session is not here. */
+  int (*emulation)(struct server *srv, const Protocol__EmulationRequest *req);
 };
 
 struct broker {
   const struct broker_ops *ops;
   struct server *srv;
+  struct broker_local local;
 };
+
+struct config;
+
+/* The engine CFG names (engine = "memory" | "redis"), built for SRV. Returns NULL (logged) when it
+ * cannot be built. The caller owns it (ops->free). */
+struct broker *broker_new(struct server *srv, const struct config *cfg);
 
 /* The single-node engine. Returns NULL when out of memory. */
 struct broker *broker_memory_new(struct server *srv);
+
+/* How the Redis engine reaches Redis and keeps its data. */
+struct broker_redis_options {
+  const char *const *addresses; /* one per Redis instance (shards), in redis_addr_parse's forms */
+  size_t naddresses;
+  const char *const *sentinels; /* set (NSENTINELS > 0): the master of SENTINEL_MASTER, found through them */
+  size_t nsentinels;
+  const char *sentinel_master, *sentinel_password;
+  const char *prefix;
+  uint64_t connect_timeout_ms, io_timeout_ms;
+  uint64_t history_meta_ttl_ms; /* 0 = keep the streams' meta */
+  uint64_t presence_ttl_ms;
+};
+
+/* The multi-node engine on Redis (broker_redis.c). It starts connecting at once and keeps trying;
+ * operations answer -BROKER_EUNAVAILABLE while Redis cannot be reached. Returns NULL with a message in
+ * ERR for a bad address or when out of resources. */
+struct broker *broker_redis_new(struct server *srv, const struct broker_redis_options *o, char *err,
+                                size_t errlen);
 
 #endif

@@ -124,6 +124,27 @@ static int memory_route_emulation(struct broker *b, const Protocol__EmulationReq
   return -BROKER_EUNKNOWN_NODE;
 }
 
+/* One node: nobody else to tell or ask. */
+static int memory_broadcast_api(struct broker *b, const char *method, const char *params, size_t len) {
+  (void)b, (void)method, (void)params, (void)len;
+  return 0;
+}
+
+static int memory_survey_api(struct broker *b, const char *method, const char *params, size_t len,
+                             void (*fn)(void *arg, const char *answer, size_t len), void *arg) {
+  (void)b, (void)method, (void)params, (void)len, (void)fn, (void)arg;
+  return 0;
+}
+
+static void memory_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker_node *node), void *arg) {
+  (void)b, (void)fn, (void)arg;
+}
+
+static bool memory_healthy(struct broker *b) {
+  (void)b;
+  return true;
+}
+
 static void sweep(void *arg) {
   struct memory_broker *m = arg;
   history_expire(m->history, timer_now_ms());
@@ -155,6 +176,10 @@ static const struct broker_ops memory_ops = {
     .node_subscribe = memory_interest,
     .node_unsubscribe = memory_interest,
     .route_emulation = memory_route_emulation,
+    .broadcast_api = memory_broadcast_api,
+    .survey_api = memory_survey_api,
+    .foreach_node = memory_foreach_node,
+    .healthy = memory_healthy,
     .free = memory_free,
 };
 

@@ -7,6 +7,7 @@
  * of a loaded or defaulted config is heap-allocated (never NULL, never a literal); a failed load leaves
  * nothing allocated; every error names FILE:LINE and the key. */
 #include "config.h"
+#include "redis_conn.h"
 
 #include <errno.h>
 #include <libconfig.h>
@@ -55,6 +56,11 @@ static int check_engine(const char *value, char *why, size_t len) {
   if (strcmp(value, "memory") == 0 || strcmp(value, "redis") == 0) return 0;
   snprintf(why, len, "\"%s\" is not one of memory, redis", value);
   return -1;
+}
+
+static int check_redis_address(const char *value, char *why, size_t len) {
+  struct redis_addr a;
+  return redis_addr_parse(value, &a, why, len);
 }
 
 static int check_mode(const char *value, char *why, size_t len) {
@@ -152,10 +158,22 @@ static int check_regex(const char *value, char *why, size_t len) {
   X(admin_socket_mode, STRING, "0660", 0, 0, false, TOP, admin_socket_mode, check_mode,                      \
     "file mode of the admin socket (octal)")                                                                 \
   X(engine, STRING, "memory", 0, 0, false, TOP, engine, check_engine, "\"memory\" or \"redis\"")             \
-  X(redis_address, STRING, "127.0.0.1:6379", 0, 0, false, TOP, redis_address, check_nonempty,                \
+  X(redis_address, STRING, "127.0.0.1:6379", 0, 0, false, TOP, redis_address, check_redis_address,           \
     "host:port of Redis (engine = \"redis\")")                                                               \
   X(redis_prefix, STRING, "streamd", 0, 0, false, TOP, redis_prefix, check_nonempty,                         \
     "prefix of keys and channels in Redis")                                                                  \
+  X(redis_connect_timeout, DURATION, "1s", 10, HOUR, false, TOP, redis_connect_timeout_ms, NULL,              \
+    "time to connect and log in to Redis")                                                                   \
+  X(redis_io_timeout, DURATION, "4s", 10, HOUR, false, TOP, redis_io_timeout_ms, NULL,                       \
+    "longest wait for a Redis reply before the connection is dropped and made again")                        \
+  X(global_presence_ttl, DURATION, "60s", SEC, 24 * HOUR, false, TOP, global_presence_ttl_ms, NULL,          \
+    "Redis engine: how long a presence entry lives unless its node refreshes it")                            \
+  X(redis_sentinel_address, STRING_LIST, "[]", 0, 0, false, TOP, redis_sentinel_address, NULL,              \
+    "Sentinels (host:port) that name the Redis master; set: redis_address is not used")                      \
+  X(redis_sentinel_master_name, STRING, "", 0, 0, false, TOP, redis_sentinel_master_name, NULL,              \
+    "name of the master the Sentinels watch (needed with redis_sentinel_address)")                           \
+  X(redis_sentinel_password, STRING, "", 0, 0, false, TOP, redis_sentinel_password, NULL,                    \
+    "password of the Sentinels; \"\" = none")                                                               \
   X(log_level, STRING, "info", 0, 0, true, TOP, log_level, check_log_level, "debug, info, warn or error")    \
   X(presence, BOOL, "false", 0, 0, true, CHAN, presence, NULL, "keep presence information")                  \
   X(join_leave, BOOL, "false", 0, 0, true, CHAN, join_leave, NULL, "send join and leave events")             \
@@ -507,6 +525,14 @@ static int check_config(struct load *ld, const config_t *lc, const struct config
     return fail(ld, at, "pong_timeout", "must be less than ping_interval (%s >= %s)",
                 sd_duration_format(cfg->pong_timeout_ms, p, sizeof p),
                 sd_duration_format(cfg->ping_interval_ms, q, sizeof q));
+  }
+  if (cfg->redis_sentinel_address_count > 0 && !cfg->redis_sentinel_master_name[0])
+    return fail(ld, config_lookup(lc, "redis_sentinel_address"), "redis_sentinel_master_name",
+                "must name the master when redis_sentinel_address is set");
+  for (size_t i = 0; i < cfg->redis_sentinel_address_count; i++) {
+    char why[256];
+    if (check_redis_address(cfg->redis_sentinel_address[i], why, sizeof why) != 0)
+      return fail(ld, config_lookup(lc, "redis_sentinel_address"), "redis_sentinel_address", "%s", why);
   }
   return check_options(ld, config_root_setting(lc), &cfg->channel_defaults);
 }

@@ -93,6 +93,13 @@ struct config {
   char *engine;
   char *redis_address;
   char *redis_prefix;
+  int64_t redis_connect_timeout_ms;
+  int64_t redis_io_timeout_ms;
+  int64_t global_presence_ttl_ms;
+  char **redis_sentinel_address;
+  size_t redis_sentinel_address_count;
+  char *redis_sentinel_master_name;
+  char *redis_sentinel_password;
 
   char *log_level;
 

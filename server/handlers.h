@@ -4,6 +4,7 @@
 #ifndef HANDLERS_H
 #define HANDLERS_H
 
+#include "client.pb-c.h"
 #include "http.h"
 
 /* POST <http_stream_handler_prefix>: connect and stream replies (stream.c). */
@@ -17,6 +18,11 @@ enum MHD_Result ws_handle(struct request *req);
 
 /* POST <emulation_handler_prefix>: commands for a stream's session (emulation.c). */
 enum MHD_Result emulation_handle(struct request *req);
+
+/* Feeds ER's commands into its session if it lives on this node (any thread but an engine's I/O
+ * thread). Returns 0, or 1 when no such session is here. The broker runs it for requests routed from
+ * other nodes. */
+int emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er);
 
 /* POST <api_handler_prefix>[/<method>]: the server API (api.c). */
 enum MHD_Result api_handle(struct request *req);

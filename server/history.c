@@ -95,8 +95,8 @@ static int ring_reserve(struct stream *s, size_t size) {
 /* ---- streams ---- */
 
 /* Eight letters from one random number below 52^8 (< 2^46): one getrandom call per new stream. */
-_Static_assert(sizeof(unsigned long) >= 8, "epoch_new draws 46 random bits in one unsigned long");
-static void epoch_new(char out[HISTORY_EPOCH_LEN + 1]) {
+_Static_assert(sizeof(unsigned long) >= 8, "history_epoch_new draws 46 random bits in one unsigned long");
+void history_epoch_new(char out[HISTORY_EPOCH_LEN + 1]) {
   const unsigned long base = sizeof epoch_letters - 1;
   unsigned long bound = 1;
   for (int i = 0; i < HISTORY_EPOCH_LEN; i++) bound *= base;
@@ -143,7 +143,7 @@ static struct stream *stream_open(struct history *h, struct stripe *st, const ch
   if (s == NULL) {
     s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
-    epoch_new(s->epoch);
+    history_epoch_new(s->epoch);
     if (strmap_put(st->streams, channel, s) != 0) {
       free(s);
       return NULL;

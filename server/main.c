@@ -137,7 +137,7 @@ static int server_init(struct server *srv, const struct config *cfg) {
   srv->timers = timer_wheel_new(50, 1024, timer_now_ms());
   srv->registry = registry_new();
   srv->hub = hub_new(srv);
-  srv->broker = broker_memory_new(srv);
+  srv->broker = broker_new(srv, cfg);
   srv->auth = load_keys(cfg);
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);
@@ -151,8 +151,8 @@ static void server_cleanup(struct server *srv) {
   hangup_stop(srv->hangup);
   auth_keys_free(srv->auth);
   if (srv->timers) timer_wheel_stop(srv->timers);
+  if (srv->broker) srv->broker->ops->free(srv->broker); /* first: its threads deliver into the hub */
   hub_free(srv->hub);
-  if (srv->broker) srv->broker->ops->free(srv->broker);
   registry_free(srv->registry);
   timer_wheel_free(srv->timers);
 }

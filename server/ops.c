@@ -1,4 +1,5 @@
-/* ops: the operations endpoints. GET /health answers 200 {} while the process serves. GET /metrics
+/* ops: the operations endpoints. GET /health answers 200 {} while the process serves and its engine
+ * reaches its storage (503 {} while the Redis engine cannot reach Redis). GET /metrics
  * renders the counters of struct server_stats and gauges computed at scrape time (sessions by transport
  * and protocol, subscriptions, channels) in the Prometheus text exposition format 0.0.4. */
 #include <stdarg.h>
@@ -6,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker.h"
 #include "codes.h"
 #include "handlers.h"
 #include "hub.h"
@@ -16,6 +18,9 @@
 #include "timer.h"
 
 enum MHD_Result health_handle(struct request *req) {
+  struct broker *b = req->srv->broker;
+  if (!b->ops->healthy(b)) /* the engine cannot reach Redis: take this node out of rotation */
+    return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", "{}", 2);
   return http_respond(req, MHD_HTTP_OK, "application/json", "{}", 2);
 }
 

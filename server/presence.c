@@ -26,9 +26,7 @@ struct presence {
   struct stripe stripes[STRIPES];
 };
 
-/* SRC copied into one allocation: the struct, then user, client, conn_info and chan_info. Freed with
- * free(). NULL when out of memory. */
-static Protocol__ClientInfo *info_dup(const Protocol__ClientInfo *src) {
+Protocol__ClientInfo *presence_info_copy(const Protocol__ClientInfo *src) {
   const char *user = src->user ? src->user : "";
   size_t ulen = strlen(user) + 1, clen = strlen(src->client) + 1;
   size_t nlen = src->conn_info.len, hlen = src->chan_info.len;
@@ -147,7 +145,7 @@ static int channel_put(struct channel *ch, Protocol__ClientInfo *info) {
 
 int presence_add(struct presence *p, const char *channel, const Protocol__ClientInfo *info) {
   if (info == NULL || info->client == NULL || info->client[0] == '\0') return -PRESENCE_EINVAL;
-  Protocol__ClientInfo *copy = info_dup(info); /* outside the lock */
+  Protocol__ClientInfo *copy = presence_info_copy(info); /* outside the lock */
   if (copy == NULL) return -PRESENCE_ENOMEM;
   int rc = -PRESENCE_ENOMEM;
   struct stripe *st = stripe_lock(p, channel);
@@ -193,7 +191,7 @@ static void gather_cb(const char *key, void *value, void *arg) {
   (void)key;
   struct gather *g = arg;
   if (g->rc != 0 || g->out->n == g->max) return;
-  Protocol__ClientInfo *copy = info_dup(value);
+  Protocol__ClientInfo *copy = presence_info_copy(value);
   if (copy == NULL) {
     g->rc = -PRESENCE_ENOMEM;
     return;

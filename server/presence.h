@@ -58,6 +58,10 @@ int presence_get(struct presence *p, const char *channel, size_t max, struct pre
  * channel has none). Returns 0. */
 int presence_stats(struct presence *p, const char *channel, uint32_t *num_clients, uint32_t *num_users);
 
+/* SRC copied into one allocation (the struct, then user, client, conn_info and chan_info), the form
+ * presence_result entries have: freed with free(). NULL when out of memory. Any thread. */
+Protocol__ClientInfo *presence_info_copy(const Protocol__ClientInfo *src);
+
 /* Frees what R holds and empties it; R itself is the caller's. NULL-safe, idempotent. */
 void presence_result_cleanup(struct presence_result *r);
 

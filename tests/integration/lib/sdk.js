@@ -70,20 +70,25 @@ export function pongsSent(c) {
 }
 
 /**
- * A new (not yet connected) SDK client for BASE. Options: streamPath, emulationPath, headers (added
- * to every request the SDK makes), plus any Centrifuge option (e.g. token). Every client is tracked
+ * A new (not yet connected) SDK client for BASE. Options: streamPath, emulationPath, emulationBase
+ * (another node's base URL for the emulation POSTs), transport ('http_stream' or 'sse'), sdk (the
+ * Centrifuge class: the protobuf build), headers (added to every request the SDK makes), plus any
+ * Centrifuge option (e.g. token). Every client is tracked
  * so closeAllClients() can stop it.
  */
 export function newClient(base, {
   streamPath = '/connection/http_stream',
   emulationPath = '/emulation',
+  emulationBase = base,
+  transport = 'http_stream',
+  sdk = Centrifuge,
   headers = {},
   ...opts
 } = {}) {
-  const emulationEndpoint = base + emulationPath;
+  const emulationEndpoint = emulationBase + emulationPath;
   const io = {};
-  const c = new Centrifuge([
-    { transport: 'http_stream', endpoint: base + streamPath },
+  const c = new sdk([
+    { transport, endpoint: base + streamPath },
   ], {
     emulationEndpoint,
     timeout: SDK_TIMEOUT_MS,

@@ -1,0 +1,40 @@
+/* broker: picks the engine the configuration names (see broker.h), builds it, and gives it what it
+ * runs for other nodes (server API calls and emulation requests on this node's sessions). */
+#include "broker.h"
+
+#include <string.h>
+
+#include "api.h"
+#include "config.h"
+#include "handlers.h"
+#include "history.h"
+#include "log.h"
+#include "server.h"
+
+static struct broker *build(struct server *srv, const struct config *cfg) {
+  if (strcmp(cfg->engine, "redis") != 0) return broker_memory_new(srv);
+  const char *addresses[1] = {cfg->redis_address};
+  struct broker_redis_options o = {
+      .addresses = addresses,
+      .naddresses = 1,
+      .sentinels = (const char *const *)cfg->redis_sentinel_address,
+      .nsentinels = cfg->redis_sentinel_address_count,
+      .sentinel_master = cfg->redis_sentinel_master_name,
+      .sentinel_password = cfg->redis_sentinel_password,
+      .prefix = cfg->redis_prefix,
+      .connect_timeout_ms = (uint64_t)cfg->redis_connect_timeout_ms,
+      .io_timeout_ms = (uint64_t)cfg->redis_io_timeout_ms,
+      .history_meta_ttl_ms = HISTORY_DEFAULT_META_TTL_MS,
+      .presence_ttl_ms = (uint64_t)cfg->global_presence_ttl_ms,
+  };
+  char err[256];
+  struct broker *b = broker_redis_new(srv, &o, err, sizeof err);
+  if (b == NULL) log_error("%s", err);
+  return b;
+}
+
+struct broker *broker_new(struct server *srv, const struct config *cfg) {
+  struct broker *b = build(srv, cfg);
+  if (b) b->local = (struct broker_local){api_run_local, emulation_run_local};
+  return b;
+}

@@ -1,0 +1,557 @@
+/* broker_redis_control: the nodes of a cluster talking to each other (proto/control.proto) on
+ * "<prefix>.control" (everyone) and "<prefix>.node.<id>" (one node), both on the first Redis instance.
+ *
+ * - Heartbeats: every node says who it is and its counts every HEARTBEAT_MS; a node not heard from for
+ *   NODE_TIMEOUT_MS is forgotten, and a stopping node says so (SHUTDOWN) so the others forget it at once.
+ *   A node that hears a newcomer answers with a heartbeat of its own right away.
+ * - Server API calls that act on sessions are broadcast and run by every node on its own sessions;
+ *   surveys ask every known node and collect the answers until all came or SURVEY_TIMEOUT_MS.
+ * - Emulation requests for a session on another node go to that node, which feeds them into the
+ *   session and answers; the requester waits EMULATION_TIMEOUT_MS at most.
+ *
+ * Threads: messages arrive on the loop thread, which only queues them; the control worker thread runs
+ * them (they may block on locks and on Redis). The node table and the waiting calls have their own
+ * mutex; requesters wait on their own condition variable. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker_redis_internal.h"
+#include "control.pb-c.h"
+#include "hub.h"
+#include "log.h"
+#include "registry.h"
+#include "sd_version.h"
+#include "server.h"
+#include "strmap.h"
+#include "timer.h"
+
+#define HEARTBEAT_MS 3000
+#define NODE_TIMEOUT_MS 7000
+#define SURVEY_TIMEOUT_MS 3000
+#define EMULATION_TIMEOUT_MS 10000
+#define CONTROL_QUEUE_MAX 100000
+
+struct known_node {
+  uint64_t seen_ms;
+  Control__Node *info; /* protobuf-c unpacked */
+};
+
+/* A request waiting for answers: a survey (many) or an emulation (one). */
+struct pending_call {
+  struct pending_call *next;
+  uint64_t id;
+  size_t expected, got;
+  uint32_t code;
+  void (*fn)(void *arg, const char *answer, size_t len);
+  void *arg;
+  pthread_cond_t cond;
+};
+
+struct control_msg {
+  struct control_msg *next;
+  size_t len;
+  uint8_t data[];
+};
+
+struct rb_control {
+  struct redis_broker *rb;
+  char control_channel[RB_KEY_MAX], node_channel[RB_KEY_MAX];
+  struct evloop_timer heartbeat; /* loop thread */
+  pthread_mutex_t lock;          /* nodes, pending, next_id */
+  struct strmap *nodes;          /* uid ⇒ struct known_node */
+  struct pending_call *pending;
+  uint64_t next_id;
+  /* the worker's queue */
+  pthread_t thread;
+  bool started, stopping;
+  pthread_cond_t queue_cond;
+  struct control_msg *head, **tail;
+  size_t queued;
+};
+
+static struct rb_control *ctl_of(struct redis_broker *rb) { return rb->control; }
+
+/* ---- sending ---- */
+
+static int publish_raw(struct redis_broker *rb, const char *channel, const uint8_t *data, size_t len,
+                       long long *receivers);
+
+static int parse_receivers(struct rb_call *c, const redisReply *r) {
+  if (c->out) *(long long *)c->out = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+  return 0;
+}
+
+/* PUBLISH from a thread other than the loop's; *RECEIVERS (may be NULL) gets Redis's count. */
+static int publish_raw(struct redis_broker *rb, const char *channel, const uint8_t *data, size_t len,
+                       long long *receivers) {
+  const char *argv[3] = {"PUBLISH", channel, (const char *)data};
+  const size_t lens[3] = {7, strlen(channel), len};
+  struct rb_call c = {.shard = 0, .argc = 3, .argv = argv, .lens = lens, .parse = parse_receivers, .out = receivers};
+  return rb_call_run(rb, &c);
+}
+
+/* Packs a Command of METHOD around the packed PARAMS. Returns a malloc'd buffer or NULL. */
+static uint8_t *pack_command(struct redis_broker *rb, Control__Command__Method method, const uint8_t *params,
+                             size_t plen, size_t *len) {
+  Control__Command cmd = CONTROL__COMMAND__INIT;
+  cmd.from = rb->base.srv->node_id;
+  cmd.method = method;
+  cmd.params = (ProtobufCBinaryData){plen, (uint8_t *)params};
+  *len = control__command__get_packed_size(&cmd);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  if (buf) control__command__pack(&cmd, buf);
+  return buf;
+}
+
+static int send_command(struct redis_broker *rb, const char *channel, Control__Command__Method method,
+                        const ProtobufCMessage *params, long long *receivers) {
+  size_t plen = params ? protobuf_c_message_get_packed_size(params) : 0, len;
+  uint8_t *p = malloc(plen ? plen : 1);
+  if (p == NULL) return -BROKER_ENOMEM;
+  if (params) protobuf_c_message_pack(params, p);
+  uint8_t *buf = pack_command(rb, method, p, plen, &len);
+  free(p);
+  if (buf == NULL) return -BROKER_ENOMEM;
+  int rc = publish_raw(rb, channel, buf, len, receivers);
+  free(buf);
+  return rc;
+}
+
+static void node_channel_of(struct redis_broker *rb, const char *uid, char *buf) { rb_key(rb, "node", uid, buf); }
+
+/* ---- heartbeats (loop thread) ---- */
+
+static void self_info(struct redis_broker *rb, Control__Node *n, struct registry_counts *rc) {
+  struct server *srv = rb->base.srv;
+  if (registry_counts(srv->registry, rc) != 0) memset(rc, 0, sizeof *rc);
+  n->uid = srv->node_id;
+  n->name = (char *)srv->cfg->name;
+  n->version = SD_VERSION;
+  n->num_clients = (uint32_t)rc->sessions;
+  n->num_users = (uint32_t)rc->users;
+  n->num_channels = (uint32_t)hub_channel_count(srv->hub);
+  n->num_subs = (uint32_t)rc->subscriptions;
+  n->uptime = (uint32_t)((timer_now_ms() - srv->started_ms) / 1000);
+}
+
+/* Sends this node's heartbeat from the loop thread (no waiting for the reply). */
+static void heartbeat_send(struct redis_broker *rb) {
+  struct rb_control *ctl = ctl_of(rb);
+  struct rb_shard *sh = &rb->shards[0];
+  if (!redis_conn_up(sh->cmd)) return;
+  Control__Node n = CONTROL__NODE__INIT;
+  struct registry_counts rc;
+  self_info(rb, &n, &rc);
+  size_t plen = control__node__get_packed_size(&n), len;
+  uint8_t *p = malloc(plen ? plen : 1);
+  if (p == NULL) return;
+  control__node__pack(&n, p);
+  uint8_t *buf = pack_command(rb, CONTROL__COMMAND__METHOD__NODE, p, plen, &len);
+  free(p);
+  if (buf == NULL) return;
+  const char *argv[3] = {"PUBLISH", ctl->control_channel, (const char *)buf};
+  const size_t lens[3] = {7, strlen(ctl->control_channel), len};
+  redis_conn_command(sh->cmd, 3, argv, lens, NULL, NULL);
+  free(buf);
+}
+
+struct expire_walk {
+  uint64_t now;
+  const char *gone[64];
+  size_t n;
+};
+
+static void expire_cb(const char *key, void *value, void *arg) {
+  struct known_node *kn = value;
+  struct expire_walk *w = arg;
+  if (w->now - kn->seen_ms > NODE_TIMEOUT_MS && w->n < 64) w->gone[w->n++] = key;
+}
+
+static void forget_node(struct rb_control *ctl, const char *uid) { /* ctl->lock held */
+  struct known_node *kn = strmap_remove(ctl->nodes, uid);
+  if (kn == NULL) return;
+  log_info("redis: node %s left the cluster", kn->info->uid);
+  control__node__free_unpacked(kn->info, NULL);
+  free(kn);
+}
+
+static void heartbeat_fire(struct evloop_timer *t) {
+  struct redis_broker *rb = t->arg;
+  struct rb_control *ctl = ctl_of(rb);
+  heartbeat_send(rb);
+  pthread_mutex_lock(&ctl->lock);
+  struct expire_walk w = {.now = timer_now_ms()};
+  strmap_foreach(ctl->nodes, expire_cb, &w);
+  char gone[64][ID_UUID_LEN + 1];
+  for (size_t i = 0; i < w.n; i++) snprintf(gone[i], sizeof gone[i], "%s", w.gone[i]);
+  for (size_t i = 0; i < w.n; i++) forget_node(ctl, gone[i]);
+  pthread_mutex_unlock(&ctl->lock);
+  evloop_timer_arm(rb->loop, &ctl->heartbeat, HEARTBEAT_MS);
+}
+
+static void heartbeat_now(void *arg) { heartbeat_send(arg); }
+
+/* ---- receiving (loop thread: queue; worker: run) ---- */
+
+bool rb_control_wants(struct redis_broker *rb, const char *channel, size_t len) {
+  struct rb_control *ctl = ctl_of(rb);
+  return (len == strlen(ctl->control_channel) && memcmp(channel, ctl->control_channel, len) == 0) ||
+         (len == strlen(ctl->node_channel) && memcmp(channel, ctl->node_channel, len) == 0);
+}
+
+void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len) {
+  struct rb_control *ctl = ctl_of(rb);
+  struct control_msg *m = malloc(sizeof *m + len);
+  if (m == NULL) return;
+  m->next = NULL;
+  m->len = len;
+  memcpy(m->data, data, len);
+  pthread_mutex_lock(&ctl->lock);
+  if (ctl->queued >= CONTROL_QUEUE_MAX) {
+    pthread_mutex_unlock(&ctl->lock);
+    free(m);
+    return;
+  }
+  *ctl->tail = m;
+  ctl->tail = &m->next;
+  if (ctl->queued++ == 0) pthread_cond_signal(&ctl->queue_cond);
+  pthread_mutex_unlock(&ctl->lock);
+}
+
+void rb_control_subscribe(struct redis_broker *rb) { /* loop thread, shard 0's PUB/SUB just came up */
+  struct rb_control *ctl = ctl_of(rb);
+  struct rb_shard *sh = &rb->shards[0];
+  const char *chans[2] = {ctl->control_channel, ctl->node_channel};
+  for (int i = 0; i < 2; i++) {
+    const char *argv[2] = {"SUBSCRIBE", chans[i]};
+    redis_conn_command(sh->sub, 2, argv, NULL, NULL, NULL);
+  }
+  heartbeat_send(rb);
+}
+
+static void on_node(struct redis_broker *rb, const Control__Command *cmd) {
+  struct rb_control *ctl = ctl_of(rb);
+  Control__Node *info = control__node__unpack(NULL, cmd->params.len, cmd->params.data);
+  if (info == NULL || strcmp(info->uid, cmd->from) != 0 || strlen(info->uid) > ID_UUID_LEN) {
+    if (info) control__node__free_unpacked(info, NULL);
+    return;
+  }
+  pthread_mutex_lock(&ctl->lock);
+  struct known_node *kn = strmap_get(ctl->nodes, info->uid);
+  bool fresh = kn == NULL;
+  if (fresh) {
+    kn = calloc(1, sizeof *kn);
+    if (kn == NULL || strmap_put(ctl->nodes, info->uid, kn) != 0) {
+      free(kn);
+      pthread_mutex_unlock(&ctl->lock);
+      control__node__free_unpacked(info, NULL);
+      return;
+    }
+    log_info("redis: node %s joined the cluster", info->uid);
+  } else {
+    control__node__free_unpacked(kn->info, NULL);
+  }
+  kn->info = info;
+  kn->seen_ms = timer_now_ms();
+  pthread_mutex_unlock(&ctl->lock);
+  if (fresh) evloop_post(rb->loop, heartbeat_now, rb); /* the newcomer learns of us at once */
+}
+
+/* The pending call ID (ctl->lock held), or NULL. */
+static struct pending_call *pending_find(struct rb_control *ctl, uint64_t id) {
+  for (struct pending_call *p = ctl->pending; p; p = p->next)
+    if (p->id == id) return p;
+  return NULL;
+}
+
+static void on_reply(struct redis_broker *rb, const Control__Command *cmd) {
+  struct rb_control *ctl = ctl_of(rb);
+  Control__Reply *r = control__reply__unpack(NULL, cmd->params.len, cmd->params.data);
+  if (r == NULL) return;
+  pthread_mutex_lock(&ctl->lock);
+  struct pending_call *p = pending_find(ctl, r->id);
+  if (p && p->got < p->expected) {
+    p->got++;
+    p->code = r->code;
+    if (p->fn && r->code == 0) p->fn(p->arg, (const char *)r->data.data, r->data.len); /* under the lock: the
+                                                                                 requester is waiting */
+    pthread_cond_signal(&p->cond);
+  }
+  pthread_mutex_unlock(&ctl->lock);
+  control__reply__free_unpacked(r, NULL);
+}
+
+static void reply_to(struct redis_broker *rb, const char *node, uint64_t id, uint32_t code, char *data, size_t len,
+                     Control__Command__Method method) {
+  Control__Reply r = CONTROL__REPLY__INIT;
+  r.id = id;
+  r.code = code;
+  r.data = (ProtobufCBinaryData){len, (uint8_t *)data};
+  char channel[RB_KEY_MAX];
+  node_channel_of(rb, node, channel);
+  send_command(rb, channel, method, &r.base, NULL);
+}
+
+static void on_api(struct redis_broker *rb, const Control__Command *cmd, bool survey) {
+  Control__Api *a = control__api__unpack(NULL, cmd->params.len, cmd->params.data);
+  if (a == NULL || rb->base.local.api == NULL) {
+    if (a) control__api__free_unpacked(a, NULL);
+    return;
+  }
+  char *answer = NULL;
+  size_t alen = 0;
+  int rc = rb->base.local.api(rb->base.srv, a->method, (const char *)a->params.data, a->params.len,
+                              survey ? &answer : NULL, &alen);
+  if (survey) reply_to(rb, cmd->from, a->id, (uint32_t)rc, answer, alen, CONTROL__COMMAND__METHOD__SURVEY_REPLY);
+  free(answer);
+  control__api__free_unpacked(a, NULL);
+}
+
+static void on_emulation(struct redis_broker *rb, const Control__Command *cmd) {
+  Control__Emulation *e = control__emulation__unpack(NULL, cmd->params.len, cmd->params.data);
+  if (e == NULL) return;
+  Protocol__EmulationRequest *req = protocol__emulation_request__unpack(NULL, e->request.len, e->request.data);
+  uint32_t code = 1;
+  if (req && rb->base.local.emulation) code = (uint32_t)rb->base.local.emulation(rb->base.srv, req);
+  reply_to(rb, cmd->from, e->id, code, NULL, 0, CONTROL__COMMAND__METHOD__EMULATION_REPLY);
+  if (req) protocol__emulation_request__free_unpacked(req, NULL);
+  control__emulation__free_unpacked(e, NULL);
+}
+
+static void run_message(struct redis_broker *rb, const uint8_t *data, size_t len) {
+  Control__Command *cmd = control__command__unpack(NULL, len, data);
+  if (cmd == NULL) return;
+  if (strcmp(cmd->from, rb->base.srv->node_id) == 0) goto out; /* our own broadcast */
+  switch (cmd->method) {
+  case CONTROL__COMMAND__METHOD__NODE: on_node(rb, cmd); break;
+  case CONTROL__COMMAND__METHOD__SHUTDOWN:
+    pthread_mutex_lock(&ctl_of(rb)->lock);
+    forget_node(ctl_of(rb), cmd->from);
+    pthread_mutex_unlock(&ctl_of(rb)->lock);
+    break;
+  case CONTROL__COMMAND__METHOD__API: on_api(rb, cmd, false); break;
+  case CONTROL__COMMAND__METHOD__SURVEY: on_api(rb, cmd, true); break;
+  case CONTROL__COMMAND__METHOD__SURVEY_REPLY:
+  case CONTROL__COMMAND__METHOD__EMULATION_REPLY: on_reply(rb, cmd); break;
+  case CONTROL__COMMAND__METHOD__EMULATION: on_emulation(rb, cmd); break;
+  default: break;
+  }
+out:
+  control__command__free_unpacked(cmd, NULL);
+}
+
+static void *control_main(void *arg) {
+  struct rb_control *ctl = arg;
+  pthread_mutex_lock(&ctl->lock);
+  for (;;) {
+    while (ctl->head == NULL && !ctl->stopping) pthread_cond_wait(&ctl->queue_cond, &ctl->lock);
+    if (ctl->head == NULL) break;
+    struct control_msg *batch = ctl->head;
+    ctl->head = NULL;
+    ctl->tail = &ctl->head;
+    ctl->queued = 0;
+    pthread_mutex_unlock(&ctl->lock);
+    while (batch) {
+      struct control_msg *next = batch->next;
+      run_message(ctl->rb, batch->data, batch->len);
+      free(batch);
+      batch = next;
+    }
+    pthread_mutex_lock(&ctl->lock);
+  }
+  pthread_mutex_unlock(&ctl->lock);
+  return NULL;
+}
+
+/* ---- requests (API and MHD threads) ---- */
+
+static size_t node_count(struct rb_control *ctl) {
+  pthread_mutex_lock(&ctl->lock);
+  size_t n = strmap_count(ctl->nodes);
+  pthread_mutex_unlock(&ctl->lock);
+  return n;
+}
+
+static bool node_known(struct rb_control *ctl, const char *uid) {
+  pthread_mutex_lock(&ctl->lock);
+  bool known = strmap_get(ctl->nodes, uid) != NULL;
+  pthread_mutex_unlock(&ctl->lock);
+  return known;
+}
+
+/* Registers a call waiting for EXPECTED answers. */
+static void pending_add(struct rb_control *ctl, struct pending_call *p) {
+  pthread_cond_init(&p->cond, NULL);
+  pthread_mutex_lock(&ctl->lock);
+  p->id = ++ctl->next_id;
+  p->next = ctl->pending;
+  ctl->pending = p;
+  pthread_mutex_unlock(&ctl->lock);
+}
+
+/* Waits until P has its answers or TIMEOUT_MS passed, then unregisters it. Returns true when complete. */
+static bool pending_wait(struct rb_control *ctl, struct pending_call *p, uint64_t timeout_ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(timeout_ms / 1000);
+  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  pthread_mutex_lock(&ctl->lock);
+  while (p->got < p->expected)
+    if (pthread_cond_timedwait(&p->cond, &ctl->lock, &until) != 0) break;
+  bool complete = p->got >= p->expected;
+  for (struct pending_call **pp = &ctl->pending; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  pthread_mutex_unlock(&ctl->lock);
+  pthread_cond_destroy(&p->cond);
+  return complete;
+}
+
+int rb_broadcast_api(struct broker *b, const char *method, const char *params, size_t len) {
+  struct redis_broker *rb = (struct redis_broker *)b;
+  Control__Api a = CONTROL__API__INIT;
+  a.method = (char *)method;
+  a.params = (ProtobufCBinaryData){len, (uint8_t *)params};
+  return send_command(rb, ctl_of(rb)->control_channel, CONTROL__COMMAND__METHOD__API, &a.base, NULL);
+}
+
+int rb_survey_api(struct broker *b, const char *method, const char *params, size_t len,
+                  void (*fn)(void *arg, const char *answer, size_t len), void *arg) {
+  struct redis_broker *rb = (struct redis_broker *)b;
+  struct rb_control *ctl = ctl_of(rb);
+  struct pending_call p = {.expected = node_count(ctl), .fn = fn, .arg = arg};
+  if (p.expected == 0) return 0;
+  pending_add(ctl, &p);
+  Control__Api a = CONTROL__API__INIT;
+  a.id = p.id;
+  a.method = (char *)method;
+  a.params = (ProtobufCBinaryData){len, (uint8_t *)params};
+  int rc = send_command(rb, ctl->control_channel, CONTROL__COMMAND__METHOD__SURVEY, &a.base, NULL);
+  if (rc != 0) p.expected = 0;
+  if (!pending_wait(ctl, &p, SURVEY_TIMEOUT_MS)) log_warn("redis: survey %s: %zu of %zu nodes answered", method, p.got, p.expected);
+  return rc;
+}
+
+int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req) {
+  struct redis_broker *rb = (struct redis_broker *)b;
+  struct rb_control *ctl = ctl_of(rb);
+  if (strlen(req->node) > ID_UUID_LEN || !node_known(ctl, req->node)) return -BROKER_EUNKNOWN_NODE;
+  size_t rlen = protocol__emulation_request__get_packed_size(req);
+  uint8_t *packed = malloc(rlen ? rlen : 1);
+  if (packed == NULL) return -BROKER_ENOMEM;
+  protocol__emulation_request__pack(req, packed);
+  struct pending_call p = {.expected = 1};
+  pending_add(ctl, &p);
+  Control__Emulation e = CONTROL__EMULATION__INIT;
+  e.id = p.id;
+  e.request = (ProtobufCBinaryData){rlen, packed};
+  char channel[RB_KEY_MAX];
+  node_channel_of(rb, req->node, channel);
+  long long receivers = 0;
+  int rc = send_command(rb, channel, CONTROL__COMMAND__METHOD__EMULATION, &e.base, &receivers);
+  free(packed);
+  if (rc == 0 && receivers == 0) rc = -BROKER_EUNKNOWN_NODE; /* nobody listens there any more */
+  if (rc != 0) p.expected = 0;
+  bool answered = pending_wait(ctl, &p, EMULATION_TIMEOUT_MS);
+  if (rc == 0 && !answered) {
+    log_warn("redis: node %s did not confirm an emulation request in time", req->node);
+    rc = -BROKER_EUNAVAILABLE;
+  }
+  return rc;
+}
+
+struct node_walk {
+  void (*fn)(void *arg, const struct broker_node *node);
+  void *arg;
+};
+
+static void node_cb(const char *key, void *value, void *arg) {
+  (void)key;
+  struct known_node *kn = value;
+  struct node_walk *w = arg;
+  const Control__Node *i = kn->info;
+  struct broker_node n = {i->uid,         i->name,         i->version,  i->num_clients, i->num_users,
+                          i->num_channels, i->num_subs, i->uptime};
+  w->fn(w->arg, &n);
+}
+
+void rb_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker_node *node), void *arg) {
+  struct rb_control *ctl = ctl_of((struct redis_broker *)b);
+  struct node_walk w = {fn, arg};
+  pthread_mutex_lock(&ctl->lock);
+  strmap_foreach(ctl->nodes, node_cb, &w);
+  pthread_mutex_unlock(&ctl->lock);
+}
+
+/* ---- life ---- */
+
+static void heartbeat_start(void *arg) {
+  struct redis_broker *rb = arg;
+  evloop_timer_arm(rb->loop, &ctl_of(rb)->heartbeat, HEARTBEAT_MS);
+}
+
+int rb_control_init(struct redis_broker *rb) {
+  struct rb_control *ctl = calloc(1, sizeof *ctl);
+  if (ctl == NULL) return -1;
+  rb->control = ctl;
+  ctl->rb = rb;
+  rb_key(rb, "control", "", ctl->control_channel);
+  ctl->control_channel[strlen(ctl->control_channel) - 1] = '\0'; /* "<prefix>.control" */
+  node_channel_of(rb, rb->base.srv->node_id, ctl->node_channel);
+  ctl->heartbeat = (struct evloop_timer){.fn = heartbeat_fire, .arg = rb};
+  ctl->tail = &ctl->head;
+  pthread_mutex_init(&ctl->lock, NULL);
+  pthread_cond_init(&ctl->queue_cond, NULL);
+  ctl->nodes = strmap_new();
+  if (ctl->nodes == NULL || pthread_create(&ctl->thread, NULL, control_main, ctl) != 0) return -1;
+  ctl->started = true;
+  return 0;
+}
+
+int rb_control_start(struct redis_broker *rb) { return evloop_post(rb->loop, heartbeat_start, rb); }
+
+void rb_control_say_goodbye(struct redis_broker *rb) {
+  if (rb->control && rb->loop) send_command(rb, ctl_of(rb)->control_channel, CONTROL__COMMAND__METHOD__SHUTDOWN, NULL, NULL);
+}
+
+static void node_free_cb(const char *key, void *value, void *arg) {
+  (void)key, (void)arg;
+  struct known_node *kn = value;
+  control__node__free_unpacked(kn->info, NULL);
+  free(kn);
+}
+
+void rb_control_stop(struct redis_broker *rb) {
+  struct rb_control *ctl = rb->control;
+  if (ctl == NULL || !ctl->started) return;
+  pthread_mutex_lock(&ctl->lock);
+  ctl->stopping = true;
+  pthread_cond_signal(&ctl->queue_cond);
+  pthread_mutex_unlock(&ctl->lock);
+  pthread_join(ctl->thread, NULL);
+  ctl->started = false;
+}
+
+void rb_control_cleanup(struct redis_broker *rb) {
+  struct rb_control *ctl = rb->control;
+  if (ctl == NULL) return;
+  rb_control_stop(rb);
+  while (ctl->head) {
+    struct control_msg *next = ctl->head->next;
+    free(ctl->head);
+    ctl->head = next;
+  }
+  if (ctl->nodes) {
+    strmap_foreach(ctl->nodes, node_free_cb, NULL);
+    strmap_free(ctl->nodes);
+  }
+  pthread_mutex_destroy(&ctl->lock);
+  pthread_cond_destroy(&ctl->queue_cond);
+  free(ctl);
+  rb->control = NULL;
+}

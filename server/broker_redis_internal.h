@@ -1,0 +1,147 @@
+/* broker_redis_internal: what the files of the Redis engine share (broker_redis.c: construction, shards,
+ * the call mechanism, publish; broker_redis_sub.c: this node's PUB/SUB channels and the delivery
+ * worker; broker_redis_history.c; broker_redis_presence.c). Not for other modules.
+ *
+ * Threads: one evloop thread owns every Redis connection and the `channels` map; callers on any other
+ * thread reach Redis through rb_call_run(), which posts to the loop and waits for the reply (bounded by
+ * the connections' I/O timeout). The delivery worker thread hands publications that came over PUB/SUB to
+ * the hub, under the channel's stripe lock, which with_channel_locked() takes too. The loop thread never
+ * takes a stripe lock, so a caller holding one may wait for Redis. */
+#ifndef BROKER_REDIS_INTERNAL_H
+#define BROKER_REDIS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "broker.h"
+#include "evloop.h"
+#include "redis_conn.h"
+#include "redis_script.h"
+
+#define RB_STRIPES 64
+#define RB_KEY_MAX 512 /* prefix + kind + channel name */
+
+struct strmap;
+struct rb_delivery;
+struct rb_control;
+struct rb_presence;
+
+/* One Redis instance: a connection for commands and one for PUB/SUB. */
+struct rb_shard {
+  struct redis_conn *cmd;
+  struct redis_conn *sub;
+  bool sub_up;        /* loop thread */
+  uint64_t last_push_ms, probe_sent_ms; /* loop thread: PUB/SUB liveness (probe_sent_ms 0 = none out) */
+  struct evloop_timer probe;
+  atomic_bool cmd_up;  /* written by the loop thread, read by /health */
+  struct redis_broker *rb;
+  size_t index;
+};
+
+struct redis_broker {
+  struct broker base;
+  struct evloop *loop;
+  char prefix[128];
+  struct rb_shard *shards;
+  size_t nshards;
+  uint64_t connect_timeout_ms, io_timeout_ms;
+  struct redis_addr *sentinels; /* owned; NULL without Sentinel */
+  size_t nsentinels;
+  char sentinel_master[128];
+  uint64_t meta_ttl_ms;       /* history streams' meta TTL (0 = keep) */
+  uint64_t presence_ttl_ms;   /* presence entries' TTL */
+  struct strmap *channels;    /* loop thread: channel ⇒ struct rb_channel (this node's PUB/SUB interest) */
+  struct rb_delivery *delivery;
+  struct rb_control *control;
+  struct rb_presence *presence;
+  pthread_mutex_t stripes[RB_STRIPES];
+};
+
+/* A Redis call made from a thread other than the loop's: the command (or script) and how to read its
+ * reply. PARSE runs on the loop thread with the reply and returns 0 or -BROKER_E*. */
+struct rb_call {
+  size_t shard;
+  const struct redis_script *script; /* NULL: a plain command */
+  int nkeys;                         /* script: how many of the values are keys */
+  int argc;
+  const char *const *argv;
+  const size_t *lens;
+  int (*parse)(struct rb_call *c, const redisReply *reply);
+  void *out;
+  /* private */
+  struct redis_broker *rb;
+  int rc;
+  bool done;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+};
+
+/* Runs C on its shard and waits for the reply. Returns C's parse result, or -BROKER_EUNAVAILABLE (Redis
+ * down, an error reply, a timeout). Never from the loop thread. */
+int rb_call_run(struct redis_broker *rb, struct rb_call *c);
+
+/* The shard CHANNEL's keys and PUB/SUB channel live on (jump consistent hash of FNV-1a 64). */
+size_t rb_shard_of(const struct redis_broker *rb, const char *channel);
+
+/* Writes "<prefix>.<kind>.<channel>" into BUF (RB_KEY_MAX). Returns its length, or 0 when too long. */
+size_t rb_key(const struct redis_broker *rb, const char *kind, const char *channel, char *buf);
+
+/* The stripe lock that orders deliveries of CHANNEL against with_channel_locked. */
+pthread_mutex_t *rb_stripe(struct redis_broker *rb, const char *channel);
+
+/* broker_redis_sub.c: node interest in channels, PUB/SUB delivery. */
+int rb_sub_init(struct redis_broker *rb);
+void rb_sub_stop(struct redis_broker *rb);             /* joins the delivery worker */
+void rb_sub_cleanup(struct redis_broker *rb);          /* after the loop stopped */
+void rb_sub_on_push(void *shard, const redisReply *push); /* loop thread */
+void rb_sub_on_state(void *shard, bool up);               /* loop thread */
+int rb_node_subscribe(struct broker *b, const char *channel);
+int rb_node_unsubscribe(struct broker *b, const char *channel);
+/* Waits until this node's PUB/SUB subscription to CHANNEL is confirmed by Redis (subscribing when
+ * needed). Returns 0 or -BROKER_EUNAVAILABLE. Never from the loop thread. */
+int rb_sub_ensure(struct redis_broker *rb, const char *channel);
+
+/* broker_redis_control.c: heartbeats and the node table, broadcast and surveyed API calls, routed
+ * emulation. The stop order is say_goodbye, stop (joins its worker), then after the loop: cleanup. */
+int rb_control_init(struct redis_broker *rb);
+int rb_control_start(struct redis_broker *rb);
+bool rb_control_wants(struct redis_broker *rb, const char *channel, size_t len); /* a control channel? */
+void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len); /* loop thread */
+void rb_control_subscribe(struct redis_broker *rb); /* loop thread: shard 0's PUB/SUB is up */
+void rb_control_say_goodbye(struct redis_broker *rb);
+void rb_control_stop(struct redis_broker *rb);
+void rb_control_cleanup(struct redis_broker *rb);
+int rb_broadcast_api(struct broker *b, const char *method, const char *params, size_t len);
+int rb_survey_api(struct broker *b, const char *method, const char *params, size_t len,
+                  void (*fn)(void *arg, const char *answer, size_t len), void *arg);
+int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req);
+void rb_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker_node *node), void *arg);
+
+/* broker_redis_history.c */
+int rb_history_init(struct redis_broker *rb);
+int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub, const struct publish_options *opts,
+               struct stream_position *pos);
+int rb_history(struct broker *b, const char *channel, const struct history_query *q, struct history_result *out);
+int rb_recover(struct broker *b, const char *channel, uint64_t since_offset, const char *since_epoch,
+               size_t max_publications, struct history_result *out, int *recovered);
+int rb_position(struct broker *b, const char *channel, struct stream_position *pos);
+int rb_history_remove(struct broker *b, const char *channel);
+
+/* broker_redis_presence.c */
+int rb_presence_init(struct redis_broker *rb);
+int rb_presence_start(struct redis_broker *rb);   /* arms the refresh timer */
+void rb_presence_cleanup(struct redis_broker *rb); /* after the loop stopped */
+int rb_presence_add(struct broker *b, const char *channel, const Protocol__ClientInfo *info);
+int rb_presence_remove(struct broker *b, const char *channel, const char *client_id);
+int rb_presence_get(struct broker *b, const char *channel, size_t max, struct presence_result *out);
+int rb_presence_stats(struct broker *b, const char *channel, uint32_t *num_clients, uint32_t *num_users);
+
+/* PUB/SUB framing: a publication with a position is "__p1:<offset>:<epoch>__" + packed Publication; join
+ * and leave are "__j__" / "__l__" + packed ClientInfo; a publication without history is bare. */
+#define RB_PREFIX_POSITIONED "__p1:"
+#define RB_PREFIX_JOIN "__j__"
+#define RB_PREFIX_LEAVE "__l__"
+
+#endif

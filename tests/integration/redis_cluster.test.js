@@ -1,0 +1,311 @@
+// Several streamd nodes on one real redis-server (engine = "redis", REDIS.md): a publication through
+// one node's API or one node's client reaches subscribers on the other, history and presence are the
+// same from every node, and a client that reconnects to another node recovers what it missed.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, stopAll, API_KEY } from './lib/server.js';
+import { connectedClient, subscribe, closeAllClients, newClient, once, SDK_TIMEOUT_MS } from './lib/sdk.js';
+import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
+import EventSource from 'eventsource';
+import { startServer as startNode } from './lib/server.js';
+import { api as apiCall, delay } from './lib/http.js';
+import { startRedis, stopAllRedis, redisAvailable, startSentinelSetup, sentinelMasterPort } from './lib/redis.js';
+import { startProxy } from './lib/tcp_proxy.js';
+
+const chat = {
+  name: 'chat', presence: true, join_leave: true, history_size: 10, history_ttl: '300s',
+  allow_subscribe_for_client: true, allow_publish_for_subscriber: true, allow_presence_for_subscriber: true,
+  allow_history_for_subscriber: true, allow_recovery: true,
+};
+
+let redis, a, b, c3, cfg;
+before(async () => {
+  if (!redisAvailable) return;
+  redis = await startRedis();
+  cfg = {
+    http_stream: true, client_insecure: true, api_key: API_KEY, engine: 'redis', redis_address: redis.address,
+    redis_prefix: `t${process.pid}`, namespaces: [chat], health: true, sse: true,
+    global_presence_ttl: '2s', // short, so that the refresh and the expiry of a dead node's entries show
+  };
+  [a, b, c3] = await Promise.all([startServer(cfg), startServer(cfg), startServer(cfg)]);
+});
+after(async () => {
+  closeAllClients();
+  await stopAll();
+  await stopAllRedis();
+});
+
+/** A server API call on SRV; resolves with the JSON answer. */
+const api = async (srv, method, params) => (await apiCall(srv.base, method, params, { key: API_KEY })).json;
+
+const skip = !redisAvailable && 'redis-server is not installed';
+
+/** Publishes until SUB gets one (the node's PUB/SUB subscription may still be on its way). */
+async function firstDelivery(sub, publish) {
+  for (let i = 0; i < 50; i++) {
+    await publish(i);
+    try {
+      return await sub.nextPub(200);
+    } catch { /* not yet */ }
+  }
+  throw new Error('nothing delivered');
+}
+
+describe('two nodes on one Redis', { skip }, () => {
+  test('a publication through B\'s API reaches a subscriber on A, and history is the same on both', async () => {
+    const c = await connectedClient(a.base);
+    const sub = await subscribe(c, 'chat:api');
+    const res = await api(b, 'publish', { channel: 'chat:api', data: { n: 1 } });
+    assert.deepEqual(res, { result: { offset: 1, epoch: res.result.epoch } });
+    const pub = await sub.nextPub();
+    assert.deepEqual(pub.data, { n: 1 });
+    assert.equal(pub.offset, 1);
+    const ha = await api(a, 'history', { channel: 'chat:api', limit: -1 });
+    const hb = await api(b, 'history', { channel: 'chat:api', limit: -1 });
+    assert.deepEqual(ha, hb);
+    assert.deepEqual(ha.result.publications.map((p) => p.data), [{ n: 1 }]);
+    assert.equal(ha.result.epoch, res.result.epoch);
+  });
+
+  test('a client on B publishes, a client on A receives, in order', async () => {
+    const ca = await connectedClient(a.base);
+    const cb = await connectedClient(b.base);
+    const sa = await subscribe(ca, 'chat:order');
+    const sb = await subscribe(cb, 'chat:order');
+    for (let i = 0; i < 20; i++) await sb.publish({ i });
+    const got = [];
+    for (let i = 0; i < 20; i++) got.push((await sa.nextPub()).data.i);
+    assert.deepEqual(got, [...Array(20).keys()]);
+  });
+
+  test('presence lists the clients of both nodes, from either node', async () => {
+    const ca = await connectedClient(a.base);
+    const cb = await connectedClient(b.base);
+    const sa = await subscribe(ca, 'chat:presence');
+    await subscribe(cb, 'chat:presence');
+    const fromA = await sa.presence();
+    const viaB = await api(b, 'presence', { channel: 'chat:presence' });
+    const ids = [ca.connectedCtx.client, cb.connectedCtx.client].sort();
+    assert.deepEqual(Object.keys(fromA.clients).sort(), ids);
+    assert.deepEqual(Object.keys(viaB.result.presence).sort(), ids);
+    const stats = await api(a, 'presence_stats', { channel: 'chat:presence' });
+    assert.deepEqual(stats.result, { num_clients: 2, num_users: 1 });
+  });
+
+  test('join and leave of a client on B reach a subscriber on A', async () => {
+    const ca = await connectedClient(a.base);
+    const sa = await subscribe(ca, 'chat:joins', { joinLeave: true });
+    const joins = [];
+    const leaves = [];
+    sa.on('join', (ctx) => joins.push(ctx.info.client));
+    sa.on('leave', (ctx) => leaves.push(ctx.info.client));
+    const cb = await connectedClient(b.base);
+    const sb = await subscribe(cb, 'chat:joins');
+    const id = cb.connectedCtx.client;
+    for (let i = 0; i < 100 && !joins.includes(id); i++) await delay(20);
+    assert.ok(joins.includes(id), 'join from B seen on A');
+    sb.unsubscribe();
+    for (let i = 0; i < 100 && !leaves.includes(id); i++) await delay(20);
+    assert.ok(leaves.includes(id), 'leave from B seen on A');
+  });
+
+  test('a client that reconnects to the other node recovers what it missed', async () => {
+    const c1 = await connectedClient(a.base);
+    const s1 = await subscribe(c1, 'chat:recover', { recoverable: true });
+    await firstDelivery(s1, (i) => api(b, 'publish', { channel: 'chat:recover', data: { warmup: i } }));
+    const last = s1.pubs[s1.pubs.length - 1];
+    const epoch = s1.subscribedCtx.streamPosition ? s1.subscribedCtx.streamPosition.epoch : undefined;
+    c1.disconnect();
+    for (let i = 0; i < 3; i++) await api(a, 'publish', { channel: 'chat:recover', data: { missed: i } });
+    const hist = await api(a, 'history', { channel: 'chat:recover', limit: 0 });
+    const c2 = await connectedClient(b.base);
+    const s2 = await subscribe(c2, 'chat:recover', {
+      recoverable: true,
+      since: { offset: last.offset, epoch: epoch || hist.result.epoch },
+    });
+    assert.equal(s2.subscribedCtx.wasRecovering, true, JSON.stringify(s2.subscribedCtx));
+    assert.equal(s2.subscribedCtx.recovered, true);
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push((await s2.nextPub()).data);
+    assert.deepEqual(got, [{ missed: 0 }, { missed: 1 }, { missed: 2 }]);
+  });
+});
+
+/** Polls FN until it returns a truthy value (at most MS). */
+async function eventually(fn, ms = 12000, what = 'condition') {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`not within ${ms} ms: ${what}`);
+    await delay(100);
+  }
+}
+
+const nodeIds = async (srv) => (await api(srv, 'info', {})).result.nodes.map((n) => n.uid).sort();
+
+describe('the control plane', { skip }, () => {
+  test('info on every node lists all three nodes with their counts', async () => {
+    const ids = await eventually(async () => {
+      const i = await nodeIds(a);
+      return i.length === 3 && i;
+    }, 12000, 'three nodes in info');
+    assert.deepEqual(await nodeIds(b), ids);
+    assert.deepEqual(await nodeIds(c3), ids);
+    const info = (await api(a, 'info', {})).result.nodes;
+    for (const n of info) assert.equal(typeof n.num_clients, 'number');
+  });
+
+  test('the API disconnect of a user on A, sent to B, ends that user\'s connection', async () => {
+    const c = await connectedClient(a.base);
+    const gone = once(c, 'connecting');
+    const res = await api(b, 'disconnect', { client: c.connectedCtx.client, disconnect: { code: 4001, reason: 'bye' } });
+    assert.deepEqual(res, { result: {} });
+    assert.equal((await gone).code, 4001);
+  });
+
+  test('channels merges every node\'s subscribers', async () => {
+    const ca = await connectedClient(a.base);
+    const cb = await connectedClient(b.base);
+    await subscribe(ca, 'chat:merged');
+    await subscribe(cb, 'chat:merged');
+    const res = await api(c3, 'channels', { pattern: 'chat:merged' });
+    assert.deepEqual(res.result.channels, { 'chat:merged': { num_clients: 2 } });
+  });
+});
+
+/** A client whose stream is on STREAM and whose emulation POSTs go to EMU. */
+function splitClient(stream, emu, opts = {}) {
+  return newClient(stream.base, { emulationBase: emu.base, ...opts });
+}
+
+async function connectSplit(stream, emu, opts = {}) {
+  const c = splitClient(stream, emu, opts);
+  const connected = once(c, 'connected', SDK_TIMEOUT_MS + 5000);
+  c.connect();
+  c.connectedCtx = await connected;
+  return c;
+}
+
+describe('emulation routed to the node that holds the stream', { skip }, () => {
+  for (const [label, opts] of [
+    ['JSON over http_stream', {}],
+    ['protobuf over http_stream', { sdk: CentrifugePb }],
+    ['JSON over SSE', { transport: 'sse', streamPath: '/connection/sse', eventsource: EventSource }],
+  ]) {
+    // The protobuf build publishes bytes and hands bytes back: JSON text either way here.
+    const pb = opts.sdk === CentrifugePb;
+    const enc = (v) => (pb ? new TextEncoder().encode(JSON.stringify(v)) : v);
+    const dec = (v) => (pb ? JSON.parse(new TextDecoder().decode(v)) : v);
+    test(`${label}: stream on A, POSTs to B and C: subscribe, publish, presence, history`, async () => {
+      await eventually(async () => (await nodeIds(b)).length === 3, 12000, 'nodes known');
+      const viaB = await connectSplit(a, b, opts);
+      const viaC = await connectSplit(a, c3, opts);
+      const ch = `chat:routed${label.replace(/\W/g, '')}`;
+      const sb = await subscribe(viaB, ch);
+      const sc = await subscribe(viaC, ch);
+      await sb.publish(enc({ from: 'b' }));
+      assert.deepEqual(dec((await sc.nextPub()).data), { from: 'b' });
+      assert.deepEqual(dec((await sb.nextPub()).data), { from: 'b' });
+      const p = await sc.presence();
+      assert.deepEqual(Object.keys(p.clients).sort(), [viaB.connectedCtx.client, viaC.connectedCtx.client].sort());
+      const h = await sb.history({ limit: 10 });
+      assert.deepEqual(h.publications.map((x) => dec(x.data)), [{ from: 'b' }]);
+      assert.ok(viaB.emulationStatuses.length > 0 && viaB.emulationStatuses.every((st) => st === 204),
+        `emulation statuses ${viaB.emulationStatuses}`);
+    });
+  }
+
+  test('a POST naming a node nobody knows gets 404', async () => {
+    const res = await fetch(`${b.base}/emulation`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ node: '00000000-0000-4000-8000-000000000000', session: 'x', data: '{}' }),
+    });
+    assert.equal(res.status, 404);
+  });
+
+  test('SIGKILL of a node: the others drop it within ~10 s, their clients stay, its sessions get 404', async () => {
+    const d = await startNode(cfg);
+    await eventually(async () => (await nodeIds(a)).includes(await (async () => {
+      const i = await api(d, 'info', {});
+      return i.result.nodes[0].uid;
+    })()), 12000, 'd known to a');
+    const dId = (await api(d, 'info', {})).result.nodes[0].uid;
+    const onA = await connectedClient(a.base);
+    const sa = await subscribe(onA, 'chat:survivor');
+    const onD = await connectedClient(d.base);
+    await subscribe(onD, 'chat:survivor');
+    const present = async () => Object.keys((await api(a, 'presence', { channel: 'chat:survivor' })).result.presence);
+    assert.equal((await present()).length, 2);
+    await d.stop('SIGKILL');
+    const t0 = Date.now();
+    await eventually(async () => !(await nodeIds(a)).includes(dId), 12000, 'd dropped from a');
+    assert.ok(Date.now() - t0 <= 11000);
+    const res = await fetch(`${a.base}/emulation`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ node: dId, session: 'x', data: '{}' }),
+    });
+    assert.equal(res.status, 404);
+    await api(b, 'publish', { channel: 'chat:survivor', data: { still: 'here' } });
+    assert.deepEqual((await sa.nextPub()).data, { still: 'here' });
+    // the dead node's presence entry expired (global_presence_ttl 2s); A's own, refreshed, is still there
+    assert.deepEqual(await present(), [onA.connectedCtx.client]);
+  });
+});
+
+describe('faults', { skip }, () => {
+  test('a PUB/SUB connection that goes silent is probed and made again; delivery resumes', async () => {
+    const proxy = await startProxy(redis.port);
+    try {
+      const e = await startNode({ ...cfg, redis_address: proxy.address, redis_io_timeout: '1s' });
+      const c = await connectedClient(e.base);
+      const sub = await subscribe(c, 'chat:silent');
+      await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:silent', data: { before: i } }));
+      const subscribers = proxy.subscriberConnections;
+      proxy.silenced = true;
+      await eventually(() => proxy.subscriberConnections > subscribers, 15000, 'a new PUB/SUB connection');
+      proxy.silenced = false;
+      const pub = await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:silent', data: { after: i } }));
+      assert.ok('after' in pub.data);
+      assert.equal(c.state, 'connected');
+      await e.stop();
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('Redis stopped: clients stay, publish answers an error, /health 503; Redis back: delivery resumes', async () => {
+    const c = await connectedClient(a.base);
+    const sub = await subscribe(c, 'chat:fault');
+    await redis.stop();
+    await eventually(async () => (await fetch(`${a.base}/health`)).status === 503, 10000, '/health 503');
+    const during = await api(b, 'publish', { channel: 'chat:fault', data: { lost: true } });
+    assert.ok(during.error, `publish answered ${JSON.stringify(during)}`);
+    assert.equal(c.state, 'connected');
+    redis = await startRedis({ port: redis.port });
+    await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, 10000, '/health 200');
+    const pub = await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:fault', data: { back: i } }));
+    assert.ok('back' in pub.data);
+    assert.equal(c.state, 'connected');
+  });
+});
+
+describe('Sentinel', { skip }, () => {
+  test('the node finds the master through redis-sentinel and follows a failover', async () => {
+    const set = await startSentinelSetup();
+    const n = await startNode({
+      ...cfg, redis_address: '127.0.0.1:1', redis_sentinel_address: [set.sentinelAddress],
+      redis_sentinel_master_name: set.masterName, redis_prefix: `s${process.pid}`,
+    });
+    const c = await connectedClient(n.base);
+    const sub = await subscribe(c, 'chat:failover');
+    await firstDelivery(sub, (i) => api(n, 'publish', { channel: 'chat:failover', data: { before: i } }));
+    await set.master.stop();
+    await eventually(async () => (await sentinelMasterPort(set.sentinel.port, set.masterName)) === set.replica.port,
+      20000, 'the Sentinel promoted the replica');
+    const pub = await firstDelivery(sub, (i) => api(n, 'publish', { channel: 'chat:failover', data: { after: i } }));
+    assert.ok('after' in pub.data);
+    assert.equal(c.state, 'connected');
+    await n.stop();
+  });
+});
