@@ -128,3 +128,14 @@ export async function sentinelMasterPort(port, masterName) {
   const m = text.match(/\$\d+\r\n[^\r]+\r\n\$\d+\r\n(\d+)\r\n/);
   return m ? Number(m[1]) : 0;
 }
+
+// Never leave a redis-server behind, whatever happens to the test process.
+process.on('exit', () => {
+  for (const r of started) {
+    try {
+      r.child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});

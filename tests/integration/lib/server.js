@@ -6,11 +6,15 @@
 //   await stopAll()     // in after(): stops every server still running and throws when one exited uncleanly
 //
 // The binary is $STREAMD_BIN, else build/server/streamd of the repository this file lives in.
+// With STREAMD_TEST_ENGINE=redis every server runs the Redis engine on one redis-server this module
+// starts (each server with a prefix of its own, so servers share nothing unless a test says so): the
+// memory engine's history, presence and recovery tests then check the Redis engine's semantics.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startRedis } from './redis.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = process.env.STREAMD_SOURCE_DIR || path.resolve(here, '..', '..', '..');
@@ -29,6 +33,17 @@ export const BASE_CONFIG = Object.freeze({
 });
 
 const running = new Set();
+
+let sharedRedis = null;
+let prefixes = 0;
+
+/** The keys that put a server on the shared redis-server (STREAMD_TEST_ENGINE=redis), else {}. */
+async function engineConfig() {
+  if (process.env.STREAMD_TEST_ENGINE !== 'redis') return {};
+  if (!sharedRedis) sharedRedis = startRedis();
+  const redis = await sharedRedis;
+  return { engine: 'redis', redis_address: redis.address, redis_prefix: `t${process.pid}x${++prefixes}` };
+}
 
 function quote(s) {
   return '"' + String(s).replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"';
@@ -74,10 +89,12 @@ export async function startServer(extra = {}, { args = [] } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'streamd-test-'));
   const file = path.join(dir, 'streamd.conf');
   let text;
+  const engine = await engineConfig();
   if (typeof extra === 'string') {
     text = 'port = 0;\naddress = "127.0.0.1";\n' + extra + '\n';
+    if (!/^\s*engine\s*=/m.test(extra)) text += configText(engine);
   } else {
-    text = configText({ port: 0, address: '127.0.0.1', ...extra });
+    text = configText({ port: 0, address: '127.0.0.1', ...('engine' in extra ? {} : engine), ...extra });
   }
   writeFileSync(file, text);
 
@@ -205,6 +222,11 @@ export async function stopAll() {
       problems.push(`streamd on ${srv.base}: exit ${JSON.stringify({ code: r.code, signal: r.signal, timedOut: r.timedOut })}\n` +
         `stderr (tail):\n${r.stderr.slice(-8000)}`);
     }
+  }
+  if (sharedRedis) {
+    const redis = await sharedRedis;
+    sharedRedis = null;
+    await redis.stop();
   }
   if (problems.length) throw new Error('unclean server exit:\n' + problems.join('\n'));
 }
