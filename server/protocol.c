@@ -288,7 +288,7 @@ int protocol_server_unsubscribe(struct session *s, const char *channel) {
 }
 
 int protocol_unsubscribe_with(struct session *s, const char *channel, uint32_t code, const char *reason) {
-  struct subscription *sub = hub_unsubscribe(s->srv->hub, s, channel);
+  struct subscription *sub = protocol_subscription_end(s, channel);
   if (sub == NULL) return -1;
   Protocol__Unsubscribe u = PROTOCOL__UNSUBSCRIBE__INIT;
   Protocol__Push push = PROTOCOL__PUSH__INIT;
@@ -299,7 +299,6 @@ int protocol_unsubscribe_with(struct session *s, const char *channel, uint32_t c
   push.unsubscribe = &u;
   reply.push = &push;
   int rc = session_send_reply(s, &reply);
-  protocol_subscription_ended(s, sub);
   free(sub);
   return rc;
 }
