@@ -12,6 +12,7 @@
 #include "hub.h"
 #include "presence.h"
 #include "server.h"
+#include "siphash.h"
 #include "timer.h"
 
 #define PUBLISH_STRIPES 64
@@ -27,10 +28,10 @@ struct memory_broker {
 
 static struct memory_broker *mem(struct broker *b) { return (struct memory_broker *)b; }
 
+/* CHANNEL's publish lock, chosen by the keyed hash so that no client can pick channel names that all
+ * share one lock. */
 static pthread_mutex_t *stripe_of(struct memory_broker *m, const char *channel) {
-  uint32_t h = 2166136261u;
-  for (const char *p = channel; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-  return &m->stripes[h % PUBLISH_STRIPES];
+  return &m->stripes[(siphash_string(channel) >> 40) % PUBLISH_STRIPES];
 }
 
 static int map_history_error(int rc) {

@@ -11,6 +11,7 @@
 
 #include "codes.h"
 #include "ids.h"
+#include "siphash.h"
 #include "strmap.h"
 
 #define STRIPES 16 /* power of two */
@@ -154,11 +155,10 @@ static struct stream *stream_open(struct history *h, struct stripe *st, const ch
   return s;
 }
 
-/* The stripe CHANNEL belongs to, locked (FNV-1a of the name). */
+/* The stripe CHANNEL belongs to, locked (the keyed hash of the name: no client can pick names that
+ * all share one stripe). */
 static struct stripe *stripe_lock(struct history *h, const char *channel) {
-  uint64_t x = 1469598103934665603ULL;
-  for (const char *p = channel; *p; p++) x = (x ^ (unsigned char)*p) * 1099511628211ULL;
-  struct stripe *st = &h->stripes[(x >> 32) & (STRIPES - 1)];
+  struct stripe *st = &h->stripes[(siphash_string(channel) >> 32) & (STRIPES - 1)];
   pthread_mutex_lock(&st->lock);
   return st;
 }
