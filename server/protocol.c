@@ -278,7 +278,8 @@ uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd) {
 
 int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
                      const struct publish_options *po, struct stream_position *pos) {
-  if (srv->broker->ops->publish(srv->broker, channel, pub, po, pos) != 0) return -1;
+  int rc = srv->broker->ops->publish(srv->broker, channel, pub, po, pos);
+  if (rc != 0) return rc;
   atomic_fetch_add_explicit(&srv->stats.publications, 1, memory_order_relaxed);
   return 0;
 }

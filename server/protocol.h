@@ -22,7 +22,7 @@ struct stream_position;
 
 /* Publishes PUB (borrowed) on CHANNEL through the broker with the channel's options PO (history) and
  * counts it; *POS (may be NULL) receives its position. The one publish path of clients, the API and
- * the admin socket. Returns 0 or -1. Any thread. */
+ * the admin socket. Returns 0 or the broker's -BROKER_E* error. Any thread. */
 int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
                      const struct publish_options *po, struct stream_position *pos);
 

@@ -50,6 +50,7 @@ void protocol_client_info(const struct session *s, Protocol__ClientInfo *info) {
 void protocol_publish_options(const struct channel_options *opts, struct publish_options *out) {
   out->history_size = channel_has_history(opts) ? (size_t)opts->history_size : 0;
   out->history_ttl_ms = channel_has_history(opts) ? (uint64_t)opts->history_ttl_ms : 0;
+  out->history_meta_ttl_ms = (uint64_t)opts->history_meta_ttl_ms;
 }
 
 static bool overridden(enum auth_override o, bool fallback) {
@@ -331,8 +332,9 @@ uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd
   pub.info = &info;
   struct publish_options po;
   protocol_publish_options(opts, &po);
-  if (protocol_publish(s->srv, req->channel, &pub, &po, NULL) != 0)
-    return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  rc = protocol_publish(s->srv, req->channel, &pub, &po, NULL);
+  if (rc != 0) /* -BROKER_ELIMIT: the history_max_streams cap */
+    return protocol_finish(s, cmd->id, rc == -BROKER_ELIMIT ? -ERROR_LIMIT_EXCEEDED : -ERROR_INTERNAL);
   Protocol__PublishResult res = PROTOCOL__PUBLISH_RESULT__INIT;
   SEND_RESULT(s, cmd->id, publish, &res);
   return 0;
