@@ -13,7 +13,9 @@
  * client's input side. admin->lock guards every client's output buffer and watch state, and the list
  * while it changes, because the hub observer (publishing threads) appends watch lines to them.
  * The observer reaches the admin only through `current` under observer_lock, which admin_stop clears
- * before freeing anything, so a publishing thread can never touch a stopped admin. Lock order:
+ * before freeing anything, so a publishing thread can never touch a stopped admin; a publication on
+ * a channel whose watch slot is empty (no watcher, or watchers of other channels only) returns before
+ * taking either lock. Lock order:
  * observer_lock ⇒ admin->lock; no admin lock is held while a command runs. */
 #define _GNU_SOURCE /* accept4 */
 #include "admin.h"
@@ -35,6 +37,7 @@
 #include "hub.h"
 #include "log.h"
 #include "server.h"
+#include "siphash.h"
 
 #define ADMIN_MAX_CLIENTS 64
 #define ADMIN_OUT_SOFT (256 * 1024)
@@ -78,10 +81,18 @@ struct admin {
 /* epoll tags for the two fds that are not clients. */
 static char listen_tag, wake_tag;
 
-/* What the hub observer may reach: the running admin and how many watchers it has. */
+/* What the hub observer may reach: the running admin, how many watchers it has, and how many watch
+ * each slot of channels (by the keyed hash of the name), so that a publication on a channel nobody
+ * watches costs an atomic load or two and takes no lock, even while other channels are watched. */
+#define WATCH_SLOTS 256 /* power of two */
 static pthread_mutex_t observer_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct admin *current;
 static atomic_size_t watchers;
+static atomic_uint watched[WATCH_SLOTS];
+
+static atomic_uint *watch_slot(const char *channel) {
+  return &watched[siphash_string(channel) & (WATCH_SLOTS - 1)];
+}
 
 static int buf_append(struct buf *b, const char *data, size_t len) {
   if (b->len + len > b->cap) {
@@ -178,6 +189,7 @@ static bool deliver_locked(struct admin *a, const char *channel, const Protocol_
 static void on_publication(const char *channel, const Protocol__Publication *pub, void *arg) {
   (void)arg;
   if (atomic_load_explicit(&watchers, memory_order_relaxed) == 0) return;
+  if (atomic_load_explicit(watch_slot(channel), memory_order_relaxed) == 0) return;
   pthread_mutex_lock(&observer_lock);
   struct admin *a = current;
   if (a) {
@@ -199,6 +211,7 @@ static void start_watch(struct admin *a, struct admin_client *c, const char *cha
   pthread_mutex_lock(&a->lock);
   c->watch = copy;
   pthread_mutex_unlock(&a->lock);
+  atomic_fetch_add(watch_slot(copy), 1);
   atomic_fetch_add(&watchers, 1);
 }
 
@@ -337,7 +350,10 @@ static void client_free(struct admin *a, struct admin_client *c) {
     a->clients = c->next;
   if (c->next) c->next->prev = c->prev;
   a->n_clients--;
-  if (c->watch) atomic_fetch_sub(&watchers, 1);
+  if (c->watch) {
+    atomic_fetch_sub(watch_slot(c->watch), 1);
+    atomic_fetch_sub(&watchers, 1);
+  }
   pthread_mutex_unlock(&a->lock);
   close(c->fd); /* also removes it from the epoll set */
   free(c->in.data);

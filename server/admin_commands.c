@@ -180,6 +180,9 @@ static int cmd_info(struct server *srv, json_t *args, json_t **result, char *err
                 "num_users", (json_int_t)users, "num_channels", (json_int_t)hub_channel_count(srv->hub),
                 "num_subs", (json_int_t)subs);
   if (o == NULL) return fail(err, errlen, "out of memory", NULL);
+  if (srv->broker->ops->history_streams)
+    json_object_set_new(o, "history_streams",
+                        json_integer((json_int_t)srv->broker->ops->history_streams(srv->broker)));
   for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
     const atomic_uint_fast64_t *c =
         (const atomic_uint_fast64_t *)((const char *)&srv->stats + counters[i].offset);
@@ -209,13 +212,14 @@ static int by_channel(const void *a, const void *b) {
                 json_string_value(json_object_get(*(json_t *const *)b, "channel")));
 }
 
-/* Adds what the broker knows of the channel's history (length, last offset, epoch) to ROW. Reading
- * the history creates the channel's stream when it has none, as a subscriber's positioning would. */
+/* Adds what the broker knows of the channel's history (length, last offset, epoch) to ROW. A query
+ * with limit 0 reads the position and the kept count under the stream's lock without unpacking a
+ * publication, and creates no stream. */
 static void add_history_state(struct server *srv, const char *channel, json_t *row) {
-  struct history_query q = {.limit = -1};
+  struct history_query q = {.limit = 0};
   struct history_result hr = {0};
   if (srv->broker->ops->history(srv->broker, channel, &q, &hr) == 0) {
-    json_object_set_new(row, "num_pubs", json_integer((json_int_t)hr.n));
+    json_object_set_new(row, "num_pubs", json_integer((json_int_t)hr.stored));
     json_object_set_new(row, "offset", json_integer((json_int_t)hr.pos.offset));
     json_object_set_new(row, "epoch", json_string(hr.pos.epoch));
   }

@@ -112,7 +112,8 @@ static int publish_one(struct server *srv, const char *channel, json_t *params, 
   protocol_publish_options(opts, &po);
   if (json_is_true(json_object_get(params, "skip_history"))) po = (struct publish_options){0};
   rc = publication_from_params(params, &pub);
-  if (rc == 0 && protocol_publish(srv, channel, &pub, &po, &pos) != 0) rc = API_ERROR_INTERNAL;
+  if (rc == 0) rc = protocol_publish(srv, channel, &pub, &po, &pos);
+  if (rc < 0) rc = rc == -BROKER_ELIMIT ? API_ERROR_LIMIT_EXCEEDED : API_ERROR_INTERNAL;
   publication_cleanup(&pub);
   if (rc == 0)
     *result = pos.offset ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch)

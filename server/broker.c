@@ -24,7 +24,6 @@ static struct broker *build(struct server *srv, const struct config *cfg) {
       .prefix = cfg->redis_prefix,
       .connect_timeout_ms = (uint64_t)cfg->redis_connect_timeout_ms,
       .io_timeout_ms = (uint64_t)cfg->redis_io_timeout_ms,
-      .history_meta_ttl_ms = HISTORY_DEFAULT_META_TTL_MS,
       .presence_ttl_ms = (uint64_t)cfg->global_presence_ttl_ms,
   };
   char err[256];

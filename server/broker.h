@@ -29,6 +29,7 @@ enum broker_error {
   BROKER_ENOMEM = 3,
   BROKER_EBADREQUEST = 4,    /* history: reverse with since.offset 0 */
   BROKER_EUNRECOVERABLE = 5, /* history: since.epoch is not the stream's epoch */
+  BROKER_ELIMIT = 6,         /* publish: the channel needs a new history stream and none may be made */
 };
 
 /* Where a publication landed in its channel's history stream: offset 0 and an empty epoch when the
@@ -38,17 +39,20 @@ struct stream_position {
   char epoch[16];
 };
 
-/* How a publication is kept: HISTORY_SIZE publications for HISTORY_TTL_MS (either 0 = no history). */
+/* How a publication is kept: HISTORY_SIZE publications for HISTORY_TTL_MS (either 0 = no history),
+ * the stream for HISTORY_META_TTL_MS after its last publish or read (0 = the node's
+ * global_history_meta_ttl). */
 struct publish_options {
   size_t history_size;
   uint64_t history_ttl_ms;
+  uint64_t history_meta_ttl_ms;
 };
 
 struct broker_ops {
   const char *name;
   /* Stores PUB (borrowed) in CHANNEL's history when OPTS asks for it, sets pub->offset, and delivers it
    * to the channel's subscribers on every node, in offset order per channel. *POS (may be NULL)
-   * receives its position. Returns 0 or -BROKER_E*. */
+   * receives its position. Returns 0 or -BROKER_E* (-BROKER_ELIMIT: not stored, not delivered). */
   int (*publish)(struct broker *b, const char *channel, Protocol__Publication *pub,
                  const struct publish_options *opts, struct stream_position *pos);
   /* Delivers a join (JOIN true) or leave of INFO on CHANNEL to the subscribers that want them. */
@@ -65,6 +69,9 @@ struct broker_ops {
                  size_t max_publications, struct history_result *out, int *recovered);
   int (*position)(struct broker *b, const char *channel, struct stream_position *pos);
   int (*history_remove)(struct broker *b, const char *channel);
+  /* How many history streams the engine keeps on this node (what history_max_streams caps). May be
+   * NULL: an engine that cannot tell cheaply. */
+  size_t (*history_streams)(struct broker *b);
   /* Presence: entries keyed by client id; results owned by the caller (presence_result_cleanup). */
   int (*presence_add)(struct broker *b, const char *channel, const Protocol__ClientInfo *info);
   int (*presence_remove)(struct broker *b, const char *channel, const char *client_id);
@@ -131,7 +138,6 @@ struct broker_redis_options {
   const char *sentinel_master, *sentinel_password;
   const char *prefix;
   uint64_t connect_timeout_ms, io_timeout_ms;
-  uint64_t history_meta_ttl_ms; /* 0 = keep the streams' meta */
   uint64_t presence_ttl_ms;
 };
 

@@ -2,16 +2,21 @@
  * and then straight to the local hub; both steps happen under the channel's publish stripe lock, so
  * subscribers see a channel's publications in offset order and a subscribe that holds the same lock
  * (with_channel_locked) reads a position that no concurrent publication can overtake. History streams
- * are swept once a second from the timer wheel. There are no other nodes to route emulation to. */
+ * are swept once a second from the timer wheel; their node-wide limits (global_history_meta_ttl,
+ * history_max_streams) are read from the current configuration at each publish, so a reload applies
+ * them. There are no other nodes to route emulation to. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+#include "config.h"
 #include "history.h"
 #include "hub.h"
 #include "presence.h"
 #include "server.h"
+#include "siphash.h"
 #include "timer.h"
 
 #define PUBLISH_STRIPES 64
@@ -27,16 +32,19 @@ struct memory_broker {
 
 static struct memory_broker *mem(struct broker *b) { return (struct memory_broker *)b; }
 
+/* CHANNEL's publish lock, chosen by the keyed hash so that no client can pick channel names that all
+ * share one lock. */
 static pthread_mutex_t *stripe_of(struct memory_broker *m, const char *channel) {
-  uint32_t h = 2166136261u;
-  for (const char *p = channel; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-  return &m->stripes[h % PUBLISH_STRIPES];
+  return &m->stripes[(siphash_string(channel) >> 40) % PUBLISH_STRIPES];
 }
 
 static int map_history_error(int rc) {
-  if (rc == -HISTORY_EBADREQUEST) return -BROKER_EBADREQUEST;
-  if (rc == -HISTORY_EUNRECOVERABLE) return -BROKER_EUNRECOVERABLE;
-  return rc == 0 ? 0 : -BROKER_ENOMEM;
+  static const int errors[] = {[HISTORY_EBADREQUEST] = -BROKER_EBADREQUEST,
+                               [HISTORY_EUNRECOVERABLE] = -BROKER_EUNRECOVERABLE,
+                               [HISTORY_ELIMIT] = -BROKER_ELIMIT};
+  size_t i = (size_t)-rc;
+  if (rc == 0) return 0;
+  return i < sizeof errors / sizeof *errors && errors[i] ? errors[i] : -BROKER_ENOMEM;
 }
 
 static int memory_publish(struct broker *b, const char *channel, Protocol__Publication *pub,
@@ -47,8 +55,15 @@ static int memory_publish(struct broker *b, const char *channel, Protocol__Publi
   pthread_mutex_t *lock = stripe_of(m, channel);
   pthread_mutex_lock(lock);
   if (opts && opts->history_size > 0 && opts->history_ttl_ms > 0) {
-    rc = history_add(m->history, channel, pub, opts->history_size, opts->history_ttl_ms, timer_now_ms(),
-                     &where);
+    const struct config *cfg = atomic_load(&b->srv->cfg);
+    struct history_retention r = {
+        .size = opts->history_size,
+        .ttl_ms = opts->history_ttl_ms,
+        .meta_ttl_ms =
+            opts->history_meta_ttl_ms ? opts->history_meta_ttl_ms : (uint64_t)cfg->global_history_meta_ttl_ms,
+        .max_streams = (size_t)cfg->history_max_streams,
+    };
+    rc = history_add(m->history, channel, pub, &r, timer_now_ms(), &where);
     pub->offset = where.offset;
   }
   if (rc == 0) hub_publish(b->srv->hub, channel, pub);
@@ -93,6 +108,8 @@ static int memory_position(struct broker *b, const char *channel, struct stream_
 static int memory_history_remove(struct broker *b, const char *channel) {
   return map_history_error(history_remove(mem(b)->history, channel));
 }
+
+static size_t memory_history_streams(struct broker *b) { return history_count(mem(b)->history); }
 
 static int memory_presence_add(struct broker *b, const char *channel, const Protocol__ClientInfo *info) {
   return presence_add(mem(b)->presence, channel, info) == 0 ? 0 : -BROKER_ENOMEM;
@@ -169,6 +186,7 @@ static const struct broker_ops memory_ops = {
     .recover = memory_recover,
     .position = memory_position,
     .history_remove = memory_history_remove,
+    .history_streams = memory_history_streams,
     .presence_add = memory_presence_add,
     .presence_remove = memory_presence_remove,
     .presence_get = memory_presence_get,
@@ -186,7 +204,7 @@ static const struct broker_ops memory_ops = {
 struct broker *broker_memory_new(struct server *srv) {
   struct memory_broker *m = calloc(1, sizeof *m);
   if (m == NULL) return NULL;
-  m->history = history_new(HISTORY_DEFAULT_META_TTL_MS);
+  m->history = history_new();
   m->presence = presence_new();
   if (m->history == NULL || m->presence == NULL) {
     history_free(m->history);

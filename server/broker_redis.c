@@ -251,7 +251,6 @@ struct broker *broker_redis_new(struct server *srv, const struct broker_redis_op
   snprintf(rb->prefix, sizeof rb->prefix, "%s", o->prefix);
   rb->connect_timeout_ms = o->connect_timeout_ms;
   rb->io_timeout_ms = o->io_timeout_ms;
-  rb->meta_ttl_ms = o->history_meta_ttl_ms;
   rb->presence_ttl_ms = o->presence_ttl_ms;
   for (int i = 0; i < RB_STRIPES; i++) pthread_mutex_init(&rb->stripes[i], NULL);
   rb->nshards = o->nsentinels > 0 ? 1 : o->naddresses; /* Sentinel: one master (its replicas fail over) */

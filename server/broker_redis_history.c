@@ -4,9 +4,12 @@
  * meta hash "<prefix>.stream.meta.<ch>" with the epoch "e" and the top offset "s". Two Lua scripts keep
  * every step atomic: publish (epoch, offset, XADD with MAXLEN, TTLs, PUBLISH with the position prefix)
  * and read (position plus an XRANGE/XREVRANGE window). Like the memory engine, the publications of a
- * stream all expire history_ttl after its last publish, and the meta (epoch and top) meta_ttl after
- * its last publish or read; a read of a channel without a stream creates one, so that clients can
- * position on it. */
+ * stream all expire history_ttl after its last publish, the meta (epoch, top, its TTL) the channel's
+ * history_meta_ttl (0s: global_history_meta_ttl) after its last publish or read, and only a publication
+ * creates a stream. A read of a channel without one answers offset 0 and the empty epoch, which any
+ * epoch matches (the memory engine answers the epoch the first publication will get, which one process
+ * can know but a cluster could not agree on without storing it). history_max_streams is the memory
+ * engine's: Redis streams are bounded by their meta TTL. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 
 #include "broker_redis_internal.h"
 #include "history.h"
+#include "server.h"
 
 static struct redis_script publish_script = {
     .name = "publish",
@@ -29,7 +33,8 @@ static struct redis_script publish_script = {
               "  redis.call('hset', KEYS[2], 'e', epoch)\n"
               "end\n"
               "local offset = redis.call('hincrby', KEYS[2], 's', 1)\n"
-              "if ARGV[5] ~= '0' then redis.call('pexpire', KEYS[2], ARGV[5]) end\n"
+              "redis.call('hset', KEYS[2], 't', ARGV[5])\n"
+              "if ARGV[5] ~= '0' then redis.call('pexpire', KEYS[2], ARGV[5]) else redis.call('persist', KEYS[2]) end\n"
               "redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])\n"
               "redis.call('pexpire', KEYS[1], ARGV[3])\n"
               "redis.call('publish', ARGV[4], '__p1:' .. offset .. ':' .. epoch .. '__' .. ARGV[1])\n"
@@ -38,14 +43,13 @@ static struct redis_script publish_script = {
 static struct redis_script read_script = {
     .name = "history",
     /* KEYS: stream, meta. ARGV: direction ("" = position only, "fwd", "rev"), first id, count (-1 =
-     * all), meta ttl ms, epoch for a new stream. Returns {top, epoch, entries}. */
+     * all). Returns {top, epoch, entries}; {0, "", {}} for a channel without a stream, which a read
+     * does not create. A read restarts the meta TTL the last publish set ("t"). */
     .source = "local epoch = redis.call('hget', KEYS[2], 'e')\n"
-              "if not epoch then\n"
-              "  epoch = ARGV[5]\n"
-              "  redis.call('hset', KEYS[2], 'e', epoch)\n"
-              "end\n"
+              "if not epoch then return {0, '', {}} end\n"
               "local top = redis.call('hget', KEYS[2], 's') or '0'\n"
-              "if ARGV[4] ~= '0' then redis.call('pexpire', KEYS[2], ARGV[4]) end\n"
+              "local ttl = redis.call('hget', KEYS[2], 't')\n"
+              "if ttl and ttl ~= '0' then redis.call('pexpire', KEYS[2], ttl) end\n"
               "local entries = {}\n"
               "local limit = {}\n"
               "if ARGV[3] ~= '-1' then limit = {'COUNT', ARGV[3]} end\n"
@@ -105,7 +109,9 @@ int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub
   char size[24], ttl[24], meta_ttl[24], epoch[HISTORY_EPOCH_LEN + 1];
   snprintf(size, sizeof size, "%zu", history ? opts->history_size : 0);
   snprintf(ttl, sizeof ttl, "%" PRIu64, history ? opts->history_ttl_ms : 0);
-  snprintf(meta_ttl, sizeof meta_ttl, "%" PRIu64, rb->meta_ttl_ms);
+  uint64_t meta_ttl_ms = history && opts->history_meta_ttl_ms ? opts->history_meta_ttl_ms
+                                                              : (uint64_t)rb->base.srv->cfg->global_history_meta_ttl_ms;
+  snprintf(meta_ttl, sizeof meta_ttl, "%" PRIu64, meta_ttl_ms);
   history_epoch_new(epoch);
   const char *values[8] = {stream, meta, (const char *)payload, size, ttl, pubsub, meta_ttl, epoch};
   const size_t lens[8] = {sl, ml, len, strlen(size), strlen(ttl), pl, strlen(meta_ttl), strlen(epoch)};
@@ -155,13 +161,11 @@ static int run_read(struct redis_broker *rb, const char *channel, const char *di
   char stream[RB_KEY_MAX], meta[RB_KEY_MAX];
   size_t sl = rb_key(rb, "stream", channel, stream), ml = rb_key(rb, "stream.meta", channel, meta);
   if (sl == 0 || ml == 0) return -BROKER_EBADREQUEST;
-  char cnt[24], meta_ttl[24], epoch[HISTORY_EPOCH_LEN + 1];
+  char cnt[24];
   snprintf(cnt, sizeof cnt, "%lld", count < 0 ? -1 : count);
-  snprintf(meta_ttl, sizeof meta_ttl, "%" PRIu64, rb->meta_ttl_ms);
-  history_epoch_new(epoch);
-  const char *values[7] = {stream, meta, direction, first, cnt, meta_ttl, epoch};
-  const size_t lens[7] = {sl, ml, strlen(direction), strlen(first), strlen(cnt), strlen(meta_ttl), strlen(epoch)};
-  struct rb_call c = {.shard = rb_shard_of(rb, channel), .script = &read_script, .nkeys = 2, .argc = 7,
+  const char *values[5] = {stream, meta, direction, first, cnt};
+  const size_t lens[5] = {sl, ml, strlen(direction), strlen(first), strlen(cnt)};
+  struct rb_call c = {.shard = rb_shard_of(rb, channel), .script = &read_script, .nkeys = 2, .argc = 5,
                       .argv = values, .lens = lens, .parse = parse_read, .out = out};
   int rc = rb_call_run(rb, &c);
   if (rc != 0) history_result_cleanup(out);

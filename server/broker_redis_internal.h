@@ -50,7 +50,6 @@ struct redis_broker {
   struct redis_addr *sentinels; /* owned; NULL without Sentinel */
   size_t nsentinels;
   char sentinel_master[128];
-  uint64_t meta_ttl_ms;       /* history streams' meta TTL (0 = keep) */
   uint64_t presence_ttl_ms;   /* presence entries' TTL */
   struct strmap *channels;    /* loop thread: channel ⇒ struct rb_channel (this node's PUB/SUB interest) */
   struct rb_delivery *delivery;

@@ -144,6 +144,10 @@ static int check_regex(const char *value, char *why, size_t len) {
     client_history_max_publication_limit, NULL, "max publications one history call returns")                 \
   X(client_recovery_max_publication_limit, INT, "300", 1, 1000000, false, TOP,                               \
     client_recovery_max_publication_limit, NULL, "max publications one recovery may replay")                 \
+  X(global_history_meta_ttl, DURATION, "720h", 0, 8760 * HOUR, true, TOP, global_history_meta_ttl_ms, NULL,   \
+    "history stream kept after its last publish or read (0s..8760h; 0s = forever)")                          \
+  X(history_max_streams, INT, "1000000", 0, I32, true, TOP, history_max_streams, NULL,                       \
+    "max history streams on this node; 0 = no cap; at the cap a publish needing a new one => 106")           \
   X(api_key, STRING, "", 0, 0, true, TOP, api_key, NULL,                                                     \
     "server API key (X-API-Key: KEY); \"\" = API refuses all")                                               \
   X(api_insecure, BOOL, "false", 0, 0, false, TOP, api_insecure, NULL,                                       \
@@ -183,6 +187,8 @@ static int check_regex(const char *value, char *why, size_t len) {
     "publications kept per channel (0..1000000); needs history_ttl")                                         \
   X(history_ttl, DURATION, "0s", 0, 720 * HOUR, true, CHAN, history_ttl_ms, NULL,                            \
     "how long history is kept (0s..720h); needs history_size")                                               \
+  X(history_meta_ttl, DURATION, "0s", 0, 8760 * HOUR, true, CHAN, history_meta_ttl_ms, NULL,                  \
+    "stream kept after its last publish or read; 0s = global_history_meta_ttl")                              \
   X(force_positioning, BOOL, "false", 0, 0, true, CHAN, force_positioning, NULL,                             \
     "positioning for every subscription (needs history)")                                                    \
   X(allow_positioning, BOOL, "false", 0, 0, true, CHAN, allow_positioning, NULL,                             \

@@ -18,6 +18,7 @@ struct channel_options {
   bool force_push_join_leave;
   int64_t history_size;
   int64_t history_ttl_ms;
+  int64_t history_meta_ttl_ms; /* 0 = global_history_meta_ttl */
   bool force_positioning;
   bool allow_positioning;
   bool force_recovery;
@@ -79,6 +80,9 @@ struct config {
   int64_t client_queue_max_size;
   int64_t client_history_max_publication_limit;
   int64_t client_recovery_max_publication_limit;
+
+  int64_t global_history_meta_ttl_ms; /* 0 = streams are never forgotten */
+  int64_t history_max_streams;        /* 0 = no cap */
 
   char *api_key;
   bool api_insecure;

@@ -2,19 +2,33 @@
  * stream's publications live in a ring buffer of packed entries; the ring always holds the contiguous
  * offsets (top - count, top], so the entry for an offset is found by arithmetic and "is the whole gap
  * still here" is one comparison. Invariants: count <= cap; count <= the size of the latest add; a
- * stream with count > 0 has pubs_expire_at > the time of its last access; ring == NULL iff cap == 0. */
+ * stream with count > 0 has pubs_expire_at > the time of its last access; ring == NULL iff cap == 0;
+ * `streams` is the number of streams in all maps.
+ *
+ * Only history_add creates streams. A read of a channel without one is answered from a blank stream
+ * on the stack whose epoch is derived, not drawn: SipHash of the channel name under this history's
+ * random key and the channel's generation, one of GENERATIONS counters per stripe that is bumped
+ * whenever a stream hashing to it is forgotten. So the epoch a reader sees is the one the first
+ * publication's stream gets (a client positioned on an empty channel recovers its first
+ * publications), and it changes whenever a stream of that channel has been forgotten, as a new epoch
+ * must (offsets restart at 1). */
 #include "history.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "codes.h"
 #include "ids.h"
+#include "log.h"
+#include "siphash.h"
 #include "strmap.h"
 
-#define STRIPES 16 /* power of two */
-#define RING_MIN 8 /* first ring allocation, in entries */
+#define STRIPES 16     /* power of two */
+#define RING_MIN 8     /* first ring allocation, in entries */
+#define GENERATIONS 64 /* epoch generation counters per stripe (power of two) */
 
 static const char epoch_letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
@@ -29,6 +43,7 @@ struct stream {
   uint64_t top;            /* offset of the newest publication ever added, 0 before the first */
   uint64_t pubs_expire_at; /* every publication goes at this time */
   uint64_t meta_expire_at; /* the whole stream goes at this time (UINT64_MAX = never) */
+  uint64_t meta_ttl_ms;    /* of the latest add: how long a publish or read keeps it (0 = forever) */
   struct entry **ring;
   size_t cap, head, count; /* ring[head] holds offset top - count + 1 */
 };
@@ -36,11 +51,21 @@ struct stream {
 struct stripe {
   pthread_mutex_t lock;
   struct strmap *streams;
+  uint32_t generation[GENERATIONS]; /* see the top of the file */
 };
 
 struct history {
-  uint64_t meta_ttl_ms;
+  uint8_t epoch_key[SIPHASH_KEY_LEN];
+  atomic_size_t streams;
+  atomic_bool cap_logged; /* the cap was hit and said so; cleared when the count falls well below */
+  atomic_size_t cap_seen;
   struct stripe stripes[STRIPES];
+};
+
+/* Where a channel lives: its stripe (locked while this is in use) and its generation counter. */
+struct place {
+  struct stripe *st;
+  uint32_t *generation;
 };
 
 /* ---- ring ---- */
@@ -94,13 +119,26 @@ static int ring_reserve(struct stream *s, size_t size) {
 
 /* ---- streams ---- */
 
-/* Eight letters from one random number below 52^8 (< 2^46): one getrandom call per new stream. */
+/* Eight letters from one random number below 52^8 (< 2^46): one getrandom call. */
 _Static_assert(sizeof(unsigned long) >= 8, "history_epoch_new draws 46 random bits in one unsigned long");
 void history_epoch_new(char out[HISTORY_EPOCH_LEN + 1]) {
   const unsigned long base = sizeof epoch_letters - 1;
   unsigned long bound = 1;
   for (int i = 0; i < HISTORY_EPOCH_LEN; i++) bound *= base;
   unsigned long r = id_random_below(bound);
+  for (int i = 0; i < HISTORY_EPOCH_LEN; i++, r /= base) out[i] = epoch_letters[r % base];
+  out[HISTORY_EPOCH_LEN] = '\0';
+}
+
+/* CHANNEL's epoch in GENERATION: eight letters from SipHash under the history's key with the
+ * generation folded into it (52^8 < 2^46 of the 64 bits used). */
+static void epoch_of(const struct history *h, const char *channel, uint32_t generation,
+                     char out[HISTORY_EPOCH_LEN + 1]) {
+  uint8_t key[SIPHASH_KEY_LEN];
+  memcpy(key, h->epoch_key, sizeof key);
+  for (int i = 0; i < 4; i++) key[i] ^= (uint8_t)(generation >> (8 * i));
+  const uint64_t base = sizeof epoch_letters - 1;
+  uint64_t r = siphash_24(key, channel, strlen(channel));
   for (int i = 0; i < HISTORY_EPOCH_LEN; i++, r /= base) out[i] = epoch_letters[r % base];
   out[HISTORY_EPOCH_LEN] = '\0';
 }
@@ -124,43 +162,85 @@ static void position_of(const struct stream *s, struct stream_position *pos) {
   memcpy(pos->epoch, s->epoch, sizeof s->epoch);
 }
 
-/* CHANNEL's stream in ST (locked) after lazy expiry, or NULL. */
-static struct stream *stream_find(struct stripe *st, const char *channel, uint64_t now) {
-  struct stream *s = strmap_get(st->streams, channel);
+/* Forgets CHANNEL's stream in ST (locked): the channel's next epoch is a new one. */
+static void stream_drop(struct history *h, struct stripe *st, const char *channel) {
+  stream_free(strmap_remove(st->streams, channel));
+  st->generation[siphash_string(channel) & (GENERATIONS - 1)]++;
+  atomic_fetch_sub(&h->streams, 1);
+}
+
+/* CHANNEL's stream at P after lazy expiry, or NULL. */
+static struct stream *stream_find(struct history *h, struct place p, const char *channel, uint64_t now) {
+  struct stream *s = strmap_get(p.st->streams, channel);
   if (s != NULL && now >= s->meta_expire_at) {
-    strmap_remove(st->streams, channel);
-    stream_free(s);
+    stream_drop(h, p.st, channel);
     return NULL;
   }
   if (s != NULL && s->count > 0 && now >= s->pubs_expire_at) ring_clear(s);
   return s;
 }
 
-/* CHANNEL's stream, created (new epoch, top 0) when missing, with its meta TTL restarted: every publish
- * and read keeps a stream alive, as in Centrifugo. NULL when out of memory. */
-static struct stream *stream_open(struct history *h, struct stripe *st, const char *channel, uint64_t now) {
-  struct stream *s = stream_find(st, channel, now);
-  if (s == NULL) {
-    s = calloc(1, sizeof *s);
-    if (s == NULL) return NULL;
-    history_epoch_new(s->epoch);
-    if (strmap_put(st->streams, channel, s) != 0) {
-      free(s);
-      return NULL;
-    }
-  }
-  s->meta_expire_at =
-      h->meta_ttl_ms > 0 && now <= UINT64_MAX - h->meta_ttl_ms ? now + h->meta_ttl_ms : UINT64_MAX;
-  return s;
+/* Restarts S's meta TTL: every publish and read keeps a stream alive, as in Centrifugo. */
+static void stream_touch(struct stream *s, uint64_t now) {
+  uint64_t ttl = s->meta_ttl_ms;
+  s->meta_expire_at = ttl > 0 && now <= UINT64_MAX - ttl ? now + ttl : UINT64_MAX;
 }
 
-/* The stripe CHANNEL belongs to, locked (FNV-1a of the name). */
-static struct stripe *stripe_lock(struct history *h, const char *channel) {
-  uint64_t x = 1469598103934665603ULL;
-  for (const char *p = channel; *p; p++) x = (x ^ (unsigned char)*p) * 1099511628211ULL;
+/* CHANNEL's stream for a read, touched, or BLANK (offset 0, the channel's current epoch) when it has
+ * none: reads never create state. */
+static struct stream *stream_read(struct history *h, struct place p, const char *channel, uint64_t now,
+                                  struct stream *blank) {
+  struct stream *s = stream_find(h, p, channel, now);
+  if (s != NULL) {
+    stream_touch(s, now);
+    return s;
+  }
+  memset(blank, 0, sizeof *blank);
+  epoch_of(h, channel, *p.generation, blank->epoch);
+  return blank;
+}
+
+/* Counts one more stream unless that passes MAX (0 = no cap). Returns 0 or -HISTORY_ELIMIT (said once
+ * in the log until the count falls well below the cap again). */
+static int stream_reserve(struct history *h, size_t max) {
+  size_t n = atomic_fetch_add(&h->streams, 1);
+  if (max == 0 || n < max) return 0;
+  atomic_fetch_sub(&h->streams, 1);
+  atomic_store(&h->cap_seen, max);
+  if (!atomic_exchange(&h->cap_logged, true))
+    log_warn(
+        "history: %zu streams reached history_max_streams; publications to channels without a "
+        "stream are refused",
+        max);
+  return -HISTORY_ELIMIT;
+}
+
+/* CHANNEL's stream at P for a publish: found, or created with the channel's current epoch and top 0.
+ * Returns 0 with *OUT set, -HISTORY_ELIMIT or -HISTORY_ENOMEM. */
+static int stream_open(struct history *h, struct place p, const char *channel, size_t max_streams,
+                       uint64_t now, struct stream **out) {
+  *out = stream_find(h, p, channel, now);
+  if (*out != NULL) return 0;
+  int rc = stream_reserve(h, max_streams);
+  if (rc != 0) return rc;
+  struct stream *s = calloc(1, sizeof *s);
+  if (s == NULL || strmap_put(p.st->streams, channel, s) != 0) {
+    free(s);
+    atomic_fetch_sub(&h->streams, 1);
+    return -HISTORY_ENOMEM;
+  }
+  epoch_of(h, channel, *p.generation, s->epoch);
+  *out = s;
+  return 0;
+}
+
+/* Where CHANNEL lives, its stripe locked (the keyed hash of the name: no client can pick names that all
+ * share one stripe). */
+static struct place place_lock(struct history *h, const char *channel) {
+  uint64_t x = siphash_string(channel);
   struct stripe *st = &h->stripes[(x >> 32) & (STRIPES - 1)];
   pthread_mutex_lock(&st->lock);
-  return st;
+  return (struct place){st, &st->generation[x & (GENERATIONS - 1)]};
 }
 
 /* ---- publications ---- */
@@ -199,10 +279,14 @@ static int collect(const struct stream *s, uint64_t from, size_t n, bool backwar
 
 /* ---- public API ---- */
 
-struct history *history_new(uint64_t meta_ttl_ms) {
+struct history *history_new(void) {
   struct history *h = calloc(1, sizeof *h);
   if (h == NULL) return NULL;
-  h->meta_ttl_ms = meta_ttl_ms;
+  if (getrandom(h->epoch_key, sizeof h->epoch_key, 0) != (ssize_t)sizeof h->epoch_key) {
+    uint64_t a = siphash_string("history epoch key"), b = (uint64_t)id_random_below(~0UL);
+    memcpy(h->epoch_key, &a, 8); /* the process hash key is random: still unpredictable */
+    memcpy(h->epoch_key + 8, &b, 8);
+  }
   for (int i = 0; i < STRIPES; i++) {
     pthread_mutex_init(&h->stripes[i].lock, NULL);
     h->stripes[i].streams = strmap_new();
@@ -224,25 +308,29 @@ void history_free(struct history *h) {
   free(h);
 }
 
-int history_add(struct history *h, const char *channel, const Protocol__Publication *pub, size_t size,
-                uint64_t ttl_ms, uint64_t now_ms, struct stream_position *pos_out) {
-  if (h == NULL || channel == NULL || pub == NULL || size == 0 || ttl_ms == 0) return -HISTORY_EINVAL;
-  if (size > HISTORY_MAX_SIZE) size = HISTORY_MAX_SIZE;
+int history_add(struct history *h, const char *channel, const Protocol__Publication *pub,
+                const struct history_retention *r, uint64_t now_ms, struct stream_position *pos_out) {
+  if (h == NULL || channel == NULL || pub == NULL || r == NULL || r->size == 0 || r->ttl_ms == 0)
+    return -HISTORY_EINVAL;
+  size_t size = r->size > HISTORY_MAX_SIZE ? HISTORY_MAX_SIZE : r->size;
   struct entry *e = entry_pack(pub); /* outside the lock: packing is the costly part */
   if (e == NULL) return -HISTORY_ENOMEM;
-  int rc = -HISTORY_ENOMEM;
-  struct stripe *st = stripe_lock(h, channel);
-  struct stream *s = stream_open(h, st, channel, now_ms);
-  if (s == NULL || ring_reserve(s, size) != 0) goto out;
+  struct stream *s = NULL;
+  struct place p = place_lock(h, channel);
+  int rc = stream_open(h, p, channel, r->max_streams, now_ms, &s);
+  if (rc != 0) goto out;
+  s->meta_ttl_ms = r->meta_ttl_ms;
+  stream_touch(s, now_ms);
+  rc = ring_reserve(s, size);
+  if (rc != 0) goto out;
   s->ring[(s->head + s->count) % s->cap] = e;
   s->count++;
   s->top++;
-  s->pubs_expire_at = ttl_ms <= UINT64_MAX - now_ms ? now_ms + ttl_ms : UINT64_MAX;
+  s->pubs_expire_at = r->ttl_ms <= UINT64_MAX - now_ms ? now_ms + r->ttl_ms : UINT64_MAX;
   if (pos_out != NULL) position_of(s, pos_out);
   e = NULL;
-  rc = 0;
 out:
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&p.st->lock);
   free(e);
   return rc;
 }
@@ -278,19 +366,19 @@ int history_query(struct history *h, const char *channel, const struct history_q
                   struct history_result *out) {
   result_init(out);
   if (q->has_since && q->reverse && q->since_offset == 0) return -HISTORY_EBADREQUEST;
-  int rc = -HISTORY_ENOMEM;
-  struct stripe *st = stripe_lock(h, channel);
-  struct stream *s = stream_open(h, st, channel, now_ms);
-  if (s == NULL) goto out;
+  int rc = -HISTORY_EUNRECOVERABLE;
+  struct stream blank;
+  struct place p = place_lock(h, channel);
+  struct stream *s = stream_read(h, p, channel, now_ms, &blank);
   position_of(s, &out->pos);
-  rc = -HISTORY_EUNRECOVERABLE;
+  out->stored = s->count;
   if (q->has_since && !epoch_matches(s, q->since_epoch)) goto out;
   uint64_t from = 0;
   size_t n;
   query_range(s, q, query_limit(q), &from, &n);
   rc = collect(s, from, n, q->reverse, out);
 out:
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&p.st->lock);
   if (rc != 0) history_result_cleanup(out);
   return rc;
 }
@@ -308,35 +396,34 @@ int history_recover(struct history *h, const char *channel, uint64_t since_offse
                     size_t max_publications, uint64_t now_ms, struct history_result *out, bool *recovered) {
   result_init(out);
   *recovered = false;
-  int rc = -HISTORY_ENOMEM;
-  struct stripe *st = stripe_lock(h, channel);
-  struct stream *s = stream_open(h, st, channel, now_ms);
-  if (s == NULL) goto out;
+  int rc = 0;
+  struct stream blank;
+  struct place p = place_lock(h, channel);
+  struct stream *s = stream_read(h, p, channel, now_ms, &blank);
   position_of(s, &out->pos);
-  rc = 0;
+  out->stored = s->count;
   if (recoverable(s, since_offset, since_epoch, max_publications)) {
     rc = collect(s, since_offset + 1, (size_t)(s->top - since_offset), false, out);
     *recovered = rc == 0;
   }
-out:
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&p.st->lock);
   if (rc != 0) history_result_cleanup(out);
   return rc;
 }
 
 int history_position(struct history *h, const char *channel, uint64_t now_ms, struct stream_position *pos) {
-  struct stripe *st = stripe_lock(h, channel);
-  struct stream *s = stream_open(h, st, channel, now_ms);
-  if (s != NULL) position_of(s, pos);
-  pthread_mutex_unlock(&st->lock);
-  return s != NULL ? 0 : -HISTORY_ENOMEM;
+  struct stream blank;
+  struct place p = place_lock(h, channel);
+  position_of(stream_read(h, p, channel, now_ms, &blank), pos);
+  pthread_mutex_unlock(&p.st->lock);
+  return 0;
 }
 
 int history_remove(struct history *h, const char *channel) {
-  struct stripe *st = stripe_lock(h, channel);
-  struct stream *s = strmap_get(st->streams, channel); /* no expiry: removing is not an access */
+  struct place p = place_lock(h, channel);
+  struct stream *s = strmap_get(p.st->streams, channel); /* no expiry: removing is not an access */
   if (s != NULL) ring_clear(s);
-  pthread_mutex_unlock(&st->lock);
+  pthread_mutex_unlock(&p.st->lock);
   return 0;
 }
 
@@ -372,24 +459,19 @@ void history_expire(struct history *h, uint64_t now_ms) {
     pthread_mutex_lock(&st->lock);
     strmap_foreach(st->streams, sweep_cb, &sw);
     for (size_t j = 0; j < sw.n; j++) {
-      stream_free(strmap_remove(st->streams, sw.dead[j]));
+      stream_drop(h, st, sw.dead[j]);
       free(sw.dead[j]);
     }
     pthread_mutex_unlock(&st->lock);
     sw.n = 0;
   }
   free(sw.dead);
+  size_t cap = atomic_load(&h->cap_seen);
+  if (atomic_load(&h->cap_logged) && atomic_load(&h->streams) < cap - cap / 10)
+    atomic_store(&h->cap_logged, false);
 }
 
-size_t history_count(struct history *h) {
-  size_t n = 0;
-  for (int i = 0; i < STRIPES; i++) {
-    pthread_mutex_lock(&h->stripes[i].lock);
-    n += strmap_count(h->stripes[i].streams);
-    pthread_mutex_unlock(&h->stripes[i].lock);
-  }
-  return n;
-}
+size_t history_count(struct history *h) { return atomic_load(&h->streams); }
 
 void history_result_cleanup(struct history_result *r) {
   if (r == NULL) return;
@@ -406,6 +488,7 @@ static const uint32_t error_codes[] = {
     [HISTORY_EINVAL] = ERROR_INTERNAL,
     [HISTORY_EBADREQUEST] = ERROR_BAD_REQUEST,
     [HISTORY_EUNRECOVERABLE] = ERROR_UNRECOVERABLE_POSITION,
+    [HISTORY_ELIMIT] = ERROR_LIMIT_EXCEEDED,
 };
 
 uint32_t history_error_code(int err) {

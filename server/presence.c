@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siphash.h"
 #include "strmap.h"
 
 #define STRIPES 16 /* power of two */
@@ -88,11 +89,10 @@ static void user_release(struct channel *ch, const char *user) {
     strmap_put(ch->users, user, (void *)(n - 1));
 }
 
-/* The stripe CHANNEL belongs to, locked (FNV-1a of the name). */
+/* The stripe CHANNEL belongs to, locked (the keyed hash of the name: no client can pick names that
+ * all share one stripe). */
 static struct stripe *stripe_lock(struct presence *p, const char *channel) {
-  uint64_t x = 1469598103934665603ULL;
-  for (const char *c = channel; *c; c++) x = (x ^ (unsigned char)*c) * 1099511628211ULL;
-  struct stripe *st = &p->stripes[(x >> 32) & (STRIPES - 1)];
+  struct stripe *st = &p->stripes[(siphash_string(channel) >> 32) & (STRIPES - 1)];
   pthread_mutex_lock(&st->lock);
   return st;
 }

@@ -3,7 +3,9 @@
  * user id, so presence_stats is O(1): num_clients = entries, num_users = distinct user ids, the anonymous
  * user "" counting once like any other id (Centrifugo does the same). A channel's maps are freed with its
  * last entry. Entries do not expire: in one process the session that added an entry removes it (on
- * unsubscribe and disconnect), so there is no refresh protocol to miss.
+ * unsubscribe and disconnect), so there is no refresh protocol to miss; callers add and remove an entry
+ * under the channel's lock together with the membership change (protocol_channel.c), so the removal can
+ * never run before the add.
  *
  * Memory: per entry one malloc of ~72 bytes plus the strings and bytes it copies, plus the index entry
  * (~40 bytes and the client id); per channel two maps (~350 bytes) while it has entries.

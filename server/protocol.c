@@ -277,7 +277,8 @@ uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd) {
 
 int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
                      const struct publish_options *po, struct stream_position *pos) {
-  if (srv->broker->ops->publish(srv->broker, channel, pub, po, pos) != 0) return -1;
+  int rc = srv->broker->ops->publish(srv->broker, channel, pub, po, pos);
+  if (rc != 0) return rc;
   atomic_fetch_add_explicit(&srv->stats.publications, 1, memory_order_relaxed);
   return 0;
 }
@@ -287,7 +288,7 @@ int protocol_server_unsubscribe(struct session *s, const char *channel) {
 }
 
 int protocol_unsubscribe_with(struct session *s, const char *channel, uint32_t code, const char *reason) {
-  struct subscription *sub = hub_unsubscribe(s->srv->hub, s, channel);
+  struct subscription *sub = protocol_subscription_end(s, channel);
   if (sub == NULL) return -1;
   Protocol__Unsubscribe u = PROTOCOL__UNSUBSCRIBE__INIT;
   Protocol__Push push = PROTOCOL__PUSH__INIT;
@@ -298,7 +299,6 @@ int protocol_unsubscribe_with(struct session *s, const char *channel, uint32_t c
   push.unsubscribe = &u;
   reply.push = &push;
   int rc = session_send_reply(s, &reply);
-  protocol_subscription_ended(s, sub);
   free(sub);
   return rc;
 }

@@ -22,7 +22,7 @@ struct stream_position;
 
 /* Publishes PUB (borrowed) on CHANNEL through the broker with the channel's options PO (history) and
  * counts it; *POS (may be NULL) receives its position. The one publish path of clients, the API and
- * the admin socket. Returns 0 or -1. Any thread. */
+ * the admin socket. Returns 0 or the broker's -BROKER_E* error. Any thread. */
 int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
                      const struct publish_options *po, struct stream_position *pos);
 
@@ -30,9 +30,17 @@ int protocol_publish(struct server *srv, const char *channel, Protocol__Publicat
 struct channel_options;
 void protocol_publish_options(const struct channel_options *opts, struct publish_options *out);
 
-/* What ends with a subscription: its presence entry and, in join_leave channels, the leave push.
- * SUB has already left the hub; the caller frees it. Any thread, no lock held. */
+/* What ends with a subscription: its presence entry and, in join_leave channels, the leave push, done
+ * under the channel's lock (broker with_channel_locked) so that they cannot overtake the join of the
+ * same subscription. SUB has already left the hub (hub_unsubscribe_all of a closed session, which can
+ * no longer subscribe); the caller frees it. Any thread, no lock held. */
 void protocol_subscription_ended(struct session *s, struct subscription *sub);
+
+/* Ends S's subscription to CHANNEL: leaves the hub, removes the presence entry and pushes the leave,
+ * all under the channel's lock, the one per-channel order that subscribes also follow. Returns the
+ * subscription that ended (the caller frees it) or NULL when S was not subscribed. Any thread, no lock
+ * held. */
+struct subscription *protocol_subscription_end(struct session *s, const char *channel);
 
 /* Server-side unsubscribe: removes S from CHANNEL and sends it an unsubscribe push with code 2000
  * "server unsubscribe". Returns 0, or -1 when S was not subscribed. Any thread. */

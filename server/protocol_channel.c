@@ -3,7 +3,11 @@
  * connect and the server API. A subscription that wants a stream position (positioning, recovery) is
  * made under the channel's publish lock (broker with_channel_locked): the position is read, missed
  * publications recovered, the hub joined and the answer queued before any newer publication can be
- * delivered, so a subscriber never misses or repeats one around its subscribe. */
+ * delivered, so a subscriber never misses or repeats one around its subscribe. The same lock orders
+ * each channel's membership changes: a subscribe joins the hub, adds its presence entry and pushes its
+ * join, and an unsubscribe or detach leaves the hub, removes the entry and pushes the leave, each as one
+ * critical section, so a leave never precedes its join and no presence entry outlives its subscription.
+ * Lock order: channel lock ⇒ hub ⇒ session; presence stripes are leaves. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +50,7 @@ void protocol_client_info(const struct session *s, Protocol__ClientInfo *info) {
 void protocol_publish_options(const struct channel_options *opts, struct publish_options *out) {
   out->history_size = channel_has_history(opts) ? (size_t)opts->history_size : 0;
   out->history_ttl_ms = channel_has_history(opts) ? (uint64_t)opts->history_ttl_ms : 0;
+  out->history_meta_ttl_ms = (uint64_t)opts->history_meta_ttl_ms;
 }
 
 static bool overridden(enum auth_override o, bool fallback) {
@@ -140,6 +145,21 @@ static struct frame *answer_frame(struct locked_subscribe *ls, Protocol__Subscri
   return ls->s->codec->encode_reply(&reply, &f) == 0 ? f : NULL;
 }
 
+/* What follows a successful hub join, still under the channel lock: the token's expiry, the presence
+ * entry and the join push, so that an unsubscribe or detach (which take the same lock) always sees them
+ * done and undoes them after. */
+static void subscribe_joined(struct locked_subscribe *ls) {
+  struct session *s = ls->s;
+  struct subscribe_plan *p = ls->plan;
+  struct broker *b = s->srv->broker;
+  Protocol__ClientInfo info;
+  protocol_client_info(s, &info);
+  if (p->token) info.chan_info = p->token->info;
+  if (p->expires_at > 0) hub_set_expiry(s->srv->hub, s, p->channel, p->expires_at);
+  if (ls->flags & SUB_PRESENCE) b->ops->presence_add(b, p->channel, &info);
+  if (ls->flags & SUB_EMIT_JOIN_LEAVE) b->ops->publish_join_leave(b, p->channel, &info, 1);
+}
+
 static void subscribe_locked(void *arg) {
   struct locked_subscribe *ls = arg;
   struct subscribe_plan *p = ls->plan;
@@ -158,7 +178,10 @@ static void subscribe_locked(void *arg) {
                                     [HUB_ELIMIT] = ERROR_LIMIT_EXCEEDED,
                                     [HUB_ENOMEM] = ERROR_INTERNAL,
                                     [HUB_ECLOSED] = ERROR_INTERNAL};
-  if (rc < 0) ls->error = errors[-rc];
+  if (rc < 0)
+    ls->error = errors[-rc];
+  else
+    subscribe_joined(ls);
 }
 
 uint32_t protocol_subscribe(struct session *s, struct subscribe_plan *plan) {
@@ -177,14 +200,7 @@ uint32_t protocol_subscribe(struct session *s, struct subscribe_plan *plan) {
     plan->result->epoch = (char *)protobuf_c_empty_string;
   }
   history_result_cleanup(&ls.hist);
-  if (ls.error) return ls.error;
-  Protocol__ClientInfo info;
-  protocol_client_info(s, &info);
-  if (plan->token) info.chan_info = plan->token->info;
-  if (plan->expires_at > 0) hub_set_expiry(s->srv->hub, s, plan->channel, plan->expires_at);
-  if (ls.flags & SUB_PRESENCE) b->ops->presence_add(b, plan->channel, &info);
-  if (ls.flags & SUB_EMIT_JOIN_LEAVE) b->ops->publish_join_leave(b, plan->channel, &info, 1);
-  return 0;
+  return ls.error;
 }
 
 void protocol_subscribe_result_cleanup(Protocol__SubscribeResult *res) {
@@ -197,14 +213,38 @@ void protocol_subscribe_result_cleanup(Protocol__SubscribeResult *res) {
   res->epoch = (char *)protobuf_c_empty_string;
 }
 
-void protocol_subscription_ended(struct session *s, struct subscription *sub) {
+/* A subscription's end, run under its channel's lock: CHANNEL non-NULL leaves the hub first. */
+struct locked_end {
+  struct session *s;
+  const char *channel;
+  struct subscription *sub;
+};
+
+static void end_locked(void *arg) {
+  struct locked_end *le = arg;
+  struct session *s = le->s;
   struct broker *b = s->srv->broker;
-  if (sub->flags & SUB_PRESENCE) b->ops->presence_remove(b, sub->channel_name, s->client_id);
-  if (sub->flags & SUB_EMIT_JOIN_LEAVE) {
+  if (le->channel) le->sub = hub_unsubscribe(s->srv->hub, s, le->channel);
+  if (le->sub == NULL) return;
+  if (le->sub->flags & SUB_PRESENCE) b->ops->presence_remove(b, le->sub->channel_name, s->client_id);
+  if (le->sub->flags & SUB_EMIT_JOIN_LEAVE) {
     Protocol__ClientInfo info;
     protocol_client_info(s, &info);
-    b->ops->publish_join_leave(b, sub->channel_name, &info, 0);
+    b->ops->publish_join_leave(b, le->sub->channel_name, &info, 0);
   }
+}
+
+void protocol_subscription_ended(struct session *s, struct subscription *sub) {
+  struct locked_end le = {.s = s, .sub = sub};
+  struct broker *b = s->srv->broker;
+  b->ops->with_channel_locked(b, sub->channel_name, end_locked, &le);
+}
+
+struct subscription *protocol_subscription_end(struct session *s, const char *channel) {
+  struct locked_end le = {.s = s, .channel = channel};
+  struct broker *b = s->srv->broker;
+  b->ops->with_channel_locked(b, channel, end_locked, &le);
+  return le.sub;
 }
 
 /* Verifies a subscription token for CHANNEL. Returns 0 with *CLAIMS filled, a negated error (109
@@ -268,11 +308,9 @@ uint32_t protocol_handle_subscribe(struct session *s, const Protocol__Command *c
 uint32_t protocol_handle_unsubscribe(struct session *s, const Protocol__Command *cmd) {
   const char *channel = cmd->unsubscribe->channel;
   if (channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  struct subscription *sub = hub_unsubscribe(s->srv->hub, s, channel); /* succeeds even when not subscribed */
+  free(protocol_subscription_end(s, channel)); /* succeeds even when not subscribed */
   Protocol__UnsubscribeResult res = PROTOCOL__UNSUBSCRIBE_RESULT__INIT;
   SEND_RESULT(s, cmd->id, unsubscribe, &res);
-  if (sub) protocol_subscription_ended(s, sub);
-  free(sub);
   return 0;
 }
 
@@ -293,8 +331,9 @@ uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd
   pub.info = &info;
   struct publish_options po;
   protocol_publish_options(opts, &po);
-  if (protocol_publish(s->srv, req->channel, &pub, &po, NULL) != 0)
-    return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  rc = protocol_publish(s->srv, req->channel, &pub, &po, NULL);
+  if (rc != 0) /* -BROKER_ELIMIT: the history_max_streams cap */
+    return protocol_finish(s, cmd->id, rc == -BROKER_ELIMIT ? -ERROR_LIMIT_EXCEEDED : -ERROR_INTERNAL);
   Protocol__PublishResult res = PROTOCOL__PUBLISH_RESULT__INIT;
   SEND_RESULT(s, cmd->id, publish, &res);
   return 0;

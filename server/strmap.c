@@ -1,10 +1,13 @@
-/* strmap: chained hash table with FNV-1a hashing and power-of-two bucket counts; it doubles when the
- * load factor passes 1 and never shrinks below its initial size. Each entry holds its key inline. */
+/* strmap: chained hash table with keyed SipHash-2-4 hashing (siphash.h: nobody outside the process can
+ * make keys collide, so no chain grows long under hostile keys) and power-of-two bucket counts; it doubles
+ * when the load factor passes 1 and never shrinks below its initial size. Each entry holds its key inline. */
 #include "strmap.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "siphash.h"
 
 struct entry {
   struct entry *next;
@@ -19,14 +22,8 @@ struct strmap {
   size_t count;
 };
 
-static uint64_t hash_key(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  while (*s) {
-    h ^= (unsigned char)*s++;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
+/* Keys come from clients (channel names, ids): the keyed hash keeps collisions unpredictable. */
+static uint64_t hash_key(const char *s) { return siphash_string(s); }
 
 struct strmap *strmap_new(void) {
   struct strmap *m = calloc(1, sizeof *m);
@@ -114,6 +111,16 @@ void *strmap_remove(struct strmap *m, const char *key) {
 }
 
 size_t strmap_count(const struct strmap *m) { return m->count; }
+
+size_t strmap_longest_chain(const struct strmap *m) {
+  size_t longest = 0;
+  for (size_t i = 0; i < m->nbuckets; i++) {
+    size_t n = 0;
+    for (const struct entry *e = m->buckets[i]; e; e = e->next) n++;
+    if (n > longest) longest = n;
+  }
+  return longest;
+}
 
 void strmap_foreach(const struct strmap *m, void (*fn)(const char *key, void *value, void *arg), void *arg) {
   for (size_t i = 0; i < m->nbuckets; i++)

@@ -25,6 +25,9 @@ void *strmap_remove(struct strmap *m, const char *key);
 /* Number of keys. */
 size_t strmap_count(const struct strmap *m);
 
+/* Length of the longest bucket chain (for tests and diagnostics): O(buckets). */
+size_t strmap_longest_chain(const struct strmap *m);
+
 /* Calls FN(key, value, ARG) for every entry, in no particular order. FN must not modify the map. */
 void strmap_foreach(const struct strmap *m, void (*fn)(const char *key, void *value, void *arg), void *arg);
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -381,6 +382,48 @@ static void test_execute_channels_and_publish(void **state) {
   json_decref(resp);
 }
 
+/* The value of KEY in `channel NAME`'s answer (-1 when absent). */
+static json_int_t channel_field(struct fixture *fx, const char *name, const char *key) {
+  char line[128];
+  snprintf(line, sizeof line, "channel %s", name);
+  json_t *resp = run(fx, line);
+  json_t *v = json_object_get(result_of(resp), key);
+  json_int_t n = v ? json_integer_value(v) : -1;
+  json_decref(resp);
+  return n;
+}
+
+static json_int_t info_field(struct fixture *fx, const char *key) {
+  json_t *resp = run(fx, "info");
+  json_t *v = json_object_get(result_of(resp), key);
+  json_int_t n = v ? json_integer_value(v) : -1;
+  json_decref(resp);
+  return n;
+}
+
+/* Issue 10, items 7 and 14: `channel` reports the kept history from the stream's count (no unpacking),
+ * follows size and TTL retention, and neither it nor a read creates a stream (`info` counts them). */
+static void test_execute_channel_history_counts(void **state) {
+  struct fixture *fx = *state;
+  fx->cfg.channel_defaults.history_size = 10;
+  fx->cfg.channel_defaults.history_ttl_ms = 300;
+  assert_int_equal(channel_field(fx, "news", "num_pubs"), 0);
+  assert_int_equal(channel_field(fx, "news", "offset"), 0);
+  assert_int_equal(info_field(fx, "history_streams"), 0); /* reading made no stream */
+  for (int i = 0; i < 3; i++) json_decref(run(fx, "publish news 1"));
+  assert_int_equal(channel_field(fx, "news", "num_pubs"), 3);
+  assert_int_equal(channel_field(fx, "news", "offset"), 3);
+  for (int i = 0; i < 9; i++) json_decref(run(fx, "publish news 1"));
+  assert_int_equal(channel_field(fx, "news", "num_pubs"), 10); /* history_size */
+  assert_int_equal(channel_field(fx, "news", "offset"), 12);
+  assert_int_equal(info_field(fx, "history_streams"), 1);
+  struct timespec nap = {0, 400 * 1000 * 1000}; /* past history_ttl */
+  nanosleep(&nap, NULL);
+  assert_int_equal(channel_field(fx, "news", "num_pubs"), 0);
+  assert_int_equal(channel_field(fx, "news", "offset"), 12); /* the stream's position stays */
+  assert_int_equal(info_field(fx, "history_streams"), 1);
+}
+
 static void test_execute_reload_signals_the_process(void **state) {
   struct fixture *fx = *state;
   sigset_t hup, pending;
@@ -408,6 +451,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_execute_sessions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_actions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_channels_and_publish, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_execute_channel_history_counts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_reload_signals_the_process, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,7 +38,8 @@ static uint64_t add_at(struct history *h, const char *ch, int i, size_t size, ui
   pub.channel = (char *)ch; /* must not be stored */
   pub.epoch = "zzzzzzzz";
   struct stream_position pos;
-  assert_int_equal(history_add(h, ch, &pub, size, TTL, now, &pos), 0);
+  struct history_retention r = {.size = size, .ttl_ms = TTL, .meta_ttl_ms = META_TTL};
+  assert_int_equal(history_add(h, ch, &pub, &r, now, &pos), 0);
   return pos.offset;
 }
 
@@ -67,10 +68,11 @@ static void expect_offsets(struct history *h, const char *ch, const struct histo
 
 static void offsets_start_at_one_and_increase(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   for (int i = 1; i <= 5; i++) assert_int_equal(add(h, "a", i, 10), (uint64_t)i);
   assert_int_equal(add(h, "b", 1, 10), 1); /* streams are independent */
-  assert_int_equal(history_add(h, "a", &(Protocol__Publication)PROTOCOL__PUBLICATION__INIT, 0, TTL, T0, NULL),
+  struct history_retention none = {.size = 0, .ttl_ms = TTL};
+  assert_int_equal(history_add(h, "a", &(Protocol__Publication)PROTOCOL__PUBLICATION__INIT, &none, T0, NULL),
                    -HISTORY_EINVAL);
   struct stream_position pos;
   assert_int_equal(history_position(h, "a", T0, &pos), 0);
@@ -81,7 +83,7 @@ static void offsets_start_at_one_and_increase(void **state) {
 
 static void epoch_is_eight_letters_and_stable(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   struct stream_position a, b, c;
   assert_int_equal(history_position(h, "x", T0, &a), 0); /* created by a read: offset 0 */
   assert_int_equal(a.offset, 0);
@@ -98,7 +100,7 @@ static void epoch_is_eight_letters_and_stable(void **state) {
 
 static void stored_publication_round_trips(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   add(h, "a", 7, 10);
   struct history_query q = {.limit = -1};
   struct history_result r;
@@ -121,7 +123,7 @@ static void stored_publication_round_trips(void **state) {
 
 static void size_cap_keeps_newest(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   for (int i = 1; i <= 25; i++) add(h, "a", i, 3);
   struct history_query q = {.limit = -1};
   expect_offsets(h, "a", &q, (const uint64_t[]){23, 24, 25}, 3);
@@ -139,7 +141,7 @@ static void size_cap_keeps_newest(void **state) {
 
 static void ttl_drops_publications_keeps_position(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   add_at(h, "a", 1, 10, T0);
   add_at(h, "a", 2, 10, T0 + 1000); /* Centrifugo: the TTL runs from the last publication */
   add_at(h, "b", 1, 10, T0);
@@ -163,7 +165,7 @@ static void ttl_drops_publications_keeps_position(void **state) {
 
 static void limits(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   for (int i = 1; i <= 10; i++) add(h, "a", i, 100);
   struct history_query q = {.limit = 0};
   struct history_result r;
@@ -189,7 +191,7 @@ static void limits(void **state) {
 
 static void since_and_reverse(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   for (int i = 1; i <= 10; i++) add(h, "a", i, 8); /* keeps 3..10 */
   struct history_query q = {.limit = -1, .has_since = true, .since_offset = 6};
   expect_offsets(h, "a", &q, (const uint64_t[]){7, 8, 9, 10}, 4);
@@ -220,7 +222,7 @@ static void since_and_reverse(void **state) {
 
 static void epoch_mismatch_is_unrecoverable(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   for (int i = 1; i <= 3; i++) add(h, "a", i, 10);
   struct history_query q = {.limit = -1, .has_since = true, .since_offset = 1, .since_epoch = "nothisep"};
   struct history_result r;
@@ -258,7 +260,7 @@ static void expect_recover(struct history *h, const char *ch, uint64_t since, co
 
 static void recovery_decisions(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   for (int i = 1; i <= 10; i++) add(h, "a", i, 5);         /* keeps 6..10 */
   expect_recover(h, "a", 7, NULL, 300, true, 8, 3);        /* full gap present, in order */
   expect_recover(h, "a", 5, NULL, 300, true, 6, 5);        /* exactly the oldest kept */
@@ -285,7 +287,7 @@ static void recovery_decisions(void **state) {
 
 static void remove_drops_publications_keeps_position(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   for (int i = 1; i <= 4; i++) add(h, "a", i, 10);
   struct stream_position before, after;
   assert_int_equal(history_position(h, "a", T0, &before), 0);
@@ -303,7 +305,7 @@ static void remove_drops_publications_keeps_position(void **state) {
 
 static void meta_ttl_regenerates_epoch(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   struct stream_position a, b, c;
   add_at(h, "a", 1, 10, T0);
   add_at(h, "b", 1, 10, T0);
@@ -325,10 +327,107 @@ static void meta_ttl_regenerates_epoch(void **state) {
   history_result_cleanup(&r);
   history_free(h);
 
-  h = history_new(0); /* meta TTL 0: streams are never forgotten */
-  add_at(h, "a", 1, 10, T0);
+  h = history_new(); /* meta TTL 0: streams are never forgotten */
+  struct history_retention forever = {.size = 10, .ttl_ms = TTL, .meta_ttl_ms = 0};
+  assert_int_equal(
+      history_add(h, "a", &(Protocol__Publication)PROTOCOL__PUBLICATION__INIT, &forever, T0, NULL), 0);
   history_expire(h, UINT64_MAX - 1);
   assert_int_equal(history_count(h), 1);
+  history_free(h);
+}
+
+/* Issue 10, item 7: a read (history, positioned or recovering subscribe) of a channel without a stream
+ * creates nothing; it answers offset 0 and the epoch the channel's first publication will have, so a
+ * client positioned before that publication can still recover it. */
+static void reads_create_no_state(void **state) {
+  (void)state;
+  struct history *h = history_new();
+  enum { N = 1000 };
+  char ch[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(ch, sizeof ch, "unknown:%d", i);
+    struct history_query q = {.limit = -1};
+    struct history_result r;
+    assert_int_equal(history_query(h, ch, &q, T0, &r), 0);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(r.pos.offset, 0);
+    assert_int_equal(strlen(r.pos.epoch), HISTORY_EPOCH_LEN);
+    history_result_cleanup(&r);
+    struct stream_position pos;
+    assert_int_equal(history_position(h, ch, T0, &pos), 0);
+    assert_string_equal(pos.epoch, r.pos.epoch); /* stable while the channel has no stream */
+    bool recovered = false;
+    assert_int_equal(history_recover(h, ch, 0, pos.epoch, 0, T0, &r, &recovered), 0);
+    assert_true(recovered); /* nothing was missed */
+    history_result_cleanup(&r);
+  }
+  assert_int_equal(history_count(h), 0);
+  /* the first publication keeps the epoch a reader saw: positioned at (0, epoch), it recovers */
+  struct stream_position seen, now;
+  assert_int_equal(history_position(h, "late", T0, &seen), 0);
+  assert_int_equal(add(h, "late", 1, 10), 1);
+  assert_int_equal(history_count(h), 1);
+  assert_int_equal(history_position(h, "late", T0, &now), 0);
+  assert_string_equal(now.epoch, seen.epoch);
+  struct history_result r;
+  bool recovered = false;
+  assert_int_equal(history_recover(h, "late", 0, seen.epoch, 0, T0, &r, &recovered), 0);
+  assert_true(recovered);
+  assert_int_equal(r.n, 1);
+  history_result_cleanup(&r);
+  history_free(h);
+}
+
+/* Each publish sets its stream's meta TTL (the channel's history_meta_ttl): a short one forgets the
+ * stream that long after its last publish or read, sweeps count it gone, and the next publish starts a
+ * new epoch at offset 1; a read of the forgotten channel sees that new epoch before it exists. */
+static void streams_expire_after_their_meta_ttl(void **state) {
+  (void)state;
+  struct history *h = history_new();
+  struct history_retention shortlived = {.size = 10, .ttl_ms = TTL, .meta_ttl_ms = 5000};
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  pub.data = (ProtobufCBinaryData){2, (uint8_t *)"{}"};
+  struct stream_position first, later, seen;
+  for (int i = 0; i < 100; i++) {
+    char ch[32];
+    snprintf(ch, sizeof ch, "short:%d", i);
+    assert_int_equal(history_add(h, ch, &pub, &shortlived, T0, i == 0 ? &first : NULL), 0);
+  }
+  assert_int_equal(history_count(h), 100);
+  history_expire(h, T0 + 4999);
+  assert_int_equal(history_count(h), 100);
+  history_expire(h, T0 + 5000);
+  assert_int_equal(history_count(h), 0);
+  assert_int_equal(history_position(h, "short:0", T0 + 5000, &seen), 0);
+  assert_int_equal(seen.offset, 0);
+  assert_string_not_equal(seen.epoch, first.epoch);
+  assert_int_equal(history_add(h, "short:0", &pub, &shortlived, T0 + 5000, &later), 0);
+  assert_int_equal(later.offset, 1);
+  assert_string_equal(later.epoch, seen.epoch);
+  history_free(h);
+}
+
+/* history_max_streams: at the cap a publish that needs a new stream is refused, existing streams take
+ * publications, and a stream forgotten by its meta TTL makes room. */
+static void stream_count_is_capped(void **state) {
+  (void)state;
+  struct history *h = history_new();
+  struct history_retention capped = {.size = 10, .ttl_ms = TTL, .meta_ttl_ms = 5000, .max_streams = 3};
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  pub.data = (ProtobufCBinaryData){2, (uint8_t *)"{}"};
+  assert_int_equal(history_add(h, "a", &pub, &capped, T0, NULL), 0);
+  assert_int_equal(history_add(h, "b", &pub, &capped, T0, NULL), 0);
+  assert_int_equal(history_add(h, "c", &pub, &capped, T0 + 10, NULL), 0);
+  assert_int_equal(history_add(h, "d", &pub, &capped, T0, NULL), -HISTORY_ELIMIT);
+  assert_int_equal(history_error_code(-HISTORY_ELIMIT), ERROR_LIMIT_EXCEEDED);
+  struct stream_position pos;
+  assert_int_equal(history_add(h, "a", &pub, &capped, T0, &pos), 0);
+  assert_int_equal(pos.offset, 2);
+  assert_int_equal(history_count(h), 3);
+  history_expire(h, T0 + 5000); /* a and b go, c (published later) stays */
+  assert_int_equal(history_count(h), 1);
+  assert_int_equal(history_add(h, "d", &pub, &capped, T0 + 5000, NULL), 0);
+  assert_int_equal(history_count(h), 2);
   history_free(h);
 }
 
@@ -345,7 +444,7 @@ static void *adder_run(void *arg) {
 
 static void concurrent_adds_get_unique_offsets(void **state) {
   (void)state;
-  struct history *h = history_new(META_TTL);
+  struct history *h = history_new();
   static struct adder a[2];
   pthread_t t[2];
   for (int i = 0; i < 2; i++) {
@@ -386,6 +485,9 @@ int main(void) {
       cmocka_unit_test(remove_drops_publications_keeps_position),
       cmocka_unit_test(meta_ttl_regenerates_epoch),
       cmocka_unit_test(concurrent_adds_get_unique_offsets),
+      cmocka_unit_test(reads_create_no_state),
+      cmocka_unit_test(streams_expire_after_their_meta_ttl),
+      cmocka_unit_test(stream_count_is_capped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,11 +9,15 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include "broker.h"
 #include "codec.h"
 #include "config.h"
 #include "hub.h"
+#include "protocol.h"
+#include "protocol_internal.h"
 #include "registry.h"
 #include "server.h"
 #include "session.h"
@@ -189,6 +193,75 @@ static void test_drain_coalesces_whole_frames(void **state) {
   session_detach(s);
 }
 
+/* One round of the presence race: SUBSCRIBER subscribes C to "room" (presence and join/leave on) while
+ * DETACHER waits for the subscription to appear in the hub and at once unsubscribes C server-side
+ * (UNSUBSCRIBE) or detaches it. */
+struct race {
+  struct session *c;
+  const struct channel_options *opts;
+  bool unsubscribe;
+};
+
+static void *race_subscribe(void *arg) {
+  struct race *r = arg;
+  struct subscribe_plan plan = {.channel = "room", .opts = r->opts, .answer = SUBSCRIBE_CONNECT};
+  protocol_subscribe(r->c, &plan);
+  session_unref(r->c);
+  return NULL;
+}
+
+static void *race_detach(void *arg) {
+  struct race *r = arg;
+  while (!hub_is_subscribed(r->c->srv->hub, r->c, "room")) sched_yield();
+  if (r->unsubscribe) assert_int_equal(protocol_server_unsubscribe(r->c, "room"), 0);
+  session_detach(r->c);
+  return NULL;
+}
+
+/* Item 5 of issue 10: presence_add and the join push ran after the channel lock was released, so an
+ * unsubscribe or detach in between left a presence entry nobody removes and a leave pushed before its
+ * join. Membership, presence and join/leave now change under the channel's one lock. */
+static void test_presence_and_join_leave_follow_membership(void **state) {
+  struct fixture *fx = *state;
+  fx->cfg.channel_defaults.presence = true;
+  fx->cfg.channel_defaults.join_leave = true;
+  struct session *watcher = connected_session(fx);
+  assert_int_equal(hub_subscribe(fx->srv.hub, watcher, "room", 0, SUB_PUSH_JOIN_LEAVE, NULL), 0);
+  enum { ROUNDS = 3000 };
+  int stale = 0, reordered = 0;
+  for (int i = 0; i < ROUNDS; i++) {
+    struct race r = {
+        .c = connected_session(fx), .opts = &fx->cfg.channel_defaults, .unsubscribe = i % 4 == 3};
+    char client[sizeof r.c->client_id];
+    memcpy(client, r.c->client_id, sizeof client);
+    session_ref(r.c); /* the subscriber's */
+    pthread_t a, b;
+    pthread_create(&a, NULL, race_subscribe, &r);
+    pthread_create(&b, NULL, race_detach, &r);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    uint32_t clients = 0, users = 0;
+    fx->srv.broker->ops->presence_stats(fx->srv.broker, "room", &clients, &users);
+    if (clients != 0) {
+      stale++;
+      fx->srv.broker->ops->presence_remove(fx->srv.broker, "room", client); /* next round starts clean */
+    }
+    char *out = drain_all(watcher);
+    char *join = strstr(out, "\"join\""), *leave = strstr(out, "\"leave\"");
+    assert_non_null(join);
+    assert_non_null(leave);
+    assert_non_null(strstr(out, client));
+    assert_null(strstr(leave + 1, "\"leave\"")); /* one leave per subscription */
+    if (leave < join) reordered++;
+    free(out);
+  }
+  print_message("%d of %d rounds left presence behind, %d pushed leave before join\n", stale, ROUNDS,
+                reordered);
+  assert_int_equal(stale, 0);
+  assert_int_equal(reordered, 0);
+  session_detach(watcher);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_fanout_encodes_once_and_shares_frame, setup, teardown),
@@ -197,6 +270,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_subscribe_reply_precedes_publications, setup, teardown),
       cmocka_unit_test_setup_teardown(test_queue_overflow_closes_with_3008, setup, teardown),
       cmocka_unit_test_setup_teardown(test_drain_coalesces_whole_frames, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_presence_and_join_leave_follow_membership, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
