@@ -35,12 +35,12 @@
 #include "registry.h"
 #include "server.h"
 #include "session.h"
+#include "ws_input.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_PROTOBUF_PROTOCOL "centrifuge-protobuf"
 #define WS_OUT_SIZE (16 * 1024)
-#define WS_IN_INITIAL 4096
-#define WS_CLOSE_PROTOCOL_ERROR 1002
+#define WS_READ_SIZE 4096 /* bytes asked for per read() */
 #define WS_CLOSE_TOO_BIG 1009
 
 struct ws_conn {
@@ -51,13 +51,8 @@ struct ws_conn {
   struct ws_conn *next; /* in `all` (loop thread) or `fresh` (ws->lock) */
   struct ws_conn *prev;
   bool epollout; /* EPOLLOUT armed */
-  bool reading;  /* false after a Close frame or a protocol error: input is ignored */
   bool dead;     /* ended; freed after the current epoll batch (events may still name it) */
-  uint8_t *in;   /* received bytes not yet parsed */
-  size_t in_len, in_cap;
-  uint8_t *msg; /* a fragmented message being assembled */
-  size_t msg_len, msg_cap;
-  bool in_msg;
+  struct ws_input in;
   size_t out_off, out_len;
   uint8_t out[WS_OUT_SIZE];
 };
@@ -116,8 +111,7 @@ static const struct session_transport ws_transport = {
 /* ---- loop thread ---- */
 
 static void conn_free(struct ws_conn *c) {
-  free(c->in);
-  free(c->msg);
+  ws_input_cleanup(&c->in);
   free(c);
 }
 
@@ -190,137 +184,49 @@ static void queue_control(struct ws_conn *c, struct frame *f) {
   frame_unref(f);
 }
 
-/* Ends the connection with a Close frame of CODE (1002, 1009) or the echo of the client's Close. */
-static void fail(struct ws_conn *c, uint32_t code, const char *reason) {
+/* ---- what ws_input reports (loop thread) ---- */
+
+static void in_message(void *ctx, const uint8_t *data, size_t len) {
+  struct ws_conn *c = ctx;
+  session_feed(c->session, data, len);
+}
+
+static void in_ping(void *ctx, const uint8_t *payload, size_t len) {
+  struct ws_conn *c = ctx;
+  queue_control(c, codec_ws_frame(WS_OP_PONG, payload, len));
+}
+
+/* The client's Close: echo its code, or an empty Close when it sent none (§5.5.1). */
+static void in_close(void *ctx, uint32_t code) {
+  struct ws_conn *c = ctx;
+  queue_control(c, code ? codec_ws_close_frame(code, NULL) : codec_ws_frame(WS_OP_CLOSE, NULL, 0));
+  session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
+}
+
+/* A protocol violation: a Close frame of CODE (1002, 1007, 1009), then the end. */
+static void in_fail(void *ctx, uint32_t code, const char *reason) {
+  struct ws_conn *c = ctx;
+  log_info("websocket client %s: %s, closing with %u", c->session->client_id, reason, code);
   queue_control(c, codec_ws_close_frame(code, reason));
   session_close(c->session, DISCONNECT_CONNECTION_CLOSED); /* no push: the Close frame is queued */
-  c->reading = false;
 }
 
-static bool msg_append(struct ws_conn *c, const uint8_t *data, size_t len) {
-  if (c->msg_len + len > c->msg_cap) {
-    size_t cap = c->msg_cap ? c->msg_cap : WS_IN_INITIAL;
-    while (cap < c->msg_len + len) cap *= 2;
-    uint8_t *m = realloc(c->msg, cap);
-    if (m == NULL) return false;
-    c->msg = m;
-    c->msg_cap = cap;
-  }
-  memcpy(c->msg + c->msg_len, data, len);
-  c->msg_len += len;
-  return true;
-}
-
-/* Handles one data frame (text, binary or continuation). */
-static void on_data(struct ws_conn *c, unsigned op, bool fin, const uint8_t *p, size_t len) {
-  if ((op == WS_OP_CONT) != c->in_msg) {
-    fail(c, WS_CLOSE_PROTOCOL_ERROR, "unexpected continuation");
-    return;
-  }
-  if (fin && !c->in_msg) {
-    session_feed(c->session, p, len);
-    return;
-  }
-  if (!msg_append(c, p, len)) { /* cannot exceed the limit: parse_frame checked msg_len + len */
-    fail(c, WS_CLOSE_TOO_BIG, "out of memory");
-    return;
-  }
-  c->in_msg = !fin;
-  if (fin) {
-    session_feed(c->session, c->msg, c->msg_len);
-    c->msg_len = 0;
-  }
-}
-
-static void on_control(struct ws_conn *c, unsigned op, const uint8_t *p, size_t len) {
-  if (op == WS_OP_PING) {
-    queue_control(c, codec_ws_frame(WS_OP_PONG, p, len));
-  } else if (op == WS_OP_CLOSE) {
-    /* echo the client's code, or an empty Close when it sent none */
-    queue_control(c, len >= 2 ? codec_ws_close_frame((uint32_t)p[0] << 8 | p[1], NULL)
-                              : codec_ws_frame(WS_OP_CLOSE, NULL, 0));
-    session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
-    c->reading = false;
-  } else if (op != WS_OP_PONG) {
-    fail(c, WS_CLOSE_PROTOCOL_ERROR, "unknown opcode");
-  }
-}
-
-/* Parses one frame at the start of c->in. Returns its total size, 0 when incomplete, or SIZE_MAX after
- * a protocol error (the connection is failing). *need is set to the size still missing. */
-static size_t parse_frame(struct ws_conn *c, size_t limit, size_t *need) {
-  const uint8_t *b = c->in;
-  size_t avail = c->in_len, hl = 2;
-  *need = 2;
-  if (avail < 2) return 0;
-  unsigned op = b[0] & 0x0Fu;
-  bool fin = (b[0] & 0x80u) != 0, control = (op & 0x8u) != 0;
-  uint64_t len = b[1] & 0x7Fu;
-  if ((b[0] & 0x70u) || !(b[1] & 0x80u) || (control && (!fin || len > 125))) {
-    fail(c, WS_CLOSE_PROTOCOL_ERROR, "bad frame");
-    return SIZE_MAX;
-  }
-  if (len >= 126) {
-    hl += len == 126 ? 2 : 8;
-    if (avail < hl) return (*need = hl), 0;
-    uint64_t l = 0;
-    for (size_t i = 2; i < hl; i++) l = l << 8 | b[i];
-    len = l;
-  }
-  if (!control && (len > limit || c->msg_len + len > limit)) {
-    fail(c, WS_CLOSE_TOO_BIG, "message too big");
-    return SIZE_MAX;
-  }
-  size_t total = hl + 4 + (size_t)len;
-  *need = total;
-  if (avail < total) return 0;
-  uint8_t *p = c->in + hl + 4;
-  for (size_t i = 0; i < len; i++) p[i] ^= b[hl + (i & 3)];
-  if (control)
-    on_control(c, op, p, (size_t)len);
-  else
-    on_data(c, op, fin, p, (size_t)len);
-  return total;
-}
-
-/* Parses every complete frame in c->in; keeps the rest and makes room for the next frame. */
-static void parse_input(struct ws_conn *c) {
-  size_t limit = (size_t)c->ws->srv->cfg->websocket_message_size_limit, need = 0;
-  while (c->reading) {
-    size_t n = parse_frame(c, limit, &need);
-    if (n == SIZE_MAX || n == 0) break;
-    memmove(c->in, c->in + n, c->in_len - n);
-    c->in_len -= n;
-  }
-  if (!c->reading) c->in_len = 0;
-  if (c->reading && need > c->in_cap) {
-    uint8_t *in = realloc(c->in, need);
-    if (in == NULL) {
-      fail(c, WS_CLOSE_TOO_BIG, "out of memory");
-      return;
-    }
-    c->in = in;
-    c->in_cap = need;
-  }
-}
+static const struct ws_input_ops input_ops = {
+    .message = in_message, .ping = in_ping, .close = in_close, .fail = in_fail};
 
 /* Reads what the socket has. Returns false when C ended (client gone). */
 static bool conn_read(struct ws_conn *c) {
   for (;;) {
-    if (c->in_len == c->in_cap) {
-      size_t cap = c->in_cap * 2;
-      uint8_t *in = realloc(c->in, cap);
-      if (in == NULL) break;
-      c->in = in;
-      c->in_cap = cap;
+    size_t avail = 0;
+    uint8_t *p = ws_input_space(&c->in, WS_READ_SIZE, &avail);
+    if (p == NULL) {
+      in_fail(c, WS_CLOSE_TOO_BIG, "out of memory");
+      return true;
     }
-    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    ssize_t n = read(c->fd, p, avail);
     if (n > 0) {
-      c->in_len += (size_t)n;
-      if (c->reading)
-        parse_input(c);
-      else
-        c->in_len = 0;
+      ws_input_commit(&c->in, (size_t)n);
+      ws_input_parse(&c->in, &input_ops, c);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -353,7 +259,7 @@ static void adopt_fresh(struct ws *ws, struct ws_conn *list) {
       conn_end(c);
       continue;
     }
-    parse_input(c);
+    ws_input_parse(&c->in, &input_ops, c);
     conn_flush(c);
   }
 }
@@ -461,10 +367,10 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   struct request *req = con_cls;
   struct ws_upgrade *up = req->handler_data;
   struct ws_conn *c = calloc(1, sizeof *c);
-  size_t cap = extra_in_size > WS_IN_INITIAL ? extra_in_size : WS_IN_INITIAL;
-  struct session *s = c ? session_new(ws->srv, codec_get(up->kind), up->remote) : NULL;
-  if (c) c->in = malloc(cap);
-  if (s == NULL || c->in == NULL || registry_add(ws->srv->registry, s) != 0) {
+  size_t limit = (size_t)ws->srv->cfg->websocket_message_size_limit;
+  bool in_ok = c && ws_input_init(&c->in, limit, (const uint8_t *)extra_in, extra_in_size) == 0;
+  struct session *s = in_ok ? session_new(ws->srv, codec_get(up->kind), up->remote) : NULL;
+  if (s == NULL || registry_add(ws->srv->registry, s) != 0) {
     if (s) {
       session_close(s, DISCONNECT_SERVER_ERROR);
       session_detach(s);
@@ -477,10 +383,6 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   c->session = s;
   c->fd = sock;
   c->urh = urh;
-  c->reading = true;
-  c->in_cap = cap;
-  if (extra_in_size) memcpy(c->in, extra_in, extra_in_size);
-  c->in_len = extra_in_size;
   int fl = fcntl(sock, F_GETFL);
   if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
   session_attach(s, &ws_transport, c);
