@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utf8.h"
+
 /* What parsing reports. DATA/LEN point into the input's buffers and are valid during the call only. */
 struct ws_input_ops {
   void (*message)(void *ctx, const uint8_t *data, size_t len); /* a complete text or binary message */
@@ -26,8 +28,10 @@ struct ws_input {
   size_t need;  /* bytes buf[off..] must hold for the next frame to be complete */
   uint8_t *msg; /* a fragmented message being assembled */
   size_t msg_len, msg_cap;
-  bool in_msg;  /* a fragmented message is open */
-  bool stopped; /* fail or close was reported: input is ignored */
+  bool in_msg;            /* a fragmented message is open */
+  bool msg_text;          /* the current message is text: its bytes must be UTF-8 */
+  struct utf8_check utf8; /* where the check of the current text message stands */
+  bool stopped;           /* fail or close was reported: input is ignored */
   size_t max_message;
   uint64_t bytes_moved; /* bytes moved to compact the buffer, over the input's life (for tests) */
 };
