@@ -40,7 +40,7 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_PROTOBUF_PROTOCOL "centrifuge-protobuf"
 #define WS_OUT_SIZE (16 * 1024)
-#define WS_READ_SIZE 4096 /* bytes asked for per read() */
+#define WS_READ_SIZE (16 * 1024) /* the most one connection reads per turn */
 #define WS_CLOSE_TOO_BIG 1009
 
 struct ws_conn {
@@ -214,26 +214,28 @@ static void in_fail(void *ctx, uint32_t code, const char *reason) {
 static const struct ws_input_ops input_ops = {
     .message = in_message, .ping = in_ping, .close = in_close, .fail = in_fail};
 
-/* Reads what the socket has. Returns false when C ended (client gone). */
+/* Reads once, at most WS_READ_SIZE bytes, and runs the complete frames. One read per event keeps the
+ * loop fair: a client that sends without pause gets one turn like every other ready connection, and
+ * epoll (level-triggered) reports it again in the next round for what is left. Returns false when C
+ * ended (client gone). */
 static bool conn_read(struct ws_conn *c) {
-  for (;;) {
-    size_t avail = 0;
-    uint8_t *p = ws_input_space(&c->in, WS_READ_SIZE, &avail);
-    if (p == NULL) {
-      in_fail(c, WS_CLOSE_TOO_BIG, "out of memory");
-      return true;
-    }
-    ssize_t n = read(c->fd, p, avail);
-    if (n > 0) {
-      ws_input_commit(&c->in, (size_t)n);
-      ws_input_parse(&c->in, &input_ops, c);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-    break; /* EOF or error: the client is gone */
+  size_t avail = 0;
+  uint8_t *p = ws_input_space(&c->in, WS_READ_SIZE, &avail);
+  if (p == NULL) {
+    in_fail(c, WS_CLOSE_TOO_BIG, "out of memory");
+    return true;
   }
-  session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
+  if (avail > WS_READ_SIZE && c->in.need <= c->in.len + WS_READ_SIZE) avail = WS_READ_SIZE;
+  ssize_t n;
+  do n = read(c->fd, p, avail);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    ws_input_commit(&c->in, (size_t)n);
+    ws_input_parse(&c->in, &input_ops, c);
+    return true;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+  session_close(c->session, DISCONNECT_CONNECTION_CLOSED); /* EOF or error: the client is gone */
   conn_end(c);
   return false;
 }
