@@ -9,8 +9,11 @@
  * Ownership: the response holds a session reference (released by stream_free when MHD destroys the
  * response); the request holds the transport reference (released by session_detach in stream_cleanup,
  * from MHD's completion callback). */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "codec.h"
 #include "codes.h"
@@ -20,12 +23,15 @@
 #include "registry.h"
 #include "server.h"
 #include "session.h"
+#include "timer.h"
 
 /* Per-response state handed to the content reader. */
 struct stream {
   struct session *session;
   struct MHD_Connection *conn;
-  bool preamble; /* SSE: "\r\n" still to be sent before the first event (lets EventSource open) */
+  bool preamble;       /* SSE: "\r\n" still to be sent before the first event (lets EventSource open) */
+  uint64_t closing_ms; /* when the reader first found the session closing; 0 = not yet */
+  uint64_t close_ms;   /* client_close_timeout */
 };
 
 /* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX is valid. */
@@ -45,11 +51,25 @@ static const char *const content_types[CODEC_COUNT] = {
     [CODEC_SSE] = "text/event-stream; charset=utf-8",
 };
 
+/* The close deadline, checked each time MHD asks for bytes: once the session is closing, its last
+ * frames get client_close_timeout to go out. A client that takes nothing at all never gets here; MHD's
+ * connection timeout (the write timeout, see set_deadlines) ends that one. */
+static bool close_overdue(struct stream *st) {
+  if (session_state(st->session) < SESSION_CLOSING) return false;
+  uint64_t now = timer_now_ms();
+  if (st->closing_ms == 0) st->closing_ms = now;
+  if (now - st->closing_ms < st->close_ms) return false;
+  log_info("client %s: closing, last frames not flushed within %llu ms", st->session->client_id,
+           (unsigned long long)st->close_ms);
+  return true;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
   struct stream *st = cls;
   bool eof = false;
   size_t off = 0;
+  if (close_overdue(st)) return MHD_CONTENT_READER_END_WITH_ERROR;
   if (st->preamble && max >= 2) {
     memcpy(buf, "\r\n", 2);
     off = 2;
@@ -86,6 +106,18 @@ static void watch_hangup(struct request *req, struct stream_request *sr) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
   if (ci && req->srv->hangup && hangup_watch(req->srv->hangup, ci->connect_fd, sr->session) == 0)
     sr->fd = ci->connect_fd;
+}
+
+/* The write-progress deadline of the stream: MHD's connection timeout, which counts from the last byte
+ * sent (or the last resume) and never runs while the connection is suspended, so it ends exactly the
+ * streams that have frames waiting and a client that takes none of them. TCP_USER_TIMEOUT lets the
+ * kernel drop a peer that stopped acknowledging in the same time. */
+static void set_deadlines(struct request *req, int64_t write_ms) {
+  unsigned int secs = (unsigned int)((write_ms + 999) / 1000);
+  MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, secs);
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  unsigned int ms = (unsigned int)write_ms;
+  if (ci) setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
 }
 
 /* The protocol is protobuf only when the Content-Type is exactly application/octet-stream (§2.2). */
@@ -142,6 +174,7 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   st->session = session_ref(s);
   st->conn = req->conn;
   st->preamble = kind == CODEC_SSE;
+  st->close_ms = (uint64_t)srv->cfg->client_close_timeout_ms;
   sr->session = s;
   sr->fd = -1;
   req->handler_data = sr;
@@ -158,7 +191,11 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   add_stream_headers(req, r, kind);
   enum MHD_Result ret = http_queue(req, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
-  if (ret == MHD_YES) watch_hangup(req, sr);
+  if (ret == MHD_YES) {
+    watch_hangup(req, sr);
+    set_deadlines(
+        req, kind == CODEC_SSE ? srv->cfg->sse_write_timeout_ms : srv->cfg->http_stream_write_timeout_ms);
+  }
   return ret;
 }
 

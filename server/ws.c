@@ -3,6 +3,13 @@
  * Session wakes (any thread) put a reference to the session on the `pending` list and signal an
  * eventfd; the loop thread finds the session's connection (if it still has one) and drains the session's
  * queue into the connection's output buffer, writing until EAGAIN (EPOLLOUT is armed while full).
+ * Input is read once per turn (at most WS_READ_SIZE bytes) and parsed by ws_input.c, so every ready
+ * connection gets its turn however fast one client sends.
+ *
+ * Deadlines: a connection whose socket is full is `blocked` since the last byte that went out; every
+ * WS_SWEEP_MS the loop resets connections blocked for websocket_write_timeout, and those whose session
+ * has been closing (while blocked) for client_close_timeout. MHD never times out an upgraded socket,
+ * so these are the only bounds on a client that does not read.
  *
  * Control frames the server answers with (pong, the echo of a client Close, the Close of a protocol
  * error) are queued on the session like any reply, so they never land inside a partly written frame.
@@ -18,6 +25,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,6 +34,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "codec_ws.h"
@@ -42,6 +52,7 @@
 #define WS_OUT_SIZE (16 * 1024)
 #define WS_READ_SIZE (16 * 1024) /* the most one connection reads per turn */
 #define WS_CLOSE_TOO_BIG 1009
+#define WS_SWEEP_MS 250 /* how often the deadlines of blocked connections are checked */
 
 struct ws_conn {
   struct ws *ws;
@@ -50,8 +61,10 @@ struct ws_conn {
   struct MHD_UpgradeResponseHandle *urh;
   struct ws_conn *next; /* in `all` (loop thread) or `fresh` (ws->lock) */
   struct ws_conn *prev;
-  bool epollout; /* EPOLLOUT armed */
-  bool dead;     /* ended; freed after the current epoll batch (events may still name it) */
+  bool epollout;       /* EPOLLOUT armed */
+  bool dead;           /* ended; freed after the current epoll batch (events may still name it) */
+  uint64_t blocked_ms; /* when the last byte went out before the socket filled up; 0 = not blocked */
+  uint64_t closing_ms; /* when the loop saw the session closing while blocked; 0 = not seen */
   struct ws_input in;
   size_t out_off, out_len;
   uint8_t out[WS_OUT_SIZE];
@@ -145,8 +158,10 @@ static void set_epollout(struct ws_conn *c, bool on) {
   if (epoll_ctl(c->ws->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->epollout = on;
 }
 
-/* Writes queued frames until the session is parked or the socket is full. Returns false when C ended. */
+/* Writes queued frames until the session is parked or the socket is full. Returns false when C ended.
+ * A full socket starts (or, after some progress, restarts) the write-progress clock `blocked_ms`. */
 static bool conn_flush(struct ws_conn *c) {
+  bool progress = false;
   for (;;) {
     if (c->out_off == c->out_len) {
       bool eof = false;
@@ -157,6 +172,7 @@ static bool conn_flush(struct ws_conn *c) {
           conn_end(c);
           return false;
         }
+        c->blocked_ms = 0;
         set_epollout(c, false);
         return true;
       }
@@ -164,16 +180,47 @@ static bool conn_flush(struct ws_conn *c) {
     ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
     if (n > 0) {
       c->out_off += (size_t)n;
+      progress = true;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (progress || c->blocked_ms == 0) c->blocked_ms = timer_now_ms();
       set_epollout(c, true);
       return true;
     }
     session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
     conn_end(c);
     return false;
+  }
+}
+
+/* Ends C at once, for a deadline: the socket is reset (SO_LINGER 0) rather than closed, so what the
+ * client never read does not stay in the kernel's buffers waiting for it. */
+static void conn_abort(struct ws_conn *c, const char *why, uint64_t since_ms) {
+  log_info("websocket client %s: %s for %llu ms, closing", c->session->client_id, why,
+           (unsigned long long)since_ms);
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  session_close(c->session, DISCONNECT_WRITE_ERROR);
+  conn_end(c);
+}
+
+/* The deadlines of every blocked connection (websocket_write_timeout, client_close_timeout). A
+ * connection that is not blocked either has nothing to send or is being written, so only blocked ones
+ * can be stuck; the closing state is looked at for those only. */
+static void sweep(struct ws *ws, uint64_t now) {
+  const struct config *cfg = ws->srv->cfg;
+  uint64_t write_ms = (uint64_t)cfg->websocket_write_timeout_ms,
+           close_ms = (uint64_t)cfg->client_close_timeout_ms;
+  for (struct ws_conn *c = ws->all, *next; c; c = next) {
+    next = c->next; /* conn_abort takes C out of the list */
+    if (c->blocked_ms == 0) continue;
+    if (c->closing_ms == 0 && session_state(c->session) >= SESSION_CLOSING) c->closing_ms = now;
+    if (now - c->blocked_ms >= write_ms)
+      conn_abort(c, "nothing could be written", now - c->blocked_ms);
+    else if (c->closing_ms && now - c->closing_ms >= close_ms)
+      conn_abort(c, "closing, last frames not flushed", now - c->closing_ms);
   }
 }
 
@@ -308,13 +355,21 @@ static void on_signal(struct ws *ws) {
 static void *loop(void *arg) {
   struct ws *ws = arg;
   struct epoll_event evs[64];
+  uint64_t next_sweep = timer_now_ms() + WS_SWEEP_MS;
   while (!atomic_load(&ws->stop)) {
-    int n = epoll_wait(ws->epfd, evs, 64, -1);
+    uint64_t now = timer_now_ms();
+    int wait = ws->all == NULL ? -1 : now >= next_sweep ? 0 : (int)(next_sweep - now);
+    int n = epoll_wait(ws->epfd, evs, 64, wait);
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL)
         on_signal(ws);
       else
         conn_event(evs[i].data.ptr, evs[i].events);
+    }
+    now = timer_now_ms();
+    if (now >= next_sweep) {
+      sweep(ws, now);
+      next_sweep = now + WS_SWEEP_MS;
     }
     free_dead(ws);
   }
@@ -387,6 +442,9 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   c->urh = urh;
   int fl = fcntl(sock, F_GETFL);
   if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
+  /* unacknowledged data for longer than the write deadline: the peer is gone, let the kernel say so */
+  unsigned int user_timeout = (unsigned int)ws->srv->cfg->websocket_write_timeout_ms;
+  setsockopt(sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
   session_attach(s, &ws_transport, c);
   pthread_mutex_lock(&ws->lock);
   c->next = ws->fresh;

@@ -58,7 +58,7 @@ async function fill(s, channel) {
 async function stalledWs(s, channel) {
   const c = await openWsRaw(s.port);
   c.send(0x1, '{"id":1,"connect":{}}');
-  await c.nextJSON();
+  c.client = (await c.nextJSON()).connect.client;
   c.send(0x1, JSON.stringify({ id: 2, subscribe: { channel } }));
   assert.deepEqual(await c.nextJSON(), { id: 2, subscribe: {} });
   c.socket.pause();
@@ -134,7 +134,8 @@ describe('close deadline', () => {
     await fill(closing, 'ws-closing');
     await delay(500);
     assert.equal(await numClients(closing), before + 1, 'the write deadline (1h) does not end it');
-    await api(closing.base, 'disconnect', { user: '' }, { key: API_KEY });
+    const r = await api(closing.base, 'disconnect', { user: '', client: c.client }, { key: API_KEY });
+    assert.deepEqual(r.json, { result: {} });
     await clientsDropTo(closing, before, DEADLINE_MS + SLACK_MS);
     await endsOnceRead(c.socket);
   });
