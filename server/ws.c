@@ -96,11 +96,27 @@ static void signal_loop(struct ws *ws) {
   (void)n; /* the counter saturating still leaves it readable */
 }
 
+/* The gate between ws_stop and the callbacks other threads make into this module: the upgrade handler
+ * (MHD threads) and the session wake (any thread). `live` is the running loop, NULL before ws_start and
+ * from the start of ws_stop on; a callback holds the read side for as long as it uses the loop, and
+ * ws_stop takes the write side to clear `live`, so once that returns no callback is inside and none
+ * will touch the loop again. Both are static: they must outlive every struct ws, since a wake may come
+ * after the loop is freed (it then finds `live` NULL and does nothing). The read side is never taken
+ * twice by one thread (the lock prefers writers, so that would deadlock against a waiting ws_stop). */
+#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP /* glibc: wakes must not starve ws_stop */
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+#else
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
+#endif
+static struct ws *live;
+
 /* The session transport's wake: any thread. CTX (the connection) may end while the waker runs, so it
  * is not touched here: the loop thread finds the connection from the session, under the session lock. */
 static void ws_wake(struct session *s, void *ctx) {
   (void)ctx;
-  struct ws *ws = s->srv->ws;
+  pthread_rwlock_rdlock(&gate);
+  struct ws *ws = live;
+  if (ws == NULL) goto out;
   pthread_mutex_lock(&ws->lock);
   if (ws->npending == ws->cap_pending) {
     size_t cap = ws->cap_pending ? ws->cap_pending * 2 : 64;
@@ -116,6 +132,8 @@ static void ws_wake(struct session *s, void *ctx) {
     ws->flush_all = true;
   pthread_mutex_unlock(&ws->lock);
   signal_loop(ws);
+out:
+  pthread_rwlock_unlock(&gate);
 }
 
 static const struct session_transport ws_transport = {
@@ -416,18 +434,23 @@ static bool wants_protobuf(const struct request *req) {
 
 static void upgrade_cleanup(struct request *req) { free(req->handler_data); }
 
-/* Hands the upgraded socket to the loop thread with a new session. */
+/* Hands the upgraded socket to the loop thread with a new session; once the loop is stopping, closes
+ * it instead (MHD may call this after ws_stop began, for a handshake answered just before). */
 static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
                        size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh) {
   (void)conn;
-  struct ws *ws = cls;
+  (void)cls;
   struct request *req = con_cls;
   struct ws_upgrade *up = req->handler_data;
-  struct ws_conn *c = calloc(1, sizeof *c);
-  size_t limit = (size_t)ws->srv->cfg->websocket_message_size_limit;
+  struct server *srv = req->srv;
+  pthread_rwlock_rdlock(&gate);
+  struct ws *ws = live;
+  struct ws_conn *c = ws ? calloc(1, sizeof *c) : NULL;
+  size_t limit = (size_t)srv->cfg->websocket_message_size_limit;
   bool in_ok = c && ws_input_init(&c->in, limit, (const uint8_t *)extra_in, extra_in_size) == 0;
-  struct session *s = in_ok ? session_new(ws->srv, codec_get(up->kind), up->remote) : NULL;
-  if (s == NULL || registry_add(ws->srv->registry, s) != 0) {
+  struct session *s = in_ok ? session_new(srv, codec_get(up->kind), up->remote) : NULL;
+  if (s == NULL || registry_add(srv->registry, s) != 0) {
+    pthread_rwlock_unlock(&gate); /* what follows may wake sessions: not inside the gate */
     if (s) {
       session_close(s, DISCONNECT_SERVER_ERROR);
       session_detach(s);
@@ -443,7 +466,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   int fl = fcntl(sock, F_GETFL);
   if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
   /* unacknowledged data for longer than the write deadline: the peer is gone, let the kernel say so */
-  unsigned int user_timeout = (unsigned int)ws->srv->cfg->websocket_write_timeout_ms;
+  unsigned int user_timeout = (unsigned int)srv->cfg->websocket_write_timeout_ms;
   setsockopt(sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
   session_attach(s, &ws_transport, c);
   pthread_mutex_lock(&ws->lock);
@@ -451,6 +474,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   ws->fresh = c;
   pthread_mutex_unlock(&ws->lock);
   signal_loop(ws);
+  pthread_rwlock_unlock(&gate);
 }
 
 /* 400 with TEXT: a request that is not a valid WebSocket handshake. */
@@ -460,7 +484,10 @@ static enum MHD_Result bad_handshake(struct request *req, const char *text) {
 
 enum MHD_Result ws_handle(struct request *req) {
   struct server *srv = req->srv;
-  if (atomic_load(&srv->shutting_down) || srv->ws == NULL)
+  pthread_rwlock_rdlock(&gate);
+  bool running = live != NULL;
+  pthread_rwlock_unlock(&gate);
+  if (atomic_load(&srv->shutting_down) || !running)
     return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n",
                         14);
   const char *upgrade = http_header(req, "Upgrade");
@@ -479,7 +506,7 @@ enum MHD_Result ws_handle(struct request *req) {
   http_remote_address(req, up->remote, sizeof up->remote);
   req->handler_data = up;
   req->cleanup = upgrade_cleanup;
-  struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, srv->ws);
+  struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, NULL);
   if (r == NULL) return MHD_NO;
   MHD_add_response_header(r, MHD_HTTP_HEADER_UPGRADE, "websocket"); /* MHD adds Connection: Upgrade */
   MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
@@ -509,11 +536,17 @@ struct ws *ws_start(struct server *srv) {
     free(ws);
     return NULL;
   }
+  pthread_rwlock_wrlock(&gate);
+  live = ws;
+  pthread_rwlock_unlock(&gate);
   return ws;
 }
 
 void ws_stop(struct ws *ws) {
   if (ws == NULL) return;
+  pthread_rwlock_wrlock(&gate); /* waits for the callbacks inside; later ones find no loop */
+  live = NULL;
+  pthread_rwlock_unlock(&gate);
   atomic_store(&ws->stop, true);
   signal_loop(ws);
   pthread_join(ws->thread, NULL);

@@ -162,6 +162,7 @@ export function openWsRaw(port, { path = '/connection/websocket', headers = {} }
     };
     socket.on('data', onData);
     socket.on('error', reject);
+    socket.on('close', () => reject(new Error('closed during the handshake'))); // no-op once resolved
     const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
     socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
       `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`);
