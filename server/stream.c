@@ -23,15 +23,12 @@
 #include "registry.h"
 #include "server.h"
 #include "session.h"
-#include "timer.h"
 
 /* Per-response state handed to the content reader. */
 struct stream {
   struct session *session;
   struct MHD_Connection *conn;
-  bool preamble;       /* SSE: "\r\n" still to be sent before the first event (lets EventSource open) */
-  uint64_t closing_ms; /* when the reader first found the session closing; 0 = not yet */
-  uint64_t close_ms;   /* client_close_timeout */
+  bool preamble; /* SSE: "\r\n" still to be sent before the first event (lets EventSource open) */
 };
 
 /* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX is valid. */
@@ -51,25 +48,11 @@ static const char *const content_types[CODEC_COUNT] = {
     [CODEC_SSE] = "text/event-stream; charset=utf-8",
 };
 
-/* The close deadline, checked each time MHD asks for bytes: once the session is closing, its last
- * frames get client_close_timeout to go out. A client that takes nothing at all never gets here; MHD's
- * connection timeout (the write timeout, see set_deadlines) ends that one. */
-static bool close_overdue(struct stream *st) {
-  if (session_state(st->session) < SESSION_CLOSING) return false;
-  uint64_t now = timer_now_ms();
-  if (st->closing_ms == 0) st->closing_ms = now;
-  if (now - st->closing_ms < st->close_ms) return false;
-  log_info("client %s: closing, last frames not flushed within %llu ms", st->session->client_id,
-           (unsigned long long)st->close_ms);
-  return true;
-}
-
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
   struct stream *st = cls;
   bool eof = false;
   size_t off = 0;
-  if (close_overdue(st)) return MHD_CONTENT_READER_END_WITH_ERROR;
   if (st->preamble && max >= 2) {
     memcpy(buf, "\r\n", 2);
     off = 2;
@@ -111,7 +94,8 @@ static void watch_hangup(struct request *req, struct stream_request *sr) {
 /* The write-progress deadline of the stream: MHD's connection timeout, which counts from the last byte
  * sent (or the last resume) and never runs while the connection is suspended, so it ends exactly the
  * streams that have frames waiting and a client that takes none of them. TCP_USER_TIMEOUT lets the
- * kernel drop a peer that stopped acknowledging in the same time. */
+ * kernel drop a peer that stopped acknowledging in the same time. (The close deadline is the hang-up
+ * watcher's, see hangup.h: it needs a thread of its own, since MHD calls nothing while it waits.) */
 static void set_deadlines(struct request *req, int64_t write_ms) {
   unsigned int secs = (unsigned int)((write_ms + 999) / 1000);
   MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, secs);
@@ -174,7 +158,6 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   st->session = session_ref(s);
   st->conn = req->conn;
   st->preamble = kind == CODEC_SSE;
-  st->close_ms = (uint64_t)srv->cfg->client_close_timeout_ms;
   sr->session = s;
   sr->fd = -1;
   req->handler_data = sr;

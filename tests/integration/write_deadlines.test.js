@@ -23,7 +23,8 @@ let closing; // a server whose write deadline is long: only the close deadline c
 before(async () => {
   srv = await startServer({ ...BASE, websocket_write_timeout: '2s', http_stream_write_timeout: '2s',
     sse_write_timeout: '2s' });
-  closing = await startServer({ ...BASE, websocket_write_timeout: '1h', client_close_timeout: '2s' });
+  closing = await startServer({ ...BASE, websocket_write_timeout: '1h', http_stream_write_timeout: '1h',
+    client_close_timeout: '2s' });
 });
 after(async () => {
   closeAllRaw();
@@ -138,5 +139,25 @@ describe('close deadline', () => {
     assert.deepEqual(r.json, { result: {} });
     await clientsDropTo(closing, before, DEADLINE_MS + SLACK_MS);
     await endsOnceRead(c.socket);
+  });
+
+  test('http_stream: a closing session read too slowly to flush is ended within client_close_timeout', { timeout: 90000 }, async () => {
+    const before = await numClients(closing);
+    const s = await connectRaw(closing.base);
+    await call(s, { id: 2, subscribe: { channel: 'hs-closing' } });
+    s.pause();
+    await fill(closing, 'hs-closing');
+    const r = await api(closing.base, 'disconnect', { user: '', client: s.client }, { key: API_KEY });
+    assert.deepEqual(r.json, { result: {} });
+    // read a little every 100 ms: progress, so only the close deadline can end it
+    let trickling = true;
+    s.res.removeAllListeners('data');
+    s.res.on('data', () => { s.pause(); if (trickling) setTimeout(() => s.resume(), 100); });
+    s.resume();
+    try {
+      await clientsDropTo(closing, before, DEADLINE_MS + SLACK_MS);
+    } finally {
+      trickling = false;
+    }
   });
 });
