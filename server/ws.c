@@ -287,10 +287,11 @@ static bool conn_read(struct ws_conn *c) {
   size_t avail = 0;
   uint8_t *p = ws_input_space(&c->in, WS_READ_SIZE, &avail);
   if (p == NULL) {
+    c->in.stopped = true;
     in_fail(c, WS_CLOSE_TOO_BIG, "out of memory");
     return true;
   }
-  if (avail > WS_READ_SIZE && c->in.need <= c->in.len + WS_READ_SIZE) avail = WS_READ_SIZE;
+  if (avail > WS_READ_SIZE) avail = WS_READ_SIZE; /* a large frame takes several turns */
   ssize_t n;
   do n = read(c->fd, p, avail);
   while (n < 0 && errno == EINTR);
