@@ -21,6 +21,7 @@
  * connection is freed after the epoll batch it ended in (a later event of the batch may name it). Wakers
  * never touch a connection, only the session they hold a reference to, so a wake racing with the end
  * of its connection finds the session detached and does nothing. */
+#define _GNU_SOURCE /* PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP */
 #include "ws.h"
 
 #include <errno.h>
@@ -103,7 +104,7 @@ static void signal_loop(struct ws *ws) {
  * will touch the loop again. Both are static: they must outlive every struct ws, since a wake may come
  * after the loop is freed (it then finds `live` NULL and does nothing). The read side is never taken
  * twice by one thread (the lock prefers writers, so that would deadlock against a waiting ws_stop). */
-#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP /* glibc: wakes must not starve ws_stop */
+#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP /* glibc: a stream of wakes must not starve ws_stop */
 static pthread_rwlock_t gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 #else
 static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
