@@ -104,7 +104,8 @@ static void signal_loop(struct ws *ws) {
  * will touch the loop again. Both are static: they must outlive every struct ws, since a wake may come
  * after the loop is freed (it then finds `live` NULL and does nothing). The read side is never taken
  * twice by one thread (the lock prefers writers, so that would deadlock against a waiting ws_stop). */
-#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP /* glibc: a stream of wakes must not starve ws_stop */
+/* glibc: a stream of wakes must not starve ws_stop */
+#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
 static pthread_rwlock_t gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 #else
 static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
