@@ -74,6 +74,14 @@ async function endsOnceRead(socket) {
   await Promise.race([closed, delay(10000).then(() => { throw new Error('the socket did not end'); })]);
 }
 
+/** After the server dropped raw stream S: once S reads again, the stream ends. */
+async function streamEndsOnceRead(s) {
+  s.res.removeAllListeners('data');
+  s.res.on('data', () => {});
+  s.resume();
+  await Promise.race([s.endPromise, delay(10000).then(() => { throw new Error('the stream did not end'); })]);
+}
+
 describe('write-progress deadline', () => {
   test('WebSocket: a subscriber that stops reading is closed within websocket_write_timeout', { timeout: 90000 }, async () => {
     const before = await numClients(srv);
@@ -105,10 +113,7 @@ describe('write-progress deadline', () => {
     s.pause();
     await fill(srv, 'hs-stall');
     await clientsDropTo(srv, before, DEADLINE_MS + SLACK_MS);
-    const ended = s.endPromise;
-    s.res.on('data', () => {});
-    s.resume();
-    await Promise.race([ended, delay(10000).then(() => { throw new Error('the stream did not end'); })]);
+    await streamEndsOnceRead(s);
   });
 
   test('SSE: a subscriber that stops reading is closed within sse_write_timeout', { timeout: 90000 }, async () => {
@@ -125,6 +130,7 @@ describe('write-progress deadline', () => {
     s.pause();
     await fill(srv, 'sse-stall');
     await clientsDropTo(srv, before, DEADLINE_MS + SLACK_MS);
+    await streamEndsOnceRead(s);
   });
 });
 
@@ -159,5 +165,6 @@ describe('close deadline', () => {
     } finally {
       trickling = false;
     }
+    await streamEndsOnceRead(s);
   });
 });
