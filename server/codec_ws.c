@@ -8,6 +8,7 @@
 
 #include "codec_json.h"
 #include "codec_pb.h"
+#include "utf8.h"
 
 /* The longest reason a Close frame carries: a control frame payload is at most 125 bytes (§5.5). */
 #define WS_REASON_MAX 123
@@ -36,8 +37,7 @@ struct frame *codec_ws_frame(enum ws_opcode opcode, const uint8_t *payload, size
 
 struct frame *codec_ws_close_frame(uint32_t code, const char *reason) {
   uint8_t payload[2 + WS_REASON_MAX];
-  size_t n = reason ? strlen(reason) : 0;
-  if (n > WS_REASON_MAX) n = WS_REASON_MAX;
+  size_t n = reason ? utf8_cut((const uint8_t *)reason, strlen(reason), WS_REASON_MAX) : 0;
   payload[0] = (uint8_t)(code >> 8);
   payload[1] = (uint8_t)code;
   if (n > 0) memcpy(payload + 2, reason, n);

@@ -1,7 +1,8 @@
 /* codec_ws: the WebSocket wire formats (PROTOCOL.md §2.6). Each reply is one complete, unmasked
  * WebSocket frame: JSON replies as text frames (one reply per message), protobuf replies as binary
  * frames holding the uvarint-delimited reply. A Disconnect push is encoded as a Close frame with the
- * code and the reason (cut to 123 bytes) instead, since WebSocket clients learn disconnects that way. */
+ * code and the reason (cut to 123 bytes,
+ * never inside a code point) instead, since WebSocket clients learn disconnects that way. */
 #ifndef CODEC_WS_H
 #define CODEC_WS_H
 
@@ -21,7 +22,8 @@ enum ws_opcode {
  * the caller). Returns NULL when out of memory. Pure; any thread. */
 struct frame *codec_ws_frame(enum ws_opcode opcode, const uint8_t *payload, size_t len);
 
-/* A Close frame with CODE and REASON (cut to 123 bytes; NULL = none). Returns NULL when out of memory. */
+/* A Close frame with CODE and REASON (UTF-8, cut to at most 123 bytes at a code point boundary;
+ * NULL = none). Returns NULL when out of memory. */
 struct frame *codec_ws_close_frame(uint32_t code, const char *reason);
 
 extern const struct codec codec_ws_json;

@@ -99,11 +99,15 @@ static int check_regex(const char *value, char *why, size_t len) {
     http_stream_handler_prefix, check_prefix, "path of the HTTP-streaming endpoint")                         \
   X(http_stream_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP,                                \
     http_stream_max_request_body_size, NULL, "max bytes of the initial POST (1..64 MiB); larger => 413")     \
+  X(http_stream_write_timeout, DURATION, "30s", SEC, HOUR, false, TOP, http_stream_write_timeout_ms, NULL,    \
+    "close a stream when nothing could be written for this long (1s..1h, whole seconds)")                   \
   X(sse, BOOL, "false", 0, 0, false, TOP, sse, NULL, "enable the SSE and emulation endpoints")               \
   X(sse_handler_prefix, STRING, "/connection/sse", 0, 0, false, TOP, sse_handler_prefix, check_prefix,       \
     "path of the SSE endpoint")                                                                              \
   X(sse_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP, sse_max_request_body_size, NULL,       \
     "max bytes of a POST-initiated SSE connect (1..64 MiB)")                                                 \
+  X(sse_write_timeout, DURATION, "30s", SEC, HOUR, false, TOP, sse_write_timeout_ms, NULL,                      \
+    "close an SSE stream when nothing could be written for this long (1s..1h, whole seconds)")              \
   X(emulation_handler_prefix, STRING, "/emulation", 0, 0, false, TOP, emulation_handler_prefix,              \
     check_prefix, "path of the emulation endpoint")                                                          \
   X(emulation_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP, emulation_max_request_body_size, \
@@ -114,6 +118,8 @@ static int check_regex(const char *value, char *why, size_t len) {
     check_prefix, "path of the WebSocket endpoint")                                                          \
   X(websocket_message_size_limit, INT, "65536", 1, 64 * MIB, false, TOP, websocket_message_size_limit, NULL, \
     "max bytes of one WebSocket message (1..64 MiB)")                                                        \
+  X(websocket_write_timeout, DURATION, "30s", SEC, HOUR, false, TOP, websocket_write_timeout_ms, NULL,        \
+    "close a WebSocket when nothing could be written for this long (1s..1h)")                                \
   X(allowed_origins, STRING_LIST, "[]", 0, 0, true, TOP, allowed_origins, NULL,                              \
     "browser origins allowed, glob patterns like \"http://localhost:*\"")                                    \
   X(client_insecure, BOOL, "false", 0, 0, false, TOP, client_insecure, NULL,                                 \
@@ -140,6 +146,8 @@ static int check_regex(const char *value, char *why, size_t len) {
     "max connections on this node; 0 = off; over => disconnect 3504")                                        \
   X(client_queue_max_size, INT, "1048576", 1024, 1024 * MIB, false, TOP, client_queue_max_size, NULL,        \
     "bytes queued for one client (1 KiB..1 GiB); over => disconnect 3008")                                   \
+  X(client_close_timeout, DURATION, "10s", 100, HOUR, false, TOP, client_close_timeout_ms, NULL,              \
+    "tear down a closing connection whose last frames are not out within this (100ms..1h)")                  \
   X(client_history_max_publication_limit, INT, "300", 1, 1000000, false, TOP,                                \
     client_history_max_publication_limit, NULL, "max publications one history call returns")                 \
   X(client_recovery_max_publication_limit, INT, "300", 1, 1000000, false, TOP,                               \

@@ -53,14 +53,17 @@ struct config {
   bool http_stream;
   char *http_stream_handler_prefix;
   int64_t http_stream_max_request_body_size;
+  int64_t http_stream_write_timeout_ms;
   bool sse;
   char *sse_handler_prefix;
   int64_t sse_max_request_body_size;
+  int64_t sse_write_timeout_ms;
   char *emulation_handler_prefix;
   int64_t emulation_max_request_body_size;
   bool websocket_disable;
   char *websocket_handler_prefix;
   int64_t websocket_message_size_limit;
+  int64_t websocket_write_timeout_ms;
 
   char **allowed_origins;
   size_t allowed_origins_count;
@@ -78,6 +81,7 @@ struct config {
   int64_t client_user_connection_limit;
   int64_t client_connection_limit;
   int64_t client_queue_max_size;
+  int64_t client_close_timeout_ms;
   int64_t client_history_max_publication_limit;
   int64_t client_recovery_max_publication_limit;
 

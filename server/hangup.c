@@ -2,7 +2,9 @@
  * is registered one-shot, so a hang-up is reported once; the fd ⇒ session table is the only link from
  * an event to a session, and it is cleared under the lock by unwatch. Events carry the fd and a
  * registration number, so an event that was already returned when its fd was unwatched and reused by
- * a newer stream is recognised as stale. */
+ * a newer stream is recognised as stale. The same table drives the close deadline: every SWEEP_MS the
+ * thread looks at the watched sessions, and a socket whose session has been closing for longer than
+ * client_close_timeout is shut down (see hangup.h); under the lock the fd is still the stream's. */
 #include "hangup.h"
 
 #include <pthread.h>
@@ -10,18 +12,23 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "codes.h"
 #include "log.h"
+#include "server.h"
 #include "session.h"
+#include "timer.h"
 
 #define EVENTS_PER_WAIT 256
-#define WAIT_MS 200 /* how often the thread looks at the stop flag */
+#define WAIT_MS 200  /* how often the thread looks at the stop flag */
+#define SWEEP_MS 250 /* how often the close deadlines are checked */
 
 struct watched {
   struct session *session;
   uint32_t generation;
+  uint64_t closing_ms; /* when the sweep first saw the session closing; 0 = not yet */
 };
 
 struct hangup {
@@ -51,17 +58,45 @@ static bool stopping(struct hangup *h) {
   return stop;
 }
 
+/* Shuts down the sockets of sessions closing for longer than client_close_timeout. SO_LINGER 0 first,
+ * so that when libmicrohttpd, failing its next write, closes the socket, it is reset and what the
+ * client never read leaves the kernel's buffers. */
+static void sweep(struct hangup *h, uint64_t now) {
+  pthread_mutex_lock(&h->lock);
+  for (size_t fd = 0; fd < h->size; fd++) {
+    struct watched *w = &h->by_fd[fd];
+    if (w->session == NULL || w->closing_ms == UINT64_MAX) continue;
+    if (session_state(w->session) < SESSION_CLOSING) continue;
+    if (w->closing_ms == 0) w->closing_ms = now;
+    uint64_t limit = (uint64_t)w->session->srv->cfg->client_close_timeout_ms;
+    if (now - w->closing_ms < limit) continue;
+    log_info("client %s: closing, last frames not flushed within %llu ms", w->session->client_id,
+             (unsigned long long)limit);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt((int)fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    shutdown((int)fd, SHUT_RDWR);
+    w->closing_ms = UINT64_MAX; /* done: the stream ends on its own now */
+  }
+  pthread_mutex_unlock(&h->lock);
+}
+
 static void *run(void *arg) {
   struct hangup *h = arg;
   struct epoll_event events[EVENTS_PER_WAIT];
+  uint64_t next_sweep = timer_now_ms() + SWEEP_MS;
   while (!stopping(h)) {
-    int n = epoll_wait(h->epfd, events, EVENTS_PER_WAIT, WAIT_MS);
+    int n = epoll_wait(h->epfd, events, EVENTS_PER_WAIT, WAIT_MS < SWEEP_MS ? WAIT_MS : SWEEP_MS);
     for (int i = 0; i < n; i++) {
       struct session *s = take_session(h, events[i].data.u64);
       if (s == NULL) continue;
       log_debug("session %s: client hung up", s->session_id);
       session_close(s, DISCONNECT_CONNECTION_CLOSED);
       session_unref(s);
+    }
+    uint64_t now = timer_now_ms();
+    if (now >= next_sweep) {
+      sweep(h, now);
+      next_sweep = now + SWEEP_MS;
     }
   }
   return NULL;
@@ -113,7 +148,7 @@ int hangup_watch(struct hangup *h, int fd, struct session *s) {
     uint32_t gen = ++h->generation;
     struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLHUP | EPOLLONESHOT,
                              .data.u64 = ((uint64_t)gen << 32) | (uint32_t)fd};
-    h->by_fd[fd] = (struct watched){s, gen};
+    h->by_fd[fd] = (struct watched){s, gen, 0};
     rc = epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev);
     if (rc != 0) h->by_fd[fd] = (struct watched){0};
   }

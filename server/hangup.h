@@ -5,6 +5,11 @@
  * and closes the session (code 3000, no push) when the peer hangs up: the close resumes the connection
  * and libmicrohttpd then ends it and runs the completion callback.
  *
+ * It also keeps the streams' close deadline: a stream whose session has been closing for longer than
+ * client_close_timeout (its last frames not out: the client reads too slowly or not at all) has its
+ * socket shut down and reset, which makes libmicrohttpd's next write fail and end the stream. MHD
+ * itself would wait for the connection timeout, which only counts time without any write.
+ *
  * Threads: one thread of its own; watch/unwatch from any thread. Sessions are looked up by fd in a
  * table under one mutex, so the watcher never touches a session that was unwatched (unwatch must run
  * before the session is detached, while the fd is still the stream's). */

@@ -9,8 +9,11 @@
  * Ownership: the response holds a session reference (released by stream_free when MHD destroys the
  * response); the request holds the transport reference (released by session_detach in stream_cleanup,
  * from MHD's completion callback). */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "codec.h"
 #include "codes.h"
@@ -88,6 +91,19 @@ static void watch_hangup(struct request *req, struct stream_request *sr) {
     sr->fd = ci->connect_fd;
 }
 
+/* The write-progress deadline of the stream: MHD's connection timeout, which counts from the last byte
+ * sent (or the last resume) and never runs while the connection is suspended, so it ends exactly the
+ * streams that have frames waiting and a client that takes none of them. TCP_USER_TIMEOUT lets the
+ * kernel drop a peer that stopped acknowledging in the same time. (The close deadline is the hang-up
+ * watcher's, see hangup.h: it needs a thread of its own, since MHD calls nothing while it waits.) */
+static void set_deadlines(struct request *req, int64_t write_ms) {
+  unsigned int secs = (unsigned int)((write_ms + 999) / 1000);
+  MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, secs);
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  unsigned int ms = (unsigned int)write_ms;
+  if (ci) setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+}
+
 /* The protocol is protobuf only when the Content-Type is exactly application/octet-stream (§2.2). */
 static enum codec_kind request_codec(const struct request *req) {
   const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -158,7 +174,11 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   add_stream_headers(req, r, kind);
   enum MHD_Result ret = http_queue(req, MHD_HTTP_OK, r);
   MHD_destroy_response(r);
-  if (ret == MHD_YES) watch_hangup(req, sr);
+  if (ret == MHD_YES) {
+    watch_hangup(req, sr);
+    set_deadlines(
+        req, kind == CODEC_SSE ? srv->cfg->sse_write_timeout_ms : srv->cfg->http_stream_write_timeout_ms);
+  }
   return ret;
 }
 

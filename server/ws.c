@@ -3,6 +3,13 @@
  * Session wakes (any thread) put a reference to the session on the `pending` list and signal an
  * eventfd; the loop thread finds the session's connection (if it still has one) and drains the session's
  * queue into the connection's output buffer, writing until EAGAIN (EPOLLOUT is armed while full).
+ * Input is read once per turn (at most WS_READ_SIZE bytes) and parsed by ws_input.c, so every ready
+ * connection gets its turn however fast one client sends.
+ *
+ * Deadlines: a connection whose socket is full is `blocked` since the last byte that went out; every
+ * WS_SWEEP_MS the loop resets connections blocked for websocket_write_timeout, and those whose session
+ * has been closing (while blocked) for client_close_timeout. MHD never times out an upgraded socket,
+ * so these are the only bounds on a client that does not read.
  *
  * Control frames the server answers with (pong, the echo of a client Close, the Close of a protocol
  * error) are queued on the session like any reply, so they never land inside a partly written frame.
@@ -14,10 +21,13 @@
  * connection is freed after the epoll batch it ended in (a later event of the batch may name it). Wakers
  * never touch a connection, only the session they hold a reference to, so a wake racing with the end
  * of its connection finds the session detached and does nothing. */
+#define _GNU_SOURCE /* PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP */
 #include "ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -25,6 +35,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "codec_ws.h"
@@ -35,13 +46,14 @@
 #include "registry.h"
 #include "server.h"
 #include "session.h"
+#include "ws_input.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_PROTOBUF_PROTOCOL "centrifuge-protobuf"
 #define WS_OUT_SIZE (16 * 1024)
-#define WS_IN_INITIAL 4096
-#define WS_CLOSE_PROTOCOL_ERROR 1002
+#define WS_READ_SIZE (16 * 1024) /* the most one connection reads per turn */
 #define WS_CLOSE_TOO_BIG 1009
+#define WS_SWEEP_MS 250 /* how often the deadlines of blocked connections are checked */
 
 struct ws_conn {
   struct ws *ws;
@@ -50,14 +62,11 @@ struct ws_conn {
   struct MHD_UpgradeResponseHandle *urh;
   struct ws_conn *next; /* in `all` (loop thread) or `fresh` (ws->lock) */
   struct ws_conn *prev;
-  bool epollout; /* EPOLLOUT armed */
-  bool reading;  /* false after a Close frame or a protocol error: input is ignored */
-  bool dead;     /* ended; freed after the current epoll batch (events may still name it) */
-  uint8_t *in;   /* received bytes not yet parsed */
-  size_t in_len, in_cap;
-  uint8_t *msg; /* a fragmented message being assembled */
-  size_t msg_len, msg_cap;
-  bool in_msg;
+  bool epollout;       /* EPOLLOUT armed */
+  bool dead;           /* ended; freed after the current epoll batch (events may still name it) */
+  uint64_t blocked_ms; /* when the last byte went out before the socket filled up; 0 = not blocked */
+  uint64_t closing_ms; /* when the loop saw the session closing while blocked; 0 = not seen */
+  struct ws_input in;
   size_t out_off, out_len;
   uint8_t out[WS_OUT_SIZE];
 };
@@ -88,11 +97,28 @@ static void signal_loop(struct ws *ws) {
   (void)n; /* the counter saturating still leaves it readable */
 }
 
+/* The gate between ws_stop and the callbacks other threads make into this module: the upgrade handler
+ * (MHD threads) and the session wake (any thread). `live` is the running loop, NULL before ws_start and
+ * from the start of ws_stop on; a callback holds the read side for as long as it uses the loop, and
+ * ws_stop takes the write side to clear `live`, so once that returns no callback is inside and none
+ * will touch the loop again. Both are static: they must outlive every struct ws, since a wake may come
+ * after the loop is freed (it then finds `live` NULL and does nothing). The read side is never taken
+ * twice by one thread (the lock prefers writers, so that would deadlock against a waiting ws_stop). */
+/* glibc: a stream of wakes must not starve ws_stop */
+#ifdef PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+#else
+static pthread_rwlock_t gate = PTHREAD_RWLOCK_INITIALIZER;
+#endif
+static struct ws *live;
+
 /* The session transport's wake: any thread. CTX (the connection) may end while the waker runs, so it
  * is not touched here: the loop thread finds the connection from the session, under the session lock. */
 static void ws_wake(struct session *s, void *ctx) {
   (void)ctx;
-  struct ws *ws = s->srv->ws;
+  pthread_rwlock_rdlock(&gate);
+  struct ws *ws = live;
+  if (ws == NULL) goto out;
   pthread_mutex_lock(&ws->lock);
   if (ws->npending == ws->cap_pending) {
     size_t cap = ws->cap_pending ? ws->cap_pending * 2 : 64;
@@ -108,6 +134,8 @@ static void ws_wake(struct session *s, void *ctx) {
     ws->flush_all = true;
   pthread_mutex_unlock(&ws->lock);
   signal_loop(ws);
+out:
+  pthread_rwlock_unlock(&gate);
 }
 
 static const struct session_transport ws_transport = {
@@ -116,8 +144,7 @@ static const struct session_transport ws_transport = {
 /* ---- loop thread ---- */
 
 static void conn_free(struct ws_conn *c) {
-  free(c->in);
-  free(c->msg);
+  ws_input_cleanup(&c->in);
   free(c);
 }
 
@@ -151,8 +178,10 @@ static void set_epollout(struct ws_conn *c, bool on) {
   if (epoll_ctl(c->ws->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->epollout = on;
 }
 
-/* Writes queued frames until the session is parked or the socket is full. Returns false when C ended. */
+/* Writes queued frames until the session is parked or the socket is full. Returns false when C ended.
+ * A full socket starts (or, after some progress, restarts) the write-progress clock `blocked_ms`. */
 static bool conn_flush(struct ws_conn *c) {
+  bool progress = false;
   for (;;) {
     if (c->out_off == c->out_len) {
       bool eof = false;
@@ -163,6 +192,7 @@ static bool conn_flush(struct ws_conn *c) {
           conn_end(c);
           return false;
         }
+        c->blocked_ms = 0;
         set_epollout(c, false);
         return true;
       }
@@ -170,16 +200,47 @@ static bool conn_flush(struct ws_conn *c) {
     ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
     if (n > 0) {
       c->out_off += (size_t)n;
+      progress = true;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (progress || c->blocked_ms == 0) c->blocked_ms = timer_now_ms();
       set_epollout(c, true);
       return true;
     }
     session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
     conn_end(c);
     return false;
+  }
+}
+
+/* Ends C at once, for a deadline: the socket is reset (SO_LINGER 0) rather than closed, so what the
+ * client never read does not stay in the kernel's buffers waiting for it. */
+static void conn_abort(struct ws_conn *c, const char *why, uint64_t since_ms) {
+  log_info("websocket client %s: %s for %llu ms, closing", c->session->client_id, why,
+           (unsigned long long)since_ms);
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  session_close(c->session, DISCONNECT_WRITE_ERROR);
+  conn_end(c);
+}
+
+/* The deadlines of every blocked connection (websocket_write_timeout, client_close_timeout). A
+ * connection that is not blocked either has nothing to send or is being written, so only blocked ones
+ * can be stuck; the closing state is looked at for those only. */
+static void sweep(struct ws *ws, uint64_t now) {
+  const struct config *cfg = ws->srv->cfg;
+  uint64_t write_ms = (uint64_t)cfg->websocket_write_timeout_ms,
+           close_ms = (uint64_t)cfg->client_close_timeout_ms;
+  for (struct ws_conn *c = ws->all, *next; c; c = next) {
+    next = c->next; /* conn_abort takes C out of the list */
+    if (c->blocked_ms == 0) continue;
+    if (c->closing_ms == 0 && session_state(c->session) >= SESSION_CLOSING) c->closing_ms = now;
+    if (now - c->blocked_ms >= write_ms)
+      conn_abort(c, "nothing could be written", now - c->blocked_ms);
+    else if (c->closing_ms && now - c->closing_ms >= close_ms)
+      conn_abort(c, "closing, last frames not flushed", now - c->closing_ms);
   }
 }
 
@@ -190,144 +251,59 @@ static void queue_control(struct ws_conn *c, struct frame *f) {
   frame_unref(f);
 }
 
-/* Ends the connection with a Close frame of CODE (1002, 1009) or the echo of the client's Close. */
-static void fail(struct ws_conn *c, uint32_t code, const char *reason) {
+/* ---- what ws_input reports (loop thread) ---- */
+
+static void in_message(void *ctx, const uint8_t *data, size_t len) {
+  struct ws_conn *c = ctx;
+  session_feed(c->session, data, len);
+}
+
+static void in_ping(void *ctx, const uint8_t *payload, size_t len) {
+  struct ws_conn *c = ctx;
+  queue_control(c, codec_ws_frame(WS_OP_PONG, payload, len));
+}
+
+/* The client's Close: echo its code, or an empty Close when it sent none (§5.5.1). */
+static void in_close(void *ctx, uint32_t code) {
+  struct ws_conn *c = ctx;
+  queue_control(c, code ? codec_ws_close_frame(code, NULL) : codec_ws_frame(WS_OP_CLOSE, NULL, 0));
+  session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
+}
+
+/* A protocol violation: a Close frame of CODE (1002, 1007, 1009), then the end. */
+static void in_fail(void *ctx, uint32_t code, const char *reason) {
+  struct ws_conn *c = ctx;
+  log_info("websocket client %s: %s, closing with %u", c->session->client_id, reason, code);
   queue_control(c, codec_ws_close_frame(code, reason));
   session_close(c->session, DISCONNECT_CONNECTION_CLOSED); /* no push: the Close frame is queued */
-  c->reading = false;
 }
 
-static bool msg_append(struct ws_conn *c, const uint8_t *data, size_t len) {
-  if (c->msg_len + len > c->msg_cap) {
-    size_t cap = c->msg_cap ? c->msg_cap : WS_IN_INITIAL;
-    while (cap < c->msg_len + len) cap *= 2;
-    uint8_t *m = realloc(c->msg, cap);
-    if (m == NULL) return false;
-    c->msg = m;
-    c->msg_cap = cap;
-  }
-  memcpy(c->msg + c->msg_len, data, len);
-  c->msg_len += len;
-  return true;
-}
+static const struct ws_input_ops input_ops = {
+    .message = in_message, .ping = in_ping, .close = in_close, .fail = in_fail};
 
-/* Handles one data frame (text, binary or continuation). */
-static void on_data(struct ws_conn *c, unsigned op, bool fin, const uint8_t *p, size_t len) {
-  if ((op == WS_OP_CONT) != c->in_msg) {
-    fail(c, WS_CLOSE_PROTOCOL_ERROR, "unexpected continuation");
-    return;
-  }
-  if (fin && !c->in_msg) {
-    session_feed(c->session, p, len);
-    return;
-  }
-  if (!msg_append(c, p, len)) { /* cannot exceed the limit: parse_frame checked msg_len + len */
-    fail(c, WS_CLOSE_TOO_BIG, "out of memory");
-    return;
-  }
-  c->in_msg = !fin;
-  if (fin) {
-    session_feed(c->session, c->msg, c->msg_len);
-    c->msg_len = 0;
-  }
-}
-
-static void on_control(struct ws_conn *c, unsigned op, const uint8_t *p, size_t len) {
-  if (op == WS_OP_PING) {
-    queue_control(c, codec_ws_frame(WS_OP_PONG, p, len));
-  } else if (op == WS_OP_CLOSE) {
-    /* echo the client's code, or an empty Close when it sent none */
-    queue_control(c, len >= 2 ? codec_ws_close_frame((uint32_t)p[0] << 8 | p[1], NULL)
-                              : codec_ws_frame(WS_OP_CLOSE, NULL, 0));
-    session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
-    c->reading = false;
-  } else if (op != WS_OP_PONG) {
-    fail(c, WS_CLOSE_PROTOCOL_ERROR, "unknown opcode");
-  }
-}
-
-/* Parses one frame at the start of c->in. Returns its total size, 0 when incomplete, or SIZE_MAX after
- * a protocol error (the connection is failing). *need is set to the size still missing. */
-static size_t parse_frame(struct ws_conn *c, size_t limit, size_t *need) {
-  const uint8_t *b = c->in;
-  size_t avail = c->in_len, hl = 2;
-  *need = 2;
-  if (avail < 2) return 0;
-  unsigned op = b[0] & 0x0Fu;
-  bool fin = (b[0] & 0x80u) != 0, control = (op & 0x8u) != 0;
-  uint64_t len = b[1] & 0x7Fu;
-  if ((b[0] & 0x70u) || !(b[1] & 0x80u) || (control && (!fin || len > 125))) {
-    fail(c, WS_CLOSE_PROTOCOL_ERROR, "bad frame");
-    return SIZE_MAX;
-  }
-  if (len >= 126) {
-    hl += len == 126 ? 2 : 8;
-    if (avail < hl) return (*need = hl), 0;
-    uint64_t l = 0;
-    for (size_t i = 2; i < hl; i++) l = l << 8 | b[i];
-    len = l;
-  }
-  if (!control && (len > limit || c->msg_len + len > limit)) {
-    fail(c, WS_CLOSE_TOO_BIG, "message too big");
-    return SIZE_MAX;
-  }
-  size_t total = hl + 4 + (size_t)len;
-  *need = total;
-  if (avail < total) return 0;
-  uint8_t *p = c->in + hl + 4;
-  for (size_t i = 0; i < len; i++) p[i] ^= b[hl + (i & 3)];
-  if (control)
-    on_control(c, op, p, (size_t)len);
-  else
-    on_data(c, op, fin, p, (size_t)len);
-  return total;
-}
-
-/* Parses every complete frame in c->in; keeps the rest and makes room for the next frame. */
-static void parse_input(struct ws_conn *c) {
-  size_t limit = (size_t)c->ws->srv->cfg->websocket_message_size_limit, need = 0;
-  while (c->reading) {
-    size_t n = parse_frame(c, limit, &need);
-    if (n == SIZE_MAX || n == 0) break;
-    memmove(c->in, c->in + n, c->in_len - n);
-    c->in_len -= n;
-  }
-  if (!c->reading) c->in_len = 0;
-  if (c->reading && need > c->in_cap) {
-    uint8_t *in = realloc(c->in, need);
-    if (in == NULL) {
-      fail(c, WS_CLOSE_TOO_BIG, "out of memory");
-      return;
-    }
-    c->in = in;
-    c->in_cap = need;
-  }
-}
-
-/* Reads what the socket has. Returns false when C ended (client gone). */
+/* Reads once, at most WS_READ_SIZE bytes, and runs the complete frames. One read per event keeps the
+ * loop fair: a client that sends without pause gets one turn like every other ready connection, and
+ * epoll (level-triggered) reports it again in the next round for what is left. Returns false when C
+ * ended (client gone). */
 static bool conn_read(struct ws_conn *c) {
-  for (;;) {
-    if (c->in_len == c->in_cap) {
-      size_t cap = c->in_cap * 2;
-      uint8_t *in = realloc(c->in, cap);
-      if (in == NULL) break;
-      c->in = in;
-      c->in_cap = cap;
-    }
-    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-    if (n > 0) {
-      c->in_len += (size_t)n;
-      if (c->reading)
-        parse_input(c);
-      else
-        c->in_len = 0;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-    break; /* EOF or error: the client is gone */
+  size_t avail = 0;
+  uint8_t *p = ws_input_space(&c->in, WS_READ_SIZE, &avail);
+  if (p == NULL) {
+    c->in.stopped = true;
+    in_fail(c, WS_CLOSE_TOO_BIG, "out of memory");
+    return true;
   }
-  session_close(c->session, DISCONNECT_CONNECTION_CLOSED);
+  if (avail > WS_READ_SIZE) avail = WS_READ_SIZE; /* a large frame takes several turns */
+  ssize_t n;
+  do n = read(c->fd, p, avail);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    ws_input_commit(&c->in, (size_t)n);
+    ws_input_parse(&c->in, &input_ops, c);
+    return true;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+  session_close(c->session, DISCONNECT_CONNECTION_CLOSED); /* EOF or error: the client is gone */
   conn_end(c);
   return false;
 }
@@ -353,7 +329,7 @@ static void adopt_fresh(struct ws *ws, struct ws_conn *list) {
       conn_end(c);
       continue;
     }
-    parse_input(c);
+    ws_input_parse(&c->in, &input_ops, c);
     conn_flush(c);
   }
 }
@@ -400,13 +376,21 @@ static void on_signal(struct ws *ws) {
 static void *loop(void *arg) {
   struct ws *ws = arg;
   struct epoll_event evs[64];
+  uint64_t next_sweep = timer_now_ms() + WS_SWEEP_MS;
   while (!atomic_load(&ws->stop)) {
-    int n = epoll_wait(ws->epfd, evs, 64, -1);
+    uint64_t now = timer_now_ms();
+    int wait = ws->all == NULL ? -1 : now >= next_sweep ? 0 : (int)(next_sweep - now);
+    int n = epoll_wait(ws->epfd, evs, 64, wait);
     for (int i = 0; i < n; i++) {
       if (evs[i].data.ptr == NULL)
         on_signal(ws);
       else
         conn_event(evs[i].data.ptr, evs[i].events);
+    }
+    now = timer_now_ms();
+    if (now >= next_sweep) {
+      sweep(ws, now);
+      next_sweep = now + WS_SWEEP_MS;
     }
     free_dead(ws);
   }
@@ -453,18 +437,23 @@ static bool wants_protobuf(const struct request *req) {
 
 static void upgrade_cleanup(struct request *req) { free(req->handler_data); }
 
-/* Hands the upgraded socket to the loop thread with a new session. */
+/* Hands the upgraded socket to the loop thread with a new session; once the loop is stopping, closes
+ * it instead (MHD may call this after ws_stop began, for a handshake answered just before). */
 static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
                        size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh) {
   (void)conn;
-  struct ws *ws = cls;
+  (void)cls;
   struct request *req = con_cls;
   struct ws_upgrade *up = req->handler_data;
-  struct ws_conn *c = calloc(1, sizeof *c);
-  size_t cap = extra_in_size > WS_IN_INITIAL ? extra_in_size : WS_IN_INITIAL;
-  struct session *s = c ? session_new(ws->srv, codec_get(up->kind), up->remote) : NULL;
-  if (c) c->in = malloc(cap);
-  if (s == NULL || c->in == NULL || registry_add(ws->srv->registry, s) != 0) {
+  struct server *srv = req->srv;
+  pthread_rwlock_rdlock(&gate);
+  struct ws *ws = live;
+  struct ws_conn *c = ws ? calloc(1, sizeof *c) : NULL;
+  size_t limit = (size_t)srv->cfg->websocket_message_size_limit;
+  bool in_ok = c && ws_input_init(&c->in, limit, (const uint8_t *)extra_in, extra_in_size) == 0;
+  struct session *s = in_ok ? session_new(srv, codec_get(up->kind), up->remote) : NULL;
+  if (s == NULL || registry_add(srv->registry, s) != 0) {
+    pthread_rwlock_unlock(&gate); /* what follows may wake sessions: not inside the gate */
     if (s) {
       session_close(s, DISCONNECT_SERVER_ERROR);
       session_detach(s);
@@ -477,18 +466,18 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   c->session = s;
   c->fd = sock;
   c->urh = urh;
-  c->reading = true;
-  c->in_cap = cap;
-  if (extra_in_size) memcpy(c->in, extra_in, extra_in_size);
-  c->in_len = extra_in_size;
   int fl = fcntl(sock, F_GETFL);
   if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
+  /* unacknowledged data for longer than the write deadline: the peer is gone, let the kernel say so */
+  unsigned int user_timeout = (unsigned int)srv->cfg->websocket_write_timeout_ms;
+  setsockopt(sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
   session_attach(s, &ws_transport, c);
   pthread_mutex_lock(&ws->lock);
   c->next = ws->fresh;
   ws->fresh = c;
   pthread_mutex_unlock(&ws->lock);
   signal_loop(ws);
+  pthread_rwlock_unlock(&gate);
 }
 
 /* 400 with TEXT: a request that is not a valid WebSocket handshake. */
@@ -498,7 +487,10 @@ static enum MHD_Result bad_handshake(struct request *req, const char *text) {
 
 enum MHD_Result ws_handle(struct request *req) {
   struct server *srv = req->srv;
-  if (atomic_load(&srv->shutting_down) || srv->ws == NULL)
+  pthread_rwlock_rdlock(&gate);
+  bool running = live != NULL;
+  pthread_rwlock_unlock(&gate);
+  if (atomic_load(&srv->shutting_down) || !running)
     return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n",
                         14);
   const char *upgrade = http_header(req, "Upgrade");
@@ -517,7 +509,7 @@ enum MHD_Result ws_handle(struct request *req) {
   http_remote_address(req, up->remote, sizeof up->remote);
   req->handler_data = up;
   req->cleanup = upgrade_cleanup;
-  struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, srv->ws);
+  struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, NULL);
   if (r == NULL) return MHD_NO;
   MHD_add_response_header(r, MHD_HTTP_HEADER_UPGRADE, "websocket"); /* MHD adds Connection: Upgrade */
   MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
@@ -547,11 +539,17 @@ struct ws *ws_start(struct server *srv) {
     free(ws);
     return NULL;
   }
+  pthread_rwlock_wrlock(&gate);
+  live = ws;
+  pthread_rwlock_unlock(&gate);
   return ws;
 }
 
 void ws_stop(struct ws *ws) {
   if (ws == NULL) return;
+  pthread_rwlock_wrlock(&gate); /* waits for the callbacks inside; later ones find no loop */
+  live = NULL;
+  pthread_rwlock_unlock(&gate);
   atomic_store(&ws->stop, true);
   signal_loop(ws);
   pthread_join(ws->thread, NULL);

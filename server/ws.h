@@ -13,7 +13,9 @@ struct ws *ws_start(struct server *srv);
 
 /* Stops the loop thread, then ends every connection still open (socket closed through MHD, session
  * detached) and frees WS. Must run before MHD_stop_daemon (the upgrade handles belong to the daemon),
- * after the sessions were asked to close. NULL is ignored. */
+ * after the sessions were asked to close. Safe against MHD threads and wakers still calling in: it
+ * first waits for the upgrade and wake callbacks in progress, and later ones do nothing (an upgrade is
+ * closed, a wake is dropped), so WS may be freed while the daemon still runs. NULL is ignored. */
 void ws_stop(struct ws *ws);
 
 #endif

@@ -13,6 +13,7 @@ import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { api, request, withTimeout } from './lib/http.js';
 import { connectRaw, call, closeAllRaw } from './lib/raw.js';
 import { once, collectPublications, SDK_TIMEOUT_MS } from './lib/sdk.js';
+import { openWsRaw, closePayload, closeAllWsRaw } from './lib/wsraw.js';
 
 let srv;
 const clients = [];
@@ -26,6 +27,7 @@ after(async () => {
   for (const c of clients) c.disconnect();
   for (const s of sockets) s.terminate();
   closeAllRaw();
+  closeAllWsRaw();
   await stopAll();
 });
 
@@ -222,5 +224,81 @@ describe('shutdown', () => {
     a.disconnect();
     const res = await stopped;
     assert.equal(res.code, 0, res.stderr);
+  });
+});
+
+// RFC 6455 on a bare socket: what the server answers to frames a library client would never send.
+describe('hostile WebSocket input', () => {
+  const connect = '{"id":1,"connect":{}}';
+  const utf8 = (b) => new TextDecoder('utf-8', { fatal: true }).decode(b);
+
+  test('reserved opcodes 3-7 and 11-15 ⇒ Close 1002, never taken as data', async () => {
+    for (const op of [3, 4, 5, 6, 7, 11, 12, 13, 14, 15]) {
+      const c = await openWsRaw(srv.port);
+      c.send(op, op < 8 ? connect : '');
+      const f = await c.nextFrame();
+      assert.ok(f, `opcode ${op}: a frame before the end`);
+      assert.equal(f.opcode, 0x8, `opcode ${op} is answered with a Close, not ${f.payload.toString()}`);
+      assert.equal(f.payload.readUInt16BE(0), 1002, `opcode ${op}`);
+      await c.ended;
+    }
+  });
+
+  test('a Close with a reserved or invalid code ⇒ Close 1002; valid codes are echoed', async () => {
+    for (const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]) {
+      const c = await openWsRaw(srv.port);
+      c.send(0x8, closePayload(code));
+      assert.equal((await c.closeFrame()).code, 1002, `code ${code} is not echoed`);
+      await c.ended;
+    }
+    for (const code of [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999]) {
+      const c = await openWsRaw(srv.port);
+      c.send(0x8, closePayload(code, 'bye'));
+      assert.equal((await c.closeFrame()).code, code, `code ${code} is echoed`);
+      await c.ended;
+    }
+    const one = await openWsRaw(srv.port);
+    one.send(0x8, Buffer.from([0x03])); // a one-byte Close payload
+    assert.equal((await one.closeFrame()).code, 1002);
+  });
+
+  test('text that is not UTF-8 ⇒ Close 1007, also across fragments and in a Close reason', async () => {
+    const bad = await openWsRaw(srv.port);
+    bad.send(0x1, Buffer.from([0x7b, 0xff, 0x7d]));
+    assert.equal((await bad.closeFrame()).code, 1007);
+
+    const surrogate = await openWsRaw(srv.port);
+    surrogate.send(0x1, Buffer.from([0x22, 0xed, 0xa0, 0x80, 0x22])); // U+D800 encoded
+    assert.equal((await surrogate.closeFrame()).code, 1007);
+
+    // a two-byte sequence split over two fragments is fine
+    const split = await openWsRaw(srv.port);
+    const text = Buffer.from('{"id":1,"connect":{"name":"é"}}');
+    const cut = text.indexOf(0xc3) + 1;
+    split.send(0x1, text.subarray(0, cut), { fin: false });
+    split.send(0x0, text.subarray(cut));
+    assert.equal((await split.nextJSON()).id, 1);
+
+    // a message whose last fragment ends inside a sequence is not
+    const truncated = await openWsRaw(srv.port);
+    truncated.send(0x1, Buffer.from('{"id":1,'), { fin: false });
+    truncated.send(0x0, Buffer.from([0xe2, 0x82]));
+    assert.equal((await truncated.closeFrame()).code, 1007);
+
+    const reason = await openWsRaw(srv.port);
+    reason.send(0x8, closePayload(1000, Buffer.from([0xc3, 0x28])));
+    assert.equal((await reason.closeFrame()).code, 1007);
+  });
+
+  test('a long Close reason is cut to 123 bytes at a code point boundary', async () => {
+    const c = await openWsRaw(srv.port);
+    c.send(0x1, connect);
+    const { client } = (await c.nextJSON()).connect;
+    const long = 'é'.repeat(100); // 200 bytes; byte 123 is the first half of an é
+    await api(srv.base, 'disconnect', { user: '', client, disconnect: { code: 4000, reason: long } }, { key: API_KEY });
+    const close = await c.closeFrame();
+    assert.equal(close.code, 4000);
+    assert.ok(close.reason.length <= 123, `reason of ${close.reason.length} bytes`);
+    assert.equal(utf8(close.reason), 'é'.repeat(61), 'the reason is whole code points');
   });
 });
