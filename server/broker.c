@@ -13,10 +13,9 @@
 
 static struct broker *build(struct server *srv, const struct config *cfg) {
   if (strcmp(cfg->engine, "redis") != 0) return broker_memory_new(srv);
-  const char *addresses[1] = {cfg->redis_address};
   struct broker_redis_options o = {
-      .addresses = addresses,
-      .naddresses = 1,
+      .addresses = (const char *const *)cfg->redis_address,
+      .naddresses = cfg->redis_address_count,
       .sentinels = (const char *const *)cfg->redis_sentinel_address,
       .nsentinels = cfg->redis_sentinel_address_count,
       .sentinel_master = cfg->redis_sentinel_master_name,

@@ -170,8 +170,8 @@ static int check_regex(const char *value, char *why, size_t len) {
   X(admin_socket_mode, STRING, "0660", 0, 0, false, TOP, admin_socket_mode, check_mode,                      \
     "file mode of the admin socket (octal)")                                                                 \
   X(engine, STRING, "memory", 0, 0, false, TOP, engine, check_engine, "\"memory\" or \"redis\"")             \
-  X(redis_address, STRING, "127.0.0.1:6379", 0, 0, false, TOP, redis_address, check_redis_address,           \
-    "host:port of Redis (engine = \"redis\")")                                                               \
+  X(redis_address, STRINGS, "[\"127.0.0.1:6379\"]", 0, 0, false, TOP, redis_address, NULL,               \
+    "Redis (host:port or redis:// URL), or an array of them: shards (engine = \"redis\")")                   \
   X(redis_prefix, STRING, "streamd", 0, 0, false, TOP, redis_prefix, check_nonempty,                         \
     "prefix of keys and channels in Redis")                                                                  \
   X(redis_connect_timeout, DURATION, "1s", 10, HOUR, false, TOP, redis_connect_timeout_ms, NULL,              \
@@ -342,10 +342,31 @@ static int text_string(const char *text, void *slot) {
 
 static int text_duration(const char *text, void *slot) { return sd_duration_parse(text, slot); }
 
-/* "[]" and "()": lists start empty. */
+/* "()": lists of groups start empty. */
 static int text_empty(const char *text, void *slot) {
   (void)text;
   (void)slot;
+  return 0;
+}
+
+static void release_string_list(void *slot);
+
+/* A string list default as the table writes it: "[]" or ["a","b"] (no spaces, no quotes inside). */
+static int text_string_list(const char *text, void *slot) {
+  struct string_list *list = slot;
+  release_string_list(list);
+  size_t n = 0;
+  for (const char *p = text; *p; p++) n += *p == ',';
+  if (strcmp(text, "[]") == 0) return 0;
+  list->items = calloc(n + 1, sizeof *list->items);
+  if (!list->items) return -1;
+  for (const char *p = strchr(text, '"'); p; p = strchr(p, '"')) {
+    const char *end = strchr(p + 1, '"');
+    if (!end) return -1;
+    if (!(list->items[list->count] = strndup(p + 1, (size_t)(end - p - 1)))) return -1;
+    list->count++;
+    p = end + 1;
+  }
   return 0;
 }
 
@@ -399,10 +420,21 @@ static int parse_duration(struct load *ld, const config_setting_t *s, size_t k, 
   return 0;
 }
 
+/* A list of strings; for CONFIG_STRINGS one string is a list of one. */
 static int parse_string_list(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
   struct string_list *list = slot;
+  if (keys[k].type == CONFIG_STRINGS && config_setting_type(s) == CONFIG_TYPE_STRING) {
+    release_string_list(list);
+    list->items = calloc(1, sizeof *list->items);
+    if (!list->items || !(list->items[0] = strdup(config_setting_get_string(s))))
+      return fail(ld, s, keys[k].name, "out of memory");
+    list->count = 1;
+    return 0;
+  }
   if (!config_setting_is_array(s) && !config_setting_is_list(s))
-    return fail(ld, s, keys[k].name, "expected an array of strings like [ \"a\", \"b\" ]");
+    return fail(ld, s, keys[k].name, keys[k].type == CONFIG_STRINGS
+                                         ? "expected a string or an array of strings like [ \"a\", \"b\" ]"
+                                         : "expected an array of strings like [ \"a\", \"b\" ]");
   release_string_list(list);
   int n = config_setting_length(s);
   if (n == 0) return 0;
@@ -429,7 +461,8 @@ static const struct type_ops {
     [CONFIG_INT] = {parse_int, text_int, release_none},
     [CONFIG_STRING] = {parse_string, text_string, release_string},
     [CONFIG_DURATION] = {parse_duration, text_duration, release_none},
-    [CONFIG_STRING_LIST] = {parse_string_list, text_empty, release_string_list},
+    [CONFIG_STRING_LIST] = {parse_string_list, text_string_list, release_string_list},
+    [CONFIG_STRINGS] = {parse_string_list, text_string_list, release_string_list},
     [CONFIG_NAMESPACES] = {parse_namespaces, text_empty, release_namespaces},
 };
 
@@ -547,6 +580,13 @@ static int check_config(struct load *ld, const config_t *lc, const struct config
     char why[256];
     if (check_redis_address(cfg->redis_sentinel_address[i], why, sizeof why) != 0)
       return fail(ld, config_lookup(lc, "redis_sentinel_address"), "redis_sentinel_address", "%s", why);
+  }
+  if (cfg->redis_address_count == 0)
+    return fail(ld, config_lookup(lc, "redis_address"), "redis_address", "needs at least one address");
+  for (size_t i = 0; i < cfg->redis_address_count; i++) {
+    char why[256];
+    if (check_redis_address(cfg->redis_address[i], why, sizeof why) != 0)
+      return fail(ld, config_lookup(lc, "redis_address"), "redis_address", "%s", why);
   }
   return check_options(ld, config_root_setting(lc), &cfg->channel_defaults);
 }
@@ -668,8 +708,26 @@ static bool keep_value(enum config_type type, void *dst, const void *src) {
       *(char **)dst = copy;
       return true;
     }
+    case CONFIG_STRING_LIST:
+    case CONFIG_STRINGS: {
+      struct string_list *to = dst;
+      const struct string_list *from = src;
+      bool same = to->count == from->count;
+      for (size_t i = 0; same && i < to->count; i++) same = strcmp(to->items[i], from->items[i]) == 0;
+      if (same) return false;
+      struct string_list copy = {calloc(from->count ? from->count : 1, sizeof *copy.items), 0};
+      for (size_t i = 0; copy.items && i < from->count; i++)
+        if ((copy.items[copy.count] = strdup(from->items[i])) != NULL) copy.count++;
+      if (copy.items == NULL || copy.count != from->count) { /* keep the new lists: still a valid config */
+        release_string_list(&copy);
+        return false;
+      }
+      release_string_list(to);
+      *to = copy;
+      return true;
+    }
     default:
-      return false; /* lists and namespaces are all reloadable */
+      return false; /* namespaces are reloadable */
   }
 }
 

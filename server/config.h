@@ -99,7 +99,8 @@ struct config {
   char *admin_socket_mode;
 
   char *engine;
-  char *redis_address;
+  char **redis_address; /* one or more: shards */
+  size_t redis_address_count;
   char *redis_prefix;
   int64_t redis_connect_timeout_ms;
   int64_t redis_io_timeout_ms;
@@ -147,6 +148,7 @@ enum config_type {
   CONFIG_STRING,
   CONFIG_DURATION,
   CONFIG_STRING_LIST,
+  CONFIG_STRINGS, /* a string list that may also be written as one string */
   CONFIG_NAMESPACES
 };
 

@@ -9,7 +9,7 @@ import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import EventSource from 'eventsource';
 import { startServer as startNode } from './lib/server.js';
 import { api as apiCall, delay } from './lib/http.js';
-import { startRedis, stopAllRedis, redisAvailable, startSentinelSetup, sentinelMasterPort } from './lib/redis.js';
+import { startRedis, stopAllRedis, redisAvailable, startSentinelSetup, sentinelMasterPort, redisText } from './lib/redis.js';
 import { startProxy } from './lib/tcp_proxy.js';
 
 const chat = {
@@ -307,5 +307,29 @@ describe('Sentinel', { skip }, () => {
     assert.ok('after' in pub.data);
     assert.equal(c.state, 'connected');
     await n.stop();
+  });
+});
+
+describe('shards', { skip }, () => {
+  test('two redis-servers as shards: channels spread over both, delivery and history cross nodes', async () => {
+    const [r1, r2] = await Promise.all([startRedis(), startRedis()]);
+    const shardCfg = { ...cfg, redis_address: [r1.address, r2.address], redis_prefix: `sh${process.pid}` };
+    const [n1, n2] = await Promise.all([startNode(shardCfg), startNode(shardCfg)]);
+    const c = await connectedClient(n1.base);
+    const channels = Array.from({ length: 12 }, (_, i) => `chat:shard${i}`);
+    const subs = await Promise.all(channels.map((ch) => subscribe(c, ch)));
+    for (let i = 0; i < channels.length; i++) {
+      const pub = await firstDelivery(subs[i], (k) => api(n2, 'publish', { channel: channels[i], data: { i, k } }));
+      assert.equal(pub.data.i, i);
+      const h = await api(n1, 'history', { channel: channels[i], limit: -1 });
+      assert.ok(h.result.publications.length >= 1);
+    }
+    const keys = async (r) => (await redisText(r.port, `KEYS sh${process.pid}.stream.meta.*`)).match(/shard\d+/g) || [];
+    const [k1, k2] = [await keys(r1), await keys(r2)];
+    assert.ok(k1.length > 0 && k2.length > 0, `both shards hold streams (${k1.length} and ${k2.length})`);
+    assert.equal(k1.length + k2.length, channels.length);
+    assert.deepEqual([...k1, ...k2].sort(), channels.map((ch) => ch.split(':')[1]).sort());
+    assert.equal((await nodeIds(n1)).length >= 2, true);
+    await Promise.all([n1.stop(), n2.stop()]);
   });
 });

@@ -97,7 +97,8 @@ static void test_defaults(void **state) {
   assert_string_equal(cfg.admin_socket, "");
   assert_string_equal(cfg.admin_socket_mode, "0660");
   assert_string_equal(cfg.engine, "memory");
-  assert_string_equal(cfg.redis_address, "127.0.0.1:6379");
+  assert_int_equal(cfg.redis_address_count, 1);
+  assert_string_equal(cfg.redis_address[0], "127.0.0.1:6379");
   assert_string_equal(cfg.redis_prefix, "streamd");
   assert_string_equal(cfg.log_level, "info");
   assert_false(cfg.channel_defaults.presence);

@@ -62,6 +62,8 @@ static const char *type_word(enum config_type type) {
       return "Duration";
     case CONFIG_STRING_LIST:
       return "Array of strings";
+    case CONFIG_STRINGS:
+      return "String or array of strings";
     case CONFIG_NAMESPACES:
       return "List of groups";
   }
