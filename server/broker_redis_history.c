@@ -6,10 +6,11 @@
  * and read (position plus an XRANGE/XREVRANGE window). Like the memory engine, the publications of a
  * stream all expire history_ttl after its last publish, the meta (epoch, top, its TTL) the channel's
  * history_meta_ttl (0s: global_history_meta_ttl) after its last publish or read, and only a publication
- * creates a stream. A read of a channel without one answers offset 0 and the empty epoch, which any
- * epoch matches (the memory engine answers the epoch the first publication will get, which one process
- * can know but a cluster could not agree on without storing it). history_max_streams is the memory
- * engine's: Redis streams are bounded by their meta TTL. */
+ * creates a stream. A read of a channel without one answers offset 0 and the epoch its first
+ * publication will get, derived from the channel name and a seed kept once per Redis (as the memory
+ * engine derives it from a key kept per process), so every node answers the same. Unlike the memory
+ * engine, a stream that is forgotten (meta TTL) and made again gets the same epoch again.
+ * history_max_streams is the memory engine's: Redis streams are bounded by their meta TTL. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,19 +18,37 @@
 
 #include "broker_redis_internal.h"
 #include "history.h"
+#include "ids.h"
 #include "server.h"
+
+/* The epoch of a channel that has no stream yet: eight letters of SHA-1(seed ":" channel), where the
+ * seed is drawn once per Redis (KEYS[3], set if absent), so every node names the same epoch for it and
+ * the first publication's stream gets that very epoch. ARGV[SEED] is a fresh seed in case none exists. */
+#define EPOCH_OF_LUA(seed_arg, channel_arg)                                                                     \
+  "local function epoch_of()\n"                                                                                \
+  "  local seed = redis.call('get', KEYS[3])\n"                                                                \
+  "  if not seed then seed = ARGV[" seed_arg "]; redis.call('set', KEYS[3], seed) end\n"                       \
+  "  local h = redis.sha1hex(seed .. ':' .. ARGV[" channel_arg "])\n"                                          \
+  "  local letters = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'\n"                                 \
+  "  local out = {}\n"                                                                                         \
+  "  for i = 1, 8 do\n"                                                                                        \
+  "    local v = tonumber(string.sub(h, 2 * i - 1, 2 * i), 16) % 52\n"                                         \
+  "    out[i] = string.sub(letters, v + 1, v + 1)\n"                                                           \
+  "  end\n"                                                                                                    \
+  "  return table.concat(out)\n"                                                                               \
+  "end\n"
 
 static struct redis_script publish_script = {
     .name = "publish",
-    /* KEYS: stream, meta. ARGV: payload, history size, history ttl ms, pubsub channel, meta ttl ms,
-     * epoch for a new stream. Returns {offset, epoch}; {0, ""} without history. */
-    .source = "if ARGV[2] == '0' then\n"
+    /* KEYS: stream, meta, seed. ARGV: payload, history size, history ttl ms, pubsub channel, meta ttl
+     * ms, a fresh seed, the channel. Returns {offset, epoch}; {0, ""} without history. */
+    .source = EPOCH_OF_LUA("6", "7") "if ARGV[2] == '0' then\n"
               "  redis.call('publish', ARGV[4], ARGV[1])\n"
               "  return {0, ''}\n"
               "end\n"
               "local epoch = redis.call('hget', KEYS[2], 'e')\n"
               "if not epoch then\n"
-              "  epoch = ARGV[6]\n"
+              "  epoch = epoch_of()\n"
               "  redis.call('hset', KEYS[2], 'e', epoch)\n"
               "end\n"
               "local offset = redis.call('hincrby', KEYS[2], 's', 1)\n"
@@ -42,11 +61,12 @@ static struct redis_script publish_script = {
 
 static struct redis_script read_script = {
     .name = "history",
-    /* KEYS: stream, meta. ARGV: direction ("" = position only, "fwd", "rev"), first id, count (-1 =
-     * all). Returns {top, epoch, entries}; {0, "", {}} for a channel without a stream, which a read
-     * does not create. A read restarts the meta TTL the last publish set ("t"). */
-    .source = "local epoch = redis.call('hget', KEYS[2], 'e')\n"
-              "if not epoch then return {0, '', {}} end\n"
+    /* KEYS: stream, meta, seed. ARGV: direction ("" = position only, "fwd", "rev"), first id, count
+     * (-1 = all), a fresh seed, the channel. Returns {top, epoch, entries}; for a channel without a
+     * stream {0, the epoch its first publication will get, {}}, and the read creates nothing. A read
+     * restarts the meta TTL the last publish set ("t"). */
+    .source = EPOCH_OF_LUA("4", "5") "local epoch = redis.call('hget', KEYS[2], 'e')\n"
+              "if not epoch then return {0, epoch_of(), {}} end\n"
               "local top = redis.call('hget', KEYS[2], 's') or '0'\n"
               "local ttl = redis.call('hget', KEYS[2], 't')\n"
               "if ttl and ttl ~= '0' then redis.call('pexpire', KEYS[2], ttl) end\n"
@@ -68,6 +88,16 @@ static struct redis_script remove_script = {
 int rb_history_init(struct redis_broker *rb) {
   (void)rb;
   return redis_script_init(&publish_script) | redis_script_init(&read_script) | redis_script_init(&remove_script);
+}
+
+/* "<prefix>.epoch.seed": the seed of derived epochs (one key per Redis, never expires). */
+static size_t seed_key(const struct redis_broker *rb, char *buf) {
+  int n = snprintf(buf, RB_KEY_MAX, "%s.epoch.seed", rb->prefix);
+  return n > 0 && n < RB_KEY_MAX ? (size_t)n : 0;
+}
+
+static void new_seed(char out[ID_UUID_LEN + 1]) {
+  if (id_new_uuid(out) != 0) snprintf(out, ID_UUID_LEN + 1, "%llx", (unsigned long long)id_random_below(~0UL));
 }
 
 static uint64_t reply_u64(const redisReply *r) {
@@ -94,9 +124,9 @@ static int parse_position(struct rb_call *c, const redisReply *r) {
 int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub, const struct publish_options *opts,
                struct stream_position *pos) {
   struct redis_broker *rb = (struct redis_broker *)b;
-  char stream[RB_KEY_MAX], meta[RB_KEY_MAX], pubsub[RB_KEY_MAX];
+  char stream[RB_KEY_MAX], meta[RB_KEY_MAX], pubsub[RB_KEY_MAX], seedkey[RB_KEY_MAX];
   size_t sl = rb_key(rb, "stream", channel, stream), ml = rb_key(rb, "stream.meta", channel, meta),
-         pl = rb_key(rb, "client", channel, pubsub);
+         pl = rb_key(rb, "client", channel, pubsub), kl = seed_key(rb, seedkey);
   if (sl == 0 || ml == 0 || pl == 0) return -BROKER_EBADREQUEST;
   bool history = opts && opts->history_size > 0 && opts->history_ttl_ms > 0;
   uint64_t offset = pub->offset;
@@ -106,17 +136,18 @@ int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub
   if (payload == NULL) return -BROKER_ENOMEM;
   protocol__publication__pack(pub, payload);
   pub->offset = offset;
-  char size[24], ttl[24], meta_ttl[24], epoch[HISTORY_EPOCH_LEN + 1];
+  char size[24], ttl[24], meta_ttl[24], seed[ID_UUID_LEN + 1];
   snprintf(size, sizeof size, "%zu", history ? opts->history_size : 0);
   snprintf(ttl, sizeof ttl, "%" PRIu64, history ? opts->history_ttl_ms : 0);
   uint64_t meta_ttl_ms = history && opts->history_meta_ttl_ms ? opts->history_meta_ttl_ms
                                                               : (uint64_t)rb->base.srv->cfg->global_history_meta_ttl_ms;
   snprintf(meta_ttl, sizeof meta_ttl, "%" PRIu64, meta_ttl_ms);
-  history_epoch_new(epoch);
-  const char *values[8] = {stream, meta, (const char *)payload, size, ttl, pubsub, meta_ttl, epoch};
-  const size_t lens[8] = {sl, ml, len, strlen(size), strlen(ttl), pl, strlen(meta_ttl), strlen(epoch)};
+  new_seed(seed);
+  const char *values[10] = {stream, meta, seedkey, (const char *)payload, size, ttl, pubsub, meta_ttl, seed, channel};
+  const size_t lens[10] = {sl, ml, kl, len, strlen(size), strlen(ttl), pl, strlen(meta_ttl), strlen(seed),
+                           strlen(channel)};
   struct stream_position where = {0};
-  struct rb_call c = {.shard = rb_shard_of(rb, channel), .script = &publish_script, .nkeys = 2, .argc = 8,
+  struct rb_call c = {.shard = rb_shard_of(rb, channel), .script = &publish_script, .nkeys = 3, .argc = 10,
                       .argv = values, .lens = lens, .parse = parse_position, .out = &where};
   int rc = rb_call_run(rb, &c);
   free(payload);
@@ -158,14 +189,16 @@ static int parse_read(struct rb_call *c, const redisReply *r) {
 static int run_read(struct redis_broker *rb, const char *channel, const char *direction, const char *first,
                     long long count, struct history_result *out) {
   memset(out, 0, sizeof *out);
-  char stream[RB_KEY_MAX], meta[RB_KEY_MAX];
-  size_t sl = rb_key(rb, "stream", channel, stream), ml = rb_key(rb, "stream.meta", channel, meta);
+  char stream[RB_KEY_MAX], meta[RB_KEY_MAX], seedkey[RB_KEY_MAX];
+  size_t sl = rb_key(rb, "stream", channel, stream), ml = rb_key(rb, "stream.meta", channel, meta),
+         kl = seed_key(rb, seedkey);
   if (sl == 0 || ml == 0) return -BROKER_EBADREQUEST;
-  char cnt[24];
+  char cnt[24], seed[ID_UUID_LEN + 1];
   snprintf(cnt, sizeof cnt, "%lld", count < 0 ? -1 : count);
-  const char *values[5] = {stream, meta, direction, first, cnt};
-  const size_t lens[5] = {sl, ml, strlen(direction), strlen(first), strlen(cnt)};
-  struct rb_call c = {.shard = rb_shard_of(rb, channel), .script = &read_script, .nkeys = 2, .argc = 5,
+  new_seed(seed);
+  const char *values[8] = {stream, meta, seedkey, direction, first, cnt, seed, channel};
+  const size_t lens[8] = {sl, ml, kl, strlen(direction), strlen(first), strlen(cnt), strlen(seed), strlen(channel)};
+  struct rb_call c = {.shard = rb_shard_of(rb, channel), .script = &read_script, .nkeys = 3, .argc = 8,
                       .argv = values, .lens = lens, .parse = parse_read, .out = out};
   int rc = rb_call_run(rb, &c);
   if (rc != 0) history_result_cleanup(out);

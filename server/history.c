@@ -119,17 +119,6 @@ static int ring_reserve(struct stream *s, size_t size) {
 
 /* ---- streams ---- */
 
-/* Eight letters from one random number below 52^8 (< 2^46): one getrandom call. */
-_Static_assert(sizeof(unsigned long) >= 8, "history_epoch_new draws 46 random bits in one unsigned long");
-void history_epoch_new(char out[HISTORY_EPOCH_LEN + 1]) {
-  const unsigned long base = sizeof epoch_letters - 1;
-  unsigned long bound = 1;
-  for (int i = 0; i < HISTORY_EPOCH_LEN; i++) bound *= base;
-  unsigned long r = id_random_below(bound);
-  for (int i = 0; i < HISTORY_EPOCH_LEN; i++, r /= base) out[i] = epoch_letters[r % base];
-  out[HISTORY_EPOCH_LEN] = '\0';
-}
-
 /* CHANNEL's epoch in GENERATION: eight letters from SipHash under the history's key with the
  * generation folded into it (52^8 < 2^46 of the 64 bits used). */
 static void epoch_of(const struct history *h, const char *channel, uint32_t generation,

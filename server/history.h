@@ -125,10 +125,6 @@ int history_remove(struct history *h, const char *channel);
  * Call periodically (every second or so) from one timer; it takes each stripe's lock in turn. */
 void history_expire(struct history *h, uint64_t now_ms);
 
-/* Writes a new random epoch (HISTORY_EPOCH_LEN ASCII letters and a NUL) into OUT, for engines that
- * keep streams elsewhere (the Redis engine). Any thread. */
-void history_epoch_new(char out[HISTORY_EPOCH_LEN + 1]);
-
 /* Number of streams currently known (for metrics and tests). Lock-free. */
 size_t history_count(struct history *h);
 
