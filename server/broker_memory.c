@@ -66,7 +66,7 @@ static int memory_publish(struct broker *b, const char *channel, Protocol__Publi
     rc = history_add(m->history, channel, pub, &r, timer_now_ms(), &where);
     pub->offset = where.offset;
   }
-  if (rc == 0) hub_publish(b->srv->hub, channel, pub);
+  if (rc == 0) hub_publish(b->srv->hub, channel, pub, where.offset ? where.epoch : NULL);
   pthread_mutex_unlock(lock);
   if (pos) *pos = where;
   return map_history_error(rc);

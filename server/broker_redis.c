@@ -272,7 +272,8 @@ struct broker *broker_redis_new(struct server *srv, const struct broker_redis_op
     if (redis_addr_parse(o->addresses[i], &addrs[i], err, errlen) != 0) goto fail;
   }
   if (rb_history_init(rb) != 0 || rb_presence_init(rb) != 0 || rb_sub_init(rb) != 0 || rb_control_init(rb) != 0 ||
-      start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0 || rb_presence_start(rb) != 0)
+      start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0 || rb_presence_start(rb) != 0 ||
+      rb_sub_start(rb) != 0)
     goto oom;
   free(addrs);
   return &rb->base;

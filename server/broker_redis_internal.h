@@ -35,6 +35,7 @@ struct rb_shard {
   bool sub_up;        /* loop thread */
   uint64_t last_push_ms, probe_sent_ms; /* loop thread: PUB/SUB liveness (probe_sent_ms 0 = none out) */
   struct evloop_timer probe;
+  bool was_up; /* loop thread: its PUB/SUB was up before (a reconnect checks positions) */
   atomic_bool cmd_up;  /* written by the loop thread, read by /health */
   struct redis_broker *rb;
   size_t index;
@@ -55,6 +56,7 @@ struct redis_broker {
   struct rb_delivery *delivery;
   struct rb_control *control;
   struct rb_presence *presence;
+  struct evloop_timer position_check; /* loop thread */
   pthread_mutex_t stripes[RB_STRIPES];
 };
 
@@ -92,6 +94,7 @@ pthread_mutex_t *rb_stripe(struct redis_broker *rb, const char *channel);
 
 /* broker_redis_sub.c: node interest in channels, PUB/SUB delivery. */
 int rb_sub_init(struct redis_broker *rb);
+int rb_sub_start(struct redis_broker *rb); /* arms the periodic position check */
 void rb_sub_stop(struct redis_broker *rb);             /* joins the delivery worker */
 void rb_sub_cleanup(struct redis_broker *rb);          /* after the loop stopped */
 void rb_sub_on_push(void *shard, const redisReply *push); /* loop thread */

@@ -14,18 +14,23 @@
  * Delivery: the loop thread only copies each message into the delivery queue; the worker thread
  * decodes it and hands it to the hub under the channel's stripe lock, so the loop never waits for a
  * lock that a subscriber may hold while it waits for Redis. One worker keeps each channel's order. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker_redis_internal.h"
 #include "hub.h"
 #include "log.h"
 #include "server.h"
 #include "strmap.h"
+#include "timer.h"
 
 #define UNSUBSCRIBE_DELAY_MS 1000
 #define ENSURE_RECHECK_MS 5000  /* a channel subscribed for a subscribe that then failed is dropped */
 #define PROBE_INTERVAL_MS 5000
+#define POSITION_CHECK_MS 40000 /* Centrifugo's periodic check of positioned channels */
+#define VERIFY_DELAY_MS 500      /* publications up to a position read may still be on their way */
 #define DELIVERY_QUEUE_MAX 200000 /* messages waiting for the worker; past it they are dropped (logged) */
 
 struct rb_waiter {
@@ -45,10 +50,23 @@ struct rb_channel {
   char name[];
 };
 
+/* What the worker is handed: a PUB/SUB message to deliver, or a channel whose positioned subscribers
+ * are to be checked against the stream's top (after an outage, and periodically). */
+enum message_kind { MESSAGE_PUBSUB, MESSAGE_CHECK };
+
 struct rb_message {
   struct rb_message *next;
+  enum message_kind kind;
   size_t name_len, len;
   char data[]; /* name NUL payload */
+};
+
+/* A position read by a check, compared once every publication up to it has had time to arrive. */
+struct rb_verify {
+  struct rb_verify *next;
+  uint64_t due_ms;
+  struct stream_position pos;
+  char channel[];
 };
 
 struct rb_delivery {
@@ -60,6 +78,7 @@ struct rb_delivery {
   struct rb_message *head, **tail;
   size_t queued;
   uint64_t dropped;
+  struct rb_verify *verify; /* the worker's own, in due order */
 };
 
 /* ---- waiters ---- */
@@ -214,6 +233,8 @@ int rb_sub_ensure(struct redis_broker *rb, const char *channel) {
   return w.rc;
 }
 
+static void check_channels(struct redis_broker *rb, size_t shard);
+
 /* ---- liveness (loop thread) ---- */
 
 static size_t probe_channel(struct rb_shard *sh, char *buf) { return rb_key(sh->rb, "probe", sh->rb->base.srv->node_id, buf); }
@@ -276,10 +297,65 @@ void rb_sub_on_state(void *arg, bool up) {
   if (!up) return;
   log_info("redis: PUB/SUB of shard %zu up, %zu channels subscribed again", sh->index,
            strmap_count(sh->rb->channels));
+  if (sh->was_up) check_channels(rb, sh->index); /* what was published during the outage is lost to PUB/SUB */
+  sh->was_up = true;
   if (sh->index == 0) rb_control_subscribe(sh->rb);
 }
 
 /* ---- delivery ---- */
+
+/* Queues a copy of NAME (and PAYLOAD) for the worker. Loop thread. */
+static void enqueue(struct rb_delivery *d, enum message_kind kind, const char *name, size_t nlen, const char *payload,
+                    size_t len) {
+  struct rb_message *m = malloc(sizeof *m + nlen + 1 + len);
+  if (m == NULL) return;
+  m->next = NULL;
+  m->kind = kind;
+  m->name_len = nlen;
+  m->len = len;
+  memcpy(m->data, name, nlen);
+  m->data[nlen] = '\0';
+  if (len) memcpy(m->data + nlen + 1, payload, len);
+  pthread_mutex_lock(&d->lock);
+  if (d->queued >= DELIVERY_QUEUE_MAX && kind == MESSAGE_PUBSUB) {
+    if (d->dropped++ % 10000 == 0) log_error("redis: delivery queue full, publications dropped");
+    pthread_mutex_unlock(&d->lock);
+    free(m);
+    return;
+  }
+  *d->tail = m;
+  d->tail = &m->next;
+  if (d->queued++ == 0) pthread_cond_signal(&d->cond);
+  pthread_mutex_unlock(&d->lock);
+}
+
+struct check_walk {
+  struct redis_broker *rb;
+  size_t shard; /* SIZE_MAX: every shard */
+  size_t queued;
+};
+
+static void check_cb(const char *key, void *value, void *arg) {
+  struct rb_channel *ch = value;
+  struct check_walk *w = arg;
+  if (w->shard != SIZE_MAX && ch->shard != w->shard) return;
+  if (!hub_has_positioned(w->rb->base.srv->hub, key)) return;
+  enqueue(w->rb->delivery, MESSAGE_CHECK, key, strlen(key), NULL, 0);
+  w->queued++;
+}
+
+/* Has the worker check the positioned channels of SHARD (SIZE_MAX: all). Loop thread. */
+static void check_channels(struct redis_broker *rb, size_t shard) {
+  struct check_walk w = {rb, shard, 0};
+  strmap_foreach(rb->channels, check_cb, &w);
+  if (w.queued) log_debug("redis: checking the position of %zu channels", w.queued);
+}
+
+static void position_check_fire(struct evloop_timer *t) {
+  struct redis_broker *rb = t->arg;
+  check_channels(rb, SIZE_MAX);
+  evloop_timer_arm(rb->loop, t, POSITION_CHECK_MS);
+}
 
 void rb_sub_on_push(void *arg, const redisReply *push) {
   struct rb_shard *sh = arg;
@@ -297,26 +373,7 @@ void rb_sub_on_push(void *arg, const redisReply *push) {
   if (rb_control_wants(rb, name->str, name->len)) return rb_control_on_message(rb, payload->str, payload->len);
   size_t plen = strlen(rb->prefix) + strlen(".client.");
   if (name->len <= plen) return;
-  size_t nlen = name->len - plen;
-  struct rb_message *m = malloc(sizeof *m + nlen + 1 + payload->len);
-  if (m == NULL) return;
-  m->next = NULL;
-  m->name_len = nlen;
-  m->len = payload->len;
-  memcpy(m->data, name->str + plen, nlen);
-  m->data[nlen] = '\0';
-  memcpy(m->data + nlen + 1, payload->str, payload->len);
-  pthread_mutex_lock(&d->lock);
-  if (d->queued >= DELIVERY_QUEUE_MAX) {
-    if (d->dropped++ % 10000 == 0) log_error("redis: delivery queue full, publications dropped");
-    pthread_mutex_unlock(&d->lock);
-    free(m);
-    return;
-  }
-  *d->tail = m;
-  d->tail = &m->next;
-  if (d->queued++ == 0) pthread_cond_signal(&d->cond);
-  pthread_mutex_unlock(&d->lock);
+  enqueue(d, MESSAGE_PUBSUB, name->str + plen, name->len - plen, payload->str, payload->len);
 }
 
 /* Reads "<digits>:" from [*P, END) into *OUT. */
@@ -345,12 +402,14 @@ static void deliver(struct redis_broker *rb, const char *channel, const char *p,
     return;
   }
   uint64_t offset = 0;
+  char epoch[16] = "";
   size_t pl = strlen(RB_PREFIX_POSITIONED);
   if (len >= pl && memcmp(p, RB_PREFIX_POSITIONED, pl) == 0) {
     const char *s = p + pl;
     if (!take_number(&s, end, &offset)) return;
     const char *mark = memchr(s, '_', (size_t)(end - s)); /* <epoch>__ */
-    if (mark == NULL || end - mark < 2 || mark[1] != '_') return;
+    if (mark == NULL || end - mark < 2 || mark[1] != '_' || (size_t)(mark - s) >= sizeof epoch) return;
+    memcpy(epoch, s, (size_t)(mark - s));
     p = mark + 2;
   }
   Protocol__Publication *pub = protocol__publication__unpack(NULL, (size_t)(end - p), (const uint8_t *)p);
@@ -361,16 +420,69 @@ static void deliver(struct redis_broker *rb, const char *channel, const char *p,
   pub->offset = offset;
   pthread_mutex_t *lock = rb_stripe(rb, channel);
   pthread_mutex_lock(lock);
-  hub_publish(hub, channel, pub);
+  hub_publish(hub, channel, pub, offset ? epoch : NULL);
   pthread_mutex_unlock(lock);
   protocol__publication__free_unpacked(pub, NULL);
+}
+
+/* Reads CHANNEL's position and schedules its comparison (worker thread). */
+static void check_start(struct rb_delivery *d, const char *channel) {
+  struct stream_position pos;
+  if (rb_position(&d->rb->base, channel, &pos) != 0 || pos.offset == 0) return;
+  size_t len = strlen(channel);
+  struct rb_verify *v = malloc(sizeof *v + len + 1);
+  if (v == NULL) return;
+  v->due_ms = timer_now_ms() + VERIFY_DELAY_MS;
+  v->pos = pos;
+  memcpy(v->channel, channel, len + 1);
+  struct rb_verify **at = &d->verify; /* due times only grow: append */
+  while (*at) at = &(*at)->next;
+  v->next = NULL;
+  *at = v;
+}
+
+/* Compares the positions that are due (worker thread, no lock held). */
+static void verify_due(struct rb_delivery *d) {
+  uint64_t now = timer_now_ms();
+  while (d->verify && d->verify->due_ms <= now) {
+    struct rb_verify *v = d->verify;
+    d->verify = v->next;
+    pthread_mutex_t *lock = rb_stripe(d->rb, v->channel);
+    pthread_mutex_lock(lock);
+    hub_check_position(d->rb->base.srv->hub, v->channel, v->pos.offset, v->pos.epoch);
+    pthread_mutex_unlock(lock);
+    free(v);
+  }
+}
+
+/* Waits for messages, or until the first verification is due (D->lock held). */
+static void wait_work(struct rb_delivery *d) {
+  if (d->verify == NULL) {
+    pthread_cond_wait(&d->cond, &d->lock);
+    return;
+  }
+  uint64_t now = timer_now_ms(), due = d->verify->due_ms;
+  if (due <= now) return;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  uint64_t wait = due - now;
+  until.tv_sec += (time_t)(wait / 1000);
+  until.tv_nsec += (long)(wait % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  pthread_cond_timedwait(&d->cond, &d->lock, &until);
 }
 
 static void *delivery_main(void *arg) {
   struct rb_delivery *d = arg;
   pthread_mutex_lock(&d->lock);
   for (;;) {
-    while (d->head == NULL && !d->stopping) pthread_cond_wait(&d->cond, &d->lock);
+    while (d->head == NULL && !d->stopping) {
+      pthread_mutex_unlock(&d->lock);
+      verify_due(d);
+      pthread_mutex_lock(&d->lock);
+      if (d->head != NULL || d->stopping) break;
+      wait_work(d);
+    }
     if (d->head == NULL) break;
     struct rb_message *batch = d->head;
     d->head = NULL;
@@ -379,15 +491,27 @@ static void *delivery_main(void *arg) {
     pthread_mutex_unlock(&d->lock);
     while (batch) {
       struct rb_message *next = batch->next;
-      deliver(d->rb, batch->data, batch->data + batch->name_len + 1, batch->len);
+      if (batch->kind == MESSAGE_CHECK)
+        check_start(d, batch->data);
+      else
+        deliver(d->rb, batch->data, batch->data + batch->name_len + 1, batch->len);
       free(batch);
       batch = next;
     }
+    verify_due(d);
     pthread_mutex_lock(&d->lock);
   }
   pthread_mutex_unlock(&d->lock);
   return NULL;
 }
+
+static void position_check_start(void *arg) {
+  struct redis_broker *rb = arg;
+  rb->position_check = (struct evloop_timer){.fn = position_check_fire, .arg = rb};
+  evloop_timer_arm(rb->loop, &rb->position_check, POSITION_CHECK_MS);
+}
+
+int rb_sub_start(struct redis_broker *rb) { return evloop_post(rb->loop, position_check_start, rb); }
 
 int rb_sub_init(struct redis_broker *rb) {
   rb->channels = strmap_new();
@@ -431,6 +555,11 @@ void rb_sub_cleanup(struct redis_broker *rb) {
       struct rb_message *next = d->head->next;
       free(d->head);
       d->head = next;
+    }
+    while (d->verify) {
+      struct rb_verify *next = d->verify->next;
+      free(d->verify);
+      d->verify = next;
     }
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->cond);

@@ -37,6 +37,7 @@ static const struct disconnect_def disconnects[] = {
     {DISCONNECT_EXPIRED, "connection expired"},
     {DISCONNECT_SLOW, "slow"},
     {DISCONNECT_WRITE_ERROR, "write error"},
+    {DISCONNECT_INSUFFICIENT_STATE, "insufficient state"},
     {DISCONNECT_NO_PONG, "no pong"},
     {DISCONNECT_INVALID_TOKEN, "invalid token"},
     {DISCONNECT_BAD_REQUEST, "bad request"},

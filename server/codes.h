@@ -29,6 +29,7 @@ enum disconnect_code {
   DISCONNECT_EXPIRED = 3005,
   DISCONNECT_SLOW = 3008,
   DISCONNECT_WRITE_ERROR = 3009,
+  DISCONNECT_INSUFFICIENT_STATE = 3010, /* a positioned subscription lost publications: reconnect, recover */
   DISCONNECT_NO_PONG = 3012,
   DISCONNECT_INVALID_TOKEN = 3500,
   DISCONNECT_BAD_REQUEST = 3501,

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,9 @@
 #include "server.h"
 #include "session.h"
 #include "strmap.h"
+
+/* Subscriptions whose client tracks the stream position. */
+#define POSITIONED (SUB_POSITIONED | SUB_RECOVERABLE)
 
 struct hub_channel {
   struct subscription **subs;
@@ -191,6 +195,45 @@ int hub_set_expiry(struct hub *h, struct session *s, const char *channel, int64_
   return sub ? 0 : -HUB_ENOTSUB;
 }
 
+int hub_set_position(struct hub *h, struct session *s, const char *channel, uint64_t offset, const char *epoch) {
+  (void)h;
+  pthread_mutex_lock(&s->lock);
+  struct subscription *sub = *find_sub(s, channel);
+  if (sub) {
+    sub->offset = offset;
+    snprintf(sub->epoch, sizeof sub->epoch, "%s", epoch ? epoch : "");
+  }
+  pthread_mutex_unlock(&s->lock);
+  return sub ? 0 : -HUB_ENOTSUB;
+}
+
+size_t hub_check_position(struct hub *h, const char *channel, uint64_t offset, const char *epoch) {
+  size_t lost = 0;
+  pthread_rwlock_rdlock(&h->lock);
+  struct hub_channel *ch = strmap_get(h->channels, channel);
+  for (size_t i = 0; ch && i < ch->count; i++) {
+    struct subscription *sub = ch->subs[i];
+    if (!(sub->flags & POSITIONED)) continue;
+    bool other_epoch = epoch && epoch[0] && sub->epoch[0] && strcmp(epoch, sub->epoch) != 0;
+    if (!other_epoch && sub->offset >= offset) continue;
+    log_info("client %s: behind the stream of channel %s (at %llu, top %llu)", sub->session->client_id, channel,
+             (unsigned long long)sub->offset, (unsigned long long)offset);
+    session_close(sub->session, DISCONNECT_INSUFFICIENT_STATE);
+    lost++;
+  }
+  pthread_rwlock_unlock(&h->lock);
+  return lost;
+}
+
+bool hub_has_positioned(struct hub *h, const char *channel) {
+  bool found = false;
+  pthread_rwlock_rdlock(&h->lock);
+  struct hub_channel *ch = strmap_get(h->channels, channel);
+  for (size_t i = 0; ch && i < ch->count && !found; i++) found = (ch->subs[i]->flags & POSITIONED) != 0;
+  pthread_rwlock_unlock(&h->lock);
+  return found;
+}
+
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel) {
   (void)h;
   pthread_mutex_lock(&s->lock);
@@ -208,9 +251,21 @@ static struct frame *encode_push(enum codec_kind kind, const char *channel, cons
   return rc == 0 ? f : NULL;
 }
 
+/* Whether positioned SUB is to get the publication at OFFSET of EPOCH: 1 yes (and its position moves),
+ * 0 it has it already, -1 it lost state. */
+static int position_next(struct subscription *sub, uint64_t offset, const char *epoch) {
+  if (epoch && epoch[0] && sub->epoch[0] && strcmp(epoch, sub->epoch) != 0) return -1;
+  if (offset <= sub->offset) return 0;
+  if (offset > sub->offset + 1) return -1;
+  sub->offset = offset;
+  return 1;
+}
+
 /* Queues REPLY to every subscriber of CHANNEL having all of REQUIRED flags, encoding it at most once
- * per codec. A session whose codec cannot carry the push is closed with 3506. */
-static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply *reply, unsigned required) {
+ * per codec. A session whose codec cannot carry the push is closed with 3506. With OFFSET > 0 the push
+ * is that stream position's publication (of EPOCH): positioned subscribers get it only in order. */
+static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply *reply, unsigned required,
+                      uint64_t offset, const char *epoch) {
   struct frame *frames[CODEC_COUNT] = {0};
   bool tried[CODEC_COUNT] = {0};
   size_t delivered = 0;
@@ -219,6 +274,16 @@ static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply 
   for (size_t i = 0; ch && i < ch->count; i++) {
     if ((ch->subs[i]->flags & required) != required) continue;
     struct session *s = ch->subs[i]->session;
+    if (offset > 0 && (ch->subs[i]->flags & POSITIONED)) {
+      int next = position_next(ch->subs[i], offset, epoch);
+      if (next == 0) continue;
+      if (next < 0) {
+        log_info("client %s: lost its position in channel %s (at %llu, got %llu)", s->client_id, channel,
+                 (unsigned long long)ch->subs[i]->offset, (unsigned long long)offset);
+        session_close(s, DISCONNECT_INSUFFICIENT_STATE);
+        continue;
+      }
+    }
     enum codec_kind k = s->codec->kind;
     if (!tried[k]) {
       frames[k] = encode_push(k, channel, reply);
@@ -235,13 +300,13 @@ static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply 
   return delivered;
 }
 
-size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub) {
+size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub, const char *epoch) {
   Protocol__Push push = PROTOCOL__PUSH__INIT;
   Protocol__Reply reply = PROTOCOL__REPLY__INIT;
   push.channel = (char *)channel;
   push.pub = (Protocol__Publication *)pub;
   reply.push = &push;
-  size_t delivered = fan_out(h, channel, &reply, 0);
+  size_t delivered = fan_out(h, channel, &reply, 0, epoch ? pub->offset : 0, epoch);
   hub_observer_fn observer = atomic_load(&h->observer);
   if (observer) observer(channel, pub, atomic_load(&h->observer_arg));
   return delivered;
@@ -260,7 +325,7 @@ size_t hub_publish_join_leave(struct hub *h, const char *channel, const Protocol
   else
     push.leave = &l;
   reply.push = &push;
-  return fan_out(h, channel, &reply, SUB_PUSH_JOIN_LEAVE);
+  return fan_out(h, channel, &reply, SUB_PUSH_JOIN_LEAVE, 0, NULL);
 }
 
 size_t hub_channel_count(struct hub *h) {

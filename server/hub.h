@@ -7,6 +7,7 @@
 #ifndef HUB_H
 #define HUB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,10 @@ struct subscription {
   size_t index;                /* position in the channel's subscriber array (hub lock) */
   unsigned flags;              /* SUB_* (set once at subscribe) */
   int64_t expires_at;          /* unix seconds its subscription token expires, 0 = never (session lock) */
+  /* Positioned subscriptions: the stream position the client has reached (set at subscribe under the
+   * channel's publish lock, then advanced by fan-out, which that lock serializes per channel). */
+  uint64_t offset;
+  char epoch[16];
   char channel_name[];
 };
 
@@ -78,9 +83,23 @@ int hub_set_expiry(struct hub *h, struct session *s, const char *channel, int64_
 /* True when S is subscribed to CHANNEL. */
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);
 
-/* Delivers PUB on CHANNEL to every local subscriber as a publication push. PUB is borrowed.
- * Returns the number of sessions it was queued to. */
-size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub);
+/* Delivers PUB on CHANNEL to every local subscriber as a publication push. PUB is borrowed. EPOCH is
+ * the epoch of the stream PUB->offset belongs to (NULL: no position). A positioned subscriber is
+ * given only the publication that follows the position it has reached: one it has (recovered, or
+ * a repeat) is skipped, and a gap or another epoch means it lost state, so its session is closed
+ * with 3010 "insufficient state" and the SDK reconnects and recovers. Callers serialize the
+ * publications of one channel (the broker's channel lock). Returns the number of sessions it was
+ * queued to. */
+size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub, const char *epoch);
+
+/* Records the stream position S's positioned subscription to CHANNEL has reached (at subscribe, under
+ * the channel's publish lock). Returns 0 or -HUB_ENOTSUB. */
+int hub_set_position(struct hub *h, struct session *s, const char *channel, uint64_t offset, const char *epoch);
+
+/* Closes with 3010 every positioned subscriber of CHANNEL whose position is behind OFFSET or in
+ * another epoch than EPOCH: publications it should have had were lost (a PUB/SUB outage). Under the
+ * channel's publish lock, after every publication up to OFFSET was delivered. Returns how many. */
+size_t hub_check_position(struct hub *h, const char *channel, uint64_t offset, const char *epoch);
 
 /* Called after every local fan-out with the channel and publication (borrowed), outside the hub lock,
  * on the publishing thread. One observer per hub (the admin socket's `watch`); NULL removes it. */
@@ -91,6 +110,9 @@ void hub_set_observer(struct hub *h, hub_observer_fn fn, void *arg);
  * into the hub or take a session lock. */
 void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg),
                          void *arg);
+
+/* True when CHANNEL has a positioned (or recoverable) local subscriber. */
+bool hub_has_positioned(struct hub *h, const char *channel);
 
 /* Number of channels with at least one local subscriber, and of subscribers of CHANNEL. */
 size_t hub_channel_count(struct hub *h);

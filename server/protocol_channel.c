@@ -156,6 +156,7 @@ static void subscribe_joined(struct locked_subscribe *ls) {
   protocol_client_info(s, &info);
   if (p->token) info.chan_info = p->token->info;
   if (p->expires_at > 0) hub_set_expiry(s->srv->hub, s, p->channel, p->expires_at);
+  if (ls->flags & SUB_POSITIONED) hub_set_position(s->srv->hub, s, p->channel, ls->hist.pos.offset, ls->hist.pos.epoch);
   if (ls->flags & SUB_PRESENCE) b->ops->presence_add(b, p->channel, &info);
   if (ls->flags & SUB_EMIT_JOIN_LEAVE) b->ops->publish_join_leave(b, p->channel, &info, 1);
 }

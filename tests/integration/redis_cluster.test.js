@@ -274,6 +274,31 @@ describe('faults', { skip }, () => {
     }
   });
 
+  test('publications a silent PUB/SUB missed: the positioned subscriber is told 3010 and recovers them', async () => {
+    const proxy = await startProxy(redis.port);
+    try {
+      const e = await startNode({ ...cfg, redis_address: proxy.address, redis_io_timeout: '1s' });
+      const c = await connectedClient(e.base);
+      const codes = [];
+      c.on('disconnected', (ctx) => codes.push(ctx.code));
+      c.on('connecting', (ctx) => codes.push(ctx.code));
+      const sub = await subscribe(c, 'chat:missed', { recoverable: true });
+      await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:missed', data: { warm: i } }));
+      const subscribers = proxy.subscriberConnections;
+      proxy.silenced = true;
+      for (let i = 1; i <= 3; i++) await api(b, 'publish', { channel: 'chat:missed', data: { missed: i } });
+      await eventually(() => proxy.subscriberConnections > subscribers, 15000, 'a new PUB/SUB connection');
+      proxy.silenced = false;
+      const got = [];
+      for (let i = 0; i < 3; i++) got.push((await sub.nextPub(20000)).data);
+      assert.deepEqual(got, [{ missed: 1 }, { missed: 2 }, { missed: 3 }]);
+      assert.ok(codes.includes(3010), `told insufficient state (codes ${codes})`);
+      await e.stop();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('Redis stopped: clients stay, publish answers an error, /health 503; Redis back: delivery resumes', async () => {
     const c = await connectedClient(a.base);
     const sub = await subscribe(c, 'chat:fault');

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +48,7 @@ static void publish_text(struct fixture *fx, const char *channel, const char *js
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   pub.data.data = (uint8_t *)json;
   pub.data.len = strlen(json);
-  *delivered = hub_publish(fx->srv.hub, channel, &pub);
+  *delivered = hub_publish(fx->srv.hub, channel, &pub, NULL);
 }
 
 static void test_fanout_encodes_once_and_shares_frame(void **state) {
@@ -262,6 +263,68 @@ static void test_presence_and_join_leave_follow_membership(void **state) {
   session_detach(watcher);
 }
 
+static void publish_at(struct fixture *fx, const char *channel, uint64_t offset, const char *epoch, size_t *delivered) {
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  char json[32];
+  snprintf(json, sizeof json, "{\"o\":%llu}", (unsigned long long)offset);
+  pub.data.data = (uint8_t *)json;
+  pub.data.len = strlen(json);
+  pub.offset = offset;
+  *delivered = hub_publish(fx->srv.hub, channel, &pub, epoch);
+}
+
+/* A positioned subscriber gets each publication once and in order: one at or below its position is
+ * skipped (it came with recovery, or a repeat), a gap or another epoch closes it with 3010. */
+static void test_positioned_subscribers_get_each_offset_once(void **state) {
+  struct fixture *fx = *state;
+  struct session *a = connected_session(fx), *b = connected_session(fx), *plain = connected_session(fx);
+  assert_int_equal(hub_subscribe(fx->srv.hub, a, "pos", 0, SUB_POSITIONED, NULL), 0);
+  assert_int_equal(hub_subscribe(fx->srv.hub, b, "pos", 0, SUB_POSITIONED | SUB_RECOVERABLE, NULL), 0);
+  assert_int_equal(hub_subscribe(fx->srv.hub, plain, "pos", 0, 0, NULL), 0);
+  assert_int_equal(hub_set_position(fx->srv.hub, a, "pos", 5, "epochAAA"), 0);
+  assert_int_equal(hub_set_position(fx->srv.hub, b, "pos", 5, "epochAAA"), 0);
+  size_t delivered;
+  publish_at(fx, "pos", 5, "epochAAA", &delivered); /* recovered already */
+  assert_int_equal(delivered, 1);
+  publish_at(fx, "pos", 6, "epochAAA", &delivered);
+  assert_int_equal(delivered, 3);
+  publish_at(fx, "pos", 6, "epochAAA", &delivered); /* a repeat */
+  assert_int_equal(delivered, 1);
+  publish_at(fx, "pos", 8, "epochAAA", &delivered); /* 7 never came: both lost state */
+  assert_int_equal(delivered, 1);
+  assert_int_equal(a->state, SESSION_CLOSING);
+  assert_int_equal(b->state, SESSION_CLOSING);
+  assert_int_equal(plain->state, SESSION_CONNECTED);
+  char *out = drain_all(a);
+  assert_non_null(strstr(out, "{\"o\":6}"));
+  assert_null(strstr(out, "{\"o\":5}"));
+  assert_null(strstr(out, "{\"o\":8}"));
+  assert_non_null(strstr(out, "\"code\":3010"));
+  assert_non_null(strstr(out, "insufficient state"));
+  free(out);
+
+  struct session *c = connected_session(fx);
+  assert_int_equal(hub_subscribe(fx->srv.hub, c, "pos2", 0, SUB_POSITIONED, NULL), 0);
+  assert_int_equal(hub_set_position(fx->srv.hub, c, "pos2", 3, "epochAAA"), 0);
+  publish_at(fx, "pos2", 4, "epochBBB", &delivered); /* the stream was made again */
+  assert_int_equal(delivered, 0);
+  assert_int_equal(c->state, SESSION_CLOSING);
+
+  struct session *d = connected_session(fx);
+  assert_int_equal(hub_subscribe(fx->srv.hub, d, "pos3", 0, SUB_POSITIONED, NULL), 0);
+  assert_int_equal(hub_set_position(fx->srv.hub, d, "pos3", 3, "epochAAA"), 0);
+  assert_int_equal(hub_check_position(fx->srv.hub, "pos3", 3, "epochAAA"), 0);
+  assert_int_equal(d->state, SESSION_CONNECTED);
+  assert_int_equal(hub_check_position(fx->srv.hub, "pos3", 4, "epochAAA"), 1); /* 4 was lost */
+  assert_int_equal(d->state, SESSION_CLOSING);
+
+  struct session *all[] = {a, b, plain, c, d};
+  for (size_t i = 0; i < 5; i++) {
+    session_close(all[i], 3000);
+    session_detach(all[i]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_fanout_encodes_once_and_shares_frame, setup, teardown),
@@ -271,6 +334,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_queue_overflow_closes_with_3008, setup, teardown),
       cmocka_unit_test_setup_teardown(test_drain_coalesces_whole_frames, setup, teardown),
       cmocka_unit_test_setup_teardown(test_presence_and_join_leave_follow_membership, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_positioned_subscribers_get_each_offset_once, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
