@@ -156,6 +156,70 @@ class Streamd:
         self.proc = None
 
 
+class RedisServer:
+    """A throwaway redis-server on a free loopback port (no persistence), for the cluster workloads."""
+
+    def __init__(self, workdir, cores):
+        self.workdir, self.cores, self.proc = workdir, cores, None
+
+    def start(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(pin(self.cores, ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                                       "--save", "", "--appendonly", "no", "--loglevel", "warning"]),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_port(self.port):
+            raise RuntimeError("redis-server did not start")
+
+    def info(self, section):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(f"INFO {section}\r\n".encode())
+            data = b""
+            while not data.endswith(b"\r\n\r\n") and b"\r\n" in data[:20] or not data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                head, _, rest = data.partition(b"\r\n")
+                if head.startswith(b"$") and len(rest) >= int(head[1:]):
+                    break
+        return dict(line.split(":", 1) for line in data.decode(errors="replace").splitlines() if ":" in line)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class StreamdCluster:
+    """Two streamd nodes on one redis-server (engine = "redis"): subscribers on node A (.port), the
+    publisher and the routed emulation POSTs on node B (.port_b). Everything on the server cores."""
+    name = "streamd ×2 on Redis"
+    target = "streamd"
+
+    def __init__(self, binary, workdir, cores):
+        self.redis = RedisServer(workdir, cores)
+        self.binary, self.workdir, self.cores = binary, workdir, cores
+
+    def start(self):
+        self.redis.start()
+        conf = f'engine = "redis";\nredis_address = "127.0.0.1:{self.redis.port}";\n'
+        self.a = Streamd(self.binary, tempfile.mkdtemp(dir=self.workdir), self.cores, conf)
+        self.b = Streamd(self.binary, tempfile.mkdtemp(dir=self.workdir), self.cores, conf)
+        self.a.start()
+        self.b.start()
+        self.port, self.port_b = self.a.port, self.b.port
+        self.pids = self.a.pids + self.b.pids + [self.redis.proc.pid]
+        time.sleep(4)  # the nodes' first heartbeats: B must know A before it routes to it
+
+    def commands(self):
+        return int(self.redis.info("stats").get("total_commands_processed", "0"))
+
+    def stop(self):
+        for x in (getattr(self, "a", None), getattr(self, "b", None), self.redis):
+            if x:
+                x.stop()
+
+
 class Nchan:
     name = "Nchan"
     target = "nchan"
@@ -421,7 +485,7 @@ class Bench:
         return procs
 
     def fanout(self, server, n, channels, pubs, rate, pub_conns=1, per_proc=None, extra_sub=(), perf=False,
-               load_cores="load"):
+               load_cores="load", pub_port=None):
         """N subscribers over CHANNELS channels; PUBS publications at RATE/s (0 = back to back)."""
         per_proc = per_proc or n
         rss0 = proc_rss_kb(server.pids)
@@ -432,9 +496,11 @@ class Bench:
         counter = PerfCount(server.pids, self.workdir, perf and not self.a.no_perf)
         prof = self.profile(server)
         t0 = time.time()
-        pub = self.loadgen(["publish"] + self.base(server, ["--conns", pub_conns, "--count", pubs, "--rate", rate,
-                                                           "--channels", channels, "--duration",
-                                                           self.a.max_seconds]), load_cores)
+        pub_args = self.base(server, ["--conns", pub_conns, "--count", pubs, "--rate", rate, "--channels", channels,
+                                      "--duration", self.a.max_seconds])
+        if pub_port:
+            pub_args[1] = pub_port  # publish through another node
+        pub = self.loadgen(["publish"] + pub_args, load_cores)
         prep = pub.finish(timeout=self.a.max_seconds + 30)
         reports = [s.finish(timeout=self.a.max_seconds + 30) for s in subs]
         syscalls = counter.stop()
@@ -517,6 +583,26 @@ class Bench:
         return {"rate": r["rate"], "p99_us": r["p99_us"], "count": r["count"], "post_fail": r["post_fail"],
                 "commands_per_cpu_s": r["count"] / cpu if cpu > 0 else 0}
 
+    def w_cluster_fanout(self, server):
+        """Subscribers on node A, publications through node B's API: delivery crosses Redis."""
+        c0 = server.commands()
+        m = (self.fanout(server, 50, 1, 20, 0, pub_port=server.port_b) if self.smoke else
+             self.fanout(server, 10000, 1, 60, 0, pub_port=server.port_b))
+        m["redis_commands_per_publication"] = (server.commands() - c0) / m["published"] if m["published"] else None
+        return m
+
+    def w_cluster_emulation(self, server):
+        """Streams on node A, their emulation POSTs to node B, which routes them to A through Redis."""
+        n, posters, hold = (10, 4, 2) if self.smoke else (100, 64, 10)
+        cpu0 = proc_cpu(server.pids)
+        r = self.loadgen(["emulate"] + self.base(server, ["--conns", n, "--posters", posters, "--hold", hold,
+                                                         "--post-port", server.port_b, "--duration", hold + 60])
+                         ).finish(timeout=hold + 90)
+        cpu = proc_cpu(server.pids) - cpu0
+        self.check(r["count"] > 0, f"{server.name}: no routed emulation reply")
+        return {"rate": r["rate"], "p99_us": r["p99_us"], "count": r["count"], "post_fail": r["post_fail"],
+                "commands_per_cpu_s": r["count"] / cpu if cpu > 0 else 0}
+
     def w_streams_19k(self, server):
         if self.smoke:
             return self.fanout(server, 60, 1, 3, 10, per_proc=30)
@@ -531,6 +617,16 @@ class Bench:
             return self.fanout(server, 50, 1, 10, 0, extra_sub=["--protobuf"])
         return self.fanout(server, 10000, 1, 60, 0, extra_sub=["--protobuf"])
 
+
+# Cluster rows: (workload, key, label, format, single-node workload the ratio is taken against).
+CLUSTER_ROWS = [
+    ("cluster_fanout", "rate", "cross-node fan-out 1×10k (subs on A, publish via B), back to back: deliveries/s", "int",
+     "fanout_throughput"),
+    ("cluster_fanout", "p99_us", "cross-node fan-out 1×10k, back to back: latency p99 (ms)", "ms", "fanout_throughput"),
+    ("cluster_fanout", "redis_commands_per_publication", "cross-node fan-out: Redis commands per publication", "f2", None),
+    ("cluster_emulation", "rate", "routed emulation commands/s (stream on A, POSTs to B)", "int", "emulation"),
+    ("cluster_emulation", "p99_us", "routed emulation command → reply latency p99 (ms)", "ms", "emulation"),
+]
 
 # metric rows: (workload, key, label, format, ratio meaning)
 ROWS = [
@@ -561,7 +657,9 @@ ROWS = [
 ]
 
 WORKLOADS = ["fanout_latency", "fanout_latency_2cores", "fanout_throughput", "protobuf_throughput",
-             "channels_100x100", "idle", "connect_rate", "emulation", "streams_19k"]
+             "channels_100x100", "idle", "connect_rate", "emulation", "streams_19k", "cluster_fanout",
+             "cluster_emulation"]
+CLUSTER = {"cluster_fanout", "cluster_emulation"}  # streamd only, two nodes on a redis-server
 REPEATED = {"fanout_latency", "fanout_throughput", "channels_100x100"}
 
 
@@ -630,6 +728,8 @@ def main():
                 sys.exit(f"unknown workload {w}")
         if args.smoke:
             only = [w for w in only if w != "fanout_latency_2cores"]
+        if not shutil.which("redis-server"):
+            only = [w for w in only if w not in CLUSTER]
         bench = Bench(args, workdir)
         if not args.skip_nchan:
             ensure_nchan()
@@ -638,14 +738,16 @@ def main():
         t_start = time.time()
         for w in only:
             results[w] = {}
-            servers = [("streamd", None)] + ([] if args.skip_nchan else [("nchan", None)])
+            servers = [("streamd", None)] + ([] if args.skip_nchan or w in CLUSTER else [("nchan", None)])
             for sname, _ in servers:
                 runs = args.runs if w in REPEATED else 1
                 ms = []
                 for i in range(runs):
                     two = w == "fanout_latency_2cores"
                     cores = None if two else bench.server_cores
-                    if sname == "streamd":
+                    if w in CLUSTER:
+                        server = StreamdCluster(args.streamd, workdir, cores)
+                    elif sname == "streamd":
                         server = Streamd(args.streamd, workdir, cores)
                     else:
                         server = Nchan(workdir, cores, workers=2 if two else 1)
@@ -681,6 +783,13 @@ def main():
             n = (results[w].get("nchan") or {}).get(key)
             ratio = f"{s / n:.2f}" if isinstance(s, (int, float)) and isinstance(n, (int, float)) and n else "n/a"
             rows.append((label, fmt(s, kind), "n/a" if args.skip_nchan else fmt(n, kind), "n/a" if args.skip_nchan else ratio))
+        for w, key, label, kind, single in CLUSTER_ROWS:
+            if w not in results:
+                continue
+            c = (results[w].get("streamd") or {}).get(key)
+            base = (results.get(single, {}).get("streamd") or {}).get(key) if single else None
+            ratio = f"{c / base:.2f} of 1 node" if isinstance(c, (int, float)) and isinstance(base, (int, float)) and base else "n/a"
+            rows.append((label, fmt(c, kind), "n/a", ratio))
         if args.smoke:
             print("SMOKE RUN: tiny N, streamd only; the labels describe the full run, the figures mean nothing\n")
         head = ("metric", "streamd", "Nchan", "ratio")
@@ -689,7 +798,8 @@ def main():
         print("| " + " | ".join("-" * widths[i] for i in range(4)) + " |")
         for r in rows:
             print("| " + " | ".join(r[i].ljust(widths[i]) if i == 0 else r[i].rjust(widths[i]) for i in range(4)) + " |")
-        print(f"\n(ratio = streamd / Nchan; {args.runs} run(s) of the fan-out workloads, median; "
+        print(f"\n(ratio = streamd / Nchan, or for the cluster rows the two-node figure / the one-node figure of "
+              f"this run; {args.runs} run(s) of the fan-out workloads, median; "
               f"total {elapsed:.0f} s)")
         if args.json:
             with open(args.json, "w") as f:

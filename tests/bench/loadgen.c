@@ -221,6 +221,7 @@ static struct conn *streams;   /* --conns streams (subscribe, emulate) or attemp
 static struct conn *posters;   /* emulation / publish pool */
 static long nposters;
 static struct sockaddr_in server_addr;
+static struct sockaddr_in post_addr; /* --post-port: where emulation POSTs go (another node) */
 static volatile sig_atomic_t stop_flag;
 static uint64_t t0;
 
@@ -284,7 +285,7 @@ static void rx_reset(struct conn *c) {
   c->blen = 0;
 }
 
-static int sock_open(uint32_t index) {
+static int sock_open(uint32_t index, const struct sockaddr_in *to) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) return -1;
   int one = 1;
@@ -298,7 +299,7 @@ static int sock_open(uint32_t index) {
       return -1;
     }
   }
-  if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) != 0 && errno != EINPROGRESS) {
+  if (connect(fd, (const struct sockaddr *)to, sizeof *to) != 0 && errno != EINPROGRESS) {
     close(fd);
     return -1;
   }
@@ -312,7 +313,7 @@ static void conn_watch(struct conn *c, bool want_out) {
 }
 
 static int conn_start(struct conn *c) {
-  c->fd = sock_open(c->index);
+  c->fd = sock_open(c->index, c->kind == K_POSTER && post_addr.sin_port ? &post_addr : &server_addr);
   if (c->fd < 0) return -1;
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
   if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
@@ -1379,7 +1380,8 @@ static void usage(void) {
           "  --size B                 publication payload bytes (default 64)\n"
           "  --posters N              subscribe/emulate: keep-alive emulation connections (default 8)\n"
           "  --api-key KEY            streamd API key (default k)\n"
-          "  --command publish|rpc    emulate: the command each POST carries (default publish)\n");
+          "  --command publish|rpc    emulate: the command each POST carries (default publish)\n"
+          "  --post-port N            subscribe/emulate: send the emulation POSTs to this port (another node)\n");
   exit(2);
 }
 
@@ -1398,7 +1400,7 @@ int main(int argc, char **argv) {
       {"channel-offset", 1, 0, 'o'}, {"prefix", 1, 0, 'x'}, {"count", 1, 0, 'c'}, {"duration", 1, 0, 'd'},
       {"hold", 1, 0, 'h'},    {"quiet", 1, 0, 'q'},       {"src-addrs", 1, 0, 'S'}, {"src-base", 1, 0, 'B'},
       {"size", 1, 0, 's'},    {"posters", 1, 0, 'w'},     {"api-key", 1, 0, 'k'},  {"command", 1, 0, 'm'},
-      {"cmd-rate", 1, 0, 'R'}, {"verbose", 0, 0, 'v'},    {0, 0, 0, 0}};
+      {"cmd-rate", 1, 0, 'R'}, {"verbose", 0, 0, 'v'},    {"post-port", 1, 0, 'O'}, {0, 0, 0, 0}};
   int ch;
   optind = 2;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1429,6 +1431,7 @@ int main(int argc, char **argv) {
       case 'm': snprintf(opt.command, sizeof opt.command, "%s", optarg); break;
       case 'R': cmd_rate = atof(optarg); break;
       case 'v': opt.verbose = true; break;
+      case 'O': post_addr.sin_port = htons((uint16_t)atoi(optarg)); break;
       default: usage();
     }
   }
@@ -1445,6 +1448,8 @@ int main(int argc, char **argv) {
   if (inet_pton(AF_INET, opt.host, &server_addr.sin_addr) != 1) die("--host must be an IPv4 address");
   if ((ntohl(server_addr.sin_addr.s_addr) >> 24) != 127) die("--host must be a loopback address (127.0.0.0/8)");
   snprintf(hostport, sizeof hostport, "%s:%u", opt.host, opt.port);
+  post_addr.sin_family = AF_INET;
+  post_addr.sin_addr = server_addr.sin_addr;
 
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
