@@ -9,9 +9,12 @@
  * - Emulation requests for a session on another node go to that node, which feeds them into the
  *   session and answers; the requester waits EMULATION_TIMEOUT_MS at most.
  *
- * Threads: messages arrive on the loop thread, which only queues them; the control worker thread runs
- * them (they may block on locks and on Redis). The node table and the waiting calls have their own
+ * Threads: messages arrive on the loop thread, which only queues them, in one of CONTROL_LANES worker
+ * threads (emulation requests by session, the rest in lane 0); the workers run them (they may block on
+ * locks and on Redis). Replies are sent without waiting. The node table and the waiting calls have their own
  * mutex; requesters wait on their own condition variable. */
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +58,20 @@ struct control_msg {
   uint8_t data[];
 };
 
+/* One worker thread and its queue. Lane 0 runs everything but emulation requests, which go to the
+ * other lanes by their session, so one session's requests keep their order while different sessions'
+ * run side by side (each may wait for Redis). */
+#define CONTROL_LANES 4
+struct control_lane {
+  struct rb_control *ctl;
+  pthread_t thread;
+  bool started;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct control_msg *head, **tail;
+  size_t queued;
+};
+
 struct rb_control {
   struct redis_broker *rb;
   char control_channel[RB_KEY_MAX], node_channel[RB_KEY_MAX];
@@ -63,12 +80,8 @@ struct rb_control {
   struct strmap *nodes;          /* uid ⇒ struct known_node */
   struct pending_call *pending;
   uint64_t next_id;
-  /* the worker's queue */
-  pthread_t thread;
-  bool started, stopping;
-  pthread_cond_t queue_cond;
-  struct control_msg *head, **tail;
-  size_t queued;
+  atomic_bool stopping;
+  struct control_lane lanes[CONTROL_LANES];
 };
 
 static struct rb_control *ctl_of(struct redis_broker *rb) { return rb->control; }
@@ -120,6 +133,53 @@ static int send_command(struct redis_broker *rb, const char *channel, Control__C
 }
 
 static void node_channel_of(struct redis_broker *rb, const char *uid, char *buf) { rb_key(rb, "node", uid, buf); }
+
+/* A PUBLISH handed to the loop without waiting for it (its reply goes to FN, which may be NULL). */
+struct async_publish {
+  struct redis_broker *rb;
+  redis_reply_fn fn;
+  void *arg;
+  size_t len;
+  char channel[RB_KEY_MAX];
+  uint8_t data[];
+};
+
+static void async_publish_run(void *arg) {
+  struct async_publish *ap = arg;
+  const char *argv[3] = {"PUBLISH", ap->channel, (const char *)ap->data};
+  const size_t lens[3] = {7, strlen(ap->channel), ap->len};
+  if (redis_conn_command(ap->rb->shards[0].cmd, 3, argv, lens, ap->fn, ap->arg) != 0 && ap->fn) ap->fn(ap->arg, NULL);
+  free(ap);
+}
+
+/* Sends a Command of METHOD around PARAMS to CHANNEL without waiting. FN(ARG, reply) is called on the
+ * loop thread with the PUBLISH's reply (NULL: not sent), unless this returns -1 (then never). */
+static int send_command_async(struct redis_broker *rb, const char *channel, Control__Command__Method method,
+                              const ProtobufCMessage *params, redis_reply_fn fn, void *arg) {
+  size_t plen = params ? protobuf_c_message_get_packed_size(params) : 0, len;
+  uint8_t *p = malloc(plen ? plen : 1);
+  if (p == NULL) return -1;
+  if (params) protobuf_c_message_pack(params, p);
+  uint8_t *buf = pack_command(rb, method, p, plen, &len);
+  free(p);
+  struct async_publish *ap = buf ? malloc(sizeof *ap + len) : NULL;
+  if (ap == NULL) {
+    free(buf);
+    return -1;
+  }
+  ap->rb = rb;
+  ap->fn = fn;
+  ap->arg = arg;
+  ap->len = len;
+  snprintf(ap->channel, sizeof ap->channel, "%s", channel);
+  memcpy(ap->data, buf, len);
+  free(buf);
+  if (evloop_post(rb->loop, async_publish_run, ap) != 0) {
+    free(ap);
+    return -1;
+  }
+  return 0;
+}
 
 /* ---- heartbeats (loop thread) ---- */
 
@@ -201,23 +261,41 @@ bool rb_control_wants(struct redis_broker *rb, const char *channel, size_t len) 
          (len == strlen(ctl->node_channel) && memcmp(channel, ctl->node_channel, len) == 0);
 }
 
+/* The lane a message runs in: an emulation request's by its session, everything else lane 0. */
+static size_t lane_of(const char *data, size_t len) {
+  Control__Command *cmd = control__command__unpack(NULL, len, (const uint8_t *)data);
+  size_t lane = 0;
+  if (cmd && cmd->method == CONTROL__COMMAND__METHOD__EMULATION) {
+    Control__Emulation *e = control__emulation__unpack(NULL, cmd->params.len, cmd->params.data);
+    if (e) {
+      uint64_t h = 1469598103934665603ULL; /* FNV-1a: spreading sessions, not a defence */
+      for (const char *q = e->session; *q; q++) h = (h ^ (unsigned char)*q) * 1099511628211ULL;
+      lane = 1 + (size_t)(h % (CONTROL_LANES - 1));
+      control__emulation__free_unpacked(e, NULL);
+    }
+  }
+  if (cmd) control__command__free_unpacked(cmd, NULL);
+  return lane;
+}
+
 void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len) {
   struct rb_control *ctl = ctl_of(rb);
+  struct control_lane *ln = &ctl->lanes[lane_of(data, len)];
   struct control_msg *m = malloc(sizeof *m + len);
   if (m == NULL) return;
   m->next = NULL;
   m->len = len;
   memcpy(m->data, data, len);
-  pthread_mutex_lock(&ctl->lock);
-  if (ctl->queued >= CONTROL_QUEUE_MAX) {
-    pthread_mutex_unlock(&ctl->lock);
+  pthread_mutex_lock(&ln->lock);
+  if (ln->queued >= CONTROL_QUEUE_MAX) {
+    pthread_mutex_unlock(&ln->lock);
     free(m);
     return;
   }
-  *ctl->tail = m;
-  ctl->tail = &m->next;
-  if (ctl->queued++ == 0) pthread_cond_signal(&ctl->queue_cond);
-  pthread_mutex_unlock(&ctl->lock);
+  *ln->tail = m;
+  ln->tail = &m->next;
+  if (ln->queued++ == 0) pthread_cond_signal(&ln->cond);
+  pthread_mutex_unlock(&ln->lock);
 }
 
 void rb_control_subscribe(struct redis_broker *rb) { /* loop thread, shard 0's PUB/SUB just came up */
@@ -291,7 +369,7 @@ static void reply_to(struct redis_broker *rb, const char *node, uint64_t id, uin
   r.data = (ProtobufCBinaryData){len, (uint8_t *)data};
   char channel[RB_KEY_MAX];
   node_channel_of(rb, node, channel);
-  send_command(rb, channel, method, &r.base, NULL);
+  send_command_async(rb, channel, method, &r.base, NULL, NULL); /* the requester waits, not we */
 }
 
 static void on_api(struct redis_broker *rb, const Control__Command *cmd, bool survey) {
@@ -343,25 +421,25 @@ out:
 }
 
 static void *control_main(void *arg) {
-  struct rb_control *ctl = arg;
-  pthread_mutex_lock(&ctl->lock);
+  struct control_lane *ln = arg;
+  pthread_mutex_lock(&ln->lock);
   for (;;) {
-    while (ctl->head == NULL && !ctl->stopping) pthread_cond_wait(&ctl->queue_cond, &ctl->lock);
-    if (ctl->head == NULL) break;
-    struct control_msg *batch = ctl->head;
-    ctl->head = NULL;
-    ctl->tail = &ctl->head;
-    ctl->queued = 0;
-    pthread_mutex_unlock(&ctl->lock);
+    while (ln->head == NULL && !atomic_load(&ln->ctl->stopping)) pthread_cond_wait(&ln->cond, &ln->lock);
+    if (ln->head == NULL) break;
+    struct control_msg *batch = ln->head;
+    ln->head = NULL;
+    ln->tail = &ln->head;
+    ln->queued = 0;
+    pthread_mutex_unlock(&ln->lock);
     while (batch) {
       struct control_msg *next = batch->next;
-      run_message(ctl->rb, batch->data, batch->len);
+      run_message(ln->ctl->rb, batch->data, batch->len);
       free(batch);
       batch = next;
     }
-    pthread_mutex_lock(&ctl->lock);
+    pthread_mutex_lock(&ln->lock);
   }
-  pthread_mutex_unlock(&ctl->lock);
+  pthread_mutex_unlock(&ln->lock);
   return NULL;
 }
 
@@ -437,32 +515,67 @@ int rb_survey_api(struct broker *b, const char *method, const char *params, size
   return rc;
 }
 
+#define EMULATION_NOT_HERE 1 /* Reply.code: the node has no such session (answered 204 like a local one) */
+#define EMULATION_NO_NODE 2  /* set here: nobody listens on the node's channel */
+
+struct sent {
+  struct rb_control *ctl;
+  uint64_t id;
+};
+
+/* The PUBLISH of an emulation request came back (loop thread): nobody received it ⇒ no such node. */
+static void emulation_sent(void *arg, const redisReply *reply) {
+  struct sent *st = arg;
+  struct rb_control *ctl = st->ctl;
+  if (reply == NULL || reply->type != REDIS_REPLY_INTEGER || reply->integer == 0) {
+    pthread_mutex_lock(&ctl->lock);
+    struct pending_call *p = pending_find(ctl, st->id);
+    if (p && p->got < p->expected) {
+      p->got = p->expected;
+      p->code = reply && reply->type == REDIS_REPLY_INTEGER ? EMULATION_NO_NODE : UINT32_MAX;
+      pthread_cond_signal(&p->cond);
+    }
+    pthread_mutex_unlock(&ctl->lock);
+  }
+  free(st);
+}
+
 int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req) {
   struct redis_broker *rb = (struct redis_broker *)b;
   struct rb_control *ctl = ctl_of(rb);
   if (strlen(req->node) > ID_UUID_LEN || !node_known(ctl, req->node)) return -BROKER_EUNKNOWN_NODE;
   size_t rlen = protocol__emulation_request__get_packed_size(req);
   uint8_t *packed = malloc(rlen ? rlen : 1);
-  if (packed == NULL) return -BROKER_ENOMEM;
+  struct sent *st = malloc(sizeof *st);
+  if (packed == NULL || st == NULL) {
+    free(packed);
+    free(st);
+    return -BROKER_ENOMEM;
+  }
   protocol__emulation_request__pack(req, packed);
   struct pending_call p = {.expected = 1};
   pending_add(ctl, &p);
+  *st = (struct sent){ctl, p.id};
   Control__Emulation e = CONTROL__EMULATION__INIT;
   e.id = p.id;
   e.request = (ProtobufCBinaryData){rlen, packed};
+  e.session = req->session;
   char channel[RB_KEY_MAX];
   node_channel_of(rb, req->node, channel);
-  long long receivers = 0;
-  int rc = send_command(rb, channel, CONTROL__COMMAND__METHOD__EMULATION, &e.base, &receivers);
+  int rc = send_command_async(rb, channel, CONTROL__COMMAND__METHOD__EMULATION, &e.base, emulation_sent, st);
   free(packed);
-  if (rc == 0 && receivers == 0) rc = -BROKER_EUNKNOWN_NODE; /* nobody listens there any more */
-  if (rc != 0) p.expected = 0;
-  bool answered = pending_wait(ctl, &p, EMULATION_TIMEOUT_MS);
-  if (rc == 0 && !answered) {
-    log_warn("redis: node %s did not confirm an emulation request in time", req->node);
-    rc = -BROKER_EUNAVAILABLE;
+  if (rc != 0) {
+    free(st);
+    p.expected = 0;
   }
-  return rc;
+  bool answered = pending_wait(ctl, &p, EMULATION_TIMEOUT_MS);
+  if (rc != 0) return -BROKER_EUNAVAILABLE;
+  if (answered && p.code == EMULATION_NO_NODE) return -BROKER_EUNKNOWN_NODE; /* it just went away */
+  if (!answered || p.code == UINT32_MAX) {
+    log_warn("redis: node %s did not confirm an emulation request in time", req->node);
+    return -BROKER_EUNAVAILABLE;
+  }
+  return 0;
 }
 
 struct node_walk {
@@ -504,12 +617,18 @@ int rb_control_init(struct redis_broker *rb) {
   ctl->control_channel[strlen(ctl->control_channel) - 1] = '\0'; /* "<prefix>.control" */
   node_channel_of(rb, rb->base.srv->node_id, ctl->node_channel);
   ctl->heartbeat = (struct evloop_timer){.fn = heartbeat_fire, .arg = rb};
-  ctl->tail = &ctl->head;
   pthread_mutex_init(&ctl->lock, NULL);
-  pthread_cond_init(&ctl->queue_cond, NULL);
   ctl->nodes = strmap_new();
-  if (ctl->nodes == NULL || pthread_create(&ctl->thread, NULL, control_main, ctl) != 0) return -1;
-  ctl->started = true;
+  if (ctl->nodes == NULL) return -1;
+  for (size_t i = 0; i < CONTROL_LANES; i++) {
+    struct control_lane *ln = &ctl->lanes[i];
+    ln->ctl = ctl;
+    ln->tail = &ln->head;
+    pthread_mutex_init(&ln->lock, NULL);
+    pthread_cond_init(&ln->cond, NULL);
+    if (pthread_create(&ln->thread, NULL, control_main, ln) != 0) return -1;
+    ln->started = true;
+  }
   return 0;
 }
 
@@ -528,30 +647,40 @@ static void node_free_cb(const char *key, void *value, void *arg) {
 
 void rb_control_stop(struct redis_broker *rb) {
   struct rb_control *ctl = rb->control;
-  if (ctl == NULL || !ctl->started) return;
-  pthread_mutex_lock(&ctl->lock);
-  ctl->stopping = true;
-  pthread_cond_signal(&ctl->queue_cond);
-  pthread_mutex_unlock(&ctl->lock);
-  pthread_join(ctl->thread, NULL);
-  ctl->started = false;
+  if (ctl == NULL) return;
+  atomic_store(&ctl->stopping, true);
+  for (size_t i = 0; i < CONTROL_LANES; i++) {
+    struct control_lane *ln = &ctl->lanes[i];
+    if (!ln->started) continue;
+    pthread_mutex_lock(&ln->lock);
+    pthread_cond_signal(&ln->cond);
+    pthread_mutex_unlock(&ln->lock);
+    pthread_join(ln->thread, NULL);
+    ln->started = false;
+  }
 }
 
 void rb_control_cleanup(struct redis_broker *rb) {
   struct rb_control *ctl = rb->control;
   if (ctl == NULL) return;
   rb_control_stop(rb);
-  while (ctl->head) {
-    struct control_msg *next = ctl->head->next;
-    free(ctl->head);
-    ctl->head = next;
+  for (size_t i = 0; i < CONTROL_LANES; i++) {
+    struct control_lane *ln = &ctl->lanes[i];
+    while (ln->head) {
+      struct control_msg *next = ln->head->next;
+      free(ln->head);
+      ln->head = next;
+    }
+    if (ln->tail) { /* initialized */
+      pthread_mutex_destroy(&ln->lock);
+      pthread_cond_destroy(&ln->cond);
+    }
   }
   if (ctl->nodes) {
     strmap_foreach(ctl->nodes, node_free_cb, NULL);
     strmap_free(ctl->nodes);
   }
   pthread_mutex_destroy(&ctl->lock);
-  pthread_cond_destroy(&ctl->queue_cond);
   free(ctl);
   rb->control = NULL;
 }
