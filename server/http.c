@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "handlers.h"
+#include "http_framing.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -152,6 +153,20 @@ static enum MHD_Result respond_text(struct request *req, unsigned status, const 
   return http_respond(req, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+/* 400 for a request whose framing is ambiguous: the rest of what the client sent cannot be trusted to
+ * be the next request, so the connection is closed after the answer. */
+static enum MHD_Result respond_bad_framing(struct request *req, const char *why) {
+  char text[128];
+  int n = snprintf(text, sizeof text, "bad request: %s\n", why);
+  struct MHD_Response *r = MHD_create_response_from_buffer((size_t)n, text, MHD_RESPMEM_MUST_COPY);
+  if (r == NULL) return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ret = http_queue(req, MHD_HTTP_BAD_REQUEST, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static enum MHD_Result respond_preflight(struct request *req) {
   struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
   if (r == NULL) return MHD_NO;
@@ -254,8 +269,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   struct http *h = cls;
   struct request *req = *con_cls;
   if (req == NULL) {
-    const struct route *route = route_match(h->srv->cfg, url);
     struct request probe = {.srv = h->srv, .conn = conn, .method = method};
+    const char *why;
+    if (http_framing_check(conn, &why) != 0) {
+      char remote[64];
+      http_remote_address(&probe, remote, sizeof remote);
+      log_info("refused a request from %s: %s", remote, why);
+      return respond_bad_framing(&probe, why);
+    }
+    const struct route *route = route_match(h->srv->cfg, url);
     if (route == NULL) return respond_text(&probe, MHD_HTTP_NOT_FOUND, "not found\n");
     req = request_new(h, conn, route, url, method);
     if (req == NULL) return MHD_NO;
