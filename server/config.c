@@ -110,6 +110,8 @@ static int check_regex(const char *value, char *why, size_t len) {
     "max bytes of one WebSocket message (1..64 MiB)")                                                        \
   X(allowed_origins, STRING_LIST, "[]", 0, 0, true, TOP, allowed_origins, NULL,                              \
     "browser origins allowed, glob patterns like \"http://localhost:*\"")                                    \
+  X(allowed_hosts, STRING_LIST, "[]", 0, 0, true, TOP, allowed_hosts, NULL,                                  \
+    "Host names served, globs like \"*.example.com\"; [] = listen address and localhost")                    \
   X(client_insecure, BOOL, "false", 0, 0, false, TOP, client_insecure, NULL,                                 \
     "development only: connect without token, everything allowed")                                           \
   X(allow_anonymous_connect_without_token, BOOL, "false", 0, 0, false, TOP,                                  \
@@ -231,6 +233,9 @@ struct ns_list {
 _Static_assert(offsetof(struct config, allowed_origins_count) - offsetof(struct config, allowed_origins) ==
                    offsetof(struct string_list, count),
                "allowed_origins must be followed by its count");
+_Static_assert(offsetof(struct config, allowed_hosts_count) - offsetof(struct config, allowed_hosts) ==
+                   offsetof(struct string_list, count),
+               "allowed_hosts must be followed by its count");
 _Static_assert(offsetof(struct config, namespaces_count) - offsetof(struct config, namespaces) ==
                    offsetof(struct ns_list, count),
                "namespaces must be followed by its count");

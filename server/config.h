@@ -64,6 +64,9 @@ struct config {
   char **allowed_origins;
   size_t allowed_origins_count;
 
+  char **allowed_hosts; /* Host header patterns; none = the listen address, localhost and loopback */
+  size_t allowed_hosts_count;
+
   bool client_insecure;
   bool allow_anonymous_connect_without_token;
   char *token_hmac_secret_key;

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "handlers.h"
 #include "http_framing.h"
+#include "http_host.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -276,6 +277,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       http_remote_address(&probe, remote, sizeof remote);
       log_info("refused a request from %s: %s", remote, why);
       return respond_bad_framing(&probe, why);
+    }
+    if (!http_host_allowed(h->srv->cfg, http_header(&probe, MHD_HTTP_HEADER_HOST))) {
+      char remote[64];
+      http_remote_address(&probe, remote, sizeof remote);
+      log_info("refused a request from %s: its Host is not in allowed_hosts", remote);
+      return respond_text(&probe, MHD_HTTP_MISDIRECTED_REQUEST, "host not allowed\n");
     }
     const struct route *route = route_match(h->srv->cfg, url);
     if (route == NULL) return respond_text(&probe, MHD_HTTP_NOT_FOUND, "not found\n");
