@@ -190,6 +190,12 @@ static void retire_config(struct config *cfg, struct auth_keys *keys, bool all) 
   }
 }
 
+/* Says at start and reload what an operator would otherwise find out from a 401. */
+static void warn_config(const struct config *cfg) {
+  if (cfg->api_key[0] == '\0' && !cfg->api_insecure)
+    log_warn("api_key is empty: the server API refuses every request (set api_key)");
+}
+
 /* SIGHUP: loads the file again; on success the reloadable keys (origins, namespaces and channel
  * options, tokens, API key, log level) take effect at once, the others keep their running values until
  * a restart. A broken file changes nothing and is reported with its file:line. */
@@ -222,6 +228,7 @@ static void reload(const struct options *o, struct server *srv) {
   srv->cfg = fresh;
   srv->auth = keys;
   retire_config(old == srv->boot_cfg ? NULL : old, old_keys, false);
+  warn_config(fresh);
   log_info("configuration reloaded");
 }
 
@@ -259,6 +266,7 @@ static int run(const struct options *o, struct server *srv) {
     http_stop(http);
     return 1;
   }
+  warn_config(srv->cfg);
   log_info("streamd %s node %s listening on %s:%u", SD_VERSION, srv->node_id, http_address(http),
            http_port(http));
   for (;;) {
