@@ -23,7 +23,7 @@
 int64_t protocol_check_channel(const struct config *cfg, const char *channel,
                                const struct channel_options **opts) {
   if (channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  if (strlen(channel) > CHANNEL_MAX_LENGTH) return -ERROR_BAD_REQUEST;
+  if (strlen(channel) > CHANNEL_MAX_LENGTH || !channel_name_valid(channel)) return -ERROR_BAD_REQUEST;
   *opts = channel_options_for(cfg, channel);
   return *opts ? 0 : -ERROR_UNKNOWN_CHANNEL;
 }
