@@ -5,43 +5,9 @@
 #include <regex.h>
 #include <string.h>
 
-/* The code point of the well-formed UTF-8 sequence at S, its length in *LEN; -1 when S does not start
- * one. Lead byte ranges and second-byte ranges per RFC 3629 §4 (this excludes overlong forms,
- * surrogates and code points past U+10FFFF in one table). */
-static const struct {
-  unsigned char lo, hi, len, second_lo, second_hi;
-} utf8_leads[] = {
-    {0xC2, 0xDF, 2, 0x80, 0xBF}, {0xE0, 0xE0, 3, 0xA0, 0xBF}, {0xE1, 0xEC, 3, 0x80, 0xBF},
-    {0xED, 0xED, 3, 0x80, 0x9F}, {0xEE, 0xEF, 3, 0x80, 0xBF}, {0xF0, 0xF0, 4, 0x90, 0xBF},
-    {0xF1, 0xF3, 4, 0x80, 0xBF}, {0xF4, 0xF4, 4, 0x80, 0x8F},
-};
+#include "sd_text.h"
 
-static long utf8_decode(const unsigned char *s, size_t *len) {
-  if (s[0] < 0x80) return *len = 1, s[0];
-  for (size_t i = 0; i < sizeof utf8_leads / sizeof utf8_leads[0]; i++) {
-    if (s[0] < utf8_leads[i].lo || s[0] > utf8_leads[i].hi) continue;
-    if (s[1] < utf8_leads[i].second_lo || s[1] > utf8_leads[i].second_hi) return -1;
-    long cp = s[0] & (0x7F >> utf8_leads[i].len);
-    for (size_t k = 1; k < utf8_leads[i].len; k++) {
-      if ((s[k] & 0xC0) != 0x80) return -1; /* also stops at the terminating NUL */
-      cp = (cp << 6) | (s[k] & 0x3F);
-    }
-    *len = utf8_leads[i].len;
-    return cp;
-  }
-  return -1;
-}
-
-bool channel_name_valid(const char *channel) {
-  const unsigned char *s = (const unsigned char *)channel;
-  size_t len;
-  while (*s) {
-    long cp = utf8_decode(s, &len);
-    if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) return false; /* -1 included */
-    s += len;
-  }
-  return true;
-}
+bool channel_name_valid(const char *channel) { return sd_text_valid(channel); }
 
 static bool regex_matches(const char *pattern, const char *text) {
   regex_t re;

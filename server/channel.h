@@ -12,8 +12,8 @@
 
 #define CHANNEL_MAX_LENGTH 255
 
-/* Is CHANNEL (NUL-terminated) text: well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
- * nothing past U+10FFFF) without control characters (C0, DEL, C1)? Such names could break JSON output
+/* Is CHANNEL (NUL-terminated) text: well-formed UTF-8 without control characters (C0, DEL, C1), as
+ * sd_text_valid defines it? Such names could break JSON output
  * and inject into log lines and terminals; protocol_check_channel refuses them. */
 bool channel_name_valid(const char *channel);
 
