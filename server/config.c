@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "sd_duration.h"
 
@@ -592,6 +593,8 @@ out:
 }
 
 void config_cleanup(struct config *cfg) {
+  auth_keys_free(cfg->auth);
+  cfg->auth = NULL;
   for (size_t k = 0; k < KEY_COUNT; k++) ops[keys[k].type].release(slot_at(cfg, &cfg->channel_defaults, k));
   free(cfg->source_path);
   cfg->source_path = NULL;
@@ -648,4 +651,24 @@ size_t config_keep_static(struct config *fresh, const struct config *running, co
       changed[n++] = keys[k].name;
   }
   return n;
+}
+
+struct config *config_share(struct config *cfg) {
+  atomic_store(&cfg->refs, 1);
+  return cfg;
+}
+
+const struct config *config_ref(const struct config *cfg) {
+  struct config *c = (struct config *)cfg; /* the count is the one field a reader may change */
+  if (atomic_load_explicit(&c->refs, memory_order_relaxed) > 0)
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+  return cfg;
+}
+
+void config_unref(const struct config *cfg) {
+  struct config *c = (struct config *)cfg;
+  if (c == NULL || atomic_load_explicit(&c->refs, memory_order_relaxed) == 0) return;
+  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) return;
+  config_cleanup(c);
+  free(c);
 }

@@ -59,7 +59,7 @@ struct session *session_new(struct server *srv, const struct codec *codec, const
   s->created_ms = timer_now_ms();
   s->state = SESSION_CONNECTING;
   pthread_mutex_lock(&s->lock);
-  arm_timer(s, SESSION_TIMER_STALE, (uint64_t)srv->cfg->client_stale_close_delay_ms);
+  arm_timer(s, SESSION_TIMER_STALE, (uint64_t)srv->boot_cfg->client_stale_close_delay_ms);
   pthread_mutex_unlock(&s->lock);
   return s;
 }
@@ -195,7 +195,7 @@ int session_enqueue(struct session *s, struct frame *f) {
   int rc = -1;
   pthread_mutex_lock(&s->lock);
   if (s->state >= SESSION_CLOSING) goto out;
-  if (s->queued_bytes + f->len > (size_t)s->srv->cfg->client_queue_max_size) {
+  if (s->queued_bytes + f->len > (size_t)s->srv->boot_cfg->client_queue_max_size) {
     atomic_fetch_add_explicit(&s->srv->stats.queue_drops, 1, memory_order_relaxed);
     bool wake = close_locked(s, DISCONNECT_SLOW, NULL);
     pthread_mutex_unlock(&s->lock);
@@ -303,7 +303,7 @@ void session_detach(struct session *s) {
 void session_feed(struct session *s, const uint8_t *data, size_t len) {
   if (len == 0) return; /* no commands (and DATA may be NULL: no pointer arithmetic on it) */
   const uint8_t *pos = data, *end = data + len;
-  size_t max_command = (size_t)s->srv->cfg->http_stream_max_request_body_size;
+  size_t max_command = (size_t)s->srv->boot_cfg->http_stream_max_request_body_size;
   pthread_mutex_lock(&s->lock);
   s->bytes_in += len;
   pthread_mutex_unlock(&s->lock);
@@ -332,7 +332,7 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
 }
 
 void session_set_connected(struct session *s) {
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg;
   uint64_t interval = (uint64_t)cfg->ping_interval_ms;
   pthread_mutex_lock(&s->lock);
   if (s->state == SESSION_CONNECTING) {
@@ -352,7 +352,7 @@ static void on_expire_timer(void *arg) {
   struct session *s = arg;
   bool wake = false;
   pthread_mutex_lock(&s->lock);
-  int64_t deadline = s->expires_at + s->srv->cfg->client_expired_close_delay_ms / 1000;
+  int64_t deadline = s->expires_at + s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
   if (s->state == SESSION_CONNECTED && s->expires_at > 0 && time(NULL) >= deadline)
     wake = close_locked(s, DISCONNECT_EXPIRED, NULL);
   pthread_mutex_unlock(&s->lock);
@@ -364,7 +364,8 @@ void session_set_expiry(struct session *s, int64_t expires_at) {
   pthread_mutex_lock(&s->lock);
   s->expires_at = expires_at;
   if (expires_at > 0 && s->state < SESSION_CLOSING) {
-    int64_t delay_ms = (expires_at - (int64_t)time(NULL)) * 1000 + s->srv->cfg->client_expired_close_delay_ms;
+    int64_t delay_ms =
+        (expires_at - (int64_t)time(NULL)) * 1000 + s->srv->boot_cfg->client_expired_close_delay_ms;
     if (delay_ms < 0) delay_ms = 0;
     if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, (uint64_t)delay_ms + 1000, on_expire_timer,
                               s))
@@ -393,7 +394,7 @@ enum session_state session_state(struct session *s) {
 
 /* Sends a ping and arms the pong check (or the next ping when pongs are not required). */
 static bool ping_locked(struct session *s) {
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg;
   pthread_once(&ping_once, make_ping_frames);
   if (ping_frames[s->codec->kind]) queue_push(s, ping_frames[s->codec->kind]);
   s->last_ping_ms = timer_now_ms();
@@ -408,7 +409,7 @@ static bool ping_locked(struct session *s) {
 
 static void on_timer(void *arg) {
   struct session *s = arg;
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg;
   bool wake = false, expire_subs = false;
   pthread_mutex_lock(&s->lock);
   switch (s->timer_kind) {

@@ -138,11 +138,15 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   if (s == NULL) return MHD_NO;
   struct stream *st = calloc(1, sizeof *st);
   struct stream_request *sr = calloc(1, sizeof *sr);
-  if (st == NULL || sr == NULL || registry_add(srv->registry, s) != 0) {
+  int added = st && sr ? registry_add(srv->registry, s) : -1;
+  if (added != 0) {
     free(st);
     free(sr);
     session_close(s, DISCONNECT_SERVER_ERROR);
     session_detach(s);
+    if (added == REGISTRY_CLOSED) /* shutdown began after the check above: never suspend now */
+      return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n",
+                          14);
     return MHD_NO;
   }
   st->session = session_ref(s);

@@ -285,7 +285,7 @@ static size_t parse_frame(struct ws_conn *c, size_t limit, size_t *need) {
 
 /* Parses every complete frame in c->in; keeps the rest and makes room for the next frame. */
 static void parse_input(struct ws_conn *c) {
-  size_t limit = (size_t)c->ws->srv->cfg->websocket_message_size_limit, need = 0;
+  size_t limit = (size_t)c->ws->srv->boot_cfg->websocket_message_size_limit, need = 0;
   while (c->reading) {
     size_t n = parse_frame(c, limit, &need);
     if (n == SIZE_MAX || n == 0) break;
