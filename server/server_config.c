@@ -5,6 +5,8 @@
  * last reader is done with it, however slow that reader is and however many reloads happen meanwhile
  * (it was a 10 s timer). The boot configuration is main's and is never freed before exit: it is the
  * source of the keys that only change on restart (srv->boot_cfg). */
+#define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "auth.h"
@@ -13,7 +15,12 @@
 #include "server.h"
 
 void server_config_init(struct server *srv, const struct config *boot) {
-  pthread_rwlock_init(&srv->config_lock, NULL);
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  /* a reload waits for the readers in flight, not for a gap in a stream of them */
+  pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&srv->config_lock, &attr);
+  pthread_rwlockattr_destroy(&attr);
   atomic_store(&srv->config, boot);
   srv->boot_cfg = boot;
 }
