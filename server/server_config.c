@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "auth.h"
 #include "config.h"
@@ -51,10 +52,16 @@ int server_config_attach_keys(struct config *cfg, char *err, size_t errlen) {
   return cfg->auth ? 0 : -1;
 }
 
-/* Says at start and reload what an operator would otherwise find out from a 401. */
+/* Says at start and reload what an operator would otherwise find out from a 401 or a 421. */
 void server_config_warn(const struct config *cfg) {
   if (cfg->api_key[0] == '\0' && !cfg->api_insecure)
     log_warn("api_key is empty: the server API refuses every request (set api_key)");
+  bool wildcard = strcmp(cfg->address, "0.0.0.0") == 0 || strcmp(cfg->address, "::") == 0;
+  if (wildcard && cfg->allowed_hosts_count == 0)
+    log_warn(
+        "address %s with allowed_hosts = []: only requests for localhost, 127.0.0.1 and [::1] are "
+        "served (421 otherwise); list the names clients use in allowed_hosts",
+        cfg->address);
 }
 
 int server_config_reload(struct server *srv, const char *path, long port, const char *log_level) {

@@ -96,3 +96,14 @@ describe('allowed_hosts = [ "*" ]', () => {
     await stopAll();
   });
 });
+
+describe('a wildcard listen address with allowed_hosts = []', () => {
+  it('serves localhost only and says so at start', async () => {
+    const srv = await startServer({ ...BASE_CONFIG, address: '0.0.0.0', health: true });
+    assert.match(srv.stderr, /address 0\.0\.0\.0 with allowed_hosts = \[\]: only requests for localhost/);
+    const base = `http://127.0.0.1:${srv.port}`;
+    assert.equal((await request(`${base}/health`)).status, 200);
+    assert.equal((await request(`${base}/health`, { headers: { Host: `0.0.0.0:${srv.port}` } })).status, 421);
+    await stopAll();
+  });
+});
