@@ -202,16 +202,16 @@ static bool method_allowed(const char *methods, const char *method) {
 /* First call for a request: everything that can be decided from the headers alone. Returns true when a
  * response was queued (into *ret). */
 static bool check_headers(struct request *req, const struct config *cfg, enum MHD_Result *ret) {
+  /* The API is for backends, which send no Origin: a browser page's request to it is refused by the
+   * same rule as on client endpoints (a CSRF against api_insecure), but earns no CORS headers. */
+  const char *origin = req->route->kind != ROUTE_OPS ? http_header(req, "Origin") : NULL;
+  if (origin && !origin_allowed(cfg, origin, http_header(req, "Host"))) {
+    log_info("%s: refused a request from a page whose origin is not allowed", req->route->name);
+    *ret = respond_text(req, MHD_HTTP_FORBIDDEN, "origin not allowed\n");
+    return true;
+  }
   if (req->route->kind == ROUTE_CLIENT) {
-    const char *origin = http_header(req, "Origin");
-    if (origin) {
-      if (!origin_allowed(cfg, origin, http_header(req, "Host"))) {
-        log_info("%s: origin %s not allowed", req->route->name, origin);
-        *ret = respond_text(req, MHD_HTTP_FORBIDDEN, "origin not allowed\n");
-        return true;
-      }
-      req->cors_origin = origin;
-    }
+    req->cors_origin = origin;
     if (strcmp(req->method, MHD_HTTP_METHOD_OPTIONS) == 0) return (*ret = respond_preflight(req)), true;
   }
   if (!method_allowed(req->route->methods, req->method)) {

@@ -107,3 +107,21 @@ describe('a wildcard listen address with allowed_hosts = []', () => {
     await stopAll();
   });
 });
+
+// The server API is for backends, which send no Origin. A browser page elsewhere that posts to it
+// (a CSRF against api_insecure, or a page guessing the key) carries its Origin: refused with 403,
+// like the client endpoints, unless allowed_origins lists it or it is the server's own origin.
+describe('Origin on the server API', () => {
+  it('a foreign Origin gets 403 even with the key; none, the same origin or an allowed one pass', async () => {
+    const srv = await startServer({ ...BASE_CONFIG, api_insecure: true, allowed_origins: ['http://localhost:3000'] });
+    const post = (headers) => request(`${srv.base}/api/publish`, {
+      method: 'POST', headers: { 'Content-Type': 'text/plain', 'X-API-Key': API_KEY, ...headers }, body: PUBLISH,
+    });
+    assert.equal((await post({ Origin: 'http://evil.example' })).status, 403);
+    assert.equal((await post({ Origin: 'null' })).status, 403);
+    assert.equal((await post({})).status, 200);
+    assert.equal((await post({ Origin: `http://127.0.0.1:${srv.port}` })).status, 200);
+    assert.equal((await post({ Origin: 'http://localhost:3000' })).status, 200);
+    await stopAll();
+  });
+});
