@@ -64,6 +64,16 @@ int ctl_query(struct ctl *ctl, json_t *request, json_t **response);
 /* Prints help: the command list (COMMAND NULL) or one command's. Returns CTL_OK or CTL_EUSAGE. */
 int ctl_help(FILE *out, const char *command);
 
+/* --- ctl_escape.c --- */
+
+/* A copy of TEXT (borrowed, may be NULL) safe to print on a terminal: control characters and bytes
+ * that are not UTF-8 escaped (\n, \xHH, \u00HH). Returns a malloc'd string the caller frees, or NULL
+ * (TEXT NULL or out of memory). */
+char *ctl_escape(const char *text);
+
+/* Writes TEXT escaped as ctl_escape does to OUT. */
+void ctl_put(const char *text, FILE *out);
+
 /* --- ctl_output.c --- */
 
 /* Prints RESULT (borrowed) of command CMD with ARGS (the request's arguments) for humans. */

@@ -2,7 +2,8 @@
  * counted in characters, numbers right-aligned), "label  value" blocks for single objects, durations in
  * sd_duration's units and byte counts in B/KiB/MiB/GiB. One printer per command, in a table indexed by
  * the shared command enum; a command without a printer shows its result as JSON. Reads only what it
- * is given; missing fields print as "-". */
+ * is given; missing fields print as "-". Every string that came from the server is printed through
+ * ctl_escape (client-chosen text must not reach the terminal raw). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,7 +39,7 @@ static void table_row(struct table *t, const char *const *values) {
     t->cap = cap;
   }
   for (size_t i = 0; i < t->ncols; i++)
-    t->cells[t->nrows * t->ncols + i] = strdup(values[i] ? values[i] : "-");
+    t->cells[t->nrows * t->ncols + i] = ctl_escape(values[i] ? values[i] : "-");
   t->nrows++;
 }
 
@@ -127,7 +128,12 @@ char *ctl_format_bytes(unsigned long long n, char *buf, size_t len) {
   return buf;
 }
 
-static void kv(const char *label, const char *value) { printf("%-15s %s\n", label, value); }
+/* One "label  value" row; VALUE may hold client-chosen text and is printed escaped. */
+static void kv(const char *label, const char *value) {
+  printf("%-15s ", label);
+  ctl_put(value, stdout);
+  putchar('\n');
+}
 
 /* --- one printer per command --- */
 
@@ -212,7 +218,11 @@ static void print_session(json_t *args, json_t *r) {
   kv("subscriptions", num(r, "subscriptions", a, sizeof a));
   size_t i;
   json_t *ch;
-  json_array_foreach(json_object_get(r, "channels"), i, ch) printf("  %s\n", json_string_value(ch));
+  json_array_foreach(json_object_get(r, "channels"), i, ch) {
+    fputs("  ", stdout);
+    ctl_put(json_string_value(ch), stdout);
+    putchar('\n');
+  }
 }
 
 /* "100 pubs, 5m" or "off". */
@@ -287,27 +297,37 @@ static void print_channel(json_t *args, json_t *r) {
 }
 
 static void print_publish(json_t *args, json_t *r) {
-  printf("published to %s", str(args, "channel"));
-  if (json_object_get(r, "epoch"))
-    printf(" (offset %lld, epoch %s)", (long long)json_integer_value(json_object_get(r, "offset")),
-           str(r, "epoch"));
+  fputs("published to ", stdout);
+  ctl_put(str(args, "channel"), stdout);
+  if (json_object_get(r, "epoch")) {
+    printf(" (offset %lld, epoch ", (long long)json_integer_value(json_object_get(r, "offset")));
+    ctl_put(str(r, "epoch"), stdout);
+    putchar(')');
+  }
   putchar('\n');
 }
 
 static void print_message(json_t *args, json_t *r) {
   (void)r;
-  printf("message sent to %s\n", str(args, "id"));
+  fputs("message sent to ", stdout);
+  ctl_put(str(args, "id"), stdout);
+  putchar('\n');
 }
 
 static void print_disconnect(json_t *args, json_t *r) {
   (void)args;
-  printf("disconnected %s (code %lld)\n", str(r, "client"),
-         (long long)json_integer_value(json_object_get(r, "code")));
+  fputs("disconnected ", stdout);
+  ctl_put(str(r, "client"), stdout);
+  printf(" (code %lld)\n", (long long)json_integer_value(json_object_get(r, "code")));
 }
 
 static void print_unsubscribe(json_t *args, json_t *r) {
   (void)r;
-  printf("unsubscribed %s from %s\n", str(args, "id"), str(args, "channel"));
+  fputs("unsubscribed ", stdout);
+  ctl_put(str(args, "id"), stdout);
+  fputs(" from ", stdout);
+  ctl_put(str(args, "channel"), stdout);
+  putchar('\n');
 }
 
 static void print_reload(json_t *args, json_t *r) {
@@ -334,7 +354,7 @@ void ctl_print(const struct sd_admin_command *cmd, json_t *args, json_t *result)
     fn(args, result);
     return;
   }
-  char *text = json_dumps(result, JSON_INDENT(2));
+  char *text = json_dumps(result, JSON_INDENT(2) | JSON_ENSURE_ASCII); /* no raw client text */
   if (text) puts(text);
   free(text);
 }
@@ -345,12 +365,20 @@ void ctl_print_publication(json_t *line) {
   time_t now = time(NULL);
   struct tm tm;
   strftime(stamp, sizeof stamp, "%H:%M:%S", localtime_r(&now, &tm));
-  printf("%s  %s", stamp, str(line, "channel"));
+  printf("%s  ", stamp);
+  ctl_put(str(line, "channel"), stdout);
   json_t *offset = json_object_get(pub, "offset");
   if (offset) printf("  offset %lld", (long long)json_integer_value(offset));
-  printf("  %s", data ? data : "-");
+  fputs("  ", stdout);
+  ctl_put(data ? data : "-", stdout);
   json_t *info = json_object_get(pub, "info");
-  if (info) printf("  (from %s, user %s)", str(info, "client"), user_of(info));
+  if (info) {
+    fputs("  (from ", stdout);
+    ctl_put(str(info, "client"), stdout);
+    fputs(", user ", stdout);
+    ctl_put(user_of(info), stdout);
+    putchar(')');
+  }
   putchar('\n');
   free(data);
 }

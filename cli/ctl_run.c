@@ -57,7 +57,9 @@ int ctl_query(struct ctl *ctl, json_t *request, json_t **response) {
 /* Prints an error response. Returns CTL_ESERVER. */
 static int server_error(json_t *response) {
   const char *msg = json_string_value(json_object_get(response, "error"));
-  fprintf(stderr, "streamctl: error: %s\n", msg ? msg : "unexpected response");
+  fputs("streamctl: error: ", stderr);
+  ctl_put(msg ? msg : "unexpected response", stderr);
+  fputc('\n', stderr);
   return CTL_ESERVER;
 }
 

@@ -10,6 +10,7 @@
 #include <readline/readline.h>
 
 #include "ctl.h"
+#include "sd_text.h"
 #include "sd_version.h"
 
 #define HISTORY_MAX 1000
@@ -53,8 +54,10 @@ int ctl_script(struct ctl *ctl, FILE *in) {
 
 static char **candidates; /* NULL-terminated, for the generator below */
 
+/* Adds WORD unless it holds control characters or invalid UTF-8 (a client-chosen name must not reach
+ * the terminal raw through readline's list of matches). */
 static void candidates_add(size_t *n, const char *word) {
-  char **nc = word ? realloc(candidates, (*n + 2) * sizeof *nc) : NULL;
+  char **nc = word && sd_text_valid(word) ? realloc(candidates, (*n + 2) * sizeof *nc) : NULL;
   if (nc == NULL) return;
   candidates = nc;
   candidates[(*n)++] = strdup(word);

@@ -504,7 +504,7 @@ static int parse_mode(const char *text, mode_t *mode) {
 
 struct admin *admin_start(struct server *srv, char *err, size_t errlen) {
   struct admin *a = calloc(1, sizeof *a);
-  const struct config *cfg = atomic_load(&srv->cfg); /* admin_socket* are not reloadable */
+  const struct config *cfg = srv->boot_cfg; /* admin_socket* are not reloadable */
   const char *path = cfg->admin_socket;
   mode_t mode;
   if (a == NULL) {

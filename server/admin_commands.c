@@ -174,7 +174,7 @@ static int cmd_info(struct server *srv, json_t *args, json_t **result, char *err
   hub_foreach_channel(srv->hub, add_subscribers, &subs);
   uint64_t up = timer_now_ms() - srv->started_ms;
   json_t *o =
-      json_pack("{ss ss? ss sI sI ss sI sI sI sI}", "uid", srv->node_id, "name", atomic_load(&srv->cfg)->name,
+      json_pack("{ss ss? ss sI sI ss sI sI sI sI}", "uid", srv->node_id, "name", srv->boot_cfg->name,
                 "version", SD_VERSION, "uptime", (json_int_t)(up / 1000), "uptime_ms", (json_int_t)up,
                 "engine", srv->broker->ops->name, "num_clients", (json_int_t)registry_count(srv->registry),
                 "num_users", (json_int_t)users, "num_channels", (json_int_t)hub_channel_count(srv->hub),
@@ -244,9 +244,9 @@ static void add_channel_state(struct server *srv, const struct config *cfg, json
 }
 
 static int cmd_channels(struct server *srv, json_t *args, json_t **result, char *err, size_t errlen) {
-  const struct config *cfg = atomic_load(&srv->cfg); /* one configuration for the whole listing */
   struct channel_walk w = {arg_string(args, "pattern"), json_array()};
   if (w.rows == NULL) return fail(err, errlen, "out of memory", NULL);
+  const struct config *cfg = server_config_get(srv); /* one configuration for the whole listing */
   hub_foreach_channel(srv->hub, collect_channel, &w);
   size_t n = json_array_size(w.rows);
   json_t **sorted = malloc((n + 1) * sizeof *sorted);
@@ -257,6 +257,7 @@ static int cmd_channels(struct server *srv, json_t *args, json_t **result, char 
     add_channel_state(srv, cfg, sorted[i]);
     json_array_append(rows, sorted[i]);
   }
+  config_unref(cfg);
   free(sorted);
   json_decref(w.rows);
   *result = json_pack("{so}", "channels", rows);
@@ -283,15 +284,19 @@ static json_t *channel_clients(struct server *srv, const char *channel) {
 static int cmd_channel(struct server *srv, json_t *args, json_t **result, char *err, size_t errlen) {
   const char *name = arg_string(args, "name");
   if (strlen(name) > CHANNEL_MAX_LENGTH) return fail(err, errlen, "channel name too long", NULL);
-  const struct config *cfg = atomic_load(&srv->cfg);
-  if (channel_options_for(cfg, name) == NULL) return fail(err, errlen, UNKNOWN_CHANNEL, name);
+  const struct config *cfg = server_config_get(srv);
+  if (channel_options_for(cfg, name) == NULL) {
+    config_unref(cfg);
+    return fail(err, errlen, UNKNOWN_CHANNEL, name);
+  }
   /* The namespace is what precedes ':' (after a private channel's '$'), "" without one. */
   const char *start = name + (name[0] == '$'), *colon = strchr(start, ':');
   size_t ns_len = colon ? (size_t)(colon - start) : 0;
   json_t *row = json_pack("{ss so sI}", "channel", name, "namespace", json_stringn(start, ns_len),
                           "subscribers", (json_int_t)hub_subscriber_count(srv->hub, name));
+  if (row) add_channel_state(srv, cfg, row);
+  config_unref(cfg);
   if (row == NULL) return fail(err, errlen, "out of memory", NULL);
-  add_channel_state(srv, cfg, row);
   json_object_set_new(row, "clients", channel_clients(srv, name));
   *result = row;
   return 0;
@@ -302,10 +307,12 @@ static int cmd_channel(struct server *srv, json_t *args, json_t **result, char *
 static int cmd_publish(struct server *srv, json_t *args, json_t **result, char *err, size_t errlen) {
   const char *channel = arg_string(args, "channel");
   if (strlen(channel) > CHANNEL_MAX_LENGTH) return fail(err, errlen, "channel name too long", NULL);
-  const struct channel_options *o = channel_options_for(atomic_load(&srv->cfg), channel);
-  if (o == NULL) return fail(err, errlen, UNKNOWN_CHANNEL, channel);
+  const struct config *cfg = server_config_get(srv);
+  const struct channel_options *o = channel_options_for(cfg, channel);
   struct publish_options po;
-  protocol_publish_options(o, &po);
+  if (o) protocol_publish_options(o, &po);
+  config_unref(cfg);
+  if (o == NULL) return fail(err, errlen, UNKNOWN_CHANNEL, channel);
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   struct stream_position pos = {0};
   if (codec_json_raw_from_value(json_object_get(args, "data"), &pub.data) != 0)

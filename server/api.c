@@ -27,8 +27,7 @@ static bool key_equal(const char *given, const char *expected) {
   return len > 0 && strlen(given) == len && CRYPTO_memcmp(given, expected, len) == 0;
 }
 
-static bool authorized(const struct request *req) {
-  const struct config *cfg = req->srv->cfg;
+static bool key_given(const struct request *req, const struct config *cfg) {
   if (cfg->api_insecure) return true;
   const char *key = http_header(req, "X-API-Key");
   if (key) return key_equal(key, cfg->api_key);
@@ -37,6 +36,14 @@ static bool authorized(const struct request *req) {
   auth += 7;
   if (strchr(auth, ' ')) return false; /* exactly two fields */
   return key_equal(auth, cfg->api_key);
+}
+
+/* Does REQ carry the API key of the running configuration (api_key is reloadable)? */
+static bool authorized(const struct request *req) {
+  const struct config *cfg = server_config_get(req->srv);
+  bool ok = key_given(req, cfg);
+  config_unref(cfg);
+  return ok;
 }
 
 /* HTTP status for an error in transport error mode. */
@@ -163,7 +170,7 @@ enum MHD_Result api_handle(struct request *req) {
     json_decref(body);
     return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", "malformed JSON\n", 15);
   }
-  const char *name = req->url + strlen(req->srv->cfg->api_handler_prefix);
+  const char *name = req->url + strlen(req->srv->boot_cfg->api_handler_prefix);
   json_t *params = body;
   bool legacy = name[0] == '\0';
   if (legacy) {

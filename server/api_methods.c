@@ -36,11 +36,17 @@ static const char *param_string(json_t *params, const char *key) {
   return v ? v : "";
 }
 
-/* The channel parameter with its options, or an API error. */
-static int param_channel(struct server *srv, const char *channel, const struct channel_options **opts) {
+/* The channel parameter with its options, or an API error. On success *CFG is a reference to the
+ * configuration *OPTS lives in, which the caller drops (config_unref) once done with *OPTS. */
+static int param_channel(struct server *srv, const char *channel, const struct config **cfg,
+                         const struct channel_options **opts) {
+  *cfg = server_config_get(srv);
   /* the client protocol's check; its disconnect for an empty channel is a bad request here */
-  int64_t rc = protocol_check_channel(srv->cfg, channel, opts);
-  return rc == 0 ? 0 : rc < 0 ? (int)-rc : API_ERROR_BAD_REQUEST;
+  int64_t rc = protocol_check_channel(*cfg, channel, opts);
+  if (rc == 0) return 0;
+  config_unref(*cfg);
+  *cfg = NULL;
+  return rc < 0 ? (int)-rc : API_ERROR_BAD_REQUEST;
 }
 
 /* Copies the JSON text of params' member KEY into *out (malloc'd): the raw text api.c kept, or for a
@@ -103,8 +109,9 @@ static void publication_cleanup(Protocol__Publication *pub) {
 
 /* Publishes params' data to CHANNEL; *RESULT gets {offset, epoch} when the channel keeps history. */
 static int publish_one(struct server *srv, const char *channel, json_t *params, json_t **result) {
+  const struct config *cfg;
   const struct channel_options *opts = NULL;
-  int rc = param_channel(srv, channel, &opts);
+  int rc = param_channel(srv, channel, &cfg, &opts);
   if (rc) return rc;
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   struct publish_options po;
@@ -115,6 +122,7 @@ static int publish_one(struct server *srv, const char *channel, json_t *params, 
   if (rc == 0) rc = protocol_publish(srv, channel, &pub, &po, &pos);
   if (rc < 0) rc = rc == -BROKER_ELIMIT ? API_ERROR_LIMIT_EXCEEDED : API_ERROR_INTERNAL;
   publication_cleanup(&pub);
+  config_unref(cfg);
   if (rc == 0)
     *result = pos.offset ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch)
                          : json_object();
@@ -209,13 +217,16 @@ static void subscribe_one(struct session *s, json_t *params, void *arg) {
 
 static int method_subscribe(struct server *srv, json_t *params, json_t **result) {
   struct api_subscribe as = {.channel = param_string(params, "channel")};
-  int rc = param_channel(srv, as.channel, &as.opts);
+  const struct config *cfg;
+  int rc = param_channel(srv, as.channel, &cfg, &as.opts);
   if (rc) return rc;
   if (param_raw(params, "info", &as.token.info) < 0 || param_raw(params, "data", &as.token.data) < 0) {
     free(as.token.info.data);
+    config_unref(cfg);
     return API_ERROR_INTERNAL;
   }
   rc = for_selected(srv, params, subscribe_one, &as);
+  config_unref(cfg);
   free(as.token.info.data);
   free(as.token.data.data);
   if (rc == 0) *result = json_object();
@@ -278,11 +289,14 @@ static int method_refresh(struct server *srv, json_t *params, json_t **result) {
 
 /* Channel parameter for presence and history methods, with the feature check (108 when off). */
 static int param_feature_channel(struct server *srv, json_t *params, bool presence, const char **channel) {
+  const struct config *cfg;
   const struct channel_options *opts = NULL;
   *channel = param_string(params, "channel");
-  int rc = param_channel(srv, *channel, &opts);
+  int rc = param_channel(srv, *channel, &cfg, &opts);
   if (rc) return rc;
-  return (presence ? opts->presence : channel_has_history(opts)) ? 0 : API_ERROR_NOT_AVAILABLE;
+  bool on = presence ? opts->presence : channel_has_history(opts);
+  config_unref(cfg);
+  return on ? 0 : API_ERROR_NOT_AVAILABLE;
 }
 
 /* MSG as a raw JSON value (json_raw: its embedded application JSON stays verbatim in the answer), or
@@ -391,7 +405,7 @@ static int method_info(struct server *srv, json_t *params, json_t **result) {
   struct registry_counts rc;
   if (registry_counts(srv->registry, &rc) != 0) return API_ERROR_INTERNAL;
   struct broker_node self = {srv->node_id,
-                             srv->cfg->name,
+                             srv->boot_cfg->name,
                              SD_VERSION,
                              (uint32_t)rc.sessions,
                              (uint32_t)rc.users,

@@ -55,7 +55,7 @@ static int memory_publish(struct broker *b, const char *channel, Protocol__Publi
   pthread_mutex_t *lock = stripe_of(m, channel);
   pthread_mutex_lock(lock);
   if (opts && opts->history_size > 0 && opts->history_ttl_ms > 0) {
-    const struct config *cfg = atomic_load(&b->srv->cfg);
+    const struct config *cfg = server_config_get(b->srv); /* reloadable: global_history_meta_ttl, max */
     struct history_retention r = {
         .size = opts->history_size,
         .ttl_ms = opts->history_ttl_ms,
@@ -63,6 +63,7 @@ static int memory_publish(struct broker *b, const char *channel, Protocol__Publi
             opts->history_meta_ttl_ms ? opts->history_meta_ttl_ms : (uint64_t)cfg->global_history_meta_ttl_ms,
         .max_streams = (size_t)cfg->history_max_streams,
     };
+    config_unref(cfg);
     rc = history_add(m->history, channel, pub, &r, timer_now_ms(), &where);
     pub->offset = where.offset;
   }

@@ -187,7 +187,7 @@ static void self_info(struct redis_broker *rb, Control__Node *n, struct registry
   struct server *srv = rb->base.srv;
   if (registry_counts(srv->registry, rc) != 0) memset(rc, 0, sizeof *rc);
   n->uid = srv->node_id;
-  n->name = (char *)srv->cfg->name;
+  n->name = (char *)srv->boot_cfg->name;
   n->version = SD_VERSION;
   n->num_clients = (uint32_t)rc->sessions;
   n->num_users = (uint32_t)rc->users;

@@ -139,8 +139,10 @@ int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub
   char size[24], ttl[24], meta_ttl[24], seed[ID_UUID_LEN + 1];
   snprintf(size, sizeof size, "%zu", history ? opts->history_size : 0);
   snprintf(ttl, sizeof ttl, "%" PRIu64, history ? opts->history_ttl_ms : 0);
+  const struct config *cfg = server_config_get(rb->base.srv); /* global_history_meta_ttl is reloadable */
   uint64_t meta_ttl_ms = history && opts->history_meta_ttl_ms ? opts->history_meta_ttl_ms
-                                                              : (uint64_t)rb->base.srv->cfg->global_history_meta_ttl_ms;
+                                                              : (uint64_t)cfg->global_history_meta_ttl_ms;
+  config_unref(cfg);
   snprintf(meta_ttl, sizeof meta_ttl, "%" PRIu64, meta_ttl_ms);
   new_seed(seed);
   const char *values[10] = {stream, meta, seedkey, (const char *)payload, size, ttl, pubsub, meta_ttl, seed, channel};

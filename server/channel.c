@@ -5,6 +5,10 @@
 #include <regex.h>
 #include <string.h>
 
+#include "sd_text.h"
+
+bool channel_name_valid(const char *channel) { return sd_text_valid(channel); }
+
 static bool regex_matches(const char *pattern, const char *text) {
   regex_t re;
   if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) return false; /* config.c validated it */

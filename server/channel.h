@@ -12,6 +12,11 @@
 
 #define CHANNEL_MAX_LENGTH 255
 
+/* Is CHANNEL (NUL-terminated) text: well-formed UTF-8 without control characters (C0, DEL, C1), as
+ * sd_text_valid defines it? Such names could break JSON output
+ * and inject into log lines and terminals; protocol_check_channel refuses them. */
+bool channel_name_valid(const char *channel);
+
 /* Returns the options of CHANNEL's namespace, or NULL when the namespace is unknown or the channel
  * does not match the namespace's channel_regex. */
 const struct channel_options *channel_options_for(const struct config *cfg, const char *channel);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "sd_duration.h"
 
@@ -122,6 +123,8 @@ static int check_regex(const char *value, char *why, size_t len) {
     "close a WebSocket when nothing could be written for this long (1s..1h)")                                \
   X(allowed_origins, STRING_LIST, "[]", 0, 0, true, TOP, allowed_origins, NULL,                              \
     "browser origins allowed, glob patterns like \"http://localhost:*\"")                                    \
+  X(allowed_hosts, STRING_LIST, "[]", 0, 0, true, TOP, allowed_hosts, NULL,                                  \
+    "Host names served, globs like \"*.example.com\"; [] = listen address and localhost")                    \
   X(client_insecure, BOOL, "false", 0, 0, false, TOP, client_insecure, NULL,                                 \
     "development only: connect without token, everything allowed")                                           \
   X(allow_anonymous_connect_without_token, BOOL, "false", 0, 0, false, TOP,                                  \
@@ -263,6 +266,9 @@ struct ns_list {
 _Static_assert(offsetof(struct config, allowed_origins_count) - offsetof(struct config, allowed_origins) ==
                    offsetof(struct string_list, count),
                "allowed_origins must be followed by its count");
+_Static_assert(offsetof(struct config, allowed_hosts_count) - offsetof(struct config, allowed_hosts) ==
+                   offsetof(struct string_list, count),
+               "allowed_hosts must be followed by its count");
 _Static_assert(offsetof(struct config, namespaces_count) - offsetof(struct config, namespaces) ==
                    offsetof(struct ns_list, count),
                "namespaces must be followed by its count");
@@ -667,6 +673,8 @@ out:
 }
 
 void config_cleanup(struct config *cfg) {
+  auth_keys_free(cfg->auth);
+  cfg->auth = NULL;
   for (size_t k = 0; k < KEY_COUNT; k++) ops[keys[k].type].release(slot_at(cfg, &cfg->channel_defaults, k));
   free(cfg->source_path);
   cfg->source_path = NULL;
@@ -741,4 +749,24 @@ size_t config_keep_static(struct config *fresh, const struct config *running, co
       changed[n++] = keys[k].name;
   }
   return n;
+}
+
+struct config *config_share(struct config *cfg) {
+  atomic_store(&cfg->refs, 1);
+  return cfg;
+}
+
+const struct config *config_ref(const struct config *cfg) {
+  struct config *c = (struct config *)cfg; /* the count is the one field a reader may change */
+  if (atomic_load_explicit(&c->refs, memory_order_relaxed) > 0)
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+  return cfg;
+}
+
+void config_unref(const struct config *cfg) {
+  struct config *c = (struct config *)cfg;
+  if (c == NULL || atomic_load_explicit(&c->refs, memory_order_relaxed) == 0) return;
+  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) return;
+  config_cleanup(c);
+  free(c);
 }

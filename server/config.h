@@ -7,9 +7,12 @@
 #ifndef CONFIG_H
 #define CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct auth_keys;
 
 /* Channel options: at top level (channels without a namespace) and per namespace. */
 struct channel_options {
@@ -46,6 +49,11 @@ struct namespace_config {
 struct config {
   char *source_path; /* file it was loaded from, NULL for built-in defaults */
 
+  /* Lifetime: 0 for a configuration its holder owns outright (main's boot configuration, a test's);
+   * once config_share()d, the number of references (config_ref/config_unref; the last frees it). */
+  atomic_long refs;
+  struct auth_keys *auth; /* token keys built from this configuration, owned (NULL until set) */
+
   char *address;
   int64_t port;
   char *name; /* default: the host name */
@@ -67,6 +75,9 @@ struct config {
 
   char **allowed_origins;
   size_t allowed_origins_count;
+
+  char **allowed_hosts; /* Host header patterns; none = the listen address, localhost and loopback */
+  size_t allowed_hosts_count;
 
   bool client_insecure;
   bool allow_anonymous_connect_without_token;
@@ -135,8 +146,20 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 size_t config_keep_static(struct config *fresh, const struct config *running, const char **changed,
                           size_t max);
 
-/* Frees everything CFG owns. NULL-safe fields; CFG itself is not freed. */
+/* Frees everything CFG owns (its auth keys too). NULL-safe fields; CFG itself is not freed. */
 void config_cleanup(struct config *cfg);
+
+/* Hands CFG (malloc'd and loaded) over to reference counting with one reference for the caller; the
+ * last config_unref cleans it up and frees it. Returns CFG. Call before sharing it. */
+struct config *config_share(struct config *cfg);
+
+/* A new reference to CFG (an atomic increment; nothing for a configuration that is not shared).
+ * Returns CFG. Any thread. */
+const struct config *config_ref(const struct config *cfg);
+
+/* Drops a reference; the last one frees a shared configuration. NULL-safe; any thread. Everything
+ * read from CFG (channel options, strings, keys) is valid until the caller's reference is dropped. */
+void config_unref(const struct config *cfg);
 
 /* Finds the namespace NAME (length LEN, not NUL-terminated) or returns NULL. */
 const struct namespace_config *config_find_namespace(const struct config *cfg, const char *name, size_t len);

@@ -68,7 +68,7 @@ static void sweep(struct hangup *h, uint64_t now) {
     if (w->session == NULL || w->closing_ms == UINT64_MAX) continue;
     if (session_state(w->session) < SESSION_CLOSING) continue;
     if (w->closing_ms == 0) w->closing_ms = now;
-    uint64_t limit = (uint64_t)w->session->srv->cfg->client_close_timeout_ms;
+    uint64_t limit = (uint64_t)w->session->srv->boot_cfg->client_close_timeout_ms;
     if (now - w->closing_ms < limit) continue;
     log_info("client %s: closing, last frames not flushed within %llu ms", w->session->client_id,
              (unsigned long long)limit);

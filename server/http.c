@@ -21,12 +21,15 @@
 
 #include "config.h"
 #include "handlers.h"
+#include "http_framing.h"
+#include "http_host.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
 
 struct http {
   struct MHD_Daemon *daemon;
+  MHD_socket listen_fd; /* handed back by MHD_quiesce_daemon; closed after MHD_stop_daemon */
   struct server *srv;
   char address[64];
   unsigned port;
@@ -152,6 +155,20 @@ static enum MHD_Result respond_text(struct request *req, unsigned status, const 
   return http_respond(req, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+/* 400 for a request whose framing is ambiguous: the rest of what the client sent cannot be trusted to
+ * be the next request, so the connection is closed after the answer. */
+static enum MHD_Result respond_bad_framing(struct request *req, const char *why) {
+  char text[128];
+  int n = snprintf(text, sizeof text, "bad request: %s\n", why);
+  struct MHD_Response *r = MHD_create_response_from_buffer((size_t)n, text, MHD_RESPMEM_MUST_COPY);
+  if (r == NULL) return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ret = http_queue(req, MHD_HTTP_BAD_REQUEST, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
 static enum MHD_Result respond_preflight(struct request *req) {
   struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
   if (r == NULL) return MHD_NO;
@@ -184,18 +201,17 @@ static bool method_allowed(const char *methods, const char *method) {
 
 /* First call for a request: everything that can be decided from the headers alone. Returns true when a
  * response was queued (into *ret). */
-static bool check_headers(struct request *req, enum MHD_Result *ret) {
-  const struct config *cfg = req->srv->cfg;
+static bool check_headers(struct request *req, const struct config *cfg, enum MHD_Result *ret) {
+  /* The API is for backends, which send no Origin: a browser page's request to it is refused by the
+   * same rule as on client endpoints (a CSRF against api_insecure), but earns no CORS headers. */
+  const char *origin = req->route->kind != ROUTE_OPS ? http_header(req, "Origin") : NULL;
+  if (origin && !origin_allowed(cfg, origin, http_header(req, "Host"))) {
+    log_info("%s: refused a request from a page whose origin is not allowed", req->route->name);
+    *ret = respond_text(req, MHD_HTTP_FORBIDDEN, "origin not allowed\n");
+    return true;
+  }
   if (req->route->kind == ROUTE_CLIENT) {
-    const char *origin = http_header(req, "Origin");
-    if (origin) {
-      if (!origin_allowed(cfg, origin, http_header(req, "Host"))) {
-        log_info("%s: origin %s not allowed", req->route->name, origin);
-        *ret = respond_text(req, MHD_HTTP_FORBIDDEN, "origin not allowed\n");
-        return true;
-      }
-      req->cors_origin = origin;
-    }
+    req->cors_origin = origin;
     if (strcmp(req->method, MHD_HTTP_METHOD_OPTIONS) == 0) return (*ret = respond_preflight(req)), true;
   }
   if (!method_allowed(req->route->methods, req->method)) {
@@ -242,9 +258,36 @@ static struct request *request_new(struct http *h, struct MHD_Connection *conn, 
   req->url = url;
   req->method = method;
   req->body_limit = route->limit_offset
-                        ? (size_t) * (const int64_t *)((const char *)h->srv->cfg + route->limit_offset)
+                        ? (size_t) * (const int64_t *)((const char *)h->srv->boot_cfg + route->limit_offset)
                         : DEFAULT_BODY_LIMIT;
   return req;
+}
+
+/* The first call for a request: framing, Host, route, Origin and method checks under one reference
+ * to the running configuration. Returns what MHD is to be told; *CON_CLS gets the request context. */
+static enum MHD_Result first_call(struct http *h, const struct config *cfg, struct MHD_Connection *conn,
+                                  const char *url, const char *method, void **con_cls) {
+  struct request probe = {.srv = h->srv, .conn = conn, .method = method};
+  const char *why;
+  if (http_framing_check(conn, &why) != 0) {
+    char remote[64];
+    http_remote_address(&probe, remote, sizeof remote);
+    log_info("refused a request from %s: %s", remote, why);
+    return respond_bad_framing(&probe, why);
+  }
+  if (!http_host_allowed(cfg, http_header(&probe, MHD_HTTP_HEADER_HOST))) {
+    char remote[64];
+    http_remote_address(&probe, remote, sizeof remote);
+    log_info("refused a request from %s: its Host is not in allowed_hosts", remote);
+    return respond_text(&probe, MHD_HTTP_MISDIRECTED_REQUEST, "host not allowed\n");
+  }
+  const struct route *route = route_match(h->srv->boot_cfg, url); /* paths and switches: restart only */
+  if (route == NULL) return respond_text(&probe, MHD_HTTP_NOT_FOUND, "not found\n");
+  struct request *req = request_new(h, conn, route, url, method);
+  if (req == NULL) return MHD_NO;
+  *con_cls = req;
+  enum MHD_Result ret;
+  return check_headers(req, cfg, &ret) ? ret : MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -254,14 +297,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   struct http *h = cls;
   struct request *req = *con_cls;
   if (req == NULL) {
-    const struct route *route = route_match(h->srv->cfg, url);
-    struct request probe = {.srv = h->srv, .conn = conn, .method = method};
-    if (route == NULL) return respond_text(&probe, MHD_HTTP_NOT_FOUND, "not found\n");
-    req = request_new(h, conn, route, url, method);
-    if (req == NULL) return MHD_NO;
-    *con_cls = req;
-    enum MHD_Result ret;
-    return check_headers(req, &ret) ? ret : MHD_YES;
+    const struct config *cfg = server_config_get(h->srv);
+    enum MHD_Result ret = first_call(h, cfg, conn, url, method, con_cls);
+    config_unref(cfg);
+    return ret;
   }
   if (*upload_data_size > 0) {
     body_append(req, upload_data, *upload_data_size);
@@ -336,8 +375,10 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
   socklen_t sslen;
   if (h == NULL) return NULL;
   h->srv = srv;
-  if (bind_address(srv->cfg, &ss, &sslen) != 0) {
-    snprintf(err, errlen, "address '%s' is not an IPv4 or IPv6 address", srv->cfg->address);
+  h->listen_fd = MHD_INVALID_SOCKET;
+  const struct config *cfg = srv->boot_cfg; /* address and port: restart only */
+  if (bind_address(cfg, &ss, &sslen) != 0) {
+    snprintf(err, errlen, "address '%s' is not an IPv4 or IPv6 address", cfg->address);
     free(h);
     return NULL;
   }
@@ -352,8 +393,8 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_LISTEN_BACKLOG_SIZE,
                        (unsigned int)4096, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
   if (h->daemon == NULL) {
-    snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not permitted)", srv->cfg->address,
-             (long long)srv->cfg->port);
+    snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not permitted)", cfg->address,
+             (long long)cfg->port);
     free(h);
     return NULL;
   }
@@ -364,13 +405,16 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
 const char *http_address(const struct http *h) { return h->address; }
 unsigned http_port(const struct http *h) { return h->port; }
 
+/* MHD's manual: with internal threads the socket MHD_quiesce_daemon returns "must not be closed until
+ * AFTER MHD_stop_daemon has been called (as it is theoretically possible that an existing thread is
+ * still using it)"; http_stop closes it. */
 void http_quiesce(struct http *h) {
-  MHD_socket fd = MHD_quiesce_daemon(h->daemon);
-  if (fd != MHD_INVALID_SOCKET) close(fd);
+  if (h->listen_fd == MHD_INVALID_SOCKET) h->listen_fd = MHD_quiesce_daemon(h->daemon);
 }
 
 void http_stop(struct http *h) {
   if (h == NULL) return;
   MHD_stop_daemon(h->daemon);
+  if (h->listen_fd != MHD_INVALID_SOCKET) close(h->listen_fd);
   free(h);
 }

@@ -38,10 +38,12 @@ struct http *http_start(struct server *srv, char *err, size_t errlen);
 const char *http_address(const struct http *h);
 unsigned http_port(const struct http *h);
 
-/* Stops accepting new connections; existing ones go on. */
+/* Stops accepting new connections; existing ones go on. The listening socket stays open until
+ * http_stop (MHD's threads may still use it). */
 void http_quiesce(struct http *h);
 
-/* Stops the daemon and frees H. Every stream must have ended (suspended connections abort MHD). */
+/* Stops the daemon, closes the listening socket and frees H. Every stream must have ended (suspended
+ * connections abort MHD). */
 void http_stop(struct http *h);
 
 /* Queues a response with STATUS, an optional body (copied) and content type, plus the CORS headers the

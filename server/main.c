@@ -11,7 +11,6 @@
 #include <sys/resource.h>
 
 #include "admin.h"
-#include "auth.h"
 #include "broker.h"
 #include "codes.h"
 #include "config.h"
@@ -120,113 +119,44 @@ static void raise_file_limit(void) {
   }
 }
 
-/* Builds the token keys of CFG; logs and returns NULL when a key is unusable (a bad PEM). */
-static struct auth_keys *load_keys(const struct config *cfg) {
+static int server_init(struct server *srv, struct config *cfg) {
   char err[256];
-  struct auth_keys *keys =
-      auth_keys_new(cfg->token_hmac_secret_key, cfg->token_rsa_public_key, err, sizeof err);
-  if (keys == NULL) log_error("%s", err);
-  return keys;
-}
-
-static int server_init(struct server *srv, const struct config *cfg) {
-  srv->cfg = cfg;
-  srv->boot_cfg = cfg;
+  if (server_config_attach_keys(cfg, err, sizeof err) != 0) {
+    log_error("%s", err);
+    return -1;
+  }
+  server_config_init(srv, cfg);
   srv->started_ms = timer_now_ms();
   if (id_new_uuid(srv->node_id) != 0) return -1;
   srv->timers = timer_wheel_new(50, 1024, timer_now_ms());
   srv->registry = registry_new();
   srv->hub = hub_new(srv);
   srv->broker = broker_new(srv, cfg);
-  srv->auth = load_keys(cfg);
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);
-  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->auth || !srv->hangup || !srv->ws)
-    return -1;
+  if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->hangup || !srv->ws) return -1;
   return timer_wheel_start(srv->timers);
 }
 
 static void server_cleanup(struct server *srv) {
   ws_stop(srv->ws); /* only when http never started: run() stops it before http_stop */
   hangup_stop(srv->hangup);
-  auth_keys_free(srv->auth);
   if (srv->timers) timer_wheel_stop(srv->timers);
   if (srv->broker) srv->broker->ops->free(srv->broker); /* first: its threads deliver into the hub */
   hub_free(srv->hub);
   registry_free(srv->registry);
   timer_wheel_free(srv->timers);
+  if (srv->boot_cfg) server_config_cleanup(srv);
 }
 
-/* Configurations replaced by reloads. A reader may still be inside a call that loaded the old pointer,
- * so a retired configuration is freed only once it has been retired for RETIRE_GRACE_MS (or at exit). */
-#define RETIRED_MAX 16
-#define RETIRE_GRACE_MS 10000
-static struct retired {
-  struct config *cfg; /* NULL for the boot configuration, which main() owns */
-  struct auth_keys *keys;
-  uint64_t since_ms;
-  bool used;
-} retired[RETIRED_MAX];
-
-static void retire_config(struct config *cfg, struct auth_keys *keys, bool all) {
-  uint64_t now = timer_now_ms();
-  bool placed = false;
-  for (size_t i = 0; i < RETIRED_MAX; i++) {
-    if (retired[i].used && (all || now - retired[i].since_ms >= RETIRE_GRACE_MS)) {
-      if (retired[i].cfg) config_cleanup(retired[i].cfg);
-      free(retired[i].cfg);
-      auth_keys_free(retired[i].keys);
-      retired[i] = (struct retired){0};
-    }
-    if (!all && !placed && !retired[i].used) {
-      retired[i] = (struct retired){cfg, keys, now, true};
-      placed = true;
-    }
-  }
-  if (!all &&
-      !placed) { /* every slot busy: too many reloads within the grace period; keep it rather than risk */
-    log_warn("reload: %d reloads within %d ms; the oldest configuration stays in memory", RETIRED_MAX,
-             RETIRE_GRACE_MS);
-  }
-}
-
-/* SIGHUP: loads the file again; on success the reloadable keys (origins, namespaces and channel
- * options, tokens, API key, log level) take effect at once, the others keep their running values until
- * a restart. A broken file changes nothing and is reported with its file:line. */
-static void reload(const struct options *o, struct server *srv) {
-  struct config *fresh = malloc(sizeof *fresh);
-  char err[512];
-  enum log_level level;
-  if (fresh == NULL) return;
-  if (config_load(fresh, o->config_path, err, sizeof err) != 0) {
-    log_error("reload failed, keeping the running configuration: %s", err);
-    free(fresh);
-    return;
-  }
-  const char *changed[64];
-  size_t n = config_keep_static(fresh, srv->cfg, changed, 64);
-  for (size_t i = 0; i < n; i++)
-    log_warn("reload: '%s' changed; it takes effect after a restart", changed[i]);
-  if (o->port >= 0) fresh->port = o->port;
-  struct auth_keys *keys = load_keys(fresh);
-  if (keys == NULL) {
-    log_error("reload failed, keeping the running configuration");
-    config_cleanup(fresh);
-    free(fresh);
-    return;
-  }
-  const char *lvl = o->log_level ? o->log_level : fresh->log_level;
-  if (log_level_parse(lvl, &level) == 0) log_set_level(level);
-  struct config *old = (struct config *)srv->cfg;
-  struct auth_keys *old_keys = srv->auth;
-  srv->cfg = fresh;
-  srv->auth = keys;
-  retire_config(old == srv->boot_cfg ? NULL : old, old_keys, false);
-  log_info("configuration reloaded");
-}
-
+/* The stop order. New streams are refused first, atomically with the registry (registry_close: a
+ * stream handler that registers after this gets 503, one that registered before is waited for), so no
+ * stream can be suspended once the registry was seen empty: MHD_stop_daemon aborts the process on a
+ * suspended connection. Then the listener stops accepting (its socket stays open until MHD_stop_daemon
+ * returns, as MHD requires with internal threads), every session is closed with 3001 and waited for. */
 static void shutdown_streams(struct server *srv, struct http *http) {
   atomic_store(&srv->shutting_down, true);
+  registry_close(srv->registry);
   http_quiesce(http);
   uint64_t deadline = timer_now_ms() + SHUTDOWN_GRACE_MS;
   size_t left = registry_count(srv->registry);
@@ -259,13 +189,14 @@ static int run(const struct options *o, struct server *srv) {
     http_stop(http);
     return 1;
   }
+  server_config_warn(srv->boot_cfg);
   log_info("streamd %s node %s listening on %s:%u", SD_VERSION, srv->node_id, http_address(http),
            http_port(http));
   for (;;) {
     int sig = 0;
     if (sigwait(&sigs, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      reload(o, srv);
+      server_config_reload(srv, o->config_path, o->port, o->log_level);
       continue;
     }
     log_info("received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -305,12 +236,6 @@ int main(int argc, char **argv) {
   else
     rc = run(&o, &srv);
   server_cleanup(&srv);
-  if (srv.cfg != &cfg) {
-    struct config *last = (struct config *)srv.cfg;
-    config_cleanup(last);
-    free(last);
-  }
-  retire_config(NULL, NULL, true);
   config_cleanup(&cfg);
   return rc;
 }

@@ -43,14 +43,17 @@ struct connect_state {
  * or a negated error code (109 expired: the SDK fetches a new token and reconnects). */
 static int64_t check_credentials(struct session *s, const Protocol__ConnectRequest *req,
                                  struct connect_state *cs) {
-  const struct config *cfg = s->srv->cfg;
-  const struct auth_keys *keys = s->srv->auth;
+  const struct config *cfg = s->srv->boot_cfg; /* client_insecure, anonymous: restart only */
   if (req->token[0] == '\0')
     return cfg->client_insecure || cfg->allow_anonymous_connect_without_token ? 0 : DISCONNECT_BAD_REQUEST;
-  if (!auth_keys_configured(keys)) return cfg->client_insecure ? 0 : DISCONNECT_INVALID_TOKEN;
   char why[256];
-  enum auth_status st =
-      auth_verify_connection(keys, req->token, (int64_t)time(NULL), &cs->claims, why, sizeof why);
+  const struct config *live = server_config_get(s->srv); /* the token keys are reloadable */
+  bool configured = auth_keys_configured(live->auth);
+  enum auth_status st = configured ? auth_verify_connection(live->auth, req->token, (int64_t)time(NULL),
+                                                            &cs->claims, why, sizeof why)
+                                   : AUTH_OK;
+  config_unref(live);
+  if (!configured) return cfg->client_insecure ? 0 : DISCONNECT_INVALID_TOKEN;
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st == AUTH_ERROR) return -ERROR_INTERNAL;
   if (st != AUTH_OK) {
@@ -63,7 +66,7 @@ static int64_t check_credentials(struct session *s, const Protocol__ConnectReque
 
 /* Node-wide and per-user connection limits (3504 when over). */
 static uint32_t check_limits(struct session *s, const char *user) {
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg; /* limits: restart only */
   if (cfg->client_connection_limit > 0 &&
       registry_count(s->srv->registry) > (size_t)cfg->client_connection_limit)
     return DISCONNECT_CONNECTION_LIMIT;
@@ -109,8 +112,10 @@ static const Protocol__SubscribeRequest *requested_sub(const Protocol__ConnectRe
 static void subscribe_from_token(struct session *s, const Protocol__ConnectRequest *req,
                                  struct connect_state *cs, const char *channel,
                                  const struct auth_sub_options *token) {
-  const struct channel_options *opts = channel_options_for(s->srv->cfg, channel);
+  const struct config *cfg = server_config_get(s->srv); /* holds OPTS for the whole subscribe */
+  const struct channel_options *opts = channel_options_for(cfg, channel);
   if (opts == NULL) {
+    config_unref(cfg);
     log_warn("client %s: token channel %s has an unknown namespace; skipped", s->client_id, channel);
     return;
   }
@@ -126,7 +131,9 @@ static void subscribe_from_token(struct session *s, const Protocol__ConnectReque
                                 .epoch = again ? again->epoch : "",
                                 .token = token,
                                 .result = &cs->results[i]};
-  if (protocol_subscribe(s, &plan) != 0) return;
+  int rc = protocol_subscribe(s, &plan);
+  config_unref(cfg);
+  if (rc != 0) return;
   protocol__connect_result__subs_entry__init(&cs->entries[i]);
   cs->entries[i].key = (char *)channel;
   cs->entries[i].value = &cs->results[i];
@@ -158,7 +165,7 @@ static void connect_state_cleanup(struct connect_state *cs) {
 
 static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) {
   const Protocol__ConnectRequest *req = cmd->connect;
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg; /* ping and pong: restart only */
   struct connect_state cs = {0};
   if (session_state(s) != SESSION_CONNECTING) return DISCONNECT_BAD_REQUEST; /* a second connect */
   int64_t rc = check_credentials(s, req, &cs);
@@ -203,13 +210,17 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
 }
 
 static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) {
-  const struct auth_keys *keys = s->srv->auth;
   if (cmd->refresh->token[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  if (!auth_keys_configured(keys)) return protocol_finish(s, cmd->id, -ERROR_NOT_AVAILABLE);
   struct auth_connection_claims claims = {0};
   char why[256];
   int64_t now = (int64_t)time(NULL);
-  enum auth_status st = auth_verify_connection(keys, cmd->refresh->token, now, &claims, why, sizeof why);
+  const struct config *cfg = server_config_get(s->srv); /* the token keys are reloadable */
+  bool configured = auth_keys_configured(cfg->auth);
+  enum auth_status st =
+      configured ? auth_verify_connection(cfg->auth, cmd->refresh->token, now, &claims, why, sizeof why)
+                 : AUTH_OK;
+  config_unref(cfg);
+  if (!configured) return protocol_finish(s, cmd->id, -ERROR_NOT_AVAILABLE);
   if (st == AUTH_EXPIRED) return DISCONNECT_EXPIRED;
   if (st != AUTH_OK)
     return st == AUTH_ERROR ? protocol_finish(s, cmd->id, -ERROR_INTERNAL) : DISCONNECT_INVALID_TOKEN;
@@ -322,7 +333,7 @@ uint32_t protocol_ttl(int64_t expires_at, int64_t now) {
 }
 
 void protocol_expire_subscriptions(struct session *s) {
-  int64_t cutoff = (int64_t)time(NULL) - s->srv->cfg->client_expired_close_delay_ms / 1000;
+  int64_t cutoff = (int64_t)time(NULL) - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
   char *expired[16];
   size_t n = 0;
   pthread_mutex_lock(&s->lock);

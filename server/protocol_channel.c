@@ -27,7 +27,7 @@
 int64_t protocol_check_channel(const struct config *cfg, const char *channel,
                                const struct channel_options **opts) {
   if (channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
-  if (strlen(channel) > CHANNEL_MAX_LENGTH) return -ERROR_BAD_REQUEST;
+  if (strlen(channel) > CHANNEL_MAX_LENGTH || !channel_name_valid(channel)) return -ERROR_BAD_REQUEST;
   *opts = channel_options_for(cfg, channel);
   return *opts ? 0 : -ERROR_UNKNOWN_CHANNEL;
 }
@@ -96,7 +96,7 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
   struct subscribe_plan *p = ls->plan;
   if ((ls->flags & SUB_RECOVERABLE) && p->recover) {
     int recovered = 0;
-    size_t max = (size_t)ls->s->srv->cfg->client_recovery_max_publication_limit;
+    size_t max = (size_t)ls->s->srv->boot_cfg->client_recovery_max_publication_limit;
     if (b->ops->recover(b, p->channel, p->offset, p->epoch, max, &ls->hist, &recovered) != 0)
       return ERROR_INTERNAL;
     if (!recovered && p->reject_unrecovered) return ERROR_UNRECOVERABLE_POSITION;
@@ -172,7 +172,7 @@ static void subscribe_locked(void *arg) {
     ls->error = ERROR_INTERNAL;
     return;
   }
-  size_t limit = p->answer == SUBSCRIBE_REPLY ? (size_t)ls->s->srv->cfg->client_channel_limit : 0;
+  size_t limit = p->answer == SUBSCRIBE_REPLY ? (size_t)ls->s->srv->boot_cfg->client_channel_limit : 0;
   int rc = hub_subscribe(ls->s->srv->hub, ls->s, p->channel, limit, ls->flags, f);
   frame_unref(f);
   static const uint32_t errors[] = {[HUB_EALREADY] = ERROR_ALREADY_SUBSCRIBED,
@@ -253,8 +253,10 @@ struct subscription *protocol_subscription_end(struct session *s, const char *ch
 static int64_t verify_sub_token(struct session *s, const char *token, const char *channel,
                                 struct auth_subscription_claims *claims) {
   char why[256];
+  const struct config *cfg = server_config_get(s->srv); /* the token keys are reloadable */
   enum auth_status st =
-      auth_verify_subscription(s->srv->auth, token, (int64_t)time(NULL), claims, why, sizeof why);
+      auth_verify_subscription(cfg->auth, token, (int64_t)time(NULL), claims, why, sizeof why);
+  config_unref(cfg);
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st != AUTH_OK) {
     log_info("client %s: subscription token for %s rejected: %s", s->client_id, channel, why);
@@ -268,9 +270,8 @@ static int64_t verify_sub_token(struct session *s, const char *token, const char
   return 0;
 }
 
-uint32_t protocol_handle_subscribe(struct session *s, const Protocol__Command *cmd) {
+static uint32_t handle_subscribe(struct session *s, const Protocol__Command *cmd, const struct config *cfg) {
   const Protocol__SubscribeRequest *req = cmd->subscribe;
-  const struct config *cfg = s->srv->cfg;
   const struct channel_options *opts = NULL;
   int64_t rc = protocol_check_channel(cfg, req->channel, &opts);
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
@@ -315,9 +316,17 @@ uint32_t protocol_handle_unsubscribe(struct session *s, const Protocol__Command 
   return 0;
 }
 
-uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd) {
+/* The handlers below hold one reference to the running configuration for their whole run: the
+ * channel options they found stay valid across the channel locks they take, whatever reloads happen. */
+uint32_t protocol_handle_subscribe(struct session *s, const Protocol__Command *cmd) {
+  const struct config *cfg = server_config_get(s->srv);
+  uint32_t rc = handle_subscribe(s, cmd, cfg);
+  config_unref(cfg);
+  return rc;
+}
+
+static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd, const struct config *cfg) {
   const Protocol__PublishRequest *req = cmd->publish;
-  const struct config *cfg = s->srv->cfg;
   const struct channel_options *opts = NULL;
   int64_t rc = protocol_check_channel(cfg, req->channel, &opts);
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
@@ -340,17 +349,34 @@ uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd
   return 0;
 }
 
-/* Common checks of presence, presence_stats and history: channel, feature on, permission. */
+uint32_t protocol_handle_publish(struct session *s, const Protocol__Command *cmd) {
+  const struct config *cfg = server_config_get(s->srv);
+  uint32_t rc = handle_publish(s, cmd, cfg);
+  config_unref(cfg);
+  return rc;
+}
+
+static int64_t check_read_in(struct session *s, const struct config *cfg, const char *channel,
+                             bool presence) {
+  const struct channel_options *opts;
+  int64_t rc = protocol_check_channel(cfg, channel, &opts);
+  if (rc != 0) return rc;
+  if (presence ? !opts->presence : !channel_has_history(opts)) return -ERROR_NOT_AVAILABLE;
+  bool subscribed = hub_is_subscribed(s->srv->hub, s, channel);
+  bool ok = presence ? channel_can_presence(cfg, opts, s->user, subscribed)
+                     : channel_can_history(cfg, opts, s->user, subscribed);
+  return ok ? 0 : -ERROR_PERMISSION_DENIED;
+}
+
+/* Common checks of presence, presence_stats and history: channel, feature on, permission. *OPTS is
+ * set to NULL: the options are not kept past the check. */
 static int64_t check_read(struct session *s, const char *channel, bool presence,
                           const struct channel_options **opts) {
-  const struct config *cfg = s->srv->cfg;
-  int64_t rc = protocol_check_channel(cfg, channel, opts);
-  if (rc != 0) return rc;
-  if (presence ? !(*opts)->presence : !channel_has_history(*opts)) return -ERROR_NOT_AVAILABLE;
-  bool subscribed = hub_is_subscribed(s->srv->hub, s, channel);
-  bool ok = presence ? channel_can_presence(cfg, *opts, s->user, subscribed)
-                     : channel_can_history(cfg, *opts, s->user, subscribed);
-  return ok ? 0 : -ERROR_PERMISSION_DENIED;
+  const struct config *cfg = server_config_get(s->srv);
+  int64_t rc = check_read_in(s, cfg, channel, presence);
+  config_unref(cfg);
+  *opts = NULL;
+  return rc;
 }
 
 uint32_t protocol_handle_presence(struct session *s, const Protocol__Command *cmd) {
@@ -405,7 +431,7 @@ uint32_t protocol_handle_history(struct session *s, const Protocol__Command *cmd
                             .since_offset = req->since ? req->since->offset : 0,
                             .since_epoch = req->since ? req->since->epoch : NULL,
                             .reverse = req->reverse,
-                            .max_limit = (size_t)s->srv->cfg->client_history_max_publication_limit};
+                            .max_limit = (size_t)s->srv->boot_cfg->client_history_max_publication_limit};
   struct history_result hr = {0};
   struct broker *b = s->srv->broker;
   rc = b->ops->history(b, req->channel, &q, &hr);

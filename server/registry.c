@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,7 @@ struct registry {
   pthread_mutex_t lock;
   pthread_cond_t emptied;
   struct strmap *by_session;
+  bool closed; /* registry_close: no more sessions */
 };
 
 struct registry *registry_new(void) {
@@ -44,9 +46,15 @@ void registry_free(struct registry *r) {
 
 int registry_add(struct registry *r, struct session *s) {
   pthread_mutex_lock(&r->lock);
-  int rc = strmap_put(r->by_session, s->session_id, s);
+  int rc = r->closed ? REGISTRY_CLOSED : strmap_put(r->by_session, s->session_id, s) == 0 ? 0 : -1;
   pthread_mutex_unlock(&r->lock);
   return rc;
+}
+
+void registry_close(struct registry *r) {
+  pthread_mutex_lock(&r->lock);
+  r->closed = true;
+  pthread_mutex_unlock(&r->lock);
 }
 
 void registry_remove(struct registry *r, struct session *s) {

@@ -12,8 +12,14 @@ struct session;
 struct registry *registry_new(void);
 void registry_free(struct registry *r);
 
-/* Adds S (takes no reference: the session removes itself in session_detach). Returns 0 or -1. */
+/* Adds S (takes no reference: the session removes itself in session_detach). Returns 0, -1 (out of
+ * memory) or REGISTRY_CLOSED once registry_close was called. */
+#define REGISTRY_CLOSED (-2)
 int registry_add(struct registry *r, struct session *s);
+
+/* Refuses every later registry_add (shutdown): decided under the registry's lock, so a session is
+ * either in the registry when this returns (and registry_wait_empty waits for it) or never gets in. */
+void registry_close(struct registry *r);
 
 /* Removes S if present. Wakes registry_wait_empty callers when the last one leaves. */
 void registry_remove(struct registry *r, struct session *s);

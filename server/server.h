@@ -5,6 +5,7 @@
 #ifndef SERVER_H
 #define SERVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,21 +37,51 @@ struct server_stats {
 };
 
 struct server {
-  /* The running configuration. SIGHUP swaps in a new one (reloadable keys changed, the others kept);
-   * readers load the pointer once per use and never keep it beyond the call they are in. */
-  const struct config *_Atomic cfg;
-  const struct config *boot_cfg; /* the one loaded at start (main's, not heap-allocated) */
+  /* The running configuration, swapped by SIGHUP (server_config.c). Never read it directly: take a
+   * reference with server_config_get() for reloadable keys (channel options, namespaces, origins,
+   * hosts, token keys, api_key), or read keys that only change on restart from boot_cfg. */
+  const struct config *_Atomic config;
+  pthread_rwlock_t config_lock; /* readers hold it only while taking their reference */
+  /* The configuration loaded at start (main's): valid until exit. Its non-reloadable keys are the
+   * running values (a reload keeps them); its reloadable ones may be stale. */
+  const struct config *boot_cfg;
   char node_id[ID_UUID_LEN + 1];
   struct hub *hub;
   struct broker *broker;
   struct registry *registry;
   struct timer_wheel *timers;
-  struct hangup *hangup;          /* notices clients leaving suspended streams */
-  struct ws *ws;                  /* the WebSocket loop; NULL once stopped (ws_stop runs before http_stop) */
-  struct auth_keys *_Atomic auth; /* token keys of the running configuration (swapped with it on reload) */
+  struct hangup *hangup; /* notices clients leaving suspended streams */
+  struct ws *ws;         /* the WebSocket loop; NULL once stopped (ws_stop runs before http_stop) */
   uint64_t started_ms;
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
   struct server_stats stats;
 };
+
+/* ---- the running configuration (server_config.c) ---- */
+
+/* Makes BOOT (owned by the caller, not shared, valid until exit) the running and the boot
+ * configuration of SRV. Call before any thread reads it. */
+void server_config_init(struct server *srv, const struct config *boot);
+
+/* Drops SRV's reference to the running configuration (when a reload replaced the boot one). Call after
+ * every thread that reads it has stopped. */
+void server_config_cleanup(struct server *srv);
+
+/* A new reference to the running configuration: the caller reads it as long as it likes (across locks
+ * and reloads) and drops it with config_unref(). Cost: a read lock and an atomic increment. Any thread. */
+const struct config *server_config_get(struct server *srv);
+
+/* Builds the token keys of CFG into cfg->auth. Returns 0, or -1 with a message in ERR (a bad PEM). */
+int server_config_attach_keys(struct config *cfg, char *err, size_t errlen);
+
+/* Logs what an operator should know about CFG at start (an empty api_key). */
+void server_config_warn(const struct config *cfg);
+
+/* SIGHUP: loads PATH again (PORT >= 0 and LOG_LEVEL non-NULL are command-line overrides) and, on
+ * success, makes it the running configuration: reloadable keys take effect at once, the others keep
+ * their running values (a warning names each one the file changed). The old configuration is freed
+ * when its last reader drops its reference. A file that does not load changes nothing. Returns 0 or -1
+ * (logged). Call from one thread at a time (main's signal loop). */
+int server_config_reload(struct server *srv, const char *path, long port, const char *log_level);
 
 #endif

@@ -62,7 +62,7 @@ struct session *session_new(struct server *srv, const struct codec *codec, const
   s->created_ms = timer_now_ms();
   s->state = SESSION_CONNECTING;
   pthread_mutex_lock(&s->lock);
-  arm_timer(s, SESSION_TIMER_STALE, (uint64_t)srv->cfg->client_stale_close_delay_ms);
+  arm_timer(s, SESSION_TIMER_STALE, (uint64_t)srv->boot_cfg->client_stale_close_delay_ms);
   pthread_mutex_unlock(&s->lock);
   return s;
 }
@@ -104,7 +104,7 @@ static size_t cap_for_one_more(const struct session *s) {
  * client_queue_max_size. Caller holds s->lock. */
 static bool queue_admits(const struct session *s, const struct frame *f) {
   size_t total = s->queued_bytes + frame_footprint(f) + cap_for_one_more(s) * sizeof *s->queue;
-  return total <= (size_t)s->srv->cfg->client_queue_max_size;
+  return total <= (size_t)s->srv->boot_cfg->client_queue_max_size;
 }
 
 void *(*session_ring_alloc)(size_t size) = malloc;
@@ -376,7 +376,7 @@ void session_detach(struct session *s) {
 void session_feed(struct session *s, const uint8_t *data, size_t len) {
   if (len == 0) return; /* no commands (and DATA may be NULL: no pointer arithmetic on it) */
   const uint8_t *pos = data, *end = data + len;
-  size_t max_command = (size_t)s->srv->cfg->http_stream_max_request_body_size;
+  size_t max_command = (size_t)s->srv->boot_cfg->http_stream_max_request_body_size;
   pthread_mutex_lock(&s->lock);
   s->bytes_in += len;
   pthread_mutex_unlock(&s->lock);
@@ -405,7 +405,7 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
 }
 
 void session_set_connected(struct session *s) {
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg;
   uint64_t interval = (uint64_t)cfg->ping_interval_ms;
   pthread_mutex_lock(&s->lock);
   if (s->state == SESSION_CONNECTING) {
@@ -428,7 +428,7 @@ static void on_expire_timer(void *arg) {
   /* now - expires_at, not expires_at + grace: an exp claim may be 2^63-1, and both are positive */
   int64_t overdue_s = (int64_t)time(NULL) - s->expires_at;
   if (s->state == SESSION_CONNECTED && s->expires_at > 0 &&
-      overdue_s >= s->srv->cfg->client_expired_close_delay_ms / 1000)
+      overdue_s >= s->srv->boot_cfg->client_expired_close_delay_ms / 1000)
     wake = close_locked(s, DISCONNECT_EXPIRED, NULL);
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
@@ -450,7 +450,7 @@ void session_set_expiry(struct session *s, int64_t expires_at) {
   s->expires_at = expires_at;
   if (expires_at > 0 && s->state < SESSION_CLOSING) {
     uint64_t delay_ms =
-        expiry_check_delay_ms(expires_at, (int64_t)time(NULL), s->srv->cfg->client_expired_close_delay_ms);
+        expiry_check_delay_ms(expires_at, (int64_t)time(NULL), s->srv->boot_cfg->client_expired_close_delay_ms);
     if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, delay_ms, on_expire_timer, s)) session_ref(s);
   } else if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) {
     session_unref(s);
@@ -476,7 +476,7 @@ enum session_state session_state(struct session *s) {
 
 /* Sends a ping and arms the pong check (or the next ping when pongs are not required). */
 static bool ping_locked(struct session *s) {
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg;
   pthread_once(&ping_once, make_ping_frames);
   if (ping_frames[s->codec->kind]) queue_push(s, ping_frames[s->codec->kind]);
   s->last_ping_ms = timer_now_ms();
@@ -491,7 +491,7 @@ static bool ping_locked(struct session *s) {
 
 static void on_timer(void *arg) {
   struct session *s = arg;
-  const struct config *cfg = s->srv->cfg;
+  const struct config *cfg = s->srv->boot_cfg;
   bool wake = false, expire_subs = false;
   pthread_mutex_lock(&s->lock);
   switch (s->timer_kind) {

@@ -1,6 +1,6 @@
 /* stream: the HTTP-streaming and SSE transports (PROTOCOL.md §2.2, §2.4, §3). SSE differs only in how
  * the connect command arrives (the cf_connect query parameter of a GET, or a POST body), in its framing
- * (the SSE codec) and in a "\r\n" sent first. The POST body holds the connect command;
+ * (the SSE codec) and in a comment line ":\n" sent first. The POST body holds the connect command;
  * the answer is a 200 with a chunked body that libmicrohttpd fills through stream_read(), a content
  * reader that drains the session's queue, as many frames per call as fit, and suspends the connection
  * when the queue is empty. An enqueue wakes it (session.c clears the parked flag, then stream_wake()
@@ -28,7 +28,7 @@
 struct stream {
   struct session *session;
   struct MHD_Connection *conn;
-  bool preamble; /* SSE: "\r\n" still to be sent before the first event (lets EventSource open) */
+  bool preamble; /* SSE: the preamble still to be sent before the first event */
 };
 
 /* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX is valid. */
@@ -48,14 +48,20 @@ static const char *const content_types[CODEC_COUNT] = {
     [CODEC_SSE] = "text/event-stream; charset=utf-8",
 };
 
+/* SSE preamble: bytes that make proxies pass the headers on at once. It is an SSE comment line, which
+ * every conforming parser (WHATWG HTML §9.2.6) skips whatever chunk it arrives in; a bare "\r\n" (what
+ * Centrifugo sends) is an empty line that eventsource 2.x mis-reads when the connect reply follows in
+ * the same chunk, so that reply was only dispatched at the next ping. */
+static const char sse_preamble[] = ":\n";
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
   struct stream *st = cls;
   bool eof = false;
   size_t off = 0;
-  if (st->preamble && max >= 2) {
-    memcpy(buf, "\r\n", 2);
-    off = 2;
+  if (st->preamble && max >= sizeof sse_preamble - 1) {
+    memcpy(buf, sse_preamble, sizeof sse_preamble - 1);
+    off = sizeof sse_preamble - 1;
     st->preamble = false;
   }
   size_t n = off + session_drain(st->session, (uint8_t *)buf + off, max - off, &eof);
@@ -148,11 +154,15 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   if (s == NULL) return MHD_NO;
   struct stream *st = calloc(1, sizeof *st);
   struct stream_request *sr = calloc(1, sizeof *sr);
-  if (st == NULL || sr == NULL || registry_add(srv->registry, s) != 0) {
+  int added = st && sr ? registry_add(srv->registry, s) : -1;
+  if (added != 0) {
     free(st);
     free(sr);
     session_close(s, DISCONNECT_SERVER_ERROR);
     session_detach(s);
+    if (added == REGISTRY_CLOSED) /* shutdown began after the check above: never suspend now */
+      return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n",
+                          14);
     return MHD_NO;
   }
   st->session = session_ref(s);
@@ -177,7 +187,7 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   if (ret == MHD_YES) {
     watch_hangup(req, sr);
     set_deadlines(
-        req, kind == CODEC_SSE ? srv->cfg->sse_write_timeout_ms : srv->cfg->http_stream_write_timeout_ms);
+        req, kind == CODEC_SSE ? srv->boot_cfg->sse_write_timeout_ms : srv->boot_cfg->http_stream_write_timeout_ms);
   }
   return ret;
 }

@@ -230,7 +230,7 @@ static void conn_abort(struct ws_conn *c, const char *why, uint64_t since_ms) {
  * connection that is not blocked either has nothing to send or is being written, so only blocked ones
  * can be stuck; the closing state is looked at for those only. */
 static void sweep(struct ws *ws, uint64_t now) {
-  const struct config *cfg = ws->srv->cfg;
+  const struct config *cfg = ws->srv->boot_cfg;
   uint64_t write_ms = (uint64_t)cfg->websocket_write_timeout_ms,
            close_ms = (uint64_t)cfg->client_close_timeout_ms;
   for (struct ws_conn *c = ws->all, *next; c; c = next) {
@@ -449,7 +449,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   pthread_rwlock_rdlock(&gate);
   struct ws *ws = live;
   struct ws_conn *c = ws ? calloc(1, sizeof *c) : NULL;
-  size_t limit = (size_t)srv->cfg->websocket_message_size_limit;
+  size_t limit = (size_t)srv->boot_cfg->websocket_message_size_limit;
   bool in_ok = c && ws_input_init(&c->in, limit, (const uint8_t *)extra_in, extra_in_size) == 0;
   struct session *s = in_ok ? session_new(srv, codec_get(up->kind), up->remote) : NULL;
   if (s == NULL || registry_add(srv->registry, s) != 0) {
@@ -469,7 +469,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   int fl = fcntl(sock, F_GETFL);
   if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
   /* unacknowledged data for longer than the write deadline: the peer is gone, let the kernel say so */
-  unsigned int user_timeout = (unsigned int)srv->cfg->websocket_write_timeout_ms;
+  unsigned int user_timeout = (unsigned int)srv->boot_cfg->websocket_write_timeout_ms;
   setsockopt(sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
   session_attach(s, &ws_transport, c);
   pthread_mutex_lock(&ws->lock);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { startServer, stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
 import { api } from './lib/http.js';
 import { connectedClient, subscribe, closeAllClients, once } from './lib/sdk.js';
+import { connectRaw, closeAllRaw } from './lib/raw.js';
 import {
   startAdminServer, streamctl, streamctlJson, watchChannel, rawAdmin, adminDir, removeAdminDirs,
 } from './lib/admin.js';
@@ -210,6 +211,33 @@ describe('admin socket and streamctl', () => {
       assert.equal(r.code, 0, r.stderr);
     }
     assert.equal(w.lines.length, 2);
+  });
+
+  // Terminal escape-sequence injection: fields a client chose (its name and version, publication data)
+  // are printed with control characters and invalid UTF-8 escaped (\xHH, \u0085); --json output stays
+  // valid JSON with the exact values.
+  it('client-supplied text is printed escaped, never as raw control characters', async () => {
+    const name = '\u001b]0;pwned\u0007\u001b[2J';
+    const version = 'v1\u009b31m\r';
+    const raw = await connectRaw(srv.base, { connect: { name, version } });
+    const hasControl = (text) => /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(text);
+    const one = await streamctl(socket, ['session', raw.client]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.ok(!hasControl(one.stdout), JSON.stringify(one.stdout));
+    assert.match(one.stdout, /sdk +\\x1b\]0;pwned\\x07\\x1b\[2J v1\\u009b31m\\r\n/);
+    const json = await streamctlJson(socket, ['session', raw.client]);
+    assert.equal(json.result.name, name);
+    assert.equal(json.result.version, version);
+
+    const w = watchChannel(socket, 'escaped');
+    await w.ready;
+    await api(srv.base, 'publish', { channel: 'escaped', data: { t: '\u009b2J\u001b[31m' } }, { key: API_KEY });
+    const line = await w.nextLine();
+    assert.ok(!hasControl(line), JSON.stringify(line));
+    assert.match(line, /escaped {2}\{"t":"\\u009b2J\\u001[bB]\[31m"\}$/);
+    assert.equal((await w.stop()).code, 0);
+    raw.close();
+    closeAllRaw();
   });
 
   it('info mirrors the API info', async () => {

@@ -143,7 +143,7 @@ async function bareStream(base, channel) {
   const body = JSON.stringify({ connect: {}, id: 1 });
   const sock = net.connect(Number(new URL(base).port), '127.0.0.1');
   await new Promise((r) => sock.once('connect', r));
-  sock.write(`POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  sock.write(`POST /connection/http_stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
   let text = '';
   while (!/"node":"[^"]+"/.test(text)) text += (await new Promise((r) => sock.once('data', r))).toString();
   const [session, node, client] = ['session', 'node', 'client'].map((k) => text.match(new RegExp(`"${k}":"([^"]+)"`))[1]);
@@ -181,7 +181,7 @@ describe('a client that disappears', () => {
     const body = JSON.stringify({ connect: {}, id: 1 });
     const sock = net.connect(Number(new URL(srv.base).port), '127.0.0.1');
     await new Promise((r) => sock.once('connect', r));
-    sock.write(`POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    sock.write(`POST /connection/http_stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
     let text = '';
     while (!/"node":"[^"]+"/.test(text)) text += (await new Promise((r) => sock.once('data', r))).toString();
     const session = text.match(/"session":"([^"]+)"/)[1];

@@ -6,6 +6,33 @@ import { startServer, stopAll, BASE_CONFIG, API_KEY, sanitizerReport } from './l
 import { withTimeout, api } from './lib/http.js';
 import { connectRaw, closeAllRaw, call } from './lib/raw.js';
 import { connectedClient, subscribe, closeAllClients, once } from './lib/sdk.js';
+import http from 'node:http';
+
+/**
+ * Opens one http_stream with a connect command and reads it to its end. Resolves with
+ * { status, connected, lines } (lines: the complete frames), or { error } when the connection failed
+ * before any response (refused once the server stopped listening).
+ */
+function streamToEnd(port) {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/connection/http_stream', method: 'POST', agent: false,
+      headers: { 'Content-Type': 'application/json' } });
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      const done = (error) => {
+        const lines = text.split('\n').filter((l) => l.length > 0);
+        resolve({ status: res.statusCode, connected: res.statusCode === 200 && /"connect":/.test(lines[0] || ''), lines, text, error });
+      };
+      res.on('end', () => done(null));
+      res.on('error', (e) => done(e.message));
+      res.on('aborted', () => done('aborted'));
+    });
+    req.on('error', (e) => resolve({ error: e.message }));
+    req.end(JSON.stringify({ id: 1, connect: { name: 'storm' } }));
+  });
+}
 
 const EXIT_WITHIN_MS = 10000;
 
@@ -71,6 +98,42 @@ describe('graceful shutdown', { concurrency: true }, () => {
     const srv = await startServer({ ...BASE_CONFIG });
     assertCleanExit(await srv.stop('SIGTERM'), 'SIGTERM');
   });
+
+  // Shutdown order (item: a stream registered after the empty-registry wait could still be suspended at
+  // MHD_stop_daemon, which aborts the process; the listen socket was closed while MHD's threads could
+  // still use it): SIGTERM in the middle of a connect storm. Every stream that was connected gets
+  // Disconnect 3001 and ends, later connects get 503 or find no listener, and the exit status is 0.
+  for (let round = 1; round <= 3; round++) {
+    it(`SIGTERM during a connect storm ⇒ exit 0, every connected stream got 3001 (round ${round})`, { timeout: 60000 }, async () => {
+      const srv = await startServer({ ...BASE_CONFIG });
+      const results = [];
+      let stop = false;
+      const worker = async () => {
+        while (!stop) {
+          const p = streamToEnd(srv.port);
+          results.push(p);
+          const r = await Promise.race([p, new Promise((res) => setTimeout(() => res(null), 2))]);
+          if (r && r.error && !r.status) break; // refused: the server stopped listening
+        }
+      };
+      const workers = Array.from({ length: 16 }, worker);
+      await new Promise((r) => setTimeout(r, 300 + 100 * round));
+      const exited = srv.stop('SIGTERM');
+      const r = await withTimeout(exited, EXIT_WITHIN_MS + 5000, 'streamd exits after SIGTERM');
+      stop = true;
+      await Promise.all(workers);
+      const all = await Promise.all(results);
+      assertCleanExit(r, 'SIGTERM');
+      const connected = all.filter((x) => x.connected);
+      assert.ok(connected.length > 10, `clients connected before the signal (${connected.length})`);
+      for (const x of connected) {
+        assert.equal(x.lines[x.lines.length - 1], '{"push":{"disconnect":{"code":3001,"reason":"shutdown"}}}',
+          `a connected stream ends with Disconnect 3001: ${JSON.stringify(x.text.slice(-300))} ${x.error || ''}`);
+      }
+      for (const x of all.filter((y) => y.status && !y.connected)) assert.equal(x.status, 503, x.text);
+      console.log(`storm: ${connected.length} connected, ${all.filter((y) => y.status === 503).length} got 503, ${all.filter((y) => !y.status).length} refused`);
+    });
+  }
 
   it('SIGTERM while a client is not reading a full stream ⇒ still exits with code 0', { timeout: 60000 }, async () => {
     // A big queue so that the data stays queued for the client instead of ending it with 3008.

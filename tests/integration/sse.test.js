@@ -1,5 +1,5 @@
 // The SSE transport (PROTOCOL.md §2.4): the official SDK over `sse` with the `eventsource` npm polyfill,
-// and the raw event stream: "\r\n" first, one `data: <json>` event per reply, emulation for commands,
+// and the raw event stream: the comment line ":\n" first, one `data: <json>` event per reply, emulation for commands,
 // the connect command in `cf_connect` (GET) or the body (POST), 400 without it, 405/404 as for other
 // endpoints, and SSE and http_stream subscribers sharing a channel.
 import { after, before, describe, test } from 'node:test';
@@ -66,13 +66,13 @@ async function openSse(url, init = {}) {
 const connectParam = (cmd) => encodeURIComponent(JSON.stringify(cmd));
 
 describe('raw SSE', () => {
-  test('GET with cf_connect: headers, "\\r\\n" first, the connect reply as an event, commands through emulation', async () => {
+  test('GET with cf_connect: headers, ":\\n" first, the connect reply as an event, commands through emulation', async () => {
     const s = await openSse(`${srv.base}/connection/sse?cf_connect=${connectParam({ connect: { name: 'js' }, id: 1 })}`);
     assert.equal(s.status, 200);
     assert.equal(s.headers.get('content-type'), 'text/event-stream; charset=utf-8');
     assert.equal(s.headers.get('x-accel-buffering'), 'no');
     const reply = await s.next();
-    assert.ok(s.text.startsWith('\r\ndata: '), JSON.stringify(s.text.slice(0, 20)));
+    assert.ok(s.text.startsWith(':\ndata: '), JSON.stringify(s.text.slice(0, 20)));
     assert.equal(reply.id, 1);
     const { session, node, client } = reply.connect;
     assert.match(client, /^[0-9a-f-]{36}$/);
@@ -150,5 +150,26 @@ describe('the SDK over SSE (eventsource polyfill)', () => {
     assert.equal(lost, null);
     await api(srv.base, 'publish', { channel: 'sdk-sse', data: { after: 'pings' } }, { key: API_KEY });
     assert.deepEqual((await sub.nextPub()).data, { after: 'pings' });
+  });
+});
+
+// A new user's setup: the default ping_interval (25 s) and the SDK's default 5 s connect timeout. The
+// connect reply is the stream's first event: a parser that mis-reads the preamble beside it (eventsource
+// 2.x with a "\r\n" preamble in the same chunk) only sees that event when the first ping arrives, after
+// the SDK gave up. Every conforming SSE parser must get it at once.
+describe('the SDK over SSE at the default ping interval', () => {
+  test('connects within 3 s (the connect reply is dispatched at once, not at the first ping)', async () => {
+    const srv25 = await startServer({ sse: true, client_insecure: true, api_key: API_KEY });
+    const c = new Centrifuge([{ transport: 'sse', endpoint: `${srv25.base}/connection/sse` }], {
+      eventsource: EventSource, emulationEndpoint: `${srv25.base}/emulation`,
+    });
+    clients.push(c);
+    const t0 = Date.now();
+    const connected = once(c, 'connected', 3000);
+    c.connect();
+    const ctx = await connected;
+    assert.equal(ctx.transport, 'sse');
+    assert.ok(Date.now() - t0 < 3000);
+    c.disconnect();
   });
 });

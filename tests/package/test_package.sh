@@ -107,6 +107,8 @@ check "dpkg reports version $version installed" \
 check "streamd --version prints the project version" [ "$(/usr/sbin/streamd --version)" = "streamd $version" ]
 check "/usr/sbin/streamd -t accepts the installed /etc/streamd/streamd.conf" \
   [ "$(/usr/sbin/streamd -t)" = "configuration ok" ]
+check "postinst wrote a random 64-hex-digit api_key into the installed configuration" \
+  grep -Eqx 'api_key = "[0-9a-f]{64}";' /etc/streamd/streamd.conf
 check "streamctl --help prints its usage" grep -qi usage <<<"$(streamctl --help)"
 for page in 8/streamd 5/streamd.conf 1/streamctl; do
   section=${page%%/*} name=${page#*/}

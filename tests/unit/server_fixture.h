@@ -23,7 +23,7 @@ static int setup(void **state) {
   assert_non_null(fx);
   assert_int_equal(config_defaults(&fx->cfg), 0);
   fx->cfg.client_insecure = true;
-  fx->srv.cfg = &fx->cfg;
+  server_config_init(&fx->srv, &fx->cfg); /* the boot configuration: not shared, never swapped */
   fx->srv.timers = timer_wheel_new(50, 64, 0);
   fx->srv.registry = registry_new();
   fx->srv.hub = hub_new(&fx->srv);
