@@ -51,7 +51,8 @@ static void emulation(enum codec_kind kind, const uint8_t *data, size_t size) {
 
 /* The targets, by the value of the selector byte (data[0] % TARGET_COUNT) and by FUZZ_TARGET name. */
 enum { TARGET_COUNT = 4 };
-static const char *const target_names[TARGET_COUNT] = {"json_cmds", "pb_cmds", "json_emulation", "pb_emulation"};
+static const char *const target_names[TARGET_COUNT] = {"json_cmds", "pb_cmds", "json_emulation",
+                                                       "pb_emulation"};
 static int forced_target = -1; /* from FUZZ_TARGET */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -68,10 +69,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   switch (forced_target >= 0 ? forced_target : data[0] % TARGET_COUNT) {
-    case 0: commands(CODEC_JSON, data + 1, size - 1); break;
-    case 1: commands(CODEC_PROTOBUF, data + 1, size - 1); break;
-    case 2: emulation(CODEC_JSON, data + 1, size - 1); break;
-    default: emulation(CODEC_PROTOBUF, data + 1, size - 1); break;
+    case 0:
+      commands(CODEC_JSON, data + 1, size - 1);
+      break;
+    case 1:
+      commands(CODEC_PROTOBUF, data + 1, size - 1);
+      break;
+    case 2:
+      emulation(CODEC_JSON, data + 1, size - 1);
+      break;
+    default:
+      emulation(CODEC_PROTOBUF, data + 1, size - 1);
+      break;
   }
   return 0;
 }
