@@ -6,9 +6,10 @@
 // The JSON codec gets the same nesting as JSON. Limits: PB_GUARD_MAX_DEPTH and friends (server/pb_guard.h).
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import WebSocket from 'ws';
-import { startServer, stopAll, BASE_CONFIG } from './lib/server.js';
-import { withTimeout } from './lib/http.js';
+import { startServer, stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
+import { api, withTimeout } from './lib/http.js';
 import { connectRaw, openRaw, closeAllRaw } from './lib/raw.js';
 import { cmd, delimited, emulationBody, emulatePb, fBytes, fVarint, msg, openPbStream, parse, varint } from './lib/pb.js';
 
@@ -124,3 +125,34 @@ describe('the JSON subscriber of a stream stays unaffected by another client\'s 
     js.close();
   });
 });
+
+describe('deep JSON where other decoders read client bytes (bounded already: these pass as proof)', () => {
+  const deepArray = (levels) => '['.repeat(levels) + ']'.repeat(levels);
+
+  test('JWTs whose header or signed claims nest 20,000 deep (jansson stops at 2048) ⇒ Disconnect 3500', async () => {
+    const secret = 'deep-secret';
+    const own = await startServer({ http_stream: true, token_hmac_secret_key: secret });
+    const b64 = (text) => Buffer.from(text).toString('base64url');
+    const sign = (head, body) => `${head}.${body}.${crypto.createHmac('sha256', secret).update(`${head}.${body}`).digest('base64url')}`;
+    const deepHeader = sign(b64(`{"alg":"HS256","x":${deepArray(20000)}}`), b64('{"sub":"u1"}'));
+    const deepClaims = sign(b64('{"alg":"HS256","typ":"JWT"}'), b64(`{"sub":"u1","x":${deepArray(20000)}}`));
+    const fine = sign(b64('{"alg":"HS256","typ":"JWT"}'), b64(`{"sub":"u1","x":${deepArray(100)}}`));
+    for (const token of [deepHeader, deepClaims]) {
+      const s = await openRaw(own.base, JSON.stringify({ id: 1, connect: { token } }) + '\n');
+      const frame = await s.nextJSON();
+      assert.deepEqual(frame.push?.disconnect, { code: 3500, reason: 'invalid token' }, JSON.stringify(frame));
+    }
+    const ok = await openRaw(own.base, JSON.stringify({ id: 1, connect: { token: fine } }) + '\n');
+    assert.ok((await ok.nextJSON()).connect, 'the same token with shallow claims connects');
+    ok.close();
+    assert.equal(own.exited, null);
+  });
+
+  test('an API publish whose data nests 30,000 deep ⇒ 400; the server lives', async () => {
+    const body = `{"channel":"x","data":${deepArray(30000)}}`;
+    const res = await api(srv.base, 'publish', body, { key: API_KEY });
+    assert.equal(res.status, 400);
+    await assertAlive();
+  });
+});
+
