@@ -603,6 +603,55 @@ static void test_schema_fits_guard(void **state) {
   check_schema(&protocol__emulation_request__descriptor, 0);
 }
 
+/* Packed scalar arrays count one field per element. client.proto has none yet, so the guard is tried
+ * on a hand-made descriptor: message P { repeated uint32 v = 1 [packed]; repeated fixed64 w = 2; }. */
+static const ProtobufCFieldDescriptor packed_fields[] = {
+    {"v", 1, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_UINT32, 0, 0, NULL, NULL,
+     PROTOBUF_C_FIELD_FLAG_PACKED, 0, NULL, NULL},
+    {"w", 2, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_FIXED64, 0, 0, NULL, NULL,
+     PROTOBUF_C_FIELD_FLAG_PACKED, 0, NULL, NULL},
+};
+static const unsigned packed_by_name[] = {0, 1};
+static const ProtobufCIntRange packed_ranges[] = {{1, 0}, {0, 2}};
+static const ProtobufCMessageDescriptor packed_desc = {PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+                                                       "t.P",
+                                                       "P",
+                                                       "T__P",
+                                                       "t",
+                                                       sizeof(ProtobufCMessage),
+                                                       2,
+                                                       packed_fields,
+                                                       packed_by_name,
+                                                       1,
+                                                       packed_ranges,
+                                                       NULL,
+                                                       NULL,
+                                                       NULL,
+                                                       NULL};
+
+static void test_packed_fields_count(void **state) {
+  (void)state;
+  for (size_t count = PB_GUARD_MAX_FIELDS - 1; count <= PB_GUARD_MAX_FIELDS; count++) {
+    struct buf b = {NULL, 0, 0};
+    put_header(&b, 1, 2 * count);
+    for (size_t i = 0; i < count; i++) put(&b, "\x81\x01", 2); /* 129: two bytes, one element */
+    assert_int_equal(pb_guard_check(&packed_desc, b.data, b.len),
+                     count < PB_GUARD_MAX_FIELDS ? 0 : -CODEC_ELIMIT);
+    free(b.data);
+    b = (struct buf){NULL, 0, 0};
+    put_header(&b, 2, 8 * count);
+    for (size_t i = 0; i < count; i++) put(&b, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    assert_int_equal(pb_guard_check(&packed_desc, b.data, b.len),
+                     count < PB_GUARD_MAX_FIELDS ? 0 : -CODEC_ELIMIT);
+    free(b.data);
+  }
+  /* the wire format itself: a varint past the end, a group, a fixed64 cut short */
+  assert_int_equal(pb_guard_check(&packed_desc, (const uint8_t *)"\x08\x80", 2), -CODEC_EMALFORMED);
+  assert_int_equal(pb_guard_check(&packed_desc, (const uint8_t *)"\x0b\x0c", 2), -CODEC_EMALFORMED);
+  assert_int_equal(pb_guard_check(&packed_desc, (const uint8_t *)"\x11\x01\x02", 3), -CODEC_EMALFORMED);
+  assert_int_equal(pb_guard_check(&packed_desc, NULL, 0), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_decode_connect_subscribe_pong),
@@ -624,6 +673,7 @@ int main(void) {
       cmocka_unit_test(test_deep_nesting_emulation),
       cmocka_unit_test(test_field_limits),
       cmocka_unit_test(test_schema_fits_guard),
+      cmocka_unit_test(test_packed_fields_count),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
