@@ -2,6 +2,8 @@
  * "allow_X_for_subscriber / _for_client / _for_anonymous" families share one rule, written once. */
 #include "channel.h"
 
+#include "codec_json.h"
+
 #include <regex.h>
 #include <string.h>
 
@@ -84,4 +86,8 @@ bool channel_can_history(const struct config *cfg, const struct channel_options 
 
 bool channel_has_history(const struct channel_options *opts) {
   return opts->history_size > 0 && opts->history_ttl_ms > 0;
+}
+
+bool channel_data_allowed(const struct channel_options *opts, const uint8_t *data, size_t len) {
+  return strcmp(opts->publication_data_format, "binary") == 0 || codec_json_embeddable(data, len);
 }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -40,6 +41,11 @@ bool channel_can_presence(const struct config *cfg, const struct channel_options
                           bool subscribed);
 bool channel_can_history(const struct config *cfg, const struct channel_options *opts, const char *user,
                          bool subscribed);
+
+/* May a client publish the LEN bytes at DATA to a channel with OPTS? With publication_data_format
+ * "json" (the default) only one JSON value is allowed, what every JSON subscriber can receive; "binary"
+ * allows any bytes. The server API is trusted and not checked. Pure: any thread. */
+bool channel_data_allowed(const struct channel_options *opts, const uint8_t *data, size_t len);
 
 /* True when the channel keeps history (history_size and history_ttl both set). */
 bool channel_has_history(const struct channel_options *opts);

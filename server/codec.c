@@ -18,6 +18,7 @@ static const char *const error_texts[] = {
     [CODEC_ETOOBIG] = "command too large",
     [CODEC_EDATA] = "payload cannot be carried by this protocol",
     [CODEC_ENOMEM] = "out of memory",
+    [CODEC_ELIMIT] = "message nests too deep or has too many fields",
 };
 
 const struct codec *codec_get(enum codec_kind kind) {

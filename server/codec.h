@@ -33,6 +33,7 @@ enum codec_error {
   CODEC_ETOOBIG = 2,    /* one command is larger than the caller's limit */
   CODEC_EDATA = 3,      /* a bytes payload cannot be carried by this codec (binary data to JSON) */
   CODEC_ENOMEM = 4,
+  CODEC_ELIMIT = 5, /* a message nests too deep, repeats a sub-message or has too many fields (pb_guard.h) */
 };
 
 struct codec {
@@ -42,7 +43,8 @@ struct codec {
   /* Takes the next command out of a command stream [*pos, end): JSON commands are separated by '\n'
    * (blank lines are skipped), protobuf commands are uvarint-length-prefixed. On success stores the
    * decoded command in *out, advances *pos and returns 0. Returns 1 when the stream is exhausted
-   * (*out untouched), or -CODEC_EMALFORMED / -CODEC_ETOOBIG (a command over MAX_COMMAND bytes). */
+   * (*out untouched), or -CODEC_EMALFORMED / -CODEC_ETOOBIG (a command over MAX_COMMAND bytes) /
+   * -CODEC_ELIMIT (a protobuf command past the nesting or field limits of pb_guard.h). */
   int (*next_command)(const uint8_t **pos, const uint8_t *end, size_t max_command, Protocol__Command **out);
 
   /* Encodes REPLY with its stream framing (JSON: one line ending in '\n'; protobuf: uvarint length
@@ -50,7 +52,7 @@ struct codec {
   int (*encode_reply)(const Protocol__Reply *reply, struct frame **out);
 
   /* Decodes an /emulation request body into *out; for JSON, EmulationRequest.data holds the bytes of
-   * the `data` string (the newline-joined commands). Returns 0 or -CODEC_EMALFORMED. */
+   * the `data` string (the newline-joined commands). Returns 0, -CODEC_EMALFORMED or -CODEC_ELIMIT. */
   int (*decode_emulation)(const uint8_t *body, size_t len, Protocol__EmulationRequest **out);
 };
 

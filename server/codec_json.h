@@ -7,6 +7,8 @@
 #ifndef CODEC_JSON_H
 #define CODEC_JSON_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 
@@ -52,5 +54,10 @@ json_t *codec_json_message_to_value(const ProtobufCMessage *msg);
  * them (reals with 17 significant digits). For bytes built from jansson values (JWT claims, the admin
  * socket's data). Returns 0 or -CODEC_ENOMEM. */
 int codec_json_raw_from_value(json_t *value, ProtobufCBinaryData *out);
+
+/* True when the LEN bytes at DATA can be carried as a bytes field to JSON clients: one JSON value,
+ * JSON whitespace around it allowed (the test the encoder applies; anything else is CODEC_EDATA there).
+ * Empty data is not. Pure: any thread. */
+bool codec_json_embeddable(const uint8_t *data, size_t len);
 
 #endif

@@ -121,6 +121,11 @@ static int emit_bytes(struct out *o, const ProtobufCBinaryData *bd) {
   return rc;
 }
 
+bool codec_json_embeddable(const uint8_t *data, size_t len) {
+  size_t start, end;
+  return len > 0 && json_span_document((const char *)data, len, &start, &end) == 0;
+}
+
 static int emit_message(struct out *o, const ProtobufCMessage *msg);
 
 /* Encodes the value of F's type at SLOT (a singular field or one repeated element). */

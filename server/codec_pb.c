@@ -1,32 +1,13 @@
 /* codec_pb: the protobuf wire codec (see codec_pb.h). Framing is a uvarint length (at most 10 bytes,
  * value ≤ the caller's command limit) followed by that many bytes of message; protobuf-c does the rest.
  * A set sub-message is packed even when empty (tag + length 0) because protobuf-c emits every non-NULL
- * message pointer, which is what the SDK needs for result fields (PROTOCOL.md §1 item 7). No state: any
- * thread. */
+ * message pointer, which is what the SDK needs for result fields (PROTOCOL.md §1 item 7). Every client
+ * message passes pb_guard_check before protobuf-c sees it: protobuf-c's unpack recurses without a depth
+ * limit (pb_guard.h). No state: any thread. */
 #include <string.h>
 
 #include "codec_pb.h"
-
-#define UVARINT_MAX_BYTES 10
-
-/* Reads a uvarint from [*pos, end). Returns 0 and advances *pos, or -CODEC_EMALFORMED when the stream
- * ends inside the varint, it runs past 10 bytes, or it overflows 64 bits. */
-static int uvarint_get(const uint8_t **pos, const uint8_t *end, uint64_t *out) {
-  const uint8_t *p = *pos;
-  uint64_t v = 0;
-  for (unsigned i = 0; i < UVARINT_MAX_BYTES; i++) {
-    if (p >= end) return -CODEC_EMALFORMED;
-    uint8_t b = *p++;
-    if (i == UVARINT_MAX_BYTES - 1 && b > 1) return -CODEC_EMALFORMED; /* bits beyond 64 */
-    v |= (uint64_t)(b & 0x7f) << (7 * i);
-    if ((b & 0x80) == 0) {
-      *pos = p;
-      *out = v;
-      return 0;
-    }
-  }
-  return -CODEC_EMALFORMED;
-}
+#include "pb_guard.h"
 
 /* Writes V as a uvarint into BUF (NULL: only measure). Returns the number of bytes. */
 static size_t uvarint_put(uint8_t *buf, uint64_t v) {
@@ -45,10 +26,12 @@ static int pb_next_command(const uint8_t **pos, const uint8_t *end, size_t max_c
   const uint8_t *p = *pos;
   uint64_t len;
   if (p >= end) return 1;
-  int rc = uvarint_get(&p, end, &len);
+  int rc = pb_guard_uvarint(&p, end, &len);
   if (rc != 0) return rc;
   if (len > max_command) return -CODEC_ETOOBIG;
   if (len > (uint64_t)(end - p)) return -CODEC_EMALFORMED; /* the stream ends inside the message */
+  rc = pb_guard_check(&protocol__command__descriptor, p, (size_t)len);
+  if (rc != 0) return rc;
   Protocol__Command *cmd = protocol__command__unpack(NULL, (size_t)len, p);
   if (cmd == NULL) return -CODEC_EMALFORMED;
   *pos = p + len;
@@ -68,6 +51,8 @@ static int pb_encode_reply(const Protocol__Reply *reply, struct frame **out) {
 }
 
 static int pb_decode_emulation(const uint8_t *body, size_t len, Protocol__EmulationRequest **out) {
+  int rc = pb_guard_check(&protocol__emulation_request__descriptor, body, len);
+  if (rc != 0) return rc;
   Protocol__EmulationRequest *req = protocol__emulation_request__unpack(NULL, len, body);
   if (req == NULL) return -CODEC_EMALFORMED;
   *out = req;

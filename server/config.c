@@ -64,6 +64,12 @@ static int check_redis_address(const char *value, char *why, size_t len) {
   return redis_addr_parse(value, &a, why, len);
 }
 
+static int check_data_format(const char *value, char *why, size_t len) {
+  if (strcmp(value, "json") == 0 || strcmp(value, "binary") == 0) return 0;
+  snprintf(why, len, "\"%s\" is not one of json, binary", value);
+  return -1;
+}
+
 static int check_mode(const char *value, char *why, size_t len) {
   char *end;
   long mode = strtol(value, &end, 8);
@@ -233,6 +239,8 @@ static int check_regex(const char *value, char *why, size_t len) {
     "channels like \"ns:name#user1,user2\" admit only the listed users")                                     \
   X(channel_regex, STRING, "", 0, 0, true, CHAN, channel_regex, check_regex,                                 \
     "POSIX extended regex channel names must match; \"\" = any")                                             \
+  X(publication_data_format, STRING, "json", 0, 0, true, CHAN, publication_data_format, check_data_format,     \
+    "\"json\": client publications must be JSON; \"binary\": any bytes")                                       \
   X(namespaces, NAMESPACES, "()", 0, 0, true, TOP, namespaces, NULL,                                         \
     "groups { name = \"ns\"; channel options }")
 /* clang-format on */

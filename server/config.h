@@ -39,6 +39,7 @@ struct channel_options {
   bool allow_history_for_anonymous;
   bool allow_user_limited_channels;
   char *channel_regex; /* "" = no restriction */
+  char *publication_data_format; /* "json": client publications must be JSON; "binary": any bytes */
 };
 
 struct namespace_config {

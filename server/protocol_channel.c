@@ -334,6 +334,8 @@ static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd, 
   bool subscribed = hub_is_subscribed(s->srv->hub, s, req->channel);
   if (!channel_can_publish(cfg, opts, s->user, subscribed))
     return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
+  if (!channel_data_allowed(opts, req->data.data, req->data.len)) /* JSON subscribers would get 3506 */
+    return protocol_finish(s, cmd->id, -ERROR_BAD_REQUEST);
   Protocol__ClientInfo info;
   protocol_client_info(s, &info);
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;

@@ -1,11 +1,14 @@
 /* libFuzzer harness for everything that parses bytes from clients: the JSON and protobuf command
  * streams (next_command until exhausted or an error), both /emulation envelopes, and, for every command
  * that decodes, a re-encode as a reply-shaped message through both codecs (what handlers do with decoded
- * data). The first input byte picks the target. Any crash, leak, sanitizer report or hang is a bug:
- * bad input must only ever produce an error code. */
+ * data). The first input byte picks the target, unless FUZZ_TARGET names one (json_cmds, pb_cmds,
+ * json_emulation, pb_emulation): then every input goes to that decoder (its first byte is still skipped,
+ * so seeds work either way) and a run's time and executions belong to one decoder. Any crash, leak,
+ * sanitizer report or hang is a bug: bad input must only ever produce an error code. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "codec.h"
 #include "codec_json.h"
@@ -46,13 +49,38 @@ static void emulation(enum codec_kind kind, const uint8_t *data, size_t size) {
   protobuf_c_message_free_unpacked(&er->base, NULL);
 }
 
+/* The targets, by the value of the selector byte (data[0] % TARGET_COUNT) and by FUZZ_TARGET name. */
+enum { TARGET_COUNT = 4 };
+static const char *const target_names[TARGET_COUNT] = {"json_cmds", "pb_cmds", "json_emulation",
+                                                       "pb_emulation"};
+static int forced_target = -1; /* from FUZZ_TARGET */
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  const char *name = getenv("FUZZ_TARGET");
+  if (name == NULL || name[0] == '\0') return 0;
+  for (int i = 0; i < TARGET_COUNT; i++)
+    if (strcmp(name, target_names[i]) == 0) forced_target = i;
+  if (forced_target < 0) abort(); /* a typo must not fuzz the wrong thing silently */
+  return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  switch (data[0] % 4) {
-    case 0: commands(CODEC_JSON, data + 1, size - 1); break;
-    case 1: commands(CODEC_PROTOBUF, data + 1, size - 1); break;
-    case 2: emulation(CODEC_JSON, data + 1, size - 1); break;
-    default: emulation(CODEC_PROTOBUF, data + 1, size - 1); break;
+  switch (forced_target >= 0 ? forced_target : data[0] % TARGET_COUNT) {
+    case 0:
+      commands(CODEC_JSON, data + 1, size - 1);
+      break;
+    case 1:
+      commands(CODEC_PROTOBUF, data + 1, size - 1);
+      break;
+    case 2:
+      emulation(CODEC_JSON, data + 1, size - 1);
+      break;
+    default:
+      emulation(CODEC_PROTOBUF, data + 1, size - 1);
+      break;
   }
   return 0;
 }

@@ -154,7 +154,7 @@ describe('raw protobuf frames', () => {
   let srv;
   before(async () => {
     srv = await startServer({ ...BASE_CONFIG, ping_interval: '1s', pong_timeout: '900ms',
-      http_stream_max_request_body_size: 4096 });
+      http_stream_max_request_body_size: 4096, namespaces: [{ name: 'bin', publication_data_format: 'binary' }] });
   });
 
   test('the connect reply carries client, session, node, ping and pong; pings are the byte 0x00', async () => {
@@ -215,15 +215,15 @@ describe('raw protobuf frames', () => {
     pb.close();
   });
 
-  test('binary data that is not JSON reaches protobuf subscribers; a JSON subscriber gets 3506', async () => {
+  test('in a namespace with publication_data_format = "binary", binary data reaches protobuf subscribers; a JSON subscriber gets 3506', async () => {
     const pb = await rawPb(srv.base);
     const js = await connectRaw(srv.base);
-    await pb.send(cmd.subscribe(2, 'bin'));
+    await pb.send(cmd.subscribe(2, 'bin:x'));
     await pb.next();
-    await js.emulate([{ id: 2, subscribe: { channel: 'bin' } }]);
+    await js.emulate([{ id: 2, subscribe: { channel: 'bin:x' } }]);
     await js.nextJSON();
     const binary = Buffer.from([0xff, 0x00, 0xfe, 0x10]);
-    await pb.send(cmd.publish(3, 'bin', binary));
+    await pb.send(cmd.publish(3, 'bin:x', binary));
     let data = null;
     while (data === null) {
       const r = parse(await pb.next());

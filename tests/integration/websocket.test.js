@@ -21,7 +21,7 @@ const sockets = [];
 before(async () => {
   srv = await startServer({ http_stream: true, sse: true, client_insecure: true, api_key: API_KEY,
     ping_interval: '2s', pong_timeout: '1s', prometheus: true, allowed_origins: ['http://good.example'],
-    websocket_message_size_limit: 65536 });
+    websocket_message_size_limit: 65536, namespaces: [{ name: 'bin', publication_data_format: 'binary' }] });
 });
 after(async () => {
   for (const c of clients) c.disconnect();
@@ -198,7 +198,7 @@ describe('the SDK over WebSocket', () => {
     const a = sdk(srv, CentrifugePb);
     const ctx = await connected(a);
     assert.equal(ctx.transport, 'websocket');
-    const sub = await subscribed(a, 'ws-pb');
+    const sub = await subscribed(a, 'bin:ws-pb'); /* its data is not JSON: a "binary" namespace */
     await sub.publish(new TextEncoder().encode('binary \x00 data'));
     assert.equal(new TextDecoder().decode((await sub.nextPub()).data), 'binary \x00 data');
     const big = new Uint8Array(60 * 1024).fill(7);

@@ -1,9 +1,12 @@
 /* Unit tests for the protobuf codec (codec_pb.c): every byte sequence of PROTOCOL.md Appendix A and the
  * protobuf transcript in TRANSCRIPTS.txt (commands decoded, replies encoded and compared as hex), plus
  * the framing errors: truncated and overlong varints, oversized lengths, wrong wire types, bodies that
- * end inside a message, unknown fields, several commands in one stream. */
+ * end inside a message, unknown fields, several commands in one stream; and the pb_guard limits every
+ * decoder of client bytes goes through: nesting depth (a 15,000-deep FilterNode must be refused, not
+ * overflow the stack), field and sub-message counts, a singular sub-message given twice. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include <cmocka.h>
 
 #include "codec_pb.h"
+#include "pb_guard.h"
 
 #define MAX_COMMAND 65536
 #define CID "9acac656-5a4b-4e4f-a203-6c0781983f5b"
@@ -91,6 +95,89 @@ static ProtobufCBinaryData raw(const char *text) {
 static void assert_bytes(ProtobufCBinaryData bd, const char *expected) {
   assert_int_equal(bd.len, strlen(expected));
   assert_memory_equal(bd.data, expected, bd.len);
+}
+
+/* ---- large messages for the limit tests ---- */
+
+/* A growable byte buffer (assert-checked allocations). */
+struct buf {
+  uint8_t *data;
+  size_t len, cap;
+};
+
+static void put(struct buf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = (b->len + n) * 2;
+    b->data = realloc(b->data, b->cap);
+    assert_non_null(b->data);
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+static size_t varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) v >>= 7, n++;
+  return n;
+}
+
+static void put_varint(struct buf *b, uint64_t v) {
+  uint8_t out[10];
+  size_t n = 0;
+  for (; v >= 0x80; v >>= 7) out[n++] = (uint8_t)(v | 0x80);
+  out[n++] = (uint8_t)v;
+  put(b, out, n);
+}
+
+/* A length-delimited field header: tag (field FIELD, wire type 2) and LEN. */
+static void put_header(struct buf *b, unsigned field, size_t len) {
+  put_varint(b, field << 3 | 2);
+  put_varint(b, len);
+}
+
+/* The stream bytes (uvarint length prefix included) of Command{id 1, subscribe{channel "x", tf}} where
+ * tf is LEVELS FilterNodes nested through `nodes` (tf = 13, nodes = 6): the innermost is at depth
+ * LEVELS + 1 below the Command. Built outside-in from precomputed lengths: linear, not quadratic. */
+static struct buf deep_subscribe(size_t levels) {
+  size_t *inner = malloc(levels * sizeof *inner); /* inner[k]: length of the k-th FilterNode from inside */
+  assert_non_null(inner);
+  inner[0] = 0;
+  for (size_t k = 1; k < levels; k++) inner[k] = 1 + varint_len(inner[k - 1]) + inner[k - 1];
+  size_t tf = inner[levels - 1];
+  size_t sub = 3 + 1 + varint_len(tf) + tf;
+  size_t cmd = 2 + 1 + varint_len(sub) + sub;
+  struct buf b = {NULL, 0, 0};
+  put_varint(&b, cmd);
+  put(&b, "\x08\x01", 2);
+  put_header(&b, 5, sub);
+  put(&b, "\x0a\x01x", 3);
+  put_header(&b, 13, tf);
+  for (size_t k = levels - 1; k > 0; k--) put_header(&b, 6, inner[k - 1]);
+  free(inner);
+  return b;
+}
+
+/* next_command's verdict on the stream in B (freed), checking that an error does not advance. */
+static int buf_rc(struct buf *b) {
+  const uint8_t *p = b->data;
+  Protocol__Command *cmd = NULL;
+  int rc = codec_pb.next_command(&p, b->data + b->len, MAX_COMMAND, &cmd);
+  if (rc == 0) cmd_free(cmd);
+  if (rc < 0) assert_ptr_equal(p, b->data);
+  free(b->data);
+  return rc;
+}
+
+/* The stream bytes of a Command whose body is COUNT copies of the LEN bytes at FIELD (prefix included),
+ * optionally wrapped as subscribe{tf{...}} (WRAP). */
+static struct buf repeated(const char *field, size_t len, size_t count, bool wrap) {
+  size_t body = len * count;
+  size_t tf = 1 + varint_len(body) + body, sub = 1 + varint_len(tf) + tf;
+  struct buf b = {NULL, 0, 0};
+  put_varint(&b, wrap ? sub : body);
+  if (wrap) put_header(&b, 5, tf), put_header(&b, 13, body);
+  for (size_t i = 0; i < count; i++) put(&b, field, len);
+  return b;
 }
 
 /* ---- commands (Appendix A and the protobuf transcript) ---- */
@@ -420,6 +507,151 @@ static void test_round_trip_maps(void **state) {
   frame_unref(f);
 }
 
+/* The remote crash of issue 10 item 1: 15,000 nested FilterNodes (about 54 KB) overflowed the stack
+ * inside protobuf-c's unpack. Up to PB_GUARD_MAX_DEPTH nested messages decode; one more is refused. */
+static void test_deep_nesting(void **state) {
+  (void)state;
+  struct buf b = deep_subscribe(15000);
+  assert_true(b.len > 50000 && b.len < MAX_COMMAND);
+  assert_int_equal(buf_rc(&b), -CODEC_ELIMIT);
+
+  b = deep_subscribe(PB_GUARD_MAX_DEPTH - 1); /* the innermost FilterNode is at depth 32 */
+  const uint8_t *p = b.data;
+  Protocol__Command *cmd = NULL;
+  assert_int_equal(codec_pb.next_command(&p, b.data + b.len, MAX_COMMAND, &cmd), 0);
+  assert_ptr_equal(p, b.data + b.len);
+  size_t levels = 0;
+  for (const Protocol__FilterNode *n = cmd->subscribe->tf; n; n = n->n_nodes ? n->nodes[0] : NULL) levels++;
+  assert_int_equal(levels, PB_GUARD_MAX_DEPTH - 1);
+  cmd_free(cmd);
+  free(b.data);
+
+  b = deep_subscribe(PB_GUARD_MAX_DEPTH);
+  assert_int_equal(buf_rc(&b), -CODEC_ELIMIT);
+}
+
+/* The /emulation envelope carries commands as bytes: it decodes, and the deep command in it is refused
+ * when the session reads it. The envelope itself is guarded too (a field flood is refused). */
+static void test_deep_nesting_emulation(void **state) {
+  (void)state;
+  struct buf deep = deep_subscribe(15000);
+  struct buf body = {NULL, 0, 0};
+  put(&body, "\x0a\x01n\x12\x01s", 6);
+  put_header(&body, 3, deep.len);
+  put(&body, deep.data, deep.len);
+  free(deep.data);
+  Protocol__EmulationRequest *req = NULL;
+  assert_int_equal(codec_pb.decode_emulation(body.data, body.len, &req), 0);
+  const uint8_t *p = req->data.data;
+  Protocol__Command *cmd = NULL;
+  assert_int_equal(codec_pb.next_command(&p, p + req->data.len, MAX_COMMAND, &cmd), -CODEC_ELIMIT);
+  assert_null(cmd);
+  protocol__emulation_request__free_unpacked(req, NULL);
+  free(body.data);
+
+  struct buf flood = repeated("\x20\x00", 2, PB_GUARD_MAX_FIELDS + 1, false); /* unknown field 4 */
+  req = NULL;
+  assert_int_equal(codec_pb.decode_emulation(flood.data + 3, flood.len - 3, &req), -CODEC_ELIMIT);
+  assert_null(req);
+  free(flood.data);
+}
+
+/* Work limits: fields and sub-messages per command, and a singular sub-message given twice (which
+ * protobuf-c merges by copying every repeated field so far: quadratic). */
+static void test_field_limits(void **state) {
+  (void)state;
+  struct buf b = repeated("\x08\x00", 2, PB_GUARD_MAX_FIELDS, false); /* Command.id, over and over */
+  assert_int_equal(buf_rc(&b), 0);
+  b = repeated("\x08\x00", 2, PB_GUARD_MAX_FIELDS + 1, false);
+  assert_int_equal(buf_rc(&b), -CODEC_ELIMIT);
+
+  /* empty FilterNodes in tf.nodes: Command → subscribe → tf are 2 messages of the budget */
+  b = repeated("\x32\x00", 2, PB_GUARD_MAX_MESSAGES - 2, true);
+  const uint8_t *p = b.data;
+  Protocol__Command *cmd = NULL;
+  assert_int_equal(codec_pb.next_command(&p, b.data + b.len, MAX_COMMAND, &cmd), 0);
+  assert_int_equal(cmd->subscribe->tf->n_nodes, PB_GUARD_MAX_MESSAGES - 2);
+  cmd_free(cmd);
+  free(b.data);
+  b = repeated("\x32\x00", 2, PB_GUARD_MAX_MESSAGES - 1, true);
+  assert_int_equal(buf_rc(&b), -CODEC_ELIMIT);
+
+  /* strings in tf.vals are fields but not sub-messages */
+  b = repeated("\x2a\x00", 2, PB_GUARD_MAX_MESSAGES * 2, true);
+  assert_int_equal(buf_rc(&b), 0);
+
+  /* Command.subscribe twice, and tf twice inside one subscribe */
+  assert_int_equal(decode_rc("0a 08 01 2a 02 0a 00 2a 02 0a 00", MAX_COMMAND), -CODEC_ELIMIT);
+  assert_int_equal(decode_rc("06 2a 04 6a 00 6a 00", MAX_COMMAND), -CODEC_ELIMIT);
+  /* repeated messages (map entries, nodes) may repeat; so may a scalar (the last one wins) */
+  assert_int_equal(decode_rc("06 2a 04 6a 02 32 00", MAX_COMMAND), 0);
+  assert_int_equal(decode_rc("04 08 01 08 02", MAX_COMMAND), 0);
+}
+
+/* Every message type a client can send fits the guard's per-message bookkeeping (one bit per field):
+ * a schema change that breaks this fails here, not in production. */
+static void check_schema(const ProtobufCMessageDescriptor *desc, unsigned depth) {
+  assert_true(desc->n_fields <= PB_GUARD_MAX_SCHEMA_FIELDS);
+  if (depth == 8) return; /* recursive types (FilterNode) were checked on the way down */
+  for (unsigned i = 0; i < desc->n_fields; i++)
+    if (desc->fields[i].type == PROTOBUF_C_TYPE_MESSAGE) check_schema(desc->fields[i].descriptor, depth + 1);
+}
+
+static void test_schema_fits_guard(void **state) {
+  (void)state;
+  check_schema(&protocol__command__descriptor, 0);
+  check_schema(&protocol__emulation_request__descriptor, 0);
+}
+
+/* Packed scalar arrays count one field per element. client.proto has none yet, so the guard is tried
+ * on a hand-made descriptor: message P { repeated uint32 v = 1 [packed]; repeated fixed64 w = 2; }. */
+static const ProtobufCFieldDescriptor packed_fields[] = {
+    {"v", 1, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_UINT32, 0, 0, NULL, NULL,
+     PROTOBUF_C_FIELD_FLAG_PACKED, 0, NULL, NULL},
+    {"w", 2, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_FIXED64, 0, 0, NULL, NULL,
+     PROTOBUF_C_FIELD_FLAG_PACKED, 0, NULL, NULL},
+};
+static const unsigned packed_by_name[] = {0, 1};
+static const ProtobufCIntRange packed_ranges[] = {{1, 0}, {0, 2}};
+static const ProtobufCMessageDescriptor packed_desc = {PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+                                                       "t.P",
+                                                       "P",
+                                                       "T__P",
+                                                       "t",
+                                                       sizeof(ProtobufCMessage),
+                                                       2,
+                                                       packed_fields,
+                                                       packed_by_name,
+                                                       1,
+                                                       packed_ranges,
+                                                       NULL,
+                                                       NULL,
+                                                       NULL,
+                                                       NULL};
+
+static void test_packed_fields_count(void **state) {
+  (void)state;
+  for (size_t count = PB_GUARD_MAX_FIELDS - 1; count <= PB_GUARD_MAX_FIELDS; count++) {
+    struct buf b = {NULL, 0, 0};
+    put_header(&b, 1, 2 * count);
+    for (size_t i = 0; i < count; i++) put(&b, "\x81\x01", 2); /* 129: two bytes, one element */
+    assert_int_equal(pb_guard_check(&packed_desc, b.data, b.len),
+                     count < PB_GUARD_MAX_FIELDS ? 0 : -CODEC_ELIMIT);
+    free(b.data);
+    b = (struct buf){NULL, 0, 0};
+    put_header(&b, 2, 8 * count);
+    for (size_t i = 0; i < count; i++) put(&b, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    assert_int_equal(pb_guard_check(&packed_desc, b.data, b.len),
+                     count < PB_GUARD_MAX_FIELDS ? 0 : -CODEC_ELIMIT);
+    free(b.data);
+  }
+  /* the wire format itself: a varint past the end, a group, a fixed64 cut short */
+  assert_int_equal(pb_guard_check(&packed_desc, (const uint8_t *)"\x08\x80", 2), -CODEC_EMALFORMED);
+  assert_int_equal(pb_guard_check(&packed_desc, (const uint8_t *)"\x0b\x0c", 2), -CODEC_EMALFORMED);
+  assert_int_equal(pb_guard_check(&packed_desc, (const uint8_t *)"\x11\x01\x02", 3), -CODEC_EMALFORMED);
+  assert_int_equal(pb_guard_check(&packed_desc, NULL, 0), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_decode_connect_subscribe_pong),
@@ -437,6 +669,11 @@ int main(void) {
       cmocka_unit_test(test_unknown_fields),
       cmocka_unit_test(test_stream_of_commands),
       cmocka_unit_test(test_round_trip_maps),
+      cmocka_unit_test(test_deep_nesting),
+      cmocka_unit_test(test_deep_nesting_emulation),
+      cmocka_unit_test(test_field_limits),
+      cmocka_unit_test(test_schema_fits_guard),
+      cmocka_unit_test(test_packed_fields_count),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
