@@ -7,17 +7,9 @@
 
 #include "json_span.h"
 
-#define NONE SIZE_MAX /* "no position": a syntax error */
+#include "sd_utf8.h"
 
-/* Well-formed UTF-8 sequences (RFC 3629 §4): a lead byte range, the sequence length, and the range
- * allowed for the second byte (later bytes are always 80..BF). */
-static const struct {
-  unsigned char lo, hi, n, second_lo, second_hi;
-} utf8_leads[] = {
-    {0xC2, 0xDF, 2, 0x80, 0xBF}, {0xE0, 0xE0, 3, 0xA0, 0xBF}, {0xE1, 0xEC, 3, 0x80, 0xBF},
-    {0xED, 0xED, 3, 0x80, 0x9F}, {0xEE, 0xEF, 3, 0x80, 0xBF}, {0xF0, 0xF0, 4, 0x90, 0xBF},
-    {0xF1, 0xF3, 4, 0x80, 0xBF}, {0xF4, 0xF4, 4, 0x80, 0x8F},
-};
+#define NONE SIZE_MAX /* "no position": a syntax error */
 
 /* The character each one-letter escape stands for (0: not an escape letter; 'u' is handled apart). */
 static const char simple_escapes[128] = {
@@ -35,19 +27,6 @@ size_t json_span_skip_ws(const char *text, size_t len, size_t pos) {
 }
 
 /* ---- strings ---- */
-
-/* Length of the well-formed UTF-8 sequence at s[0] (a byte >= 0x80), or 0. */
-static size_t utf8_sequence(const unsigned char *s, size_t avail) {
-  for (size_t i = 0; i < sizeof utf8_leads / sizeof utf8_leads[0]; i++) {
-    if (s[0] < utf8_leads[i].lo || s[0] > utf8_leads[i].hi) continue;
-    size_t n = utf8_leads[i].n;
-    if (avail < n || s[1] < utf8_leads[i].second_lo || s[1] > utf8_leads[i].second_hi) return 0;
-    for (size_t k = 2; k < n; k++)
-      if ((s[k] & 0xC0) != 0x80) return 0;
-    return n;
-  }
-  return 0;
-}
 
 /* The value of the hex digit C, or 16 when C is not one. */
 static uint32_t hex_value(unsigned char c) {
@@ -103,7 +82,7 @@ int json_span_string(const char *text, size_t len, struct json_span_str *out, si
     } else if (c < 0x20) {
       n = 0; /* raw control characters must be escaped */
     } else if (c >= 0x80) {
-      n = utf8_sequence(s + i, len - i);
+      n = sd_utf8_sequence(s + i, len - i);
     }
     if (n == 0) return -1;
     i += n;
