@@ -80,9 +80,12 @@ struct broker_ops {
   /* This node has its first local subscriber of CHANNEL / lost its last one. */
   int (*node_subscribe)(struct broker *b, const char *channel);
   int (*node_unsubscribe)(struct broker *b, const char *channel);
-  /* Hands REQ to the node named in it and waits until it ran there. Returns 0, -BROKER_EUNKNOWN_NODE
-   * (no such node), or -BROKER_EUNAVAILABLE (the node did not answer in time, Redis unreachable). */
-  int (*route_emulation)(struct broker *b, const Protocol__EmulationRequest *req);
+  /* Hands REQ (copied) to the node named in it and returns at once: 0, and DONE(ARG, rc) is called
+   * later, once, from some other thread, with 0 when it ran there or -BROKER_EUNAVAILABLE when the node
+   * did not confirm in time (or -BROKER_EUNKNOWN_NODE when it just went away); or -BROKER_EUNKNOWN_NODE
+   * / -BROKER_E* right away, and DONE is never called. */
+  int (*route_emulation)(struct broker *b, const Protocol__EmulationRequest *req, void (*done)(void *arg, int rc),
+                         void *arg);
   /* Has every other node run the server API call METHOD (PARAMS: its JSON, LEN bytes) on its own
    * sessions (disconnect, unsubscribe, subscribe, refresh). Returns 0 once sent, or -BROKER_E*. */
   int (*broadcast_api)(struct broker *b, const char *method, const char *params, size_t len);

@@ -136,9 +136,9 @@ static int memory_interest(struct broker *b, const char *channel) {
   return BROKER_OK;
 }
 
-static int memory_route_emulation(struct broker *b, const Protocol__EmulationRequest *req) {
-  (void)b;
-  (void)req;
+static int memory_route_emulation(struct broker *b, const Protocol__EmulationRequest *req,
+                                  void (*done)(void *arg, int rc), void *arg) {
+  (void)b, (void)req, (void)done, (void)arg;
   return -BROKER_EUNKNOWN_NODE;
 }
 

@@ -7,7 +7,8 @@
  * - Server API calls that act on sessions are broadcast and run by every node on its own sessions;
  *   surveys ask every known node and collect the answers until all came or SURVEY_TIMEOUT_MS.
  * - Emulation requests for a session on another node go to that node, which feeds them into the
- *   session and answers; the requester waits EMULATION_TIMEOUT_MS at most.
+ *   session and answers; the requester is called back (its HTTP request stays suspended meanwhile,
+ *   so no thread waits) when the answer comes, or after EMULATION_TIMEOUT_MS.
  *
  * Threads: messages arrive on the loop thread, which only queues them, in one of CONTROL_LANES worker
  * threads (emulation requests by session, the rest in lane 0); the workers run them (they may block on
@@ -52,6 +53,14 @@ struct pending_call {
   pthread_cond_t cond;
 };
 
+/* An emulation request routed to another node, waiting for that node's word (or its deadline). */
+struct routed {
+  struct routed *next;
+  uint64_t id, deadline_ms;
+  void (*done)(void *arg, int rc);
+  void *arg;
+};
+
 struct control_msg {
   struct control_msg *next;
   size_t len;
@@ -79,7 +88,9 @@ struct rb_control {
   pthread_mutex_t lock;          /* nodes, pending, next_id */
   struct strmap *nodes;          /* uid ⇒ struct known_node */
   struct pending_call *pending;
+  struct routed *routed;
   uint64_t next_id;
+  struct evloop_timer routed_sweep; /* loop thread: routed requests past their deadline */
   atomic_bool stopping;
   struct control_lane lanes[CONTROL_LANES];
 };
@@ -344,10 +355,36 @@ static struct pending_call *pending_find(struct rb_control *ctl, uint64_t id) {
   return NULL;
 }
 
+/* Takes the routed request ID out of the list (NULL: answered or expired already). */
+static struct routed *routed_take(struct rb_control *ctl, uint64_t id) {
+  pthread_mutex_lock(&ctl->lock);
+  struct routed *r = NULL;
+  for (struct routed **pp = &ctl->routed; *pp; pp = &(*pp)->next)
+    if ((*pp)->id == id) {
+      r = *pp;
+      *pp = r->next;
+      break;
+    }
+  pthread_mutex_unlock(&ctl->lock);
+  return r;
+}
+
+/* Tells the requester of R how it went and forgets R. */
+static void routed_finish(struct routed *r, int rc) {
+  r->done(r->arg, rc);
+  free(r);
+}
+
 static void on_reply(struct redis_broker *rb, const Control__Command *cmd) {
   struct rb_control *ctl = ctl_of(rb);
   Control__Reply *r = control__reply__unpack(NULL, cmd->params.len, cmd->params.data);
   if (r == NULL) return;
+  if (cmd->method == CONTROL__COMMAND__METHOD__EMULATION_REPLY) {
+    struct routed *rt = routed_take(ctl, r->id);
+    if (rt) routed_finish(rt, 0); /* ran there (or no such session there: 204 like a local one) */
+    control__reply__free_unpacked(r, NULL);
+    return;
+  }
   pthread_mutex_lock(&ctl->lock);
   struct pending_call *p = pending_find(ctl, r->id);
   if (p && p->got < p->expected) {
@@ -515,9 +552,6 @@ int rb_survey_api(struct broker *b, const char *method, const char *params, size
   return rc;
 }
 
-#define EMULATION_NOT_HERE 1 /* Reply.code: the node has no such session (answered 204 like a local one) */
-#define EMULATION_NO_NODE 2  /* set here: nobody listens on the node's channel */
-
 struct sent {
   struct rb_control *ctl;
   uint64_t id;
@@ -526,38 +560,64 @@ struct sent {
 /* The PUBLISH of an emulation request came back (loop thread): nobody received it ⇒ no such node. */
 static void emulation_sent(void *arg, const redisReply *reply) {
   struct sent *st = arg;
-  struct rb_control *ctl = st->ctl;
   if (reply == NULL || reply->type != REDIS_REPLY_INTEGER || reply->integer == 0) {
-    pthread_mutex_lock(&ctl->lock);
-    struct pending_call *p = pending_find(ctl, st->id);
-    if (p && p->got < p->expected) {
-      p->got = p->expected;
-      p->code = reply && reply->type == REDIS_REPLY_INTEGER ? EMULATION_NO_NODE : UINT32_MAX;
-      pthread_cond_signal(&p->cond);
-    }
-    pthread_mutex_unlock(&ctl->lock);
+    struct routed *rt = routed_take(st->ctl, st->id);
+    if (rt) routed_finish(rt, reply && reply->type == REDIS_REPLY_INTEGER ? -BROKER_EUNKNOWN_NODE : -BROKER_EUNAVAILABLE);
   }
   free(st);
 }
 
-int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req) {
+/* Every EMULATION_SWEEP_MS on the loop: routed requests whose node never answered fail. */
+#define EMULATION_SWEEP_MS 250
+static void routed_sweep_fire(struct evloop_timer *t) {
+  struct rb_control *ctl = t->arg;
+  uint64_t now = timer_now_ms();
+  struct routed *expired = NULL;
+  pthread_mutex_lock(&ctl->lock);
+  for (struct routed **pp = &ctl->routed; *pp;) {
+    struct routed *r = *pp;
+    if (r->deadline_ms > now) {
+      pp = &r->next;
+      continue;
+    }
+    *pp = r->next;
+    r->next = expired;
+    expired = r;
+  }
+  pthread_mutex_unlock(&ctl->lock);
+  while (expired) {
+    struct routed *next = expired->next;
+    log_warn("redis: a node did not confirm an emulation request within %d ms", EMULATION_TIMEOUT_MS);
+    routed_finish(expired, -BROKER_EUNAVAILABLE);
+    expired = next;
+  }
+  evloop_timer_arm(ctl->rb->loop, t, EMULATION_SWEEP_MS);
+}
+
+int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req, void (*done)(void *arg, int rc),
+                       void *arg) {
   struct redis_broker *rb = (struct redis_broker *)b;
   struct rb_control *ctl = ctl_of(rb);
   if (strlen(req->node) > ID_UUID_LEN || !node_known(ctl, req->node)) return -BROKER_EUNKNOWN_NODE;
   size_t rlen = protocol__emulation_request__get_packed_size(req);
   uint8_t *packed = malloc(rlen ? rlen : 1);
   struct sent *st = malloc(sizeof *st);
-  if (packed == NULL || st == NULL) {
+  struct routed *rt = malloc(sizeof *rt);
+  if (packed == NULL || st == NULL || rt == NULL) {
     free(packed);
     free(st);
+    free(rt);
     return -BROKER_ENOMEM;
   }
   protocol__emulation_request__pack(req, packed);
-  struct pending_call p = {.expected = 1};
-  pending_add(ctl, &p);
-  *st = (struct sent){ctl, p.id};
+  pthread_mutex_lock(&ctl->lock);
+  *rt = (struct routed){ctl->routed, ++ctl->next_id, timer_now_ms() + EMULATION_TIMEOUT_MS, done, arg};
+  ctl->routed = rt;
+  uint64_t id = rt->id;
+  pthread_mutex_unlock(&ctl->lock);
+  *st = (struct sent){ctl, id};
   Control__Emulation e = CONTROL__EMULATION__INIT;
-  e.id = p.id;
+  e.id = id;
   e.request = (ProtobufCBinaryData){rlen, packed};
   e.session = req->session;
   char channel[RB_KEY_MAX];
@@ -566,14 +626,10 @@ int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req) 
   free(packed);
   if (rc != 0) {
     free(st);
-    p.expected = 0;
-  }
-  bool answered = pending_wait(ctl, &p, EMULATION_TIMEOUT_MS);
-  if (rc != 0) return -BROKER_EUNAVAILABLE;
-  if (answered && p.code == EMULATION_NO_NODE) return -BROKER_EUNKNOWN_NODE; /* it just went away */
-  if (!answered || p.code == UINT32_MAX) {
-    log_warn("redis: node %s did not confirm an emulation request in time", req->node);
-    return -BROKER_EUNAVAILABLE;
+    if (routed_take(ctl, id) == rt) { /* not sent: the caller learns it now, DONE is never called */
+      free(rt);
+      return -BROKER_EUNAVAILABLE;
+    }
   }
   return 0;
 }
@@ -605,7 +661,10 @@ void rb_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker
 
 static void heartbeat_start(void *arg) {
   struct redis_broker *rb = arg;
-  evloop_timer_arm(rb->loop, &ctl_of(rb)->heartbeat, HEARTBEAT_MS);
+  struct rb_control *ctl = ctl_of(rb);
+  evloop_timer_arm(rb->loop, &ctl->heartbeat, HEARTBEAT_MS);
+  ctl->routed_sweep = (struct evloop_timer){.fn = routed_sweep_fire, .arg = ctl};
+  evloop_timer_arm(rb->loop, &ctl->routed_sweep, EMULATION_SWEEP_MS);
 }
 
 int rb_control_init(struct redis_broker *rb) {
@@ -664,6 +723,11 @@ void rb_control_cleanup(struct redis_broker *rb) {
   struct rb_control *ctl = rb->control;
   if (ctl == NULL) return;
   rb_control_stop(rb);
+  while (ctl->routed) { /* none should be left: the HTTP side waited for its routed requests */
+    struct routed *next = ctl->routed->next;
+    routed_finish(ctl->routed, -BROKER_EUNAVAILABLE);
+    ctl->routed = next;
+  }
   for (size_t i = 0; i < CONTROL_LANES; i++) {
     struct control_lane *ln = &ctl->lanes[i];
     while (ln->head) {

@@ -118,7 +118,8 @@ void rb_control_cleanup(struct redis_broker *rb);
 int rb_broadcast_api(struct broker *b, const char *method, const char *params, size_t len);
 int rb_survey_api(struct broker *b, const char *method, const char *params, size_t len,
                   void (*fn)(void *arg, const char *answer, size_t len), void *arg);
-int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req);
+int rb_route_emulation(struct broker *b, const Protocol__EmulationRequest *req, void (*done)(void *arg, int rc),
+                       void *arg);
 void rb_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker_node *node), void *arg);
 
 /* broker_redis_history.c */

@@ -3,7 +3,10 @@
  * to the session's stream. The POST itself answers 204 once every command ran, 400 when the envelope
  * cannot be decoded, 404 when the node is unknown; an unknown session on our node is still 204, as in
  * Centrifugo (the client learns of it from its stream ending). A request for another node goes through
- * the broker to that node, and is answered 204 once the owner ran it, 500 when it did not say so in time. */
+ * the broker to that node while the POST is suspended (no thread waits), and is answered 204 once the owner
+ * ran it, 404 when the node is unknown or gone, 500 when it did not say so in time, 503 during shutdown. */
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
@@ -29,23 +32,66 @@ int emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er
   return 0;
 }
 
+/* A POST for a session on another node, suspended until the broker says how it went. */
+struct routed_post {
+  struct request *req;
+  atomic_uint status; /* the answer, set before the connection is resumed */
+};
+
+static unsigned routed_status(int rc) {
+  return rc == 0                      ? MHD_HTTP_NO_CONTENT
+         : rc == -BROKER_EUNKNOWN_NODE ? MHD_HTTP_NOT_FOUND
+                                       : MHD_HTTP_INTERNAL_SERVER_ERROR; /* the owner did not confirm */
+}
+
+/* The broker's word (any thread): answer the POST when MHD calls the handler again. */
+static void routed_done(void *arg, int rc) {
+  struct routed_post *rp = arg;
+  atomic_store(&rp->status, routed_status(rc));
+  MHD_resume_connection(rp->req->conn);
+}
+
+static void routed_cleanup(struct request *req) {
+  free(req->handler_data);
+  atomic_fetch_sub(&req->srv->routed_posts, 1);
+}
+
+/* Hands ER to its node and suspends REQ meanwhile, so that no MHD thread waits for another node. The
+ * count of suspended POSTs is raised before shutting_down is read, so shutdown (which sets it, then
+ * waits for the count to reach 0 before stopping MHD) never misses one. */
+static enum MHD_Result route(struct request *req, const Protocol__EmulationRequest *er) {
+  struct server *srv = req->srv;
+  struct routed_post *rp = calloc(1, sizeof *rp);
+  if (rp == NULL) return respond_status(req, MHD_HTTP_INTERNAL_SERVER_ERROR);
+  atomic_fetch_add(&srv->routed_posts, 1);
+  rp->req = req;
+  req->handler_data = rp;
+  req->cleanup = routed_cleanup;
+  if (atomic_load(&srv->shutting_down)) return respond_status(req, MHD_HTTP_SERVICE_UNAVAILABLE);
+  MHD_suspend_connection(req->conn);
+  int rc = srv->broker->ops->route_emulation(srv->broker, er, routed_done, rp);
+  if (rc != 0) routed_done(rp, rc); /* refused at once: answered on the handler's next call */
+  return MHD_YES;
+}
+
 enum MHD_Result emulation_handle(struct request *req) {
   struct server *srv = req->srv;
+  if (req->handler_data) { /* resumed: the routed POST's answer is in */
+    struct routed_post *rp = req->handler_data;
+    return respond_status(req, atomic_load(&rp->status));
+  }
   const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
   enum codec_kind kind = ct && strcmp(ct, "application/octet-stream") == 0 ? CODEC_PROTOBUF : CODEC_JSON;
   Protocol__EmulationRequest *er = NULL;
   if (codec_get(kind)->decode_emulation((const uint8_t *)req->body, req->body_len, &er) != 0)
     return respond_status(req, MHD_HTTP_BAD_REQUEST);
-  unsigned status = MHD_HTTP_NO_CONTENT;
+  enum MHD_Result ret;
   if (strcmp(er->node, srv->node_id) == 0) {
     emulation_run_local(srv, er);
+    ret = respond_status(req, MHD_HTTP_NO_CONTENT);
   } else {
-    int rc = srv->broker->ops->route_emulation(srv->broker, er);
-    if (rc == -BROKER_EUNKNOWN_NODE)
-      status = MHD_HTTP_NOT_FOUND;
-    else if (rc != 0)
-      status = MHD_HTTP_INTERNAL_SERVER_ERROR; /* the owner did not confirm in time */
+    ret = route(req, er);
   }
   protobuf_c_message_free_unpacked(&er->base, NULL);
-  return respond_status(req, status);
+  return ret;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "admin.h"
 #include "broker.h"
@@ -166,6 +167,12 @@ static void shutdown_streams(struct server *srv, struct http *http) {
     left = registry_wait_empty(srv->registry, 100);
   }
   if (left > 0) log_warn("%zu sessions did not end within %d ms", left, SHUTDOWN_GRACE_MS);
+  /* a routed /emulation POST is suspended until its node answers (or its 10 s deadline): MHD must not
+   * stop with one suspended either */
+  while (atomic_load(&srv->routed_posts) > 0 && timer_now_ms() < deadline + SHUTDOWN_GRACE_MS) {
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
   ws_stop(srv->ws); /* ends any WebSocket left while the daemon still owns the upgrade handles */
   srv->ws = NULL;
 }

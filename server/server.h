@@ -54,6 +54,7 @@ struct server {
   struct ws *ws;         /* the WebSocket loop; NULL once stopped (ws_stop runs before http_stop) */
   uint64_t started_ms;
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
+  atomic_uint routed_posts;  /* /emulation POSTs suspended while another node runs them (emulation.c) */
   struct server_stats stats;
 };
 

@@ -591,12 +591,17 @@ class Bench:
         m["redis_commands_per_publication"] = (server.commands() - c0) / m["published"] if m["published"] else None
         return m
 
-    def w_cluster_emulation(self, server):
+    def w_cluster_emulation_local(self, server):
+        """The same on the Redis engine without routing: streams on node A, their POSTs to A too."""
+        return self.w_cluster_emulation(server, routed=False)
+
+    def w_cluster_emulation(self, server, routed=True):
         """Streams on node A, their emulation POSTs to node B, which routes them to A through Redis."""
         n, posters, hold = (10, 4, 2) if self.smoke else (100, 64, 10)
         cpu0 = proc_cpu(server.pids)
         r = self.loadgen(["emulate"] + self.base(server, ["--conns", n, "--posters", posters, "--hold", hold,
-                                                         "--post-port", server.port_b, "--duration", hold + 60])
+                                                         "--post-port", server.port_b if routed else server.port,
+                                                         "--duration", hold + 60])
                          ).finish(timeout=hold + 90)
         cpu = proc_cpu(server.pids) - cpu0
         self.check(r["count"] > 0, f"{server.name}: no routed emulation reply")
@@ -624,6 +629,8 @@ CLUSTER_ROWS = [
      "fanout_throughput"),
     ("cluster_fanout", "p99_us", "cross-node fan-out 1×10k, back to back: latency p99 (ms)", "ms", "fanout_throughput"),
     ("cluster_fanout", "redis_commands_per_publication", "cross-node fan-out: Redis commands per publication", "f2", None),
+    ("cluster_emulation_local", "rate", "emulation commands/s on the Redis engine, POSTs to the stream's node", "int",
+     "emulation"),
     ("cluster_emulation", "rate", "routed emulation commands/s (stream on A, POSTs to B)", "int", "emulation"),
     ("cluster_emulation", "p99_us", "routed emulation command → reply latency p99 (ms)", "ms", "emulation"),
 ]
@@ -658,8 +665,8 @@ ROWS = [
 
 WORKLOADS = ["fanout_latency", "fanout_latency_2cores", "fanout_throughput", "protobuf_throughput",
              "channels_100x100", "idle", "connect_rate", "emulation", "streams_19k", "cluster_fanout",
-             "cluster_emulation"]
-CLUSTER = {"cluster_fanout", "cluster_emulation"}  # streamd only, two nodes on a redis-server
+             "cluster_emulation_local", "cluster_emulation"]
+CLUSTER = {"cluster_fanout", "cluster_emulation_local", "cluster_emulation"}  # streamd only, two nodes on a redis-server
 REPEATED = {"fanout_latency", "fanout_throughput", "channels_100x100"}
 
 
