@@ -139,6 +139,8 @@ struct broker_redis_options {
   const char *const *sentinels; /* set (NSENTINELS > 0): the master of SENTINEL_MASTER, found through them */
   size_t nsentinels;
   const char *sentinel_master, *sentinel_password;
+  const char *user, *password; /* for addresses that name none ("" = none) */
+  int db;                       /* for addresses that name none */
   const char *prefix;
   uint64_t connect_timeout_ms, io_timeout_ms;
   uint64_t presence_ttl_ms;

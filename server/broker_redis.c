@@ -270,6 +270,12 @@ struct broker *broker_redis_new(struct server *srv, const struct broker_redis_op
   for (size_t i = 0; i < rb->nshards; i++) {
     rb->shards[i] = (struct rb_shard){.rb = rb, .index = i};
     if (redis_addr_parse(o->addresses[i], &addrs[i], err, errlen) != 0) goto fail;
+    struct redis_addr *a = &addrs[i]; /* the URL's own login wins over the keys */
+    if (!a->password[0] && o->password && o->password[0]) {
+      snprintf(a->password, sizeof a->password, "%s", o->password);
+      if (!a->user[0] && o->user) snprintf(a->user, sizeof a->user, "%s", o->user);
+    }
+    if (a->db == 0) a->db = o->db;
   }
   if (rb_history_init(rb) != 0 || rb_presence_init(rb) != 0 || rb_sub_init(rb) != 0 || rb_control_init(rb) != 0 ||
       start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0 || rb_presence_start(rb) != 0 ||

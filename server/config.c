@@ -183,6 +183,12 @@ static int check_regex(const char *value, char *why, size_t len) {
     "Redis (host:port or redis:// URL), or an array of them: shards (engine = \"redis\")")                   \
   X(redis_prefix, STRING, "streamd", 0, 0, false, TOP, redis_prefix, check_nonempty,                         \
     "prefix of keys and channels in Redis")                                                                  \
+  X(redis_user, STRING, "", 0, 0, false, TOP, redis_user, NULL,                                              \
+    "Redis ACL user for addresses that name none; \"\" = none")                                               \
+  X(redis_password, STRING, "", 0, 0, false, TOP, redis_password, NULL,                                      \
+    "Redis password for addresses that name none; \"\" = no AUTH")                                           \
+  X(redis_db, INT, "0", 0, 1048576, false, TOP, redis_db, NULL,                                              \
+    "Redis database for addresses that name none")                                                           \
   X(redis_connect_timeout, DURATION, "1s", 10, HOUR, false, TOP, redis_connect_timeout_ms, NULL,              \
     "time to connect and log in to Redis")                                                                   \
   X(redis_io_timeout, DURATION, "4s", 10, HOUR, false, TOP, redis_io_timeout_ms, NULL,                       \

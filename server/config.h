@@ -114,6 +114,9 @@ struct config {
   char **redis_address; /* one or more: shards */
   size_t redis_address_count;
   char *redis_prefix;
+  char *redis_user;
+  char *redis_password;
+  int64_t redis_db;
   int64_t redis_connect_timeout_ms;
   int64_t redis_io_timeout_ms;
   int64_t global_presence_ttl_ms;

@@ -358,3 +358,17 @@ describe('shards', { skip }, () => {
     await Promise.all([n1.stop(), n2.stop()]);
   });
 });
+
+describe('login', { skip }, () => {
+  test('redis_password and redis_db apply to an address without a login of its own', async () => {
+    const locked = await startRedis({ args: ['--requirepass', 'hunter2'] });
+    const n = await startNode({ ...cfg, redis_address: locked.address, redis_password: 'hunter2', redis_db: 3,
+      redis_prefix: `l${process.pid}` });
+    await eventually(async () => (await fetch(`${n.base}/health`)).status === 200, 10000, 'logged in');
+    const res = await api(n, 'publish', { channel: 'chat:login', data: { ok: true } });
+    assert.equal(res.result.offset, 1);
+    const keys = await redisText(locked.port, 'AUTH hunter2\r\nSELECT 3\r\nKEYS *login*');
+    assert.match(keys, /chat:login/); /* the stream went to database 3 */
+    await n.stop();
+  });
+});

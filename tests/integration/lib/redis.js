@@ -47,7 +47,8 @@ export function redisCommand(port, line, timeoutMs = 2000) {
 async function waitReady(port) {
   for (let i = 0; i < 200; i++) {
     try {
-      if ((await redisCommand(port, 'PING', 500)) === '+PONG') return;
+      const answer = await redisCommand(port, 'PING', 500);
+      if (answer === '+PONG' || answer.startsWith('-NOAUTH')) return; // up (with requirepass: up and locked)
     } catch { /* not yet */ }
     await delay(25);
   }
