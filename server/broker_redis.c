@@ -140,6 +140,7 @@ static void close_connections(void *arg) {
   for (size_t i = 0; i < rb->nshards; i++) {
     redis_conn_free(rb->shards[i].cmd);
     redis_conn_free(rb->shards[i].sub);
+    redis_conn_free(rb->shards[i].ctl); /* NULL-safe: only shard 0 has one */
   }
 }
 
@@ -219,6 +220,12 @@ static void open_connections(void *arg) {
     o.arg = sh;
     sh->sub = redis_conn_new(rb->loop, &o);
     if (sh->cmd == NULL || sh->sub == NULL) t->rc = -1;
+    if (i > 0) continue;
+    o.name = "redis control";
+    o.on_state = rb_control_on_state;
+    o.on_push = rb_control_on_push;
+    o.arg = rb;
+    if ((sh->ctl = redis_conn_new(rb->loop, &o)) == NULL) t->rc = -1;
   }
   pthread_mutex_lock(&t->lock);
   t->done = true;

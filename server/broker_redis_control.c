@@ -91,6 +91,7 @@ struct rb_control {
   struct routed *routed;
   uint64_t next_id;
   struct evloop_timer routed_sweep; /* loop thread: routed requests past their deadline */
+  atomic_uint_fast64_t self_seen_ms; /* our own last heartbeat came back on the control connection */
   atomic_bool stopping;
   struct control_lane lanes[CONTROL_LANES];
 };
@@ -251,6 +252,10 @@ static void forget_node(struct rb_control *ctl, const char *uid) { /* ctl->lock 
 static void heartbeat_fire(struct evloop_timer *t) {
   struct redis_broker *rb = t->arg;
   struct rb_control *ctl = ctl_of(rb);
+  struct redis_conn *cc = rb->shards[0].ctl;
+  if (redis_conn_up(cc) && redis_conn_up(rb->shards[0].cmd) &&
+      timer_now_ms() - atomic_load(&ctl->self_seen_ms) > 3 * HEARTBEAT_MS + rb->io_timeout_ms)
+    redis_conn_reset(cc, "control connection silent: our own heartbeats do not come back");
   heartbeat_send(rb);
   pthread_mutex_lock(&ctl->lock);
   struct expire_walk w = {.now = timer_now_ms()};
@@ -265,12 +270,6 @@ static void heartbeat_fire(struct evloop_timer *t) {
 static void heartbeat_now(void *arg) { heartbeat_send(arg); }
 
 /* ---- receiving (loop thread: queue; worker: run) ---- */
-
-bool rb_control_wants(struct redis_broker *rb, const char *channel, size_t len) {
-  struct rb_control *ctl = ctl_of(rb);
-  return (len == strlen(ctl->control_channel) && memcmp(channel, ctl->control_channel, len) == 0) ||
-         (len == strlen(ctl->node_channel) && memcmp(channel, ctl->node_channel, len) == 0);
-}
 
 /* The lane a message runs in: an emulation request's by its session, everything else lane 0. */
 static size_t lane_of(const char *data, size_t len) {
@@ -309,15 +308,24 @@ void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len
   pthread_mutex_unlock(&ln->lock);
 }
 
-void rb_control_subscribe(struct redis_broker *rb) { /* loop thread, shard 0's PUB/SUB just came up */
+/* The control connection (a PUB/SUB connection of its own on the first Redis, so that heavy channel
+ * traffic never delays heartbeats or routed requests) came up: subscribe, say who we are. */
+void rb_control_on_state(void *arg, bool up) {
+  struct redis_broker *rb = arg;
   struct rb_control *ctl = ctl_of(rb);
-  struct rb_shard *sh = &rb->shards[0];
+  if (!up) return;
+  atomic_store(&ctl->self_seen_ms, timer_now_ms());
   const char *chans[2] = {ctl->control_channel, ctl->node_channel};
   for (int i = 0; i < 2; i++) {
     const char *argv[2] = {"SUBSCRIBE", chans[i]};
-    redis_conn_command(sh->sub, 2, argv, NULL, NULL, NULL);
+    redis_conn_command(rb->shards[0].ctl, 2, argv, NULL, NULL, NULL);
   }
   heartbeat_send(rb);
+}
+
+void rb_control_on_push(void *arg, const redisReply *push) {
+  const redisReply *payload = push->element[push->elements - 1];
+  if (payload->type == REDIS_REPLY_STRING) rb_control_on_message(arg, payload->str, payload->len);
 }
 
 static void on_node(struct redis_broker *rb, const Control__Command *cmd) {
@@ -438,7 +446,10 @@ static void on_emulation(struct redis_broker *rb, const Control__Command *cmd) {
 static void run_message(struct redis_broker *rb, const uint8_t *data, size_t len) {
   Control__Command *cmd = control__command__unpack(NULL, len, data);
   if (cmd == NULL) return;
-  if (strcmp(cmd->from, rb->base.srv->node_id) == 0) goto out; /* our own broadcast */
+  if (strcmp(cmd->from, rb->base.srv->node_id) == 0) { /* our own broadcast: proof the connection carries */
+    if (cmd->method == CONTROL__COMMAND__METHOD__NODE) atomic_store(&ctl_of(rb)->self_seen_ms, timer_now_ms());
+    goto out;
+  }
   switch (cmd->method) {
   case CONTROL__COMMAND__METHOD__NODE: on_node(rb, cmd); break;
   case CONTROL__COMMAND__METHOD__SHUTDOWN:

@@ -32,6 +32,7 @@ struct rb_presence;
 struct rb_shard {
   struct redis_conn *cmd;
   struct redis_conn *sub;
+  struct redis_conn *ctl; /* shard 0 only: PUB/SUB of the nodes' own channels (control) */
   bool sub_up;        /* loop thread */
   uint64_t last_push_ms, probe_sent_ms; /* loop thread: PUB/SUB liveness (probe_sent_ms 0 = none out) */
   struct evloop_timer probe;
@@ -109,9 +110,9 @@ int rb_sub_ensure(struct redis_broker *rb, const char *channel);
  * emulation. The stop order is say_goodbye, stop (joins its worker), then after the loop: cleanup. */
 int rb_control_init(struct redis_broker *rb);
 int rb_control_start(struct redis_broker *rb);
-bool rb_control_wants(struct redis_broker *rb, const char *channel, size_t len); /* a control channel? */
 void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len); /* loop thread */
-void rb_control_subscribe(struct redis_broker *rb); /* loop thread: shard 0's PUB/SUB is up */
+void rb_control_on_state(void *rb, bool up);               /* loop thread: the control connection */
+void rb_control_on_push(void *rb, const redisReply *push); /* loop thread */
 void rb_control_say_goodbye(struct redis_broker *rb);
 void rb_control_stop(struct redis_broker *rb);
 void rb_control_cleanup(struct redis_broker *rb);

@@ -299,7 +299,6 @@ void rb_sub_on_state(void *arg, bool up) {
            strmap_count(sh->rb->channels));
   if (sh->was_up) check_channels(rb, sh->index); /* what was published during the outage is lost to PUB/SUB */
   sh->was_up = true;
-  if (sh->index == 0) rb_control_subscribe(sh->rb);
 }
 
 /* ---- delivery ---- */
@@ -370,7 +369,6 @@ void rb_sub_on_push(void *arg, const redisReply *push) {
     sh->probe_sent_ms = 0; /* the connection carries */
     return;
   }
-  if (rb_control_wants(rb, name->str, name->len)) return rb_control_on_message(rb, payload->str, payload->len);
   size_t plen = strlen(rb->prefix) + strlen(".client.");
   if (name->len <= plen) return;
   enqueue(d, MESSAGE_PUBSUB, name->str + plen, name->len - plen, payload->str, payload->len);
