@@ -1,5 +1,6 @@
 /* broker_redis: the multi-node engine on Redis (REDIS.md). This file builds it (one evloop thread, per
- * Redis instance a command connection and a PUB/SUB connection), runs calls from other threads on that
+ * Redis instance a command connection and a PUB/SUB connection for channels, on the first one also a
+ * PUB/SUB connection for the nodes' own messages), runs calls from other threads on that
  * loop (rb_call_run), picks the instance of a channel (jump consistent hash over FNV-1a 64, the same on
  * every node), and publishes join/leave events. History and publish are in broker_redis_history.c,
  * presence in broker_redis_presence.c, PUB/SUB interest and delivery in broker_redis_sub.c.

@@ -1,5 +1,7 @@
 /* broker_redis_control: the nodes of a cluster talking to each other (proto/control.proto) on
- * "<prefix>.control" (everyone) and "<prefix>.node.<id>" (one node), both on the first Redis instance.
+ * "<prefix>.control" (everyone) and "<prefix>.node.<id>" (one node), both on the first Redis instance,
+ * on a PUB/SUB connection of their own (alive while our own heartbeats come back on it; three beats
+ * missing and it is made again).
  *
  * - Heartbeats: every node says who it is and its counts every HEARTBEAT_MS; a node not heard from for
  *   NODE_TIMEOUT_MS is forgotten, and a stopping node says so (SHUTDOWN) so the others forget it at once.
