@@ -1,6 +1,7 @@
 // Plain HTTP requests with full control over method, headers and body (node:http, one fresh
 // connection per request so that a server that closes the connection cannot disturb other requests).
 import http from 'node:http';
+import net from 'node:net';
 
 /**
  * Sends one request and resolves with { status, headers, body } (body as a UTF-8 string).
@@ -75,6 +76,18 @@ export async function api(base, method, params, { key, prefix = '/api', headers 
     json = null;
   }
   return { ...res, json };
+}
+
+/** A loopback TCP port the kernel just handed out and released (free unless taken meanwhile). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 /** Resolves after MS milliseconds (only for bounded waits that prove an absence, never for ordering). */

@@ -7,24 +7,13 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { delay } from './http.js';
+import { delay, freePort } from './http.js';
 
 export const NGINX = '/usr/sbin/nginx';
 export const nginxAvailable = existsSync(NGINX);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = process.env.STREAMD_SOURCE_DIR || path.resolve(here, '..', '..', '..');
 export const EXAMPLE = path.join(repoRoot, 'etc', 'nginx-cluster.conf');
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts nginx in front of the streamd servers NODES (fixture objects with .address and .port). */
 export async function startNginx(nodes) {

@@ -7,23 +7,12 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import { delay } from './http.js';
+import { delay, freePort } from './http.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 export const redisAvailable = existsSync(REDIS_SERVER);
 
 const started = new Set();
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Sends one inline command and resolves with the first reply line (or rejects). */
 export function redisCommand(port, line, timeoutMs = 2000) {
