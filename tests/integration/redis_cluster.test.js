@@ -315,6 +315,38 @@ describe('faults', { skip }, () => {
   });
 });
 
+describe('Redis restarted under load', { skip }, () => {
+  test('publishing never stops: errors during the gap, no crash, subscribers get publications again', async () => {
+    const c = await connectedClient(a.base);
+    const sub = await subscribe(c, 'chat:load', { recoverable: true });
+    await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:load', data: { warm: i } }));
+    let ok = 0, failed = 0, running = true;
+    const loop = (async () => {
+      for (let i = 0; running; i++) {
+        const r = await api(i % 2 ? a : b, 'publish', { channel: 'chat:load', data: { n: i } }).catch(() => null);
+        if (r && r.result) ok++;
+        else failed++;
+        await delay(5);
+      }
+    })();
+    await delay(300);
+    const before = ok;
+    await redis.stop();
+    await delay(500);
+    redis = await startRedis({ port: redis.port });
+    await eventually(async () => (await fetch(`${a.base}/health`)).status === 200, 10000, 'A healthy again');
+    await eventually(async () => (await fetch(`${b.base}/health`)).status === 200, 10000, 'B healthy again');
+    await eventually(() => ok > before + 20, 10000, 'publishing works again');
+    running = false;
+    await loop;
+    assert.ok(before > 0 && failed > 0, `published ${before} before, ${failed} refused during the gap`);
+    assert.equal(a.exited, null);
+    assert.equal(b.exited, null);
+    const pub = await firstDelivery(sub, (i) => api(b, 'publish', { channel: 'chat:load', data: { marker: i } }));
+    assert.ok('marker' in pub.data || 'n' in pub.data);
+  });
+});
+
 describe('Sentinel', { skip }, () => {
   test('the node finds the master through redis-sentinel and follows a failover', async () => {
     const set = await startSentinelSetup();
