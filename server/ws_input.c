@@ -101,8 +101,10 @@ static void on_data(struct ws_input *in, const struct ws_input_ops *ops, void *c
     stop(in, ops, ctx, WS_CLOSE_TOO_BIG, "out of memory");
     return;
   }
-  memcpy(in->msg + in->msg_len, p, len);
-  in->msg_len += len;
+  if (len > 0) { /* an empty fragment may come before any byte, while msg is still NULL */
+    memcpy(in->msg + in->msg_len, p, len);
+    in->msg_len += len;
+  }
   in->in_msg = !fin;
   if (fin) {
     ops->message(ctx, in->msg, in->msg_len);

@@ -88,9 +88,25 @@ static void test_small_frames_linear(void **state) {
   free(buf);
 }
 
+/* A fragmented message may start with an empty fragment (found by the fuzzer: UB on a NULL buffer). */
+static void test_empty_first_fragment(void **state) {
+  (void)state;
+  uint8_t bytes[64];
+  size_t n = put_frame(bytes, 0x01, NULL, 0);                        /* text, not final, empty */
+  n += put_frame(bytes + n, 0x00, (const uint8_t *)"", 0);           /* continuation, not final, empty */
+  n += put_frame(bytes + n, 0x80, (const uint8_t *)"{\"id\":1}", 8); /* final continuation */
+  struct ws_input in;
+  struct seen s = parse_all(bytes, n, &in);
+  assert_int_equal(s.fails, 0);
+  assert_int_equal(s.messages, 1);
+  assert_int_equal(s.last_len, 8);
+  ws_input_cleanup(&in);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_frames_linear),
+      cmocka_unit_test(test_empty_first_fragment),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
