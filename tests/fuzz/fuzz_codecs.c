@@ -2,7 +2,7 @@
  * streams (next_command until exhausted or an error), both /emulation envelopes, and, for every command
  * that decodes, a re-encode as a reply-shaped message through both codecs (what handlers do with decoded
  * data). The first input byte picks the target, unless FUZZ_TARGET names one (json_cmds, pb_cmds,
- * json_emulation, pb_emulation): then every input goes to that decoder (its first byte is still skipped,
+ * json_emulation, pb_emulation, ws_frames): then every input goes to that decoder (its first byte is still skipped,
  * so seeds work either way) and a run's time and executions belong to one decoder. Any crash, leak,
  * sanitizer report or hang is a bug: bad input must only ever produce an error code. */
 #include <stddef.h>
@@ -12,6 +12,7 @@
 
 #include "codec.h"
 #include "codec_json.h"
+#include "ws_input.h"
 
 enum { MAX_COMMAND = 65536 };
 
@@ -49,10 +50,35 @@ static void emulation(enum codec_kind kind, const uint8_t *data, size_t size) {
   protobuf_c_message_free_unpacked(&er->base, NULL);
 }
 
+/* WebSocket input as the loop reads it: pieces of up to 4 KiB (the first byte's high bits pick a
+ * smaller piece size, so frames split at every kind of boundary), every complete frame parsed. */
+static void noop_message(void *ctx, const uint8_t *d, size_t n) { (void)ctx, (void)d, (void)n; }
+static void noop_close(void *ctx, uint32_t code) { (void)ctx, (void)code; }
+static void noop_fail(void *ctx, uint32_t code, const char *why) { (void)ctx, (void)code, (void)why; }
+
+static void ws_frames(uint8_t shape, const uint8_t *data, size_t size) {
+  static const struct ws_input_ops ops = {noop_message, noop_message, noop_close, noop_fail};
+  struct ws_input in;
+  if (ws_input_init(&in, MAX_COMMAND, NULL, 0) != 0) return;
+  size_t piece = (size_t)1 << ((shape >> 4) % 13); /* 1 B .. 4 KiB */
+  for (size_t off = 0; off < size && !in.stopped;) {
+    size_t avail = 0;
+    uint8_t *at = ws_input_space(&in, piece, &avail);
+    if (at == NULL) break;
+    size_t n = size - off < piece ? size - off : piece;
+    if (n > avail) n = avail;
+    memcpy(at, data + off, n);
+    ws_input_commit(&in, n);
+    ws_input_parse(&in, &ops, NULL);
+    off += n;
+  }
+  ws_input_cleanup(&in);
+}
+
 /* The targets, by the value of the selector byte (data[0] % TARGET_COUNT) and by FUZZ_TARGET name. */
-enum { TARGET_COUNT = 4 };
+enum { TARGET_COUNT = 5 };
 static const char *const target_names[TARGET_COUNT] = {"json_cmds", "pb_cmds", "json_emulation",
-                                                       "pb_emulation"};
+                                                       "pb_emulation", "ws_frames"};
 static int forced_target = -1; /* from FUZZ_TARGET */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -78,8 +104,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 2:
       emulation(CODEC_JSON, data + 1, size - 1);
       break;
-    default:
+    case 3:
       emulation(CODEC_PROTOBUF, data + 1, size - 1);
+      break;
+    default:
+      ws_frames(data[0], data + 1, size - 1);
       break;
   }
   return 0;
