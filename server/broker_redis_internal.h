@@ -54,6 +54,9 @@ struct redis_broker {
   char sentinel_master[128];
   uint64_t presence_ttl_ms;   /* presence entries' TTL */
   struct strmap *channels;    /* loop thread: channel ⇒ struct rb_channel (this node's PUB/SUB interest) */
+  char probe_key[RB_KEY_MAX]; /* "<prefix>.probe.<node id>", set once (rb_sub_init) */
+  size_t probe_key_len;
+  size_t client_prefix_len;   /* strlen("<prefix>.client."): what PUB/SUB channel names start with */
   struct rb_delivery *delivery;
   struct rb_control *control;
   struct rb_presence *presence;

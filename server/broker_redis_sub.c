@@ -107,7 +107,7 @@ static void subscribe_reply(void *arg, const redisReply *reply) {
   struct rb_shard *sh = arg;
   struct redis_broker *rb = sh->rb;
   if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) return; /* dropped */
-  size_t plen = strlen(rb->prefix) + strlen(".client.");
+  size_t plen = rb->client_prefix_len;
   const redisReply *name = reply->element[1];
   if (name->type != REDIS_REPLY_STRING || name->len <= plen) return;
   struct rb_channel *ch = strmap_get(rb->channels, name->str + plen);
@@ -237,7 +237,6 @@ static void check_channels(struct redis_broker *rb, size_t shard);
 
 /* ---- liveness (loop thread) ---- */
 
-static size_t probe_channel(struct rb_shard *sh, char *buf) { return rb_key(sh->rb, "probe", sh->rb->base.srv->node_id, buf); }
 
 static void probe_fire(struct evloop_timer *t) {
   struct rb_shard *sh = t->arg;
@@ -248,10 +247,8 @@ static void probe_fire(struct evloop_timer *t) {
     redis_conn_reset(sh->sub, "PUB/SUB silent: the probe did not come back");
   } else if (sh->sub_up && !sh->probe_sent_ms && now - sh->last_push_ms >= PROBE_INTERVAL_MS &&
              redis_conn_up(sh->cmd)) {
-    char key[RB_KEY_MAX];
-    size_t klen = probe_channel(sh, key);
-    const char *argv[3] = {"PUBLISH", key, "probe"};
-    const size_t lens[3] = {7, klen, 5};
+    const char *argv[3] = {"PUBLISH", rb->probe_key, "probe"};
+    const size_t lens[3] = {7, rb->probe_key_len, 5};
     if (redis_conn_command(sh->cmd, 3, argv, lens, NULL, NULL) == 0) sh->probe_sent_ms = now;
   }
   evloop_timer_arm(rb->loop, &sh->probe, sh->probe_sent_ms ? rb->io_timeout_ms / 2 + 1 : PROBE_INTERVAL_MS);
@@ -281,10 +278,8 @@ void rb_sub_on_state(void *arg, bool up) {
   sh->probe_sent_ms = 0;
   sh->last_push_ms = evloop_now_ms(rb->loop);
   if (up) {
-    char key[RB_KEY_MAX];
-    size_t klen = probe_channel(sh, key);
-    const char *argv[2] = {"SUBSCRIBE", key};
-    const size_t lens[2] = {9, klen};
+    const char *argv[2] = {"SUBSCRIBE", rb->probe_key};
+    const size_t lens[2] = {9, rb->probe_key_len};
     redis_conn_command(sh->sub, 2, argv, lens, NULL, NULL);
     sh->probe.fn = probe_fire; /* the timer itself may be armed already: only its callback is set */
     sh->probe.arg = sh;
@@ -363,13 +358,11 @@ void rb_sub_on_push(void *arg, const redisReply *push) {
   const redisReply *name = push->element[push->elements - 2], *payload = push->element[push->elements - 1];
   if (name->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING) return;
   sh->last_push_ms = evloop_now_ms(rb->loop);
-  char probe[RB_KEY_MAX];
-  size_t plen0 = probe_channel(sh, probe);
-  if (name->len == plen0 && memcmp(name->str, probe, plen0) == 0) {
+  if (name->len == rb->probe_key_len && memcmp(name->str, rb->probe_key, name->len) == 0) {
     sh->probe_sent_ms = 0; /* the connection carries */
     return;
   }
-  size_t plen = strlen(rb->prefix) + strlen(".client.");
+  size_t plen = rb->client_prefix_len;
   if (name->len <= plen) return;
   enqueue(d, MESSAGE_PUBSUB, name->str + plen, name->len - plen, payload->str, payload->len);
 }
@@ -512,6 +505,8 @@ static void position_check_start(void *arg) {
 int rb_sub_start(struct redis_broker *rb) { return evloop_post(rb->loop, position_check_start, rb); }
 
 int rb_sub_init(struct redis_broker *rb) {
+  rb->probe_key_len = rb_key(rb, "probe", rb->base.srv->node_id, rb->probe_key);
+  rb->client_prefix_len = strlen(rb->prefix) + strlen(".client.");
   rb->channels = strmap_new();
   struct rb_delivery *d = calloc(1, sizeof *d);
   if (rb->channels == NULL || d == NULL) {
