@@ -3,7 +3,7 @@
 //   const redis = await startRedis();   // { port, address: "127.0.0.1:PORT", stop(), restart() }
 //   redisAvailable                      // false when redis-server is not installed: skip those tests
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -61,7 +61,10 @@ export function redisText(port, line, idleMs = 150) {
 export async function startRedis({ port, args = [], config = null } = {}) {
   port = port || await freePort();
   const pre = config ? [config] : [];
-  const child = spawn(REDIS_SERVER, [...pre, '--port', String(port), '--bind', '127.0.0.1', '--save', '',
+  // A replica's full sync writes an RDB file even with --save '': keep it in a temporary folder, not the
+  // test's working directory.
+  const dir = mkdtempSync(path.join(tmpdir(), 'streamd-redis-'));
+  const child = spawn(REDIS_SERVER, [...pre, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
     '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', ...args], { stdio: 'ignore' });
   const exited = new Promise((resolve) => child.on('exit', resolve));
   const r = {
@@ -72,6 +75,7 @@ export async function startRedis({ port, args = [], config = null } = {}) {
       started.delete(r);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
+      rmSync(dir, { recursive: true, force: true });
     },
     async restart() {
       await r.stop();
