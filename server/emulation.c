@@ -4,7 +4,12 @@
  * cannot be decoded, 404 when the node is unknown; an unknown session on our node is still 204, as in
  * Centrifugo (the client learns of it from its stream ending). A request for another node goes through
  * the broker to that node while the POST is suspended (no thread waits), and is answered 204 once the owner
- * ran it, 404 when the node is unknown or gone, 500 when it did not say so in time, 503 during shutdown. */
+ * ran it, 404 when the node is unknown or gone, 500 when it did not say so in time, 503 during shutdown.
+ *
+ * A session's commands run on its own core loop (the one that owns its stream, loops.h): a POST that
+ * arrived on another loop is suspended and its commands handed to the owner's loop, which resumes the
+ * POST once they ran. So a session's commands, its fan-out and its stream are one thread's work, and a
+ * client's own publication reaches its own subscription before the publish reply, as with one thread. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +18,7 @@
 #include "codec.h"
 #include "handlers.h"
 #include "log.h"
+#include "loops.h"
 #include "registry.h"
 #include "server.h"
 #include "session.h"
@@ -56,22 +62,77 @@ static void routed_cleanup(struct request *req) {
   atomic_fetch_sub(&req->srv->routed_posts, 1);
 }
 
+/* Suspends REQ until routed_done is called for the returned state (owned by REQ), counted in
+ * routed_posts so that shutdown waits for it. Returns NULL after answering REQ (out of memory: 500,
+ * shutting down: 503); *RET is then the answer's result. EXTRA bytes are allocated after the state. */
+static struct routed_post *suspend_post(struct request *req, size_t extra, enum MHD_Result *ret) {
+  struct server *srv = req->srv;
+  struct routed_post *rp = calloc(1, sizeof *rp + extra);
+  if (rp == NULL) {
+    *ret = respond_status(req, MHD_HTTP_INTERNAL_SERVER_ERROR);
+    return NULL;
+  }
+  atomic_fetch_add(&srv->routed_posts, 1);
+  rp->req = req;
+  req->handler_data = rp;
+  req->cleanup = routed_cleanup;
+  if (atomic_load(&srv->shutting_down)) {
+    *ret = respond_status(req, MHD_HTTP_SERVICE_UNAVAILABLE);
+    return NULL;
+  }
+  MHD_suspend_connection(req->conn);
+  *ret = MHD_YES;
+  return rp;
+}
+
+/* Commands for a session of this node whose stream another loop owns. */
+struct hop {
+  struct routed_post post; /* first: freed as the POST's handler data */
+  struct session *session; /* a reference */
+  size_t len;
+  uint8_t data[];
+};
+
+static void hop_run(void *arg) {
+  struct hop *hop = arg;
+  session_feed(hop->session, hop->data, hop->len);
+  session_unref(hop->session);
+  routed_done(&hop->post, 0);
+}
+
+/* Runs ER's commands for S on S's loop: here when this is it, else handed over with REQ suspended. */
+static enum MHD_Result run_on_owner(struct request *req, struct session *s, const Protocol__EmulationRequest *er) {
+  struct server *srv = req->srv;
+  int here = loops_current();
+  if (srv->loops == NULL || here < 0 || (unsigned)here == s->loop) {
+    session_feed(s, er->data.data, er->data.len);
+    session_unref(s);
+    return respond_status(req, MHD_HTTP_NO_CONTENT);
+  }
+  enum MHD_Result ret;
+  struct hop *hop = (struct hop *)suspend_post(req, sizeof *hop - sizeof hop->post + er->data.len, &ret);
+  if (hop == NULL) {
+    session_unref(s);
+    return ret;
+  }
+  hop->session = s;
+  hop->len = er->data.len;
+  if (er->data.len) memcpy(hop->data, er->data.data, er->data.len);
+  if (loops_post(srv->loops, s->loop, hop_run, hop) != 0) hop_run(hop); /* the loop is stopping: run it here */
+  return ret;
+}
+
 /* Hands ER to its node and suspends REQ meanwhile, so that no MHD thread waits for another node. The
  * count of suspended POSTs is raised before shutting_down is read, so shutdown (which sets it, then
  * waits for the count to reach 0 before stopping MHD) never misses one. */
 static enum MHD_Result route(struct request *req, const Protocol__EmulationRequest *er) {
   struct server *srv = req->srv;
-  struct routed_post *rp = calloc(1, sizeof *rp);
-  if (rp == NULL) return respond_status(req, MHD_HTTP_INTERNAL_SERVER_ERROR);
-  atomic_fetch_add(&srv->routed_posts, 1);
-  rp->req = req;
-  req->handler_data = rp;
-  req->cleanup = routed_cleanup;
-  if (atomic_load(&srv->shutting_down)) return respond_status(req, MHD_HTTP_SERVICE_UNAVAILABLE);
-  MHD_suspend_connection(req->conn);
+  enum MHD_Result ret;
+  struct routed_post *rp = suspend_post(req, 0, &ret);
+  if (rp == NULL) return ret;
   int rc = srv->broker->ops->route_emulation(srv->broker, er, routed_done, rp);
   if (rc != 0) routed_done(rp, rc); /* refused at once: answered on the handler's next call */
-  return MHD_YES;
+  return ret;
 }
 
 enum MHD_Result emulation_handle(struct request *req) {
@@ -87,8 +148,11 @@ enum MHD_Result emulation_handle(struct request *req) {
     return respond_status(req, MHD_HTTP_BAD_REQUEST);
   enum MHD_Result ret;
   if (strcmp(er->node, srv->node_id) == 0) {
-    emulation_run_local(srv, er);
-    ret = respond_status(req, MHD_HTTP_NO_CONTENT);
+    struct session *s = registry_find(srv->registry, er->session);
+    if (s)
+      ret = run_on_owner(req, s, er);
+    else
+      ret = respond_status(req, MHD_HTTP_NO_CONTENT); /* unknown session: 204, as Centrifugo */
   } else {
     ret = route(req, er);
   }

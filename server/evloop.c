@@ -45,6 +45,8 @@ struct evloop {
   size_t heap_len, heap_cap;
   struct epoll_event *batch; /* the batch being dispatched (loop thread), for evloop_io_del */
   int batch_len;
+  evloop_prepare_fn prepare;
+  void *prepare_arg;
 };
 
 static uint64_t monotonic_ms(void) {
@@ -223,13 +225,23 @@ static bool run_tasks(struct evloop *l) {
   return more;
 }
 
-static int wait_timeout(struct evloop *l, bool tasks_waiting) {
+/* How long the next wait may last: 0 with tasks waiting, else until the earliest timer, at most
+ * LIMIT_MS (-1: none) and 60 s. */
+static int wait_timeout(struct evloop *l, bool tasks_waiting, int limit_ms) {
   if (tasks_waiting) return 0;
-  if (l->heap_len == 0) return -1;
-  uint64_t now = monotonic_ms(), due = l->heap[0]->deadline_ms;
-  if (due <= now) return 0;
-  uint64_t wait = due - now;
+  uint64_t wait = limit_ms >= 0 ? (uint64_t)limit_ms : 60000;
+  if (l->heap_len > 0) {
+    uint64_t now = monotonic_ms(), due = l->heap[0]->deadline_ms;
+    if (due <= now) return 0;
+    if (due - now < wait) wait = due - now;
+  }
+  if (limit_ms < 0 && l->heap_len == 0) return -1;
   return wait > 60000 ? 60000 : (int)wait;
+}
+
+void evloop_set_prepare(struct evloop *l, evloop_prepare_fn fn, void *arg) {
+  l->prepare = fn;
+  l->prepare_arg = arg;
 }
 
 static void *loop_main(void *arg) {
@@ -237,8 +249,9 @@ static void *loop_main(void *arg) {
   current_loop = l;
   struct epoll_event events[EVLOOP_BATCH];
   bool tasks_waiting = false;
+  int limit_ms = -1;
   while (!atomic_load(&l->stopping) || tasks_waiting) {
-    int n = epoll_wait(l->epfd, events, EVLOOP_BATCH, wait_timeout(l, tasks_waiting));
+    int n = epoll_wait(l->epfd, events, EVLOOP_BATCH, wait_timeout(l, tasks_waiting, limit_ms));
     if (n < 0 && errno != EINTR) {
       log_error("%s: epoll_wait: %s", l->name, strerror(errno));
       break;
@@ -253,6 +266,7 @@ static void *loop_main(void *arg) {
     l->batch_len = 0;
     fire_timers(l);
     tasks_waiting = run_tasks(l);
+    limit_ms = l->prepare ? l->prepare(l->prepare_arg) : -1;
   }
   while (run_tasks(l)) { /* tasks posted by the last tasks (a connection's own free) */
   }
@@ -265,18 +279,24 @@ int evloop_start(struct evloop *l) {
   return 0;
 }
 
+void evloop_stop(struct evloop *l) {
+  if (l == NULL) return;
+  pthread_mutex_lock(&l->lock);
+  bool was_stopping = atomic_exchange(&l->stopping, true);
+  pthread_mutex_unlock(&l->lock);
+  if (!l->started) {
+    run_tasks(l);
+    return;
+  }
+  if (was_stopping) return;
+  uint64_t one = 1;
+  (void)!write(l->wake.fd, &one, sizeof one);
+  pthread_join(l->thread, NULL);
+}
+
 void evloop_free(struct evloop *l) {
   if (l == NULL) return;
-  if (l->started) {
-    pthread_mutex_lock(&l->lock);
-    atomic_store(&l->stopping, true);
-    pthread_mutex_unlock(&l->lock);
-    uint64_t one = 1;
-    (void)!write(l->wake.fd, &one, sizeof one);
-    pthread_join(l->thread, NULL);
-  } else {
-    run_tasks(l);
-  }
+  evloop_stop(l);
   close(l->wake.fd);
   close(l->epfd);
   free(l->heap);

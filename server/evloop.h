@@ -47,6 +47,18 @@ struct evloop *evloop_new(const char *name);
 /* Starts the loop thread. Returns 0 or -1. */
 int evloop_start(struct evloop *l);
 
+/* Called once per iteration on the loop thread, after the watchers, timers and tasks of the iteration
+ * and before the loop waits again; returns the longest the loop may then wait in milliseconds (-1: no
+ * limit of its own). What a module drives from the loop without an fd of its own (libmicrohttpd's
+ * MHD_run). Set it before evloop_start(). */
+typedef int (*evloop_prepare_fn)(void *arg);
+void evloop_set_prepare(struct evloop *l, evloop_prepare_fn fn, void *arg);
+
+/* Stops the thread (posted tasks still queued are run first) and joins it; later evloop_post() calls
+ * fail. The loop stays allocated (its watchers and timers may still be removed) until evloop_free().
+ * Idempotent. Not from the loop thread. */
+void evloop_stop(struct evloop *l);
+
 /* Stops the thread (posted tasks still queued are run first), joins it and frees the loop. Watchers
  * still registered are dropped without a call; their owners close their fds. Not from the loop thread. */
 void evloop_free(struct evloop *l);

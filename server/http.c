@@ -4,18 +4,19 @@
  * Origin check, method check, Content-Length check: each can answer at once, before the body is read),
  * then once per piece of body (collected up to the route's limit; past it the rest is discarded and the
  * answer is 413), then once with no data (the route's handler runs). */
-#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "http.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <fnmatch.h>
 #include <netinet/in.h>
-#include <sched.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,15 +25,28 @@
 #include "http_framing.h"
 #include "http_host.h"
 #include "log.h"
+#include "loops.h"
 #include "server.h"
 #include "stats.h"
 
-struct http {
+/* One core loop's daemon: libmicrohttpd in external-epoll mode, run by the loop after each batch. */
+struct http_loop {
+  struct http *h;
   struct MHD_Daemon *daemon;
-  MHD_socket listen_fd; /* handed back by MHD_quiesce_daemon; closed after MHD_stop_daemon */
+  struct evloop_io io; /* the daemon's epoll fd in the loop's epoll set */
+  bool quiesced;       /* loop thread (and the quiesce wait) */
+};
+
+struct http {
   struct server *srv;
+  int listen_fd; /* shared by every daemon; closed after the last MHD_stop_daemon */
+  unsigned n;
+  bool started; /* the loops run */
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* a loop quiesced its daemon */
   char address[64];
   unsigned port;
+  struct http_loop loop[LOOPS_MAX];
 };
 
 enum route_kind { ROUTE_CLIENT, ROUTE_API, ROUTE_OPS };
@@ -344,10 +358,9 @@ static int bind_address(const struct config *cfg, struct sockaddr_storage *ss, s
 }
 
 static void read_bound_address(struct http *h) {
-  const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_LISTEN_FD);
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (di == NULL || getsockname(di->listen_fd, (struct sockaddr *)&ss, &len) != 0) return;
+  if (getsockname(h->listen_fd, (struct sockaddr *)&ss, &len) != 0) return;
   if (ss.ss_family == AF_INET) {
     struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
     inet_ntop(AF_INET, &in4->sin_addr, h->address, sizeof h->address);
@@ -359,14 +372,70 @@ static void read_bound_address(struct http *h) {
   }
 }
 
-/* The cores this process may run on (its CPU affinity: taskset, cgroups), one MHD thread each; more
- * threads than cores would only take turns on the same core. */
-static unsigned int usable_cores(void) {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-    return (unsigned int)CPU_COUNT(&set);
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  return cores > 0 ? (unsigned int)cores : 1;
+/* The listening socket every daemon accepts from (non-blocking: the loops race for each connection,
+ * the loser's accept gets EAGAIN, which libmicrohttpd ignores). Returns the fd or -1. */
+static int listen_on(const struct sockaddr_storage *ss, socklen_t len) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, 4096) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The loop's work after each batch: let the daemon do what is ready (accept, read, run handlers, write
+ * the streams the batch resumed), then sleep no longer than its next connection timeout. */
+static int run_daemon(void *arg) {
+  struct http_loop *hl = arg;
+  MHD_run(hl->daemon);
+  MHD_UNSIGNED_LONG_LONG timeout = 0;
+  if (MHD_get_timeout(hl->daemon, &timeout) != MHD_YES) return 1000;
+  return timeout > 1000 ? 1000 : (int)timeout;
+}
+
+static void daemon_ready(struct evloop_io *io, uint32_t events) {
+  (void)io;
+  (void)events; /* MHD_run follows in run_daemon, after the batch */
+}
+
+static struct MHD_Daemon *start_daemon(struct http *h, bool ipv6) {
+  unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_TURBO | MHD_USE_ITC;
+  if (ipv6) flags |= MHD_USE_IPv6;
+  return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd,
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int)100000, MHD_OPTION_CONNECTION_TIMEOUT,
+                          (unsigned int)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+}
+
+/* Creates loop I's daemon and hands it to the loop (before the loops start). */
+static int attach_daemon(struct http *h, unsigned i, bool ipv6) {
+  struct http_loop *hl = &h->loop[i];
+  hl->h = h;
+  hl->daemon = start_daemon(h, ipv6);
+  if (hl->daemon == NULL) return -1;
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(hl->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  if (di == NULL) return -1;
+  hl->io = (struct evloop_io){.fd = di->epoll_fd, .events = EPOLLIN, .fn = daemon_ready, .arg = hl};
+  if (evloop_io_add(loops_evloop(h->srv->loops, i), &hl->io) != 0) return -1;
+  loops_set_runner(h->srv->loops, i, run_daemon, hl);
+  return 0;
+}
+
+/* With no loop running: quiesced first, so that no daemon closes the socket the others share. */
+static void stop_daemons(struct http *h) {
+  for (unsigned i = 0; i < h->n; i++) {
+    if (h->loop[i].daemon == NULL) continue;
+    if (!h->loop[i].quiesced) MHD_quiesce_daemon(h->loop[i].daemon);
+    MHD_stop_daemon(h->loop[i].daemon);
+  }
+  if (h->listen_fd >= 0) close(h->listen_fd);
+  pthread_cond_destroy(&h->cond);
+  pthread_mutex_destroy(&h->lock);
+  free(h);
 }
 
 struct http *http_start(struct server *srv, char *err, size_t errlen) {
@@ -375,29 +444,37 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
   socklen_t sslen;
   if (h == NULL) return NULL;
   h->srv = srv;
-  h->listen_fd = MHD_INVALID_SOCKET;
+  pthread_mutex_init(&h->lock, NULL);
+  pthread_cond_init(&h->cond, NULL);
   const struct config *cfg = srv->boot_cfg; /* address and port: restart only */
   if (bind_address(cfg, &ss, &sslen) != 0) {
     snprintf(err, errlen, "address '%s' is not an IPv4 or IPv6 address", cfg->address);
-    free(h);
+    h->listen_fd = -1;
+    stop_daemons(h);
     return NULL;
   }
-  unsigned int pool = usable_cores();
-  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
-                       MHD_USE_TURBO | MHD_USE_ITC;
-  if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-  h->daemon =
-      MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                       MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                       (size_t)CONNECTION_MEMORY, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)100000,
-                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-                       (unsigned int)4096, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
-  if (h->daemon == NULL) {
-    snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not permitted)", cfg->address,
-             (long long)cfg->port);
-    free(h);
+  h->listen_fd = listen_on(&ss, sslen);
+  if (h->listen_fd < 0) {
+    snprintf(err, errlen, "cannot listen on %s:%lld (%s)", cfg->address, (long long)cfg->port, strerror(errno));
+    stop_daemons(h);
     return NULL;
   }
+  unsigned n = loops_count(srv->loops);
+  for (h->n = 0; h->n < n; h->n++) {
+    if (attach_daemon(h, h->n, ss.ss_family == AF_INET6) != 0) {
+      h->n++; /* its daemon, if made, is stopped too */
+      snprintf(err, errlen, "cannot start the HTTP daemon of core loop %u", h->n - 1);
+      stop_daemons(h);
+      return NULL;
+    }
+  }
+  if (loops_start(srv->loops) != 0) {
+    snprintf(err, errlen, "cannot start the core loop threads");
+    loops_stop(srv->loops);
+    stop_daemons(h);
+    return NULL;
+  }
+  h->started = true;
   read_bound_address(h);
   return h;
 }
@@ -405,16 +482,39 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
 const char *http_address(const struct http *h) { return h->address; }
 unsigned http_port(const struct http *h) { return h->port; }
 
-/* MHD's manual: with internal threads the socket MHD_quiesce_daemon returns "must not be closed until
- * AFTER MHD_stop_daemon has been called (as it is theoretically possible that an existing thread is
- * still using it)"; http_stop closes it. */
-void http_quiesce(struct http *h) {
-  if (h->listen_fd == MHD_INVALID_SOCKET) h->listen_fd = MHD_quiesce_daemon(h->daemon);
+/* A daemon is quiesced on its own loop thread: MHD_quiesce_daemon edits the daemon's epoll set, which
+ * MHD_run on the loop thread edits too. */
+static void quiesce_on_loop(void *arg) {
+  struct http_loop *hl = arg;
+  if (hl->daemon) MHD_quiesce_daemon(hl->daemon);
+  pthread_mutex_lock(&hl->h->lock);
+  hl->quiesced = true;
+  pthread_cond_broadcast(&hl->h->cond);
+  pthread_mutex_unlock(&hl->h->lock);
 }
 
+void http_quiesce(struct http *h) {
+  for (unsigned i = 0; i < h->n; i++) {
+    struct http_loop *hl = &h->loop[i];
+    pthread_mutex_lock(&h->lock);
+    bool done = hl->quiesced;
+    pthread_mutex_unlock(&h->lock);
+    if (done) continue;
+    if (!h->started || loops_post(h->srv->loops, i, quiesce_on_loop, hl) != 0) {
+      quiesce_on_loop(hl); /* the loop does not run: nothing races */
+      continue;
+    }
+    pthread_mutex_lock(&h->lock);
+    while (!hl->quiesced) pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+  }
+}
+
+/* The loops stop first (nothing runs a daemon any more), then the daemons, then the shared socket,
+ * which MHD does not close once a daemon was quiesced. */
 void http_stop(struct http *h) {
   if (h == NULL) return;
-  MHD_stop_daemon(h->daemon);
-  if (h->listen_fd != MHD_INVALID_SOCKET) close(h->listen_fd);
-  free(h);
+  http_quiesce(h);
+  loops_stop(h->srv->loops);
+  stop_daemons(h);
 }

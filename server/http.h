@@ -1,9 +1,11 @@
-/* http: the libmicrohttpd daemon (epoll, an internal thread pool, suspend/resume), the route table
+/* http: the libmicrohttpd daemons (one per core loop, in external-epoll mode, all accepting from one
+ * listening socket; suspend/resume), the route table
  * that maps a path to its handler, the Origin/CORS rules for client endpoints (PROTOCOL.md §2.5, with
  * the stricter 403 for a disallowed Origin), request body collection with per-route limits (413), and
  * the per-request context freed by MHD's completion callback.
  *
- * Threads: handlers run on the MHD worker thread that owns the connection. */
+ * Threads: handlers run on the core loop thread whose daemon owns the connection (loops.h); a
+ * connection never moves to another loop. http_start, http_quiesce and http_stop: the main thread. */
 #ifndef HTTP_H
 #define HTTP_H
 
@@ -30,8 +32,8 @@ struct request {
   void *handler_data;
 };
 
-/* Starts listening on the configured address and port with one MHD thread per core. Returns NULL and
- * writes a message into ERR on failure. */
+/* Starts listening on the configured address and port with one daemon per core loop and starts the
+ * core loops (srv->loops). Returns NULL and writes a message into ERR on failure. */
 struct http *http_start(struct server *srv, char *err, size_t errlen);
 
 /* The bound address and port (the real port when the config said 0). */

@@ -1,7 +1,20 @@
-/* hub: channel index and local fan-out (see hub.h). Each channel keeps an array of subscription
- * pointers; each subscription remembers its index in that array, so unsubscribing is O(1) by moving the
- * last entry into the hole. Fan-out encodes the publication push lazily, once per codec in use among
- * the channel's subscribers, and hands each session a reference to the shared frame. */
+/* hub: channel index and local fan-out (see hub.h).
+ *
+ * Each channel keeps one array of subscription pointers per core loop (the loop of the subscriber's
+ * session); each subscription remembers its index in its array, so unsubscribing is O(1) by moving the
+ * last entry into the hole. A publication is encoded on the publishing thread, once per codec in use
+ * among the channel's subscribers, outside every lock, and handed to each loop that has subscribers as
+ * one posted task (a delivery); the loop fans it out into its own sessions' queues under the channel's
+ * lock only, and the wakes that fan-out decides are deferred to the end of the loop's batch (loops.h),
+ * so a session that got several publications in one batch is woken, and written to, once.
+ *
+ * Locks: the index lock (a rwlock: write for subscribe and unsubscribe, read for lookups) is held only
+ * to find or change channels, never while fanning out; each channel has its own mutex guarding its
+ * arrays, counts and its subscriptions' stream positions; fan-out holds it while taking session locks.
+ * Order: index ⇒ channel ⇒ session; the session lock is never held while taking a channel lock.
+ * Lifetime: a channel is refcounted: the index holds one reference while it has subscribers, each
+ * delivery in flight one, so a delivery finds its channel even after the last subscriber left.
+ * Without core loops (unit tests) deliveries run inline on the publishing thread. */
 #include "hub.h"
 
 #include <pthread.h>
@@ -14,6 +27,7 @@
 #include "codec.h"
 #include "codes.h"
 #include "log.h"
+#include "loops.h"
 #include "server.h"
 #include "session.h"
 #include "strmap.h"
@@ -21,16 +35,27 @@
 /* Subscriptions whose client tracks the stream position. */
 #define POSITIONED (SUB_POSITIONED | SUB_RECOVERABLE)
 
+struct sub_array {
+  struct subscription **v;
+  size_t n, cap;
+};
+
 struct hub_channel {
-  struct subscription **subs;
-  size_t count, cap;
-  char name[];
+  atomic_uint refs;
+  pthread_mutex_t lock;                /* the arrays, counts and subscriptions' positions */
+  unsigned n_loops;
+  size_t count;                        /* subscribers over every loop (also read under the index lock) */
+  size_t codec_subs[CODEC_COUNT];      /* subscribers per codec */
+  char *name;                          /* in the same allocation, after the arrays */
+  struct sub_array loop[];             /* one per core loop */
 };
 
 struct hub {
-  pthread_rwlock_t lock;
+  pthread_rwlock_t lock; /* the index */
   struct strmap *channels;
   struct server *srv;
+  unsigned n_loops;
+  atomic_uint queued[LOOPS_MAX]; /* deliveries handed to each loop and not run yet */
   _Atomic(hub_observer_fn) observer;
   void *_Atomic observer_arg;
 };
@@ -50,15 +75,21 @@ struct hub *hub_new(struct server *srv) {
   pthread_rwlock_init(&h->lock, &attr);
   pthread_rwlockattr_destroy(&attr);
   h->srv = srv;
+  h->n_loops = srv->loops ? loops_count(srv->loops) : 1;
   return h;
+}
+
+static void channel_unref(struct hub_channel *ch) {
+  if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1) return;
+  for (unsigned i = 0; i < ch->n_loops; i++) free(ch->loop[i].v);
+  pthread_mutex_destroy(&ch->lock);
+  free(ch);
 }
 
 static void free_channel(const char *key, void *value, void *arg) {
   (void)key;
   (void)arg;
-  struct hub_channel *ch = value;
-  free(ch->subs);
-  free(ch);
+  channel_unref(value);
 }
 
 void hub_free(struct hub *h) {
@@ -69,51 +100,69 @@ void hub_free(struct hub *h) {
   free(h);
 }
 
-/* Finds or creates CHANNEL. Caller holds the write lock. */
+/* Finds or creates CHANNEL (a new one holds the index's reference). Caller holds the write lock. */
 static struct hub_channel *channel_get(struct hub *h, const char *name) {
   struct hub_channel *ch = strmap_get(h->channels, name);
   if (ch) return ch;
   size_t len = strlen(name);
-  ch = calloc(1, sizeof *ch + len + 1);
+  size_t arrays = h->n_loops * sizeof(struct sub_array);
+  ch = calloc(1, sizeof *ch + arrays + len + 1);
   if (ch == NULL) return NULL;
+  atomic_init(&ch->refs, 1);
+  pthread_mutex_init(&ch->lock, NULL);
+  ch->n_loops = h->n_loops;
+  ch->name = (char *)ch->loop + arrays;
   memcpy(ch->name, name, len + 1);
   if (strmap_put(h->channels, name, ch) != 0) {
-    free(ch);
+    channel_unref(ch);
     return NULL;
   }
   h->srv->broker->ops->node_subscribe(h->srv->broker, name);
   return ch;
 }
 
+/* Adds SUB to its loop's array of CH. Caller holds the write lock and ch->lock. */
 static int channel_add(struct hub_channel *ch, struct subscription *sub) {
-  if (ch->count == ch->cap) {
-    size_t cap = ch->cap ? ch->cap * 2 : 4;
-    struct subscription **subs = realloc(ch->subs, cap * sizeof *subs);
-    if (subs == NULL) return -1;
-    ch->subs = subs;
-    ch->cap = cap;
+  struct sub_array *a = &ch->loop[sub->loop];
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 4;
+    struct subscription **v = realloc(a->v, cap * sizeof *v);
+    if (v == NULL) return -1;
+    a->v = v;
+    a->cap = cap;
   }
   sub->channel = ch;
-  sub->index = ch->count;
-  ch->subs[ch->count++] = sub;
+  sub->index = a->n;
+  a->v[a->n++] = sub;
+  ch->count++;
+  ch->codec_subs[sub->session->codec->kind]++;
   return 0;
 }
 
-/* Drops CH when it has no subscribers left. Caller holds the write lock. */
+/* Drops CH from the index when it has no subscribers left. Caller holds the write lock. */
 static void channel_drop_if_empty(struct hub *h, struct hub_channel *ch) {
   if (ch->count > 0) return;
   strmap_remove(h->channels, ch->name);
   h->srv->broker->ops->node_unsubscribe(h->srv->broker, ch->name);
-  free(ch->subs);
-  free(ch);
+  channel_unref(ch);
 }
 
 /* Removes SUB from its channel, dropping the channel when it empties. Caller holds the write lock. */
 static void channel_remove(struct hub *h, struct subscription *sub) {
   struct hub_channel *ch = sub->channel;
-  struct subscription *last = ch->subs[--ch->count];
-  ch->subs[sub->index] = last;
+  pthread_mutex_lock(&ch->lock);
+  struct sub_array *a = &ch->loop[sub->loop];
+  struct subscription *last = a->v[--a->n];
+  a->v[sub->index] = last;
   last->index = sub->index;
+  ch->count--;
+  ch->codec_subs[sub->session->codec->kind]--;
+  if (a->n == 0 && a->cap > 64) { /* a crowd's array goes back once it left */
+    free(a->v);
+    a->v = NULL;
+    a->cap = 0;
+  }
+  pthread_mutex_unlock(&ch->lock);
   channel_drop_if_empty(h, ch);
 }
 
@@ -124,37 +173,54 @@ static struct subscription **find_sub(struct session *s, const char *channel) {
   return pp;
 }
 
-static int subscribe_locked(struct hub *h, struct session *s, const char *channel, size_t limit,
-                            unsigned flags) {
+/* Checks whether S may subscribe to CHANNEL. Caller holds s->lock. */
+static int subscribe_check(struct session *s, const char *channel, size_t limit) {
   if (s->state >= SESSION_CLOSING) return -HUB_ECLOSED;
   if (*find_sub(s, channel)) return -HUB_EALREADY;
   if (limit > 0 && s->sub_count >= limit) return -HUB_ELIMIT;
+  return 0;
+}
+
+/* Puts SUB in the index and queues REPLY before any fan-out can see SUB. Caller holds the write lock. */
+static int subscribe_index(struct hub *h, struct subscription *sub, struct frame *reply) {
+  struct hub_channel *ch = channel_get(h, sub->channel_name);
+  if (ch == NULL) return -HUB_ENOMEM;
+  pthread_mutex_lock(&ch->lock);
+  int rc = channel_add(ch, sub);
+  if (rc == 0 && reply) session_enqueue(sub->session, reply);
+  pthread_mutex_unlock(&ch->lock);
+  if (rc != 0) {
+    channel_drop_if_empty(h, ch);
+    return -HUB_ENOMEM;
+  }
+  return 0;
+}
+
+/* The session's subscriptions and the index change together under the write lock, so the session
+ * lock is never held while the channel lock is taken (fan-out takes them the other way round). */
+int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, unsigned flags,
+                  struct frame *reply) {
   size_t len = strlen(channel);
   struct subscription *sub = calloc(1, sizeof *sub + len + 1);
   if (sub == NULL) return -HUB_ENOMEM;
   memcpy(sub->channel_name, channel, len + 1);
   sub->session = s;
   sub->flags = flags;
-  struct hub_channel *ch = channel_get(h, channel);
-  if (ch == NULL || channel_add(ch, sub) != 0) {
-    if (ch) channel_drop_if_empty(h, ch);
-    free(sub);
-    return -HUB_ENOMEM;
-  }
-  sub->next = s->subs;
-  s->subs = sub;
-  s->sub_count++;
-  return 0;
-}
-
-int hub_subscribe(struct hub *h, struct session *s, const char *channel, size_t limit, unsigned flags,
-                  struct frame *reply) {
+  sub->loop = s->loop < h->n_loops ? s->loop : 0;
   pthread_rwlock_wrlock(&h->lock);
   pthread_mutex_lock(&s->lock);
-  int rc = subscribe_locked(h, s, channel, limit, flags);
+  int rc = subscribe_check(s, channel, limit);
   pthread_mutex_unlock(&s->lock);
-  if (rc == 0 && reply) session_enqueue(s, reply);
+  if (rc == 0) rc = subscribe_index(h, sub, reply);
+  if (rc == 0) {
+    pthread_mutex_lock(&s->lock);
+    sub->next = s->subs;
+    s->subs = sub;
+    s->sub_count++;
+    pthread_mutex_unlock(&s->lock);
+  }
   pthread_rwlock_unlock(&h->lock);
+  if (rc != 0) free(sub);
   return rc;
 }
 
@@ -195,41 +261,34 @@ int hub_set_expiry(struct hub *h, struct session *s, const char *channel, int64_
   return sub ? 0 : -HUB_ENOTSUB;
 }
 
+/* The subscription's position is the channel lock's (fan-out moves it): find the subscription under
+ * the session lock, then set it under the channel lock; the index read lock keeps it alive between. */
 int hub_set_position(struct hub *h, struct session *s, const char *channel, uint64_t offset, const char *epoch) {
-  (void)h;
+  pthread_rwlock_rdlock(&h->lock);
   pthread_mutex_lock(&s->lock);
   struct subscription *sub = *find_sub(s, channel);
+  pthread_mutex_unlock(&s->lock);
   if (sub) {
+    pthread_mutex_lock(&sub->channel->lock);
     sub->offset = offset;
     snprintf(sub->epoch, sizeof sub->epoch, "%s", epoch ? epoch : "");
-  }
-  pthread_mutex_unlock(&s->lock);
-  return sub ? 0 : -HUB_ENOTSUB;
-}
-
-size_t hub_check_position(struct hub *h, const char *channel, uint64_t offset, const char *epoch) {
-  size_t lost = 0;
-  pthread_rwlock_rdlock(&h->lock);
-  struct hub_channel *ch = strmap_get(h->channels, channel);
-  for (size_t i = 0; ch && i < ch->count; i++) {
-    struct subscription *sub = ch->subs[i];
-    if (!(sub->flags & POSITIONED)) continue;
-    bool other_epoch = epoch && epoch[0] && sub->epoch[0] && strcmp(epoch, sub->epoch) != 0;
-    if (!other_epoch && sub->offset >= offset) continue;
-    log_info("client %s: behind the stream of channel %s (at %llu, top %llu)", sub->session->client_id, channel,
-             (unsigned long long)sub->offset, (unsigned long long)offset);
-    session_close(sub->session, DISCONNECT_INSUFFICIENT_STATE);
-    lost++;
+    sub->position_known = true;
+    pthread_mutex_unlock(&sub->channel->lock);
   }
   pthread_rwlock_unlock(&h->lock);
-  return lost;
+  return sub ? 0 : -HUB_ENOTSUB;
 }
 
 bool hub_has_positioned(struct hub *h, const char *channel) {
   bool found = false;
   pthread_rwlock_rdlock(&h->lock);
   struct hub_channel *ch = strmap_get(h->channels, channel);
-  for (size_t i = 0; ch && i < ch->count && !found; i++) found = (ch->subs[i]->flags & POSITIONED) != 0;
+  if (ch) {
+    pthread_mutex_lock(&ch->lock);
+    for (unsigned l = 0; l < ch->n_loops && !found; l++)
+      for (size_t i = 0; i < ch->loop[l].n && !found; i++) found = (ch->loop[l].v[i]->flags & POSITIONED) != 0;
+    pthread_mutex_unlock(&ch->lock);
+  }
   pthread_rwlock_unlock(&h->lock);
   return found;
 }
@@ -251,9 +310,36 @@ static struct frame *encode_push(enum codec_kind kind, const char *channel, cons
   return rc == 0 ? f : NULL;
 }
 
-/* Whether positioned SUB is to get the publication at OFFSET of EPOCH: 1 yes (and its position moves),
- * 0 it has it already, -1 it lost state. */
+/* What a delivery does on each loop it is handed to. */
+enum delivery_kind { DELIVER_PUSH, DELIVER_CHECK_POSITION };
+
+/* One publication (or join/leave push, or position check) on its way to the loops that have
+ * subscribers of its channel: each of them holds a reference. Immutable once posted. */
+struct delivery {
+  atomic_uint refs;
+  enum delivery_kind kind;
+  struct hub_channel *channel; /* a reference */
+  struct frame *frames[CODEC_COUNT];
+  bool encodable[CODEC_COUNT]; /* false: subscribers of that codec cannot be given the push (3506) */
+  unsigned required;           /* flags a subscriber needs to get it */
+  uint64_t offset;             /* > 0: the stream position of the publication (or checked up to) */
+  char epoch[sizeof ((struct subscription *)0)->epoch];
+  bool has_epoch;
+};
+
+static void delivery_unref(struct delivery *d) {
+  if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1) return;
+  for (int k = 0; k < CODEC_COUNT; k++) frame_unref(d->frames[k]);
+  channel_unref(d->channel);
+  free(d);
+}
+
+/* Whether positioned SUB is to get the publication at OFFSET of EPOCH (NULL: none): 1 yes (and its
+ * position moves), 0 not (it has it already, or its position is not set yet: it subscribed after this
+ * publication was handed out and recovers up to a later position), -1 it lost state. Caller holds the
+ * channel lock. */
 static int position_next(struct subscription *sub, uint64_t offset, const char *epoch) {
+  if (!sub->position_known) return 0;
   if (epoch && epoch[0] && sub->epoch[0] && strcmp(epoch, sub->epoch) != 0) return -1;
   if (offset <= sub->offset) return 0;
   if (offset > sub->offset + 1) return -1;
@@ -261,43 +347,171 @@ static int position_next(struct subscription *sub, uint64_t offset, const char *
   return 1;
 }
 
-/* Queues REPLY to every subscriber of CHANNEL having all of REQUIRED flags, encoding it at most once
- * per codec. A session whose codec cannot carry the push is closed with 3506. With OFFSET > 0 the push
- * is that stream position's publication (of EPOCH): positioned subscribers get it only in order. */
-static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply *reply, unsigned required,
-                      uint64_t offset, const char *epoch) {
-  struct frame *frames[CODEC_COUNT] = {0};
-  bool tried[CODEC_COUNT] = {0};
-  size_t delivered = 0;
+/* Queues D's push to SUB. Returns 1 when queued. Caller holds the channel lock. */
+static size_t deliver_push(const struct delivery *d, struct subscription *sub) {
+  struct session *s = sub->session;
+  if ((sub->flags & d->required) != d->required) return 0;
+  if (d->offset > 0 && (sub->flags & POSITIONED)) {
+    int next = position_next(sub, d->offset, d->has_epoch ? d->epoch : NULL);
+    if (next == 0) return 0;
+    if (next < 0) {
+      log_info("client %s: lost its position in channel %s (at %llu, got %llu)", s->client_id, d->channel->name,
+               (unsigned long long)sub->offset, (unsigned long long)d->offset);
+      session_close(s, DISCONNECT_INSUFFICIENT_STATE);
+      return 0;
+    }
+  }
+  enum codec_kind k = s->codec->kind;
+  if (!d->encodable[k]) {
+    session_close(s, DISCONNECT_INAPPROPRIATE_PROTOCOL);
+    return 0;
+  }
+  return session_enqueue(s, d->frames[k]) == 0 ? 1 : 0;
+}
+
+/* Closes positioned SUB with 3010 when it is behind D's position or in another epoch. Returns 1 when
+ * it did. Caller holds the channel lock. */
+static size_t deliver_check(const struct delivery *d, struct subscription *sub) {
+  if (!(sub->flags & POSITIONED) || !sub->position_known) return 0;
+  bool other_epoch = d->has_epoch && d->epoch[0] && sub->epoch[0] && strcmp(d->epoch, sub->epoch) != 0;
+  if (!other_epoch && sub->offset >= d->offset) return 0;
+  log_info("client %s: behind the stream of channel %s (at %llu, top %llu)", sub->session->client_id,
+           d->channel->name, (unsigned long long)sub->offset, (unsigned long long)d->offset);
+  session_close(sub->session, DISCONNECT_INSUFFICIENT_STATE);
+  return 1;
+}
+
+/* Runs D for the subscribers of loop LOOP. Returns how many it reached (queued to, or closed). */
+static size_t deliver(const struct delivery *d, unsigned loop) {
+  struct hub_channel *ch = d->channel;
+  size_t n = 0;
+  pthread_mutex_lock(&ch->lock);
+  struct sub_array *a = &ch->loop[loop];
+  for (size_t i = 0; i < a->n; i++) n += d->kind == DELIVER_PUSH ? deliver_push(d, a->v[i]) : deliver_check(d, a->v[i]);
+  pthread_mutex_unlock(&ch->lock);
+  return n;
+}
+
+struct delivery_task {
+  struct hub *hub;
+  struct delivery *d;
+  unsigned loop;
+};
+
+static void delivery_run(void *arg) {
+  struct delivery_task *t = arg;
+  deliver(t->d, t->loop);
+  atomic_fetch_sub_explicit(&t->hub->queued[t->loop], 1, memory_order_release);
+  delivery_unref(t->d);
+  free(t);
+}
+
+/* Whether D can run inline for loop L: on L's own thread with nothing handed to L still waiting (so
+ * it cannot overtake an earlier publication of its channel), or when there are no core loops. Inline
+ * on the loop, a client's own publication reaches its own subscriptions before its publish reply,
+ * and its wakes still wait for the end of the batch. */
+static bool inline_for(struct hub *h, unsigned l) {
+  if (h->srv->loops == NULL) return true;
+  return loops_current() == (int)l && atomic_load_explicit(&h->queued[l], memory_order_acquire) == 0;
+}
+
+/* Hands D to loop L as a task. Returns 0, or -1 when the loop cannot take it (stopped, or out of
+ * memory): the caller runs it inline instead. */
+static int hand_over(struct hub *h, struct delivery *d, unsigned l) {
+  struct delivery_task *t = malloc(sizeof *t);
+  if (t == NULL) return -1;
+  *t = (struct delivery_task){h, d, l};
+  atomic_fetch_add_explicit(&d->refs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&h->queued[l], 1, memory_order_relaxed);
+  if (loops_post(h->srv->loops, l, delivery_run, t) == 0) return 0;
+  atomic_fetch_sub_explicit(&h->queued[l], 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&d->refs, 1, memory_order_relaxed);
+  free(t);
+  return -1;
+}
+
+/* Runs D for every loop marked in LOOPS: inline where it may, else handed to the loop (inline after
+ * all when the loop cannot take it). Consumes the caller's reference. Returns what the inline runs
+ * reached plus the subscribers (SUBS[l]) of the loops it was handed to. */
+static size_t dispatch(struct hub *h, struct delivery *d, const bool *loops, const size_t *subs) {
+  size_t n = 0;
+  for (unsigned l = 0; l < h->n_loops; l++) {
+    if (!loops[l]) continue;
+    if (!inline_for(h, l) && hand_over(h, d, l) == 0)
+      n += subs[l];
+    else
+      n += deliver(d, l);
+  }
+  delivery_unref(d);
+  return n;
+}
+
+/* A new delivery for CHANNEL with a reference to its channel, or NULL when CHANNEL has no local
+ * subscriber (or out of memory). Fills LOOPS[l] (loop l has subscribers), SUBS[l] (how many) and
+ * CODECS[k] (codec k is in use). */
+static struct delivery *delivery_new(struct hub *h, const char *channel, enum delivery_kind kind, bool *loops,
+                                     size_t *subs, bool *codecs) {
+  struct delivery *d = calloc(1, sizeof *d);
+  if (d == NULL) return NULL;
   pthread_rwlock_rdlock(&h->lock);
   struct hub_channel *ch = strmap_get(h->channels, channel);
-  for (size_t i = 0; ch && i < ch->count; i++) {
-    if ((ch->subs[i]->flags & required) != required) continue;
-    struct session *s = ch->subs[i]->session;
-    if (offset > 0 && (ch->subs[i]->flags & POSITIONED)) {
-      int next = position_next(ch->subs[i], offset, epoch);
-      if (next == 0) continue;
-      if (next < 0) {
-        log_info("client %s: lost its position in channel %s (at %llu, got %llu)", s->client_id, channel,
-                 (unsigned long long)ch->subs[i]->offset, (unsigned long long)offset);
-        session_close(s, DISCONNECT_INSUFFICIENT_STATE);
-        continue;
-      }
+  if (ch) {
+    atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+    pthread_mutex_lock(&ch->lock);
+    for (unsigned l = 0; l < h->n_loops; l++) {
+      subs[l] = ch->loop[l].n;
+      loops[l] = subs[l] > 0;
     }
-    enum codec_kind k = s->codec->kind;
-    if (!tried[k]) {
-      frames[k] = encode_push(k, channel, reply);
-      tried[k] = true;
-    }
-    if (frames[k] == NULL) {
-      session_close(s, DISCONNECT_INAPPROPRIATE_PROTOCOL);
-      continue;
-    }
-    if (session_enqueue(s, frames[k]) == 0) delivered++;
+    for (int k = 0; k < CODEC_COUNT; k++) codecs[k] = ch->codec_subs[k] > 0;
+    pthread_mutex_unlock(&ch->lock);
   }
   pthread_rwlock_unlock(&h->lock);
-  for (int k = 0; k < CODEC_COUNT; k++) frame_unref(frames[k]);
-  return delivered;
+  if (ch == NULL) {
+    free(d);
+    return NULL;
+  }
+  atomic_init(&d->refs, 1);
+  d->kind = kind;
+  d->channel = ch;
+  return d;
+}
+
+/* Delivers REPLY (a push) to every subscriber of CHANNEL having all of REQUIRED flags, encoded at most
+ * once per codec in use. With OFFSET > 0 the push is that stream position's publication (of EPOCH):
+ * positioned subscribers get it only in order. */
+static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply *reply, unsigned required,
+                      uint64_t offset, const char *epoch) {
+  bool loops[LOOPS_MAX] = {0}, codecs[CODEC_COUNT] = {0};
+  size_t subs[LOOPS_MAX] = {0};
+  struct delivery *d = delivery_new(h, channel, DELIVER_PUSH, loops, subs, codecs);
+  if (d == NULL) return 0;
+  for (int k = 0; k < CODEC_COUNT; k++) {
+    if (!codecs[k]) continue;
+    d->frames[k] = encode_push((enum codec_kind)k, channel, reply);
+    d->encodable[k] = d->frames[k] != NULL;
+  }
+  d->required = required;
+  d->offset = offset;
+  if (epoch) {
+    snprintf(d->epoch, sizeof d->epoch, "%s", epoch);
+    d->has_epoch = true;
+  }
+  return dispatch(h, d, loops, subs);
+}
+
+size_t hub_check_position(struct hub *h, const char *channel, uint64_t offset, const char *epoch) {
+  bool loops[LOOPS_MAX] = {0}, codecs[CODEC_COUNT] = {0};
+  size_t subs[LOOPS_MAX] = {0};
+  struct delivery *d = delivery_new(h, channel, DELIVER_CHECK_POSITION, loops, subs, codecs);
+  if (d == NULL) return 0;
+  d->offset = offset;
+  if (epoch) {
+    snprintf(d->epoch, sizeof d->epoch, "%s", epoch);
+    d->has_epoch = true;
+  }
+  if (h->srv->loops == NULL) return dispatch(h, d, loops, subs);
+  dispatch(h, d, loops, subs);
+  return 0; /* decided on the loops (after the publications handed to them before): not counted */
 }
 
 size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub, const char *epoch) {

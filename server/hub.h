@@ -1,9 +1,14 @@
 /* hub: this node's channel index (channel name ⇒ its local subscribers) and local fan-out.
- * A publication is encoded at most once per codec, lazily, into a refcounted frame, and each subscriber's
- * queue gets a reference: N subscribers cost N increments and N queue appends.
+ * A publication is encoded at most once per codec in use, into a refcounted frame, and each
+ * subscriber's queue gets a reference: N subscribers cost N increments and N queue appends. The
+ * fan-out itself runs on the core loops (loops.h): each loop that has subscribers of the channel gets
+ * the publication once and queues it to its own sessions, in the order the publications were handed
+ * over; so deliveries are asynchronous: hub_publish returns before the frames are queued.
  *
- * Threads: any thread. One rwlock guards the index (write for subscribe/unsubscribe, read for fan-out);
- * under it, each session's own lock guards its queue. Lock order hub ⇒ session. */
+ * Threads: any thread. Locks, in the order they may be taken: the index lock (a rwlock, write for
+ * subscribe and unsubscribe), a channel's lock (its subscribers and their stream positions), a
+ * session's lock. No encode, allocation of payload or wake syscall happens under the index lock; the
+ * wakes a fan-out decides on a core loop run after the loop's batch. Callers must hold no session lock. */
 #ifndef HUB_H
 #define HUB_H
 
@@ -24,13 +29,16 @@ struct subscription {
   struct subscription *next; /* the session's list (session lock) */
   struct session *session;
   struct hub_channel *channel; /* hub lock */
-  size_t index;                /* position in the channel's subscriber array (hub lock) */
+  size_t index;                /* position in its loop's subscriber array of the channel (hub lock) */
+  unsigned loop;               /* the core loop of its session (set once at subscribe) */
   unsigned flags;              /* SUB_* (set once at subscribe) */
   int64_t expires_at;          /* unix seconds its subscription token expires, 0 = never (session lock) */
-  /* Positioned subscriptions: the stream position the client has reached (set at subscribe under the
-   * channel's publish lock, then advanced by fan-out, which that lock serializes per channel). */
+  /* Positioned subscriptions: the stream position the client has reached (set by hub_set_position
+   * under the broker's channel lock, then advanced by fan-out, in order per loop). The hub channel's
+   * lock guards the three. Until it is set, publications handed out before are skipped. */
   uint64_t offset;
   char epoch[16];
+  bool position_known;
   char channel_name[];
 };
 
@@ -83,13 +91,13 @@ int hub_set_expiry(struct hub *h, struct session *s, const char *channel, int64_
 /* True when S is subscribed to CHANNEL. */
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);
 
-/* Delivers PUB on CHANNEL to every local subscriber as a publication push. PUB is borrowed. EPOCH is
- * the epoch of the stream PUB->offset belongs to (NULL: no position). A positioned subscriber is
- * given only the publication that follows the position it has reached: one it has (recovered, or
- * a repeat) is skipped, and a gap or another epoch means it lost state, so its session is closed
- * with 3010 "insufficient state" and the SDK reconnects and recovers. Callers serialize the
- * publications of one channel (the broker's channel lock). Returns the number of sessions it was
- * queued to. */
+/* Delivers PUB on CHANNEL to every local subscriber as a publication push. PUB is borrowed (encoded
+ * before this returns). EPOCH is the epoch of the stream PUB->offset belongs to (NULL: no position). A
+ * positioned subscriber is given only the publication that follows the position it has reached: one
+ * it has (recovered, or a repeat) is skipped, and a gap or another epoch means it lost state, so its
+ * session is closed with 3010 "insufficient state" and the SDK reconnects and recovers. Callers
+ * serialize the publications of one channel (the broker's channel lock); subscribers get them in that
+ * order. Returns the number of subscribers it was handed to (queued to, when there are no core loops). */
 size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub, const char *epoch);
 
 /* Records the stream position S's positioned subscription to CHANNEL has reached (at subscribe, under
@@ -98,7 +106,9 @@ int hub_set_position(struct hub *h, struct session *s, const char *channel, uint
 
 /* Closes with 3010 every positioned subscriber of CHANNEL whose position is behind OFFSET or in
  * another epoch than EPOCH: publications it should have had were lost (a PUB/SUB outage). Under the
- * channel's publish lock, after every publication up to OFFSET was delivered. Returns how many. */
+ * channel's publish lock, after every publication up to OFFSET was handed to the hub: the check runs
+ * on each loop after them. Returns how many were closed when there are no core loops, else 0 (the
+ * loops decide later). */
 size_t hub_check_position(struct hub *h, const char *channel, uint64_t offset, const char *epoch);
 
 /* Called after every local fan-out with the channel and publication (borrowed), outside the hub lock,

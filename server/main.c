@@ -19,6 +19,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "loops.h"
 #include "registry.h"
 #include "sd_version.h"
 #include "server.h"
@@ -131,6 +132,8 @@ static int server_init(struct server *srv, struct config *cfg) {
   if (id_new_uuid(srv->node_id) != 0) return -1;
   srv->timers = timer_wheel_new(50, 1024, timer_now_ms());
   srv->registry = registry_new();
+  srv->loops = loops_new(loops_usable_cores());
+  if (srv->loops == NULL) return -1;
   srv->hub = hub_new(srv);
   srv->broker = broker_new(srv, cfg);
   srv->hangup = hangup_start();
@@ -144,6 +147,7 @@ static void server_cleanup(struct server *srv) {
   hangup_stop(srv->hangup);
   if (srv->timers) timer_wheel_stop(srv->timers);
   if (srv->broker) srv->broker->ops->free(srv->broker); /* first: its threads deliver into the hub */
+  loops_free(srv->loops); /* runs the deliveries still queued, then the hub can go */
   hub_free(srv->hub);
   registry_free(srv->registry);
   timer_wheel_free(srv->timers);

@@ -20,6 +20,7 @@ struct timer_wheel;
 struct auth_keys;
 struct hangup;
 struct ws;
+struct loops;
 
 /* Counters for `info`, the admin socket and /metrics (monotonic; gauges are computed when read). */
 #define STATS_DISCONNECT_CODES 24 /* slots for disconnect codes, see stats_disconnect_slot() */
@@ -52,6 +53,7 @@ struct server {
   struct timer_wheel *timers;
   struct hangup *hangup; /* notices clients leaving suspended streams */
   struct ws *ws;         /* the WebSocket loop; NULL once stopped (ws_stop runs before http_stop) */
+  struct loops *loops;   /* the core loops: HTTP connections and fan-out (http.c starts and stops them) */
   uint64_t started_ms;
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
   atomic_uint routed_posts;  /* /emulation POSTs suspended while another node runs them (emulation.c) */

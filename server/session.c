@@ -15,6 +15,7 @@
 #include "codes.h"
 #include "hub.h"
 #include "log.h"
+#include "loops.h"
 #include "protocol.h"
 #include "registry.h"
 #include "server.h"
@@ -60,6 +61,8 @@ struct session *session_new(struct server *srv, const struct codec *codec, const
   }
   snprintf(s->remote, sizeof s->remote, "%s", remote ? remote : "");
   s->created_ms = timer_now_ms();
+  int loop = loops_current();
+  s->loop = loop > 0 ? (unsigned)loop : 0;
   s->state = SESSION_CONNECTING;
   pthread_mutex_lock(&s->lock);
   arm_timer(s, SESSION_TIMER_STALE, (uint64_t)srv->boot_cfg->client_stale_close_delay_ms);
@@ -180,14 +183,31 @@ static bool take_wake(struct session *s) {
   return wake;
 }
 
-static void do_wake(struct session *s, bool wake) {
-  if (!wake) return;
-  /* read the transport again under the lock: it may have detached since the wake was decided */
+/* Calls the transport's wake. The transport is read again under the lock: it may have detached since
+ * the wake was decided. */
+static void wake_now(struct session *s) {
   pthread_mutex_lock(&s->lock);
   const struct session_transport *t = s->transport;
   void *ctx = s->transport_ctx;
   pthread_mutex_unlock(&s->lock);
   if (t) t->wake(s, ctx);
+}
+
+static void wake_deferred(void *a, void *b) {
+  (void)b;
+  wake_now(a);
+  session_unref(a);
+}
+
+/* Wakes the transport: on a core loop thread after the loop's batch (so fan-out wakes each session
+ * once however many frames it queued, and never makes a syscall under the hub's locks), at once
+ * elsewhere. The deferred wake holds a reference. */
+static void do_wake(struct session *s, bool wake) {
+  if (!wake) return;
+  session_ref(s);
+  if (loops_defer(wake_deferred, s, NULL)) return;
+  session_unref(s);
+  wake_now(s);
 }
 
 /* Starts closing under the lock (see session_close). Returns whether a wake is due. */

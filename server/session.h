@@ -59,6 +59,7 @@ struct session {
   char *version; /* client version from connect; owned */
   char remote[64];
   uint64_t created_ms;
+  unsigned loop; /* the core loop that owns its stream (loops_current() when it was made; 0 elsewhere) */
   ProtobufCBinaryData conn_info; /* `info` of the connection token (raw JSON or bytes); owned; set at
                                     connect, read-only afterwards */
 
