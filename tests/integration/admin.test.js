@@ -247,8 +247,10 @@ describe('admin socket and streamctl', () => {
     assert.ok(res.result.num_clients >= 1);
     assert.ok(res.result.uptime_ms >= 0);
     assert.ok(res.result.version);
+    assert.equal(res.result.num_users, 0, 'anonymous connections only: no user');
     const human = await streamctl(socket, ['info']);
     assert.match(human.stdout, new RegExp(`^node\\s+${res.result.uid}$`, 'm'));
+    assert.match(human.stdout, /^users\s+0$/m);
     assert.match(human.stdout, /^uptime\s+\d+(ms|s|m\d+s|h\d+m)$/m);
     c.disconnect();
   });
