@@ -311,6 +311,20 @@ describe('admin socket and streamctl', () => {
     c.disconnect();
   });
 
+  it('the shell takes JSON as typed: from a { or [ the rest of the line is the argument', async () => {
+    const c = await connectedClient(srv.base);
+    const sub = await subscribe(c, 'typed');
+    const input = 'publish typed {"text": "it\'s typed", "n": [1, 2]}\npublish typed [1, "two"]  \n';
+    const r = await streamctl(socket, [], { input });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((await sub.nextPub()).data, { text: "it's typed", n: [1, 2] });
+    assert.deepEqual((await sub.nextPub()).data, [1, 'two']);
+    const bad = await streamctl(socket, [], { input: 'publish typed {"a": 1} trailing\n' });
+    assert.equal(bad.code, 2, 'what follows the JSON is part of it: a usage error, nothing published');
+    assert.match(bad.stderr, /DATA is not valid JSON/);
+    c.disconnect();
+  });
+
   it('malformed and oversized requests get errors and do not disturb streaming clients', async () => {
     const c = await connectedClient(srv.base);
     const sub = await subscribe(c, 'steady');
