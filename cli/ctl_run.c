@@ -219,6 +219,8 @@ int ctl_help(FILE *out, const char *command) {
           "  -h, --help         print this help\n"
           "  -V, --version      print the version\n\n"
           "Without COMMAND: an interactive shell on a terminal, else commands read line by line.\n"
+          "There, an argument that starts with { or [ is the rest of the line as typed, so JSON\n"
+          "needs no quotes: publish news {\"text\": \"hi\"}\n"
           "'help COMMAND' explains one command. Exit status: 0 ok, 1 server error, 2 usage error,\n"
           "3 cannot reach the socket.\n");
   return CTL_OK;

@@ -2,7 +2,8 @@
  * kept in ~/.streamctl_history across runs, and Tab completion of command names and options (from the
  * shared table) and of session ids and channel names (asked from the server when Tab is pressed, so
  * they are current). Otherwise: commands read line by line, for scripts. Lines are split into words
- * like a shell would (quotes, backslashes) before the shared table parses them. */
+ * like a shell would (quotes, backslashes) before the shared table parses them, except that a word
+ * starting with { or [ is the rest of the line as typed: JSON needs no quoting (sd_admin_split_line). */
 #include <stdlib.h>
 #include <string.h>
 

@@ -11,14 +11,6 @@
 
 bool channel_name_valid(const char *channel) { return sd_text_valid(channel); }
 
-static bool regex_matches(const char *pattern, const char *text) {
-  regex_t re;
-  if (regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) != 0) return false; /* config.c validated it */
-  bool ok = regexec(&re, text, 0, NULL, 0) == 0;
-  regfree(&re);
-  return ok;
-}
-
 const struct channel_options *channel_options_for(const struct config *cfg, const char *channel) {
   if (*channel == '$') channel++;
   const char *colon = strchr(channel, ':');
@@ -30,7 +22,9 @@ const struct channel_options *channel_options_for(const struct config *cfg, cons
     opts = &ns->options;
     rest = colon + 1;
   }
-  if (opts->channel_regex && opts->channel_regex[0] && !regex_matches(opts->channel_regex, rest)) return NULL;
+  /* compiled with its configuration (config.c), which the caller's reference keeps alive */
+  if (opts->channel_regex_compiled && regexec(opts->channel_regex_compiled, rest, 0, NULL, 0) != 0)
+    return NULL;
   return opts;
 }
 

@@ -79,19 +79,6 @@ static int check_mode(const char *value, char *why, size_t len) {
   return -1;
 }
 
-static int check_regex(const char *value, char *why, size_t len) {
-  regex_t re;
-  int rc = regcomp(&re, value, REG_EXTENDED | REG_NOSUB);
-  if (rc == 0) {
-    regfree(&re);
-    return 0;
-  }
-  char msg[128];
-  regerror(rc, &re, msg, sizeof msg);
-  snprintf(why, len, "bad regular expression: %s", msg);
-  return -1;
-}
-
 /* X(name, type, default text, min, max, reloadable, where (TOP|CHAN), field, check, help).
  * Order is documentation order (etc/streamd.conf and streamd.conf(5) follow it). Laid out by hand,
  * one row per key: the formatter would reflow the macro into one long paragraph. */
@@ -243,7 +230,7 @@ static int check_regex(const char *value, char *why, size_t len) {
     "anonymous clients may call history too")                                                                \
   X(allow_user_limited_channels, BOOL, "false", 0, 0, true, CHAN, allow_user_limited_channels, NULL,         \
     "channels like \"ns:name#user1,user2\" admit only the listed users")                                     \
-  X(channel_regex, STRING, "", 0, 0, true, CHAN, channel_regex, check_regex,                                 \
+  X(channel_regex, REGEX, "", 0, 0, true, CHAN, channel_regex, NULL,                                        \
     "POSIX extended regex channel names must match; \"\" = any")                                             \
   X(publication_data_format, STRING, "json", 0, 0, true, CHAN, publication_data_format, check_data_format,     \
     "\"json\": client publications must be JSON; \"binary\": any bytes")                                       \
@@ -286,6 +273,15 @@ _Static_assert(offsetof(struct config, allowed_hosts_count) - offsetof(struct co
 _Static_assert(offsetof(struct config, namespaces_count) - offsetof(struct config, namespaces) ==
                    offsetof(struct ns_list, count),
                "namespaces must be followed by its count");
+/* A regex is stored as its text followed by its compiled form. */
+struct regex_slot {
+  char *source;
+  regex_t *compiled; /* NULL for "" */
+};
+_Static_assert(offsetof(struct channel_options, channel_regex_compiled) -
+                       offsetof(struct channel_options, channel_regex) ==
+                   offsetof(struct regex_slot, compiled),
+               "channel_regex must be followed by its compiled form");
 
 /* State of one load: where errors go. */
 struct load {
@@ -329,6 +325,15 @@ static void release_string_list(void *slot) {
   list->count = 0;
 }
 
+static void release_regex(void *slot) {
+  struct regex_slot *rx = slot;
+  free(rx->source);
+  rx->source = NULL;
+  if (rx->compiled) regfree(rx->compiled);
+  free(rx->compiled);
+  rx->compiled = NULL;
+}
+
 static void release_options(struct channel_options *opts);
 
 static void release_namespaces(void *slot) {
@@ -367,6 +372,40 @@ static int text_empty(const char *text, void *slot) {
   (void)text;
   (void)slot;
   return 0;
+}
+
+/* Compiles TEXT into SLOT, replacing what it held ("" stores no compiled form). Returns 0, or -1 with
+ * the reason in WHY (LEN bytes) and SLOT unchanged. */
+static int regex_set(const char *text, struct regex_slot *slot, char *why, size_t len) {
+  int rc = -1;
+  char *source = strdup(text);
+  regex_t *re = NULL;
+  if (source == NULL || (text[0] && (re = malloc(sizeof *re)) == NULL)) {
+    snprintf(why, len, "out of memory");
+    goto out;
+  }
+  int err = re ? regcomp(re, text, REG_EXTENDED | REG_NOSUB) : 0;
+  if (err != 0) {
+    char msg[128];
+    regerror(err, re, msg, sizeof msg);
+    snprintf(why, len, "bad regular expression: %s", msg);
+    goto out; /* a failed regcomp leaves nothing to regfree */
+  }
+  release_regex(slot);
+  slot->source = source;
+  slot->compiled = re;
+  source = NULL;
+  re = NULL;
+  rc = 0;
+out:
+  free(source);
+  free(re);
+  return rc;
+}
+
+static int text_regex(const char *text, void *slot) {
+  char why[160];
+  return regex_set(text, slot, why, sizeof why);
 }
 
 static void release_string_list(void *slot);
@@ -440,6 +479,14 @@ static int parse_duration(struct load *ld, const config_setting_t *s, size_t k, 
   return 0;
 }
 
+static int parse_regex(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
+  const char *v = string_of(ld, s, keys[k].name);
+  char why[256];
+  if (!v) return -1;
+  if (regex_set(v, slot, why, sizeof why) != 0) return fail(ld, s, keys[k].name, "%s", why);
+  return 0;
+}
+
 /* A list of strings; for CONFIG_STRINGS one string is a list of one. */
 static int parse_string_list(struct load *ld, const config_setting_t *s, size_t k, void *slot) {
   struct string_list *list = slot;
@@ -483,6 +530,7 @@ static const struct type_ops {
     [CONFIG_DURATION] = {parse_duration, text_duration, release_none},
     [CONFIG_STRING_LIST] = {parse_string_list, text_string_list, release_string_list},
     [CONFIG_STRINGS] = {parse_string_list, text_string_list, release_string_list},
+    [CONFIG_REGEX] = {parse_regex, text_regex, release_regex},
     [CONFIG_NAMESPACES] = {parse_namespaces, text_empty, release_namespaces},
 };
 

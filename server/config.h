@@ -7,6 +7,7 @@
 #ifndef CONFIG_H
 #define CONFIG_H
 
+#include <regex.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +40,9 @@ struct channel_options {
   bool allow_history_for_anonymous;
   bool allow_user_limited_channels;
   char *channel_regex; /* "" = no restriction */
+  /* channel_regex compiled once when the configuration is loaded (REG_EXTENDED | REG_NOSUB), NULL for
+   * ""; owned, freed with the configuration. regexec on it is safe from any thread at once. */
+  regex_t *channel_regex_compiled;
   char *publication_data_format; /* "json": client publications must be JSON; "binary": any bytes */
 };
 
@@ -176,6 +180,7 @@ enum config_type {
   CONFIG_DURATION,
   CONFIG_STRING_LIST,
   CONFIG_STRINGS, /* a string list that may also be written as one string */
+  CONFIG_REGEX,   /* a string holding a POSIX extended regex, stored with its compiled form */
   CONFIG_NAMESPACES
 };
 

@@ -64,16 +64,16 @@ static int64_t check_credentials(struct session *s, const Protocol__ConnectReque
   return 0;
 }
 
-/* Node-wide and per-user connection limits (3504 when over). */
-static uint32_t check_limits(struct session *s, const char *user) {
+/* Node-wide and per-user connection limits (3504 when over). Admitted, the session counts as one of
+ * USER's from now until it leaves the registry (the check and the count are one registry step). */
+static int64_t check_limits(struct session *s, const char *user) {
   const struct config *cfg = s->srv->boot_cfg; /* limits: restart only */
   if (cfg->client_connection_limit > 0 &&
       registry_count(s->srv->registry) > (size_t)cfg->client_connection_limit)
     return DISCONNECT_CONNECTION_LIMIT;
-  if (user[0] && cfg->client_user_connection_limit > 0 &&
-      registry_user_count(s->srv->registry, user) >= (size_t)cfg->client_user_connection_limit)
-    return DISCONNECT_CONNECTION_LIMIT;
-  return 0;
+  int rc = registry_claim_user(s->srv->registry, s, user, (size_t)cfg->client_user_connection_limit);
+  if (rc == REGISTRY_LIMIT) return DISCONNECT_CONNECTION_LIMIT;
+  return rc == 0 ? 0 : -ERROR_INTERNAL;
 }
 
 /* Takes the identity from the claims (or anonymous) into the session. */

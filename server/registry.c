@@ -1,5 +1,9 @@
-/* registry: the session-id index of live sessions (see registry.h). A condition variable lets
- * shutdown wait for every stream to end before the HTTP daemon is stopped. */
+/* registry: the session-id index of live sessions (see registry.h). Each index entry carries the user id
+ * its session claimed at connect, so leaving drops exactly the claim that was counted, whatever happens
+ * to the session's own fields meanwhile. Per-user counts live in a second map (user id ⇒ number of
+ * sessions, stored in the value pointer itself: never 0, so never NULL; a user whose count falls to 0
+ * is removed). A condition variable lets shutdown wait for every stream to end before the HTTP daemon is
+ * stopped. */
 #include "registry.h"
 
 #include <errno.h>
@@ -12,18 +16,28 @@
 #include "session.h"
 #include "strmap.h"
 
+/* The value of by_session. */
+struct entry {
+  struct session *s; /* borrowed: the session removes itself in session_detach */
+  char *user;        /* the claimed user id (owned), NULL until registry_claim_user counted one */
+};
+
 struct registry {
   pthread_mutex_t lock;
   pthread_cond_t emptied;
-  struct strmap *by_session;
-  bool closed; /* registry_close: no more sessions */
+  struct strmap *by_session; /* session id ⇒ struct entry */
+  struct strmap *by_user;    /* user id ⇒ its number of claims, as (void *)(uintptr_t)n with n > 0 */
+  bool closed;               /* registry_close: no more sessions */
 };
 
 struct registry *registry_new(void) {
   struct registry *r = calloc(1, sizeof *r);
   if (r == NULL) return NULL;
   r->by_session = strmap_new();
-  if (r->by_session == NULL) {
+  r->by_user = strmap_new();
+  if (r->by_session == NULL || r->by_user == NULL) {
+    strmap_free(r->by_session);
+    strmap_free(r->by_user);
     free(r);
     return NULL;
   }
@@ -36,18 +50,35 @@ struct registry *registry_new(void) {
   return r;
 }
 
+static void free_entry(const char *key, void *value, void *arg) {
+  (void)key;
+  (void)arg;
+  struct entry *e = value;
+  free(e->user);
+  free(e);
+}
+
 void registry_free(struct registry *r) {
   if (r == NULL) return;
+  strmap_foreach(r->by_session, free_entry, NULL);
   strmap_free(r->by_session);
+  strmap_free(r->by_user);
   pthread_cond_destroy(&r->emptied);
   pthread_mutex_destroy(&r->lock);
   free(r);
 }
 
 int registry_add(struct registry *r, struct session *s) {
+  struct entry *e = calloc(1, sizeof *e);
+  if (e == NULL) return -1;
+  e->s = s;
   pthread_mutex_lock(&r->lock);
-  int rc = r->closed ? REGISTRY_CLOSED : strmap_put(r->by_session, s->session_id, s) == 0 ? 0 : -1;
+  int rc = r->closed                                          ? REGISTRY_CLOSED
+           : strmap_get(r->by_session, s->session_id) != NULL ? -1 /* added twice: keep the first */
+           : strmap_put(r->by_session, s->session_id, e) == 0 ? 0
+                                                              : -1;
   pthread_mutex_unlock(&r->lock);
+  if (rc != 0) free(e);
   return rc;
 }
 
@@ -57,17 +88,65 @@ void registry_close(struct registry *r) {
   pthread_mutex_unlock(&r->lock);
 }
 
-void registry_remove(struct registry *r, struct session *s) {
+static size_t claims_of(struct registry *r, const char *user) {
+  return (size_t)(uintptr_t)strmap_get(r->by_user, user);
+}
+
+/* Stores N claims for USER (none: forgets USER). Returns 0 or -1 (out of memory). */
+static int set_claims(struct registry *r, const char *user, size_t n) {
+  if (n > 0) return strmap_put(r->by_user, user, (void *)(uintptr_t)n);
+  strmap_remove(r->by_user, user);
+  return 0;
+}
+
+int registry_claim_user(struct registry *r, struct session *s, const char *user, size_t limit) {
+  if (user[0] == '\0') return 0;
+  char *copy = strdup(user);
+  if (copy == NULL) return -1;
   pthread_mutex_lock(&r->lock);
-  if (strmap_get(r->by_session, s->session_id) == s) strmap_remove(r->by_session, s->session_id);
+  struct entry *e = strmap_get(r->by_session, s->session_id);
+  size_t n = claims_of(r, user);
+  int rc = 0;
+  if (e == NULL || e->s != s || e->user != NULL)
+    rc = REGISTRY_ABSENT;
+  else if (limit > 0 && n >= limit)
+    rc = REGISTRY_LIMIT;
+  else if (set_claims(r, user, n + 1) != 0)
+    rc = -1;
+  if (rc == 0) {
+    e->user = copy;
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&r->lock);
+  free(copy);
+  return rc;
+}
+
+size_t registry_user_count(struct registry *r, const char *user) {
+  pthread_mutex_lock(&r->lock);
+  size_t n = claims_of(r, user);
+  pthread_mutex_unlock(&r->lock);
+  return n;
+}
+
+void registry_remove(struct registry *r, struct session *s) {
+  struct entry *gone = NULL;
+  pthread_mutex_lock(&r->lock);
+  struct entry *e = strmap_get(r->by_session, s->session_id);
+  if (e && e->s == s) {
+    gone = strmap_remove(r->by_session, s->session_id);
+    /* lowering a count never allocates: set_claims cannot fail here */
+    if (e->user) set_claims(r, e->user, claims_of(r, e->user) - 1);
+  }
   if (strmap_count(r->by_session) == 0) pthread_cond_broadcast(&r->emptied);
   pthread_mutex_unlock(&r->lock);
+  if (gone) free_entry(NULL, gone, NULL);
 }
 
 struct session *registry_find(struct registry *r, const char *session_id) {
   pthread_mutex_lock(&r->lock);
-  struct session *s = strmap_get(r->by_session, session_id);
-  if (s) session_ref(s);
+  struct entry *e = strmap_get(r->by_session, session_id);
+  struct session *s = e ? session_ref(e->s) : NULL;
   pthread_mutex_unlock(&r->lock);
   return s;
 }
@@ -88,7 +167,7 @@ struct snapshot {
 static void snapshot_one(const char *key, void *value, void *arg) {
   (void)key;
   struct snapshot *snap = arg;
-  struct session *s = value;
+  struct session *s = ((struct entry *)value)->s;
   if (snap->n >= snap->max) return;
   if (snap->client_id && strcmp(s->client_id, snap->client_id) != 0) return;
   snap->out[snap->n++] = session_ref(s);
@@ -112,60 +191,27 @@ struct session *registry_find_any(struct registry *r, const char *id) {
   return snap.n ? s : NULL;
 }
 
-struct user_count {
-  const char *user;
-  size_t n;
-};
-
-static void count_user(const char *key, void *value, void *arg) {
+static void count_subscriptions(const char *key, void *value, void *arg) {
   (void)key;
-  struct user_count *uc = arg;
-  struct session *s = value;
+  struct session *s = ((struct entry *)value)->s;
   pthread_mutex_lock(&s->lock);
-  if (strcmp(s->user, uc->user) == 0) uc->n++;
-  pthread_mutex_unlock(&s->lock);
-}
-
-size_t registry_user_count(struct registry *r, const char *user) {
-  struct user_count uc = {user, 0};
-  pthread_mutex_lock(&r->lock);
-  strmap_foreach(r->by_session, count_user, &uc);
-  pthread_mutex_unlock(&r->lock);
-  return uc.n;
-}
-
-struct counting {
-  struct registry_counts *out;
-  struct strmap *users;
-  int failed;
-};
-
-static void count_one(const char *key, void *value, void *arg) {
-  (void)key;
-  struct counting *c = arg;
-  struct session *s = value;
-  pthread_mutex_lock(&s->lock);
-  c->out->sessions++;
-  c->out->subscriptions += s->sub_count;
-  if (strmap_get(c->users, s->user) == NULL && strmap_put(c->users, s->user, c) != 0) c->failed = 1;
+  *(size_t *)arg += s->sub_count;
   pthread_mutex_unlock(&s->lock);
 }
 
 int registry_counts(struct registry *r, struct registry_counts *out) {
-  struct counting c = {out, strmap_new(), 0};
   *out = (struct registry_counts){0};
-  if (c.users == NULL) return -1;
   pthread_mutex_lock(&r->lock);
-  strmap_foreach(r->by_session, count_one, &c);
+  out->sessions = strmap_count(r->by_session);
+  out->users = strmap_count(r->by_user);
+  strmap_foreach(r->by_session, count_subscriptions, &out->subscriptions);
   pthread_mutex_unlock(&r->lock);
-  out->users = strmap_count(c.users);
-  strmap_free(c.users);
-  return c.failed ? -1 : 0;
+  return 0;
 }
 
 static void close_one(const char *key, void *value, void *arg) {
   (void)key;
-  session_close(value, *(uint32_t *)arg);
+  session_close(((struct entry *)value)->s, *(uint32_t *)arg);
 }
 
 void registry_close_all(struct registry *r, uint32_t code) {

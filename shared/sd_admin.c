@@ -374,6 +374,17 @@ static int read_word(const char **p, struct word *w) {
   return quote ? -SD_ADMIN_EUSAGE : 0;
 }
 
+/* Reads the rest of the line from *P into W as it is, but for trailing blanks: JSON as people type it,
+ * whose quotes and backslashes must reach the parser untouched. Returns 0 or -SD_ADMIN_ENOMEM. */
+static int read_rest(const char **p, struct word *w) {
+  size_t n = strlen(*p);
+  while (n > 0 && strchr(" \t\n\r", (*p)[n - 1])) n--;
+  for (size_t i = 0; i < n; i++)
+    if (word_put(w, (*p)[i]) != 0) return -SD_ADMIN_ENOMEM;
+  *p += strlen(*p);
+  return 0;
+}
+
 int sd_admin_split_line(const char *line, int *argc, char ***argv) {
   *argc = 0;
   *argv = calloc(1, sizeof(char *));
@@ -383,7 +394,7 @@ int sd_admin_split_line(const char *line, int *argc, char ***argv) {
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
     if (*p == '\0') return 0;
     struct word w = {0};
-    int rc = read_word(&p, &w);
+    int rc = *p == '{' || *p == '[' ? read_rest(&p, &w) : read_word(&p, &w);
     if (rc == 0 && argv_push(argv, argc, &w) != 0) rc = -SD_ADMIN_ENOMEM;
     if (rc != 0) {
       free(w.buf);

@@ -113,9 +113,10 @@ int sd_admin_validate(json_t *request, const struct sd_admin_command **cmd, char
 
 /* Splits LINE into words the way a shell would for plain commands: blanks separate words, '...' and
  * "..." quote (backslash escapes \" and \\ inside double quotes), a backslash outside quotes escapes
- * the next character. Stores a NULL-terminated array of malloc'd words in *argv (free with
- * sd_admin_free_argv) and their number in *argc. Returns 0, -SD_ADMIN_EUSAGE (unterminated quote) or
- * -SD_ADMIN_ENOMEM. */
+ * the next character. A word that starts with '{' or '[' is the rest of the line as it is (trailing
+ * blanks dropped), so JSON needs no shell quoting: publish news {"a": 1}. Stores a NULL-terminated
+ * array of malloc'd words in *argv (free with sd_admin_free_argv) and their number in *argc. Returns 0,
+ * -SD_ADMIN_EUSAGE (unterminated quote) or -SD_ADMIN_ENOMEM. */
 int sd_admin_split_line(const char *line, int *argc, char ***argv);
 
 void sd_admin_free_argv(char **argv);

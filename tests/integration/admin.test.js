@@ -247,8 +247,10 @@ describe('admin socket and streamctl', () => {
     assert.ok(res.result.num_clients >= 1);
     assert.ok(res.result.uptime_ms >= 0);
     assert.ok(res.result.version);
+    assert.equal(res.result.num_users, 0, 'anonymous connections only: no user');
     const human = await streamctl(socket, ['info']);
     assert.match(human.stdout, new RegExp(`^node\\s+${res.result.uid}$`, 'm'));
+    assert.match(human.stdout, /^users\s+0$/m);
     assert.match(human.stdout, /^uptime\s+\d+(ms|s|m\d+s|h\d+m)$/m);
     c.disconnect();
   });
@@ -306,6 +308,20 @@ describe('admin socket and streamctl', () => {
     assert.equal(mixed.code, 2, 'the status of the last command that failed');
     assert.match(mixed.stdout, /^client\s+/m);
     assert.match(mixed.stdout, /^uptime\s+/m, 'commands after a failing one still run');
+    c.disconnect();
+  });
+
+  it('the shell takes JSON as typed: from a { or [ the rest of the line is the argument', async () => {
+    const c = await connectedClient(srv.base);
+    const sub = await subscribe(c, 'typed');
+    const input = 'publish typed {"text": "it\'s typed", "n": [1, 2]}\npublish typed [1, "two"]  \n';
+    const r = await streamctl(socket, [], { input });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((await sub.nextPub()).data, { text: "it's typed", n: [1, 2] });
+    assert.deepEqual((await sub.nextPub()).data, [1, 'two']);
+    const bad = await streamctl(socket, [], { input: 'publish typed {"a": 1} trailing\n' });
+    assert.equal(bad.code, 2, 'what follows the JSON is part of it: a usage error, nothing published');
+    assert.match(bad.stderr, /DATA is not valid JSON/);
     c.disconnect();
   });
 

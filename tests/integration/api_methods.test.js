@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { connectRaw, call, closeAllRaw } from './lib/raw.js';
 import { api, postJSON } from './lib/http.js';
+import { hsToken, now } from './lib/jwt.js';
 
 let srv;
 const call_ = (method, params, opts = {}) => api(srv.base, method, params, { key: API_KEY, ...opts });
@@ -135,9 +136,24 @@ describe('methods', () => {
     const node = info.json.result.nodes[0];
     assert.equal(node.uid, s.node);
     assert.ok(node.num_clients >= 1 && node.num_subs >= 3 && node.num_channels >= 3);
-    assert.equal(node.num_users, 1, 'every connection here is anonymous: one distinct user');
+    assert.equal(node.num_users, 0, 'every connection here is anonymous: no user id at all');
     assert.equal(typeof node.version, 'string');
     assert.equal(typeof node.uptime, 'number');
+  });
+
+  test('info num_users counts distinct user ids; anonymous connections count as clients only', async () => {
+    const secret = 'api-methods-users';
+    const users = await startServer({
+      http_stream: true, token_hmac_secret_key: secret, allow_anonymous_connect_without_token: true,
+      api_key: API_KEY,
+    });
+    const token = (sub) => hsToken({ sub, exp: now() + 600 }, secret);
+    for (const connect of [{}, {}, { token: token('u1') }, { token: token('u1') }, { token: token('u2') }])
+      await connectRaw(users.base, { connect });
+    const info = await api(users.base, 'info', {}, { key: API_KEY });
+    const node = info.json.result.nodes[0];
+    assert.equal(node.num_clients, 5);
+    assert.equal(node.num_users, 2, 'u1 and u2; the two anonymous connections are no user');
   });
 
   test('batch runs commands in order and reports each', async () => {

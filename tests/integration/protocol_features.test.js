@@ -18,6 +18,14 @@ after(async () => {
 
 const err = (id, code, message) => ({ id, error: { code, message } });
 const tokenFor = (sub) => hsToken({ sub, exp: now() + 600 }, SECRET);
+/** Resolves once COND() is true (asked every 20 ms); fails naming WHAT after 10 s. */
+async function until(cond, what, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await delay(20);
+  }
+}
 const strip = (reply) => { const { skipped, ...rest } = reply; return rest; };
 
 describe('positioning, recovery and history over the client protocol', () => {
@@ -127,6 +135,29 @@ describe('channel names and limits', () => {
     const again = await (await import('./lib/raw.js')).openRaw(users.base,
       JSON.stringify({ connect: { token: tokenFor('solo') }, id: 1 }));
     assert.deepEqual(await again.nextJSON(), { push: { disconnect: { code: 3504, reason: 'connection limit' } } });
+  });
+
+  test('client_user_connection_limit: a place comes back when a connection of the user ends', async () => {
+    const srv = await startServer({
+      http_stream: true, token_hmac_secret_key: SECRET, client_user_connection_limit: 2, api_key: API_KEY,
+    });
+    const openRaw = (await import('./lib/raw.js')).openRaw;
+    const connectSolo = () => openRaw(srv.base, JSON.stringify({ connect: { token: tokenFor('solo') }, id: 1 }));
+    const refused = { push: { disconnect: { code: 3504, reason: 'connection limit' } } };
+    const first = await connectRaw(srv.base, { connect: { token: tokenFor('solo') } });
+    await connectRaw(srv.base, { connect: { token: tokenFor('solo') } });
+    const third = await connectSolo();
+    assert.deepEqual(await third.nextJSON(), refused);
+    await third.expectEnd();
+    first.close();
+    // The server learns that the stream ended a moment after the client closed it: wait until only the
+    // second connection is left, then the user has one place again, and only one.
+    const clients = async () => (await api(srv.base, 'info', {}, { key: API_KEY })).json.result.nodes[0].num_clients;
+    await until(async () => (await clients()) === 1, 'the closed connections to leave');
+    const back = await connectSolo();
+    assert.equal((await back.nextJSON()).id, 1, 'admitted: the connect reply');
+    const over = await connectSolo();
+    assert.deepEqual(await over.nextJSON(), refused);
   });
 
   test('send without a message handler ⇒ Disconnect 3508', async () => {

@@ -184,6 +184,48 @@ static void test_split_line(void **state) {
   assert_null(argv);
 }
 
+/* JSON as people type it in the shell: from a word that starts with { or [ the rest of the line is one
+ * argument, its quotes, backslashes and blanks untouched (only trailing blanks go). */
+static void test_split_line_takes_json_as_typed(void **state) {
+  (void)state;
+  int argc;
+  char **argv;
+  assert_int_equal(sd_admin_split_line("publish news {\"a\":1}\n", &argc, &argv), 0);
+  assert_int_equal(argc, 3);
+  assert_string_equal(argv[2], "{\"a\":1}");
+  sd_admin_free_argv(argv);
+
+  const char *data = "{\"text\": \"it's a \\\"quote\\\"\", \"list\": [1, 2]}";
+  char line[256];
+  snprintf(line, sizeof line, "  message  'client 1'  %s \t \r\n", data);
+  assert_int_equal(sd_admin_split_line(line, &argc, &argv), 0);
+  assert_int_equal(argc, 3);
+  assert_string_equal(argv[1], "client 1");
+  assert_string_equal(argv[2], data);
+  sd_admin_free_argv(argv);
+
+  assert_int_equal(sd_admin_split_line("publish news [1, \"two\", {\"x\": null}]", &argc, &argv), 0);
+  assert_int_equal(argc, 3);
+  assert_string_equal(argv[2], "[1, \"two\", {\"x\": null}]");
+  sd_admin_free_argv(argv);
+
+  /* an unbalanced quote inside the JSON is the JSON parser's to report, not the splitter's */
+  assert_int_equal(sd_admin_split_line("publish news {\"a", &argc, &argv), 0);
+  assert_string_equal(argv[2], "{\"a");
+  sd_admin_free_argv(argv);
+
+  json_t *req = NULL;
+  char err[256] = "";
+  assert_int_equal(sd_admin_split_line("publish news {\"a\": [1, 2]}", &argc, &argv), 0);
+  assert_int_equal(sd_admin_parse_argv(argc, argv, &req, err, sizeof err), 0);
+  sd_admin_free_argv(argv);
+  json_t *want =
+      json_loads("{\"cmd\":\"publish\",\"args\":{\"channel\":\"news\",\"data\":{\"a\":[1,2]}}}", 0, NULL);
+  assert_true(json_equal(req, want));
+  json_decref(want);
+  json_decref(req);
+}
+
 /* --- server-side validation --- */
 
 static void expect_invalid(const char *json, int code, const char *needle) {
@@ -446,6 +488,7 @@ int main(void) {
       cmocka_unit_test(test_parse_code_option),
       cmocka_unit_test(test_parse_rejects_bad_command_lines),
       cmocka_unit_test(test_split_line),
+      cmocka_unit_test(test_split_line_takes_json_as_typed),
       cmocka_unit_test(test_validate_requests),
       cmocka_unit_test_setup_teardown(test_execute_info_and_help, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_sessions, setup, teardown),

@@ -382,7 +382,7 @@ static void test_key_table(void **state) {
 
 /* The value of KEY's default as a config file spells it. */
 static void default_as_written(const struct config_key *key, char *buf, size_t len) {
-  bool quoted = key->type == CONFIG_STRING || key->type == CONFIG_DURATION;
+  bool quoted = key->type == CONFIG_STRING || key->type == CONFIG_REGEX || key->type == CONFIG_DURATION;
   snprintf(buf, len, quoted ? "\"%s\"" : "%s", key->default_text);
 }
 

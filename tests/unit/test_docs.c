@@ -57,6 +57,7 @@ static const char *type_word(enum config_type type) {
     case CONFIG_INT:
       return "Integer";
     case CONFIG_STRING:
+    case CONFIG_REGEX:
       return "String";
     case CONFIG_DURATION:
       return "Duration";
@@ -72,7 +73,7 @@ static const char *type_word(enum config_type type) {
 
 /* The default of KEY as a config file spells it: strings and durations in double quotes. */
 static void default_as_written(const struct config_key *key, char *buf, size_t len) {
-  bool quoted = key->type == CONFIG_STRING || key->type == CONFIG_DURATION;
+  bool quoted = key->type == CONFIG_STRING || key->type == CONFIG_REGEX || key->type == CONFIG_DURATION;
   snprintf(buf, len, quoted ? "\"%s\"" : "%s", key->default_text);
 }
 
