@@ -286,6 +286,7 @@ struct open_task {
 
 static void cmd_state(void *arg, bool up) {
   struct rb_shard *sh = arg;
+  if (up) rb_history_on_up(sh); /* before anything else is queued on it */
   atomic_store(&sh->cmd_up, up);
 }
 

@@ -90,6 +90,10 @@ int rb_history_init(struct redis_broker *rb) {
   return redis_script_init(&publish_script) | redis_script_init(&read_script) | redis_script_init(&remove_script);
 }
 
+/* The publish script first: a client's publishes are pipelined, and none may overtake another by a
+ * NOSCRIPT fallback (redis_script_load). The reads are waited for one at a time: EVALSHA/EVAL suits them. */
+void rb_history_on_up(struct rb_shard *sh) { redis_script_load(sh->cmd, &publish_script); }
+
 /* "<prefix>.epoch.seed": the seed of derived epochs (one key per Redis, never expires). */
 static size_t seed_key(const struct redis_broker *rb, char *buf) {
   int n = snprintf(buf, RB_KEY_MAX, "%s.epoch.seed", rb->prefix);

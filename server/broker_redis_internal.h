@@ -151,6 +151,7 @@ void rb_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker
 
 /* broker_redis_history.c */
 int rb_history_init(struct redis_broker *rb);
+void rb_history_on_up(struct rb_shard *sh); /* loop thread: SH's command connection came up */
 int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub, const struct publish_options *opts,
                struct stream_position *pos);
 void rb_publish_async(struct broker *b, const char *channel, Protocol__Publication *pub,
