@@ -286,6 +286,28 @@ describe('client publishes do not wait for Redis', { skip }, () => {
     assert.deepEqual(offsets, offsets.map((_, i) => offsets[0] + i), 'offsets follow the commands\' order');
   });
 
+  test('on a Redis that just started (no script loaded yet), a burst of publishes keeps its order', async () => {
+    const r = await startRedis();
+    const e = await startNode({ ...cfg, redis_address: r.address, redis_prefix: `n${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${e.base}/health`)).status === 200, 10000, 'e healthy');
+      const s = await connectRaw(e.base);
+      await s.emulate([{ id: 2, subscribe: { channel: 'chat:fresh' } }]);
+      assert.ok((await s.reply(2)).subscribe);
+      const n = 300;
+      const cmds = Array.from({ length: n }, (_, i) => ({ id: 10 + i, publish: { channel: 'chat:fresh', data: { i } } }));
+      // three POSTs one after the other, so that commands of later POSTs reach the engine while the answers
+      // to the first ones come back
+      for (let k = 0; k < 3; k++) await s.emulate(cmds.slice((k * n) / 3, ((k + 1) * n) / 3));
+      const frames = await readUntil(s, (fs) => fs.filter((f) => f.push).length === n);
+      assert.deepEqual(frames.filter((f) => f.push).map((f) => f.push.pub.data.i), [...Array(n).keys()]);
+    } finally {
+      const st = await e.stop();
+      await r.stop();
+      assert.equal(st.code, 0, st.stderr);
+    }
+  });
+
   test('a publish in flight when Redis stops answering gets the temporary error; later commands do not wait for it', async () => {
     const r = await startRedis();
     const e = await startNode({ ...cfg, redis_address: r.address, redis_io_timeout: '1s', redis_prefix: `f${process.pid}` });
