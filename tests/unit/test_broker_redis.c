@@ -91,8 +91,13 @@ static int setup_redis(void **state) {
   char address[64], err[256];
   snprintf(address, sizeof address, "127.0.0.1:%d", env.redis.port);
   const char *addresses[1] = {address};
-  struct broker_redis_options o = {.addresses = addresses, .naddresses = 1, .prefix = "unit", .user = "",
-                                   .password = "", .connect_timeout_ms = 1000, .io_timeout_ms = 4000,
+  struct broker_redis_options o = {.addresses = addresses,
+                                   .naddresses = 1,
+                                   .prefix = "unit",
+                                   .user = "",
+                                   .password = "",
+                                   .connect_timeout_ms = 1000,
+                                   .io_timeout_ms = 4000,
                                    .presence_ttl_ms = 60000};
   env.b = broker_redis_new(&env.fx->srv, &o, err, sizeof err);
   if (env.b == NULL || !wait_healthy(env.b, true, 5000)) return -1;
@@ -110,8 +115,8 @@ static int teardown_redis(void **state) {
   return 0;
 }
 
-#define NEEDS_REDIS(state) \
-  do {                     \
+#define NEEDS_REDIS(state)        \
+  do {                            \
     if (*(state) == NULL) skip(); \
   } while (0)
 
