@@ -48,6 +48,10 @@ struct publish_options {
   uint64_t history_meta_ttl_ms;
 };
 
+/* How an asynchronous publish ended: RC 0 or -BROKER_E*, and where the publication landed (POS: offset 0
+ * and "" without history; meaningless when RC is not 0). POS is borrowed for the call. */
+typedef void (*broker_publish_done_fn)(void *arg, int rc, const struct stream_position *pos);
+
 struct broker_ops {
   const char *name;
   /* Stores PUB (borrowed) in CHANNEL's history when OPTS asks for it, sets pub->offset, and delivers it
@@ -55,6 +59,15 @@ struct broker_ops {
    * receives its position. Returns 0 or -BROKER_E* (-BROKER_ELIMIT: not stored, not delivered). */
   int (*publish)(struct broker *b, const char *channel, Protocol__Publication *pub,
                  const struct publish_options *opts, struct stream_position *pos);
+  /* The same publish without waiting for it: PUB (borrowed; its offset field may be overwritten) and
+   * OPTS are read before it returns, and DONE(ARG, rc, pos) is called exactly once: on the calling thread before it
+   * returns (the memory engine, which publishes inline; and any engine that refuses at once: a channel
+   * name too long for its keys, out of memory, too many publishes in flight ⇒ -BROKER_EUNAVAILABLE), or
+   * later on the engine's I/O thread. DONE must be quick and must not call the broker (on the I/O thread
+   * a synchronous operation would wait for its own thread). One thread's publishes on one channel are
+   * stored and delivered in the order it made them. Any thread but an engine's own. */
+  void (*publish_async)(struct broker *b, const char *channel, Protocol__Publication *pub,
+                        const struct publish_options *opts, broker_publish_done_fn done, void *arg);
   /* Delivers a join (JOIN true) or leave of INFO on CHANNEL to the subscribers that want them. */
   int (*publish_join_leave)(struct broker *b, const char *channel, const Protocol__ClientInfo *info,
                             int join);

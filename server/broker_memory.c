@@ -73,6 +73,14 @@ static int memory_publish(struct broker *b, const char *channel, Protocol__Publi
   return map_history_error(rc);
 }
 
+/* Nothing to wait for on one node: the publish is done inline and so is its answer. */
+static void memory_publish_async(struct broker *b, const char *channel, Protocol__Publication *pub,
+                                 const struct publish_options *opts, broker_publish_done_fn done, void *arg) {
+  struct stream_position where = {0};
+  int rc = memory_publish(b, channel, pub, opts, &where);
+  done(arg, rc, &where);
+}
+
 static int memory_join_leave(struct broker *b, const char *channel, const Protocol__ClientInfo *info,
                              int join) {
   hub_publish_join_leave(b->srv->hub, channel, info, join);
@@ -181,6 +189,7 @@ static void memory_free(struct broker *b) {
 static const struct broker_ops memory_ops = {
     .name = "memory",
     .publish = memory_publish,
+    .publish_async = memory_publish_async,
     .publish_join_leave = memory_join_leave,
     .with_channel_locked = memory_with_channel_locked,
     .history = memory_history,

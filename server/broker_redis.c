@@ -1,9 +1,10 @@
 /* broker_redis: the multi-node engine on Redis (REDIS.md). This file builds it (one evloop thread, per
  * Redis instance a command connection and a PUB/SUB connection for channels, on the first one also a
- * PUB/SUB connection for the nodes' own messages), runs calls from other threads on that
- * loop (rb_call_run), picks the instance of a channel (jump consistent hash over FNV-1a 64, the same on
- * every node), and publishes join/leave events. History and publish are in broker_redis_history.c,
- * presence in broker_redis_presence.c, PUB/SUB interest and delivery in broker_redis_sub.c.
+ * PUB/SUB connection for the nodes' own messages), runs calls from other threads on that loop
+ * (rb_call_run waits for the reply; rb_call_post does not, and bounds how many such calls are in
+ * flight), picks the instance of a channel (jump consistent hash over FNV-1a 64, the same on every
+ * node), and publishes join/leave events. History and publish are in broker_redis_history.c, presence in
+ * broker_redis_presence.c, PUB/SUB interest and delivery in broker_redis_sub.c.
  *
  * A publication goes to Redis only; every node, the publishing one included, gets it back over PUB/SUB,
  * so all nodes see a channel's publications in Redis's order. */
@@ -61,6 +62,91 @@ int rb_call_run(struct redis_broker *rb, struct rb_call *c) {
   pthread_mutex_destroy(&c->lock);
   pthread_cond_destroy(&c->cond);
   return c->rc;
+}
+
+/* ---- calls from other threads that do not wait ---- */
+
+/* One posted call: a copy of its command's values (ARGV points into DATA), what to call with the reply,
+ * and the bytes it holds against the bound (0 when unbounded). */
+struct posted_call {
+  struct redis_broker *rb;
+  size_t shard;
+  const struct redis_script *script;
+  int nkeys, argc;
+  const char **argv;
+  size_t *lens;
+  size_t charged;
+  bool bounded;
+  rb_posted_fn fn;
+  void *arg;
+  char data[];
+};
+
+static void posted_release(struct redis_broker *rb, bool bounded, size_t bytes) {
+  if (!bounded) return;
+  atomic_fetch_sub(&rb->posted, 1);
+  atomic_fetch_sub(&rb->posted_bytes, bytes);
+}
+
+/* Takes a place in flight for BYTES, or says there is none (one call alone always gets one). */
+static bool posted_admit(struct redis_broker *rb, size_t bytes) {
+  size_t n = atomic_fetch_add(&rb->posted, 1);
+  size_t held = atomic_fetch_add(&rb->posted_bytes, bytes);
+  if (n == 0 || (n < RB_POSTED_MAX && held + bytes <= RB_POSTED_MAX_BYTES)) return true;
+  posted_release(rb, true, bytes);
+  return false;
+}
+
+static void posted_reply(void *arg, const redisReply *reply) {
+  struct posted_call *pc = arg;
+  int rc = 0;
+  if (reply == NULL) {
+    rc = -BROKER_EUNAVAILABLE;
+  } else if (reply->type == REDIS_REPLY_ERROR) {
+    log_warn("redis: %s", reply->str);
+    rc = -BROKER_EUNAVAILABLE;
+    reply = NULL;
+  }
+  posted_release(pc->rb, pc->bounded, pc->charged);
+  pc->fn(pc->arg, rc, reply);
+  free(pc);
+}
+
+static void posted_start(void *arg) {
+  struct posted_call *pc = arg;
+  struct redis_conn *conn = pc->rb->shards[pc->shard].cmd;
+  int rc = pc->script ? redis_script_call(conn, pc->script, pc->nkeys, pc->argc - pc->nkeys,
+                                          (const char *const *)pc->argv, pc->lens, posted_reply, pc)
+                      : redis_conn_command(conn, pc->argc, pc->argv, pc->lens, posted_reply, pc);
+  if (rc != 0) posted_reply(pc, NULL); /* down: answer at once */
+}
+
+void rb_call_post(struct redis_broker *rb, const struct rb_call *c, bool bounded, rb_posted_fn fn, void *arg) {
+  size_t total = 0;
+  for (int i = 0; i < c->argc; i++) total += c->lens[i];
+  size_t arrays = (size_t)c->argc * (sizeof(char *) + sizeof(size_t));
+  if (bounded && !posted_admit(rb, total)) {
+    fn(arg, -BROKER_EUNAVAILABLE, NULL);
+    return;
+  }
+  struct posted_call *pc = malloc(sizeof *pc + arrays + total);
+  if (pc == NULL) goto refused;
+  *pc = (struct posted_call){.rb = rb, .shard = c->shard, .script = c->script, .nkeys = c->nkeys,
+                             .argc = c->argc, .charged = total, .bounded = bounded, .fn = fn, .arg = arg};
+  pc->argv = (const char **)(void *)pc->data; /* the arrays first: DATA is aligned for pointers */
+  pc->lens = (size_t *)(void *)(pc->data + (size_t)c->argc * sizeof(char *));
+  char *p = pc->data + arrays;
+  for (int i = 0; i < c->argc; i++) {
+    memcpy(p, c->argv[i], c->lens[i]);
+    pc->argv[i] = p;
+    pc->lens[i] = c->lens[i];
+    p += c->lens[i];
+  }
+  if (evloop_post(rb->loop, posted_start, pc) == 0) return;
+  free(pc);
+refused:
+  posted_release(rb, bounded, total);
+  fn(arg, -BROKER_EUNAVAILABLE, NULL);
 }
 
 /* ---- channels, keys, shards ---- */
@@ -168,6 +254,7 @@ static void rb_free(struct broker *b) {
 static const struct broker_ops redis_ops = {
     .name = "redis",
     .publish = rb_publish,
+    .publish_async = rb_publish_async,
     .publish_join_leave = rb_join_leave,
     .with_channel_locked = rb_with_channel_locked,
     .history = rb_history,
@@ -199,6 +286,7 @@ struct open_task {
 
 static void cmd_state(void *arg, bool up) {
   struct rb_shard *sh = arg;
+  if (up) rb_history_on_up(sh); /* before anything else is queued on it */
   atomic_store(&sh->cmd_up, up);
 }
 

@@ -90,6 +90,10 @@ int rb_history_init(struct redis_broker *rb) {
   return redis_script_init(&publish_script) | redis_script_init(&read_script) | redis_script_init(&remove_script);
 }
 
+/* The publish script first: a client's publishes are pipelined, and none may overtake another by a
+ * NOSCRIPT fallback (redis_script_load). The reads are waited for one at a time: EVALSHA/EVAL suits them. */
+void rb_history_on_up(struct rb_shard *sh) { redis_script_load(sh->cmd, &publish_script); }
+
 /* "<prefix>.epoch.seed": the seed of derived epochs (one key per Redis, never expires). */
 static size_t seed_key(const struct redis_broker *rb, char *buf) {
   int n = snprintf(buf, RB_KEY_MAX, "%s.epoch.seed", rb->prefix);
@@ -113,29 +117,49 @@ static void reply_epoch(const redisReply *r, struct stream_position *pos) {
 
 /* ---- publish ---- */
 
-static int parse_position(struct rb_call *c, const redisReply *r) {
-  struct stream_position *pos = c->out;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) return -BROKER_EUNAVAILABLE;
-  pos->offset = reply_u64(r->element[0]);
-  reply_epoch(r->element[1], pos);
-  return 0;
+/* A publish in flight: whom to tell. */
+struct publish_call {
+  broker_publish_done_fn done;
+  void *arg;
+};
+
+static void publish_replied(void *arg, int rc, const redisReply *r) {
+  struct publish_call *pc = arg;
+  struct stream_position pos = {0};
+  if (rc == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements < 2)) rc = -BROKER_EUNAVAILABLE;
+  if (rc == 0) {
+    pos.offset = reply_u64(r->element[0]);
+    reply_epoch(r->element[1], &pos);
+  }
+  pc->done(pc->arg, rc, &pos);
+  free(pc);
 }
 
-int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub, const struct publish_options *opts,
-               struct stream_position *pos) {
-  struct redis_broker *rb = (struct redis_broker *)b;
+/* Runs the publish script for PUB on CHANNEL's shard without waiting (rb_call_post); BOUNDED as there. */
+static void publish_post(struct redis_broker *rb, const char *channel, Protocol__Publication *pub,
+                         const struct publish_options *opts, bool bounded, broker_publish_done_fn done,
+                         void *arg) {
+  struct stream_position none = {0};
   char stream[RB_KEY_MAX], meta[RB_KEY_MAX], pubsub[RB_KEY_MAX], seedkey[RB_KEY_MAX];
   size_t sl = rb_key(rb, "stream", channel, stream), ml = rb_key(rb, "stream.meta", channel, meta),
          pl = rb_key(rb, "client", channel, pubsub), kl = seed_key(rb, seedkey);
-  if (sl == 0 || ml == 0 || pl == 0) return -BROKER_EBADREQUEST;
+  if (sl == 0 || ml == 0 || pl == 0) {
+    done(arg, -BROKER_EBADREQUEST, &none);
+    return;
+  }
   bool history = opts && opts->history_size > 0 && opts->history_ttl_ms > 0;
-  uint64_t offset = pub->offset;
   pub->offset = 0; /* the position travels beside the publication, never inside it */
   size_t len = protocol__publication__get_packed_size(pub);
   uint8_t *payload = malloc(len ? len : 1);
-  if (payload == NULL) return -BROKER_ENOMEM;
+  struct publish_call *pc = malloc(sizeof *pc);
+  if (payload == NULL || pc == NULL) {
+    free(payload);
+    free(pc);
+    done(arg, -BROKER_ENOMEM, &none);
+    return;
+  }
+  *pc = (struct publish_call){done, arg};
   protocol__publication__pack(pub, payload);
-  pub->offset = offset;
   char size[24], ttl[24], meta_ttl[24], seed[ID_UUID_LEN + 1];
   snprintf(size, sizeof size, "%zu", history ? opts->history_size : 0);
   snprintf(ttl, sizeof ttl, "%" PRIu64, history ? opts->history_ttl_ms : 0);
@@ -148,14 +172,53 @@ int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub
   const char *values[10] = {stream, meta, seedkey, (const char *)payload, size, ttl, pubsub, meta_ttl, seed, channel};
   const size_t lens[10] = {sl, ml, kl, len, strlen(size), strlen(ttl), pl, strlen(meta_ttl), strlen(seed),
                            strlen(channel)};
-  struct stream_position where = {0};
   struct rb_call c = {.shard = rb_shard_of(rb, channel), .script = &publish_script, .nkeys = 3, .argc = 10,
-                      .argv = values, .lens = lens, .parse = parse_position, .out = &where};
-  int rc = rb_call_run(rb, &c);
+                      .argv = values, .lens = lens};
+  rb_call_post(rb, &c, bounded, publish_replied, pc); /* copies the values */
   free(payload);
-  if (rc == 0) pub->offset = where.offset;
-  if (pos) *pos = where;
-  return rc;
+}
+
+void rb_publish_async(struct broker *b, const char *channel, Protocol__Publication *pub,
+                      const struct publish_options *opts, broker_publish_done_fn done, void *arg) {
+  publish_post((struct redis_broker *)b, channel, pub, opts, true, done, arg);
+}
+
+/* A synchronous publish: the caller waits on this for the reply. */
+struct publish_wait {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool done;
+  int rc;
+  struct stream_position pos;
+};
+
+static void publish_waited(void *arg, int rc, const struct stream_position *pos) {
+  struct publish_wait *w = arg;
+  pthread_mutex_lock(&w->lock);
+  w->rc = rc;
+  w->pos = *pos;
+  w->done = true;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+/* The API's and the admin socket's publish: the same script, waited for (so not counted against the
+ * bound of publishes in flight: each waiting thread bounds itself). */
+int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub, const struct publish_options *opts,
+               struct stream_position *pos) {
+  struct publish_wait w = {.done = false};
+  uint64_t offset = pub->offset;
+  pthread_mutex_init(&w.lock, NULL);
+  pthread_cond_init(&w.cond, NULL);
+  publish_post((struct redis_broker *)b, channel, pub, opts, false, publish_waited, &w);
+  pthread_mutex_lock(&w.lock);
+  while (!w.done) pthread_cond_wait(&w.cond, &w.lock); /* bounded: every posted call is answered */
+  pthread_mutex_unlock(&w.lock);
+  pthread_mutex_destroy(&w.lock);
+  pthread_cond_destroy(&w.cond);
+  pub->offset = w.rc == 0 ? w.pos.offset : offset;
+  if (pos) *pos = w.pos;
+  return w.rc;
 }
 
 /* ---- reads ---- */

@@ -4,7 +4,8 @@
  *
  * Threads: one evloop thread owns every Redis connection and the `channels` map; callers on any other
  * thread reach Redis through rb_call_run(), which posts to the loop and waits for the reply (bounded by
- * the connections' I/O timeout). The delivery worker thread hands publications that came over PUB/SUB to
+ * the connections' I/O timeout), or rb_call_post(), which posts and returns (the reply callback runs on
+ * the loop thread). The delivery worker thread hands publications that came over PUB/SUB to
  * the hub, under the channel's stripe lock, which with_channel_locked() takes too. The loop thread never
  * takes a stripe lock, so a caller holding one may wait for Redis. */
 #ifndef BROKER_REDIS_INTERNAL_H
@@ -61,6 +62,7 @@ struct redis_broker {
   struct rb_control *control;
   struct rb_presence *presence;
   struct evloop_timer position_check; /* loop thread */
+  atomic_size_t posted, posted_bytes; /* bounded rb_call_post calls in flight and their values' bytes */
   pthread_mutex_t stripes[RB_STRIPES];
 };
 
@@ -86,6 +88,27 @@ struct rb_call {
 /* Runs C on its shard and waits for the reply. Returns C's parse result, or -BROKER_EUNAVAILABLE (Redis
  * down, an error reply, a timeout). Never from the loop thread. */
 int rb_call_run(struct redis_broker *rb, struct rb_call *c);
+
+/* How a posted call ended: RC 0 with REPLY (borrowed for the call), or -BROKER_EUNAVAILABLE with REPLY
+ * NULL (Redis down, an error reply, a timeout, too many calls in flight). */
+typedef void (*rb_posted_fn)(void *arg, int rc, const redisReply *reply);
+
+/* The most calls rb_call_post keeps in flight per node when asked to bound them (BOUNDED), and the most
+ * bytes of values they may hold together (one call alone is always let through). Past either, a call
+ * is refused at once (-BROKER_EUNAVAILABLE, the temporary error), never queued: the callers are I/O
+ * threads that must not wait, and a client that floods publishes faster than Redis stores them gets
+ * errors instead of growing the node's memory. A client's publishes leave one per command, so the
+ * bound is far above what a healthy Redis keeps in flight (the pipeline drains ~10^5 a second). */
+#define RB_POSTED_MAX 4096
+#define RB_POSTED_MAX_BYTES ((size_t)32 << 20)
+
+/* Sends C's command (or script) without waiting: C's values are copied before it returns (C->parse and
+ * C->out are not used), and FN(ARG, rc, reply) is called once, on the loop thread, or on the calling
+ * thread before it returns when the call is refused at once (the loop stopping, out of memory, over the
+ * bound). Calls made one after the other on one shard reach Redis in that order. BOUNDED: the call counts
+ * against RB_POSTED_MAX / RB_POSTED_MAX_BYTES (a caller that waits for its call bounds itself: pass
+ * false). Never from the loop thread. */
+void rb_call_post(struct redis_broker *rb, const struct rb_call *c, bool bounded, rb_posted_fn fn, void *arg);
 
 /* The shard CHANNEL's keys and PUB/SUB channel live on (jump consistent hash of FNV-1a 64). */
 size_t rb_shard_of(const struct redis_broker *rb, const char *channel);
@@ -128,8 +151,11 @@ void rb_foreach_node(struct broker *b, void (*fn)(void *arg, const struct broker
 
 /* broker_redis_history.c */
 int rb_history_init(struct redis_broker *rb);
+void rb_history_on_up(struct rb_shard *sh); /* loop thread: SH's command connection came up */
 int rb_publish(struct broker *b, const char *channel, Protocol__Publication *pub, const struct publish_options *opts,
                struct stream_position *pos);
+void rb_publish_async(struct broker *b, const char *channel, Protocol__Publication *pub,
+                      const struct publish_options *opts, broker_publish_done_fn done, void *arg);
 int rb_history(struct broker *b, const char *channel, const struct history_query *q, struct history_result *out);
 int rb_recover(struct broker *b, const char *channel, uint64_t since_offset, const char *since_epoch,
                size_t max_publications, struct history_result *out, int *recovered);

@@ -294,6 +294,32 @@ int protocol_publish(struct server *srv, const char *channel, Protocol__Publicat
   return 0;
 }
 
+/* A publish protocol_publish_async passed on: what to count it in and whom to tell. */
+struct counted_publish {
+  struct server *srv;
+  broker_publish_done_fn done;
+  void *arg;
+};
+
+static void counted_done(void *arg, int rc, const struct stream_position *pos) {
+  struct counted_publish cp = *(struct counted_publish *)arg;
+  free(arg);
+  if (rc == 0) atomic_fetch_add_explicit(&cp.srv->stats.publications, 1, memory_order_relaxed);
+  cp.done(cp.arg, rc, pos);
+}
+
+void protocol_publish_async(struct server *srv, const char *channel, Protocol__Publication *pub,
+                            const struct publish_options *po, broker_publish_done_fn done, void *arg) {
+  struct counted_publish *cp = malloc(sizeof *cp);
+  if (cp == NULL) {
+    struct stream_position none = {0};
+    done(arg, -BROKER_ENOMEM, &none);
+    return;
+  }
+  *cp = (struct counted_publish){srv, done, arg};
+  srv->broker->ops->publish_async(srv->broker, channel, pub, po, counted_done, cp);
+}
+
 int protocol_server_unsubscribe(struct session *s, const char *channel) {
   return protocol_unsubscribe_with(s, channel, UNSUBSCRIBE_SERVER, "server unsubscribe");
 }

@@ -26,6 +26,14 @@ struct stream_position;
 int protocol_publish(struct server *srv, const char *channel, Protocol__Publication *pub,
                      const struct publish_options *po, struct stream_position *pos);
 
+/* protocol_publish without waiting for the broker: DONE(ARG, rc, pos) is called once, as the broker's
+ * publish_async says (inline on the memory engine; from the engine's I/O thread on Redis, so DONE must
+ * be quick and must not call the broker), after the publication was counted when RC is 0. The client
+ * publish command's path: no thread waits for Redis. Any thread but an engine's own. */
+void protocol_publish_async(struct server *srv, const char *channel, Protocol__Publication *pub,
+                            const struct publish_options *po,
+                            void (*done)(void *arg, int rc, const struct stream_position *pos), void *arg);
+
 /* The publish options (history size and TTL) of a channel with OPTS. */
 struct channel_options;
 void protocol_publish_options(const struct channel_options *opts, struct publish_options *out);

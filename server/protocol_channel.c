@@ -7,7 +7,11 @@
  * each channel's membership changes: a subscribe joins the hub, adds its presence entry and pushes its
  * join, and an unsubscribe or detach leaves the hub, removes the entry and pushes the leave, each as one
  * critical section, so a leave never precedes its join and no presence entry outlives its subscription.
- * Lock order: channel lock ⇒ hub ⇒ session; presence stripes are leaves. */
+ * Lock order: channel lock ⇒ hub ⇒ session; presence stripes are leaves.
+ *
+ * A client's publish does not wait for the broker (protocol_publish_async): its reply is sent from the
+ * broker's completion, which on Redis comes from the engine's I/O thread, holding a reference to the
+ * session meanwhile; so a publish reply may follow replies to later commands (PROTOCOL.md §4.3). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -325,6 +329,29 @@ uint32_t protocol_handle_subscribe(struct session *s, const Protocol__Command *c
   return rc;
 }
 
+/* A client's publish command in flight: the session (one reference, so that a session that ends
+ * meanwhile is not freed under the reply) and the id its reply answers. */
+struct client_publish {
+  struct session *s;
+  uint32_t id;
+};
+
+/* The broker's answer (inline, or on the engine's I/O thread): the publish reply or the error reply,
+ * which may come after replies to the client's later commands (the SDK matches replies by id). A session
+ * that closed meanwhile drops the frame. */
+static void client_published(void *arg, int rc, const struct stream_position *pos) {
+  struct client_publish *cp = arg;
+  (void)pos; /* a client's PublishResult carries no position */
+  if (rc == 0) {
+    Protocol__PublishResult res = PROTOCOL__PUBLISH_RESULT__INIT;
+    SEND_RESULT(cp->s, cp->id, publish, &res);
+  } else { /* -BROKER_ELIMIT: the history_max_streams cap; anything else is temporary (Redis away) */
+    session_send_error(cp->s, cp->id, rc == -BROKER_ELIMIT ? ERROR_LIMIT_EXCEEDED : ERROR_INTERNAL);
+  }
+  session_unref(cp->s);
+  free(cp);
+}
+
 static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd, const struct config *cfg) {
   const Protocol__PublishRequest *req = cmd->publish;
   const struct channel_options *opts = NULL;
@@ -343,11 +370,10 @@ static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd, 
   pub.info = &info;
   struct publish_options po;
   protocol_publish_options(opts, &po);
-  rc = protocol_publish(s->srv, req->channel, &pub, &po, NULL);
-  if (rc != 0) /* -BROKER_ELIMIT: the history_max_streams cap */
-    return protocol_finish(s, cmd->id, rc == -BROKER_ELIMIT ? -ERROR_LIMIT_EXCEEDED : -ERROR_INTERNAL);
-  Protocol__PublishResult res = PROTOCOL__PUBLISH_RESULT__INIT;
-  SEND_RESULT(s, cmd->id, publish, &res);
+  struct client_publish *cp = malloc(sizeof *cp);
+  if (cp == NULL) return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  *cp = (struct client_publish){session_ref(s), cmd->id};
+  protocol_publish_async(s->srv, req->channel, &pub, &po, client_published, cp);
   return 0;
 }
 

@@ -91,3 +91,14 @@ int redis_script_call(struct redis_conn *c, const struct redis_script *s, int nk
   }
   return 0;
 }
+
+static void load_reply(void *arg, const redisReply *reply) {
+  const struct redis_script *s = arg;
+  if (reply && reply->type == REDIS_REPLY_ERROR)
+    log_warn("redis script %s: not loaded: %s", s->name, reply->str);
+}
+
+int redis_script_load(struct redis_conn *c, const struct redis_script *s) {
+  const char *argv[3] = {"SCRIPT", "LOAD", s->source};
+  return redis_conn_command(c, 3, argv, NULL, load_reply, (void *)s);
+}

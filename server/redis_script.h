@@ -26,4 +26,10 @@ int redis_script_init(struct redis_script *s);
 int redis_script_call(struct redis_conn *c, const struct redis_script *s, int nkeys, int nargs,
                       const char *const *values, const size_t *lens, redis_reply_fn fn, void *arg);
 
+/* Queues SCRIPT LOAD of S on C (a connection that just came up), so that the EVALSHA calls queued after
+ * it find the script: without it, the calls pipelined before the first NOSCRIPT answer would all be sent
+ * again after it, and a call queued meanwhile could run before them (publishes out of order). A refusal
+ * is logged; the calls then fall back to EVAL as usual. Returns 0, or -1 when C is down. */
+int redis_script_load(struct redis_conn *c, const struct redis_script *s);
+
 #endif

@@ -3,7 +3,7 @@
 // same from every node, and a client that reconnects to another node recovers what it missed.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, stopAll, API_KEY } from './lib/server.js';
+import { startServer, stopAll, API_KEY, sanitizerReport } from './lib/server.js';
 import { connectedClient, subscribe, closeAllClients, newClient, once, SDK_TIMEOUT_MS } from './lib/sdk.js';
 import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import EventSource from 'eventsource';
@@ -11,6 +11,7 @@ import { startServer as startNode } from './lib/server.js';
 import { api as apiCall, delay } from './lib/http.js';
 import { startRedis, stopAllRedis, redisAvailable, startSentinelSetup, sentinelMasterPort, redisText } from './lib/redis.js';
 import { startProxy } from './lib/tcp_proxy.js';
+import { connectRaw, closeAllRaw } from './lib/raw.js';
 
 const chat = {
   name: 'chat', presence: true, join_leave: true, history_size: 10, history_ttl: '300s',
@@ -31,6 +32,7 @@ before(async () => {
 });
 after(async () => {
   closeAllClients();
+  closeAllRaw();
   await stopAll();
   await stopAllRedis();
 });
@@ -250,6 +252,118 @@ describe('emulation routed to the node that holds the stream', { skip }, () => {
     assert.deepEqual((await sa.nextPub()).data, { still: 'here' });
     // the dead node's presence entry expired (global_presence_ttl 2s); A's own, refreshed, is still there
     assert.deepEqual(await present(), [onA.connectedCtx.client]);
+  });
+});
+
+/** Reads frames from raw stream S (pings skipped) until DONE(frames) is true; returns the frames. */
+async function readUntil(s, done, ms = 15000) {
+  const frames = [];
+  const until = Date.now() + ms;
+  while (!done(frames)) frames.push(await s.nextJSON(Math.max(1, until - Date.now()), { skipPings: true }));
+  return frames;
+}
+
+describe('client publishes do not wait for Redis', { skip }, () => {
+  test('200 publishes in one emulation POST routed to the stream\'s node: every reply by id, publications in order', async () => {
+    await eventually(async () => (await nodeIds(b)).length === 3, 12000, 'nodes known');
+    const s = await connectRaw(a.base);
+    const viaB = `${b.base}/emulation`;
+    const ch = 'chat:burst';
+    assert.equal((await s.emulate([{ id: 2, subscribe: { channel: ch } }], { url: viaB })).status, 204);
+    const sub = await s.reply(2);
+    assert.ok(sub.subscribe, JSON.stringify(sub));
+    const n = 200;
+    const ids = Array.from({ length: n }, (_, i) => 100 + i);
+    const res = await s.emulate(ids.map((id, i) => ({ id, publish: { channel: ch, data: { i } } })), { url: viaB });
+    assert.equal(res.status, 204);
+    const frames = await readUntil(s, (fs) => fs.filter((f) => f.id).length === n && fs.filter((f) => f.push).length === n);
+    const replies = frames.filter((f) => f.id);
+    assert.deepEqual(replies.map((r) => r.id).sort((x, y) => x - y), ids);
+    for (const r of replies) assert.deepEqual(r, { id: r.id, publish: {} });
+    const pubs = frames.filter((f) => f.push).map((f) => f.push.pub);
+    assert.deepEqual(pubs.map((p) => p.data.i), [...Array(n).keys()]);
+    const offsets = pubs.map((p) => p.offset);
+    assert.deepEqual(offsets, offsets.map((_, i) => offsets[0] + i), 'offsets follow the commands\' order');
+  });
+
+  test('on a Redis that just started (no script loaded yet), a burst of publishes keeps its order', async () => {
+    const r = await startRedis();
+    const e = await startNode({ ...cfg, redis_address: r.address, redis_prefix: `n${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${e.base}/health`)).status === 200, 10000, 'e healthy');
+      const s = await connectRaw(e.base);
+      await s.emulate([{ id: 2, subscribe: { channel: 'chat:fresh' } }]);
+      assert.ok((await s.reply(2)).subscribe);
+      const n = 300;
+      const cmds = Array.from({ length: n }, (_, i) => ({ id: 10 + i, publish: { channel: 'chat:fresh', data: { i } } }));
+      // three POSTs one after the other, so that commands of later POSTs reach the engine while the answers
+      // to the first ones come back
+      for (let k = 0; k < 3; k++) await s.emulate(cmds.slice((k * n) / 3, ((k + 1) * n) / 3));
+      const frames = await readUntil(s, (fs) => fs.filter((f) => f.push).length === n);
+      assert.deepEqual(frames.filter((f) => f.push).map((f) => f.push.pub.data.i), [...Array(n).keys()]);
+    } finally {
+      const st = await e.stop();
+      await r.stop();
+      assert.equal(st.code, 0, st.stderr);
+    }
+  });
+
+  test('a publish in flight when Redis stops answering gets the temporary error; later commands do not wait for it', async () => {
+    const r = await startRedis();
+    const e = await startNode({ ...cfg, redis_address: r.address, redis_io_timeout: '1s', redis_prefix: `f${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${e.base}/health`)).status === 200, 10000, 'e healthy');
+      const s = await connectRaw(e.base);
+      await s.emulate([{ id: 2, subscribe: { channel: 'chat:frozen' } }]);
+      assert.ok((await s.reply(2)).subscribe);
+      await s.emulate([{ id: 3, publish: { channel: 'chat:frozen', data: { before: true } } }]);
+      const ok = await s.reply(3);
+      assert.deepEqual(ok.publish, {});
+      r.child.kill('SIGSTOP'); // Redis stops answering: the publish below stays in flight until the I/O timeout
+      const res = await s.emulate([
+        { id: 4, publish: { channel: 'chat:frozen', data: { during: true } } },
+        { id: 5, rpc: { method: 'm', data: {} } }, // answered by the node alone
+      ]);
+      assert.equal(res.status, 204);
+      const frames = await readUntil(s, (fs) => fs.some((f) => f.id === 4));
+      const order = frames.filter((f) => f.id).map((f) => f.id);
+      assert.deepEqual(order, [5, 4], 'the rpc reply does not wait for the publish stuck on Redis');
+      const failed = frames.find((f) => f.id === 4);
+      assert.equal(failed.error.code, 100, JSON.stringify(failed));
+      assert.equal(failed.error.temporary, true, JSON.stringify(failed));
+      assert.ok(!frames.some((f) => f.push && f.push.pub && f.push.pub.data.during), 'nothing was published');
+    } finally {
+      r.child.kill('SIGCONT');
+      const st = await e.stop();
+      await r.stop();
+      assert.equal(st.code, 0, st.stderr);
+    }
+  });
+
+  test('a session that ends while its publish is in flight: the late answer goes nowhere, the node stays well', async () => {
+    const r = await startRedis();
+    const e = await startNode({ ...cfg, redis_address: r.address, redis_io_timeout: '2s', redis_prefix: `g${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${e.base}/health`)).status === 200, 10000, 'e healthy');
+      const s = await connectRaw(e.base);
+      r.child.kill('SIGSTOP');
+      assert.equal((await s.emulate([{ id: 2, publish: { channel: 'chat:gone', data: { x: 1 } } }])).status, 204);
+      s.close(); // the session ends; its publish is still waiting for Redis
+      await delay(300);
+      r.child.kill('SIGCONT'); // the answer comes for a session that is no more
+      await eventually(async () => (await api(e, 'publish', { channel: 'chat:gone', data: { y: 2 } })).result, 10000,
+        'publishing works');
+      const c = await connectedClient(e.base);
+      const sub = await subscribe(c, 'chat:gone');
+      const pub = await firstDelivery(sub, (i) => api(e, 'publish', { channel: 'chat:gone', data: { z: i } }));
+      assert.ok('z' in pub.data);
+    } finally {
+      r.child.kill('SIGCONT');
+      const st = await e.stop();
+      await r.stop();
+      assert.equal(st.code, 0, st.stderr);
+      assert.ok(!sanitizerReport(st.stderr), st.stderr);
+    }
   });
 });
 
