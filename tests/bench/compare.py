@@ -9,7 +9,7 @@ prints one table: metric | streamd | Nchan | ratio (streamd / Nchan).
 Servers are pinned to core 0 and the load generator to core 1 for per-core figures (taskset; other cores
 with --server-cores / --load-cores; the "both cores" workloads put both on both sets). Server CPU time and
 RSS come from /proc; every load process reports the share of its core it used in the measured window,
-the table prints the highest per workload, and a figure whose load process passed LOAD_BOUND of its core
+the table prints the highest per workload, and a figure whose load process passed --load-bound (90 %) of its core
 is flagged as load-bound (where the subscribers can be split over more processes and the load has more
 cores than processes, the run is repeated with more processes instead). Nginx + libnginx-mod-nchan are installed from Debian with apt-get when
 missing (root only), and nginx runs unprivileged (as nobody when this script runs as root) with
@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-LOAD_BOUND = 0.90  # a load process above this share of its core may be what limits the figure
+LOAD_BOUND = 0.90  # a load process above this share of its core may be what limits the figure (--load-bound)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -404,6 +404,10 @@ def merge_reports(reports):
     first = [r for r in reports if r["seconds"] > 0]
     out["seconds"] = max((r["seconds"] for r in first), default=0)
     out["rate"] = sum(r["rate"] for r in reports)
+    firsts = [r["first_ts_ns"] for r in reports if r.get("first_ts_ns")]
+    if firsts:  # subscribers: CLOCK_MONOTONIC is one clock for every process of the machine
+        e2e = (max(r.get("last_delivery_ns", 0) for r in reports) - min(firsts)) / 1e9
+        out["e2e_seconds"], out["e2e_rate"] = e2e, (out["count"] / e2e if e2e > 0 else 0)
     return out
 
 
@@ -501,10 +505,10 @@ class Bench:
 
     def resplit(self, reports, load_cores="load"):
         """After a run whose streams were split over len(REPORTS) processes: raises Resplit when one of them
-        passed LOAD_BOUND of its core and the load cores have room for more processes (one per core)."""
+        passed --load-bound of its core and the load cores have room for more processes (one per core)."""
         top = max((r.get("cpu_share", 0) for r in reports), default=0)
         room = core_count(self.load_cores if load_cores == "load" else load_cores)
-        if top >= LOAD_BOUND and len(reports) < room:
+        if top >= self.a.load_bound and len(reports) < room:
             self.split[self.workload] = min(2 * len(reports), room)
             raise Resplit(f"a load process used {top:.0%} of its core; again with {self.split[self.workload]} processes")
 
@@ -730,17 +734,25 @@ ROWS = [
     ("fanout_latency", "deliveries_per_cpu_s", "fan-out 1×10k, 5 pub/s: deliveries per server CPU-second", "int", None),
     ("fanout_latency_2cores", "p99_us", "fan-out 1×10k, 5 pub/s, both cores: latency p99 (ms)", "ms", None),
     ("fanout_throughput", "rate", "fan-out 1×10k, back to back, server 1 core: deliveries/s", "int", None),
+    ("fanout_throughput", "e2e_rate", "fan-out 1×10k, back to back: deliveries/s, first publication to last delivery",
+     "int", None),
     ("fanout_throughput", "p99_us", "fan-out 1×10k, back to back: latency p99 (ms)", "ms", None),
     ("fanout_throughput", "deliveries_per_cpu_s", "fan-out 1×10k, back to back: deliveries per server CPU-second",
      "int", None),
     ("fanout_throughput", "syscalls_per_delivery", "fan-out 1×10k, back to back: server write syscalls per delivery",
      "f3", None),
     ("fanout_websocket", "rate", "fan-out 1×10k back to back, 1 core, WebSocket: deliveries/s", "int", TB),
+    ("fanout_websocket", "e2e_rate", "fan-out 1×10k back to back, WebSocket: deliveries/s, first publication to last "
+     "delivery", "int", TB),
     ("fanout_websocket", "p99_us", "fan-out 1×10k back to back, WebSocket: latency p99 (ms)", "ms", TB),
     ("fanout_sse", "rate", "fan-out 1×10k back to back, 1 core, SSE: deliveries/s", "int", TB),
+    ("fanout_sse", "e2e_rate", "fan-out 1×10k back to back, SSE: deliveries/s, first publication to last delivery",
+     "int", TB),
     ("fanout_sse", "p99_us", "fan-out 1×10k back to back, SSE: latency p99 (ms)", "ms", TB),
     ("fanout_throughput_2cores", "rate", "fan-out 1×10k, back to back, both cores (server and load): deliveries/s",
      "int", ("fanout_throughput", "1 core")),
+    ("fanout_throughput_2cores", "e2e_rate", "fan-out 1×10k, back to back, both cores: deliveries/s, first "
+     "publication to last delivery", "int", ("fanout_throughput", "1 core")),
     ("fanout_throughput_2cores", "p99_us", "fan-out 1×10k, back to back, both cores: latency p99 (ms)", "ms",
      ("fanout_throughput", "1 core")),
     ("protobuf_throughput", "rate", "fan-out 1×10k protobuf, back to back, 1 core: deliveries/s", "int", None),
@@ -813,7 +825,7 @@ def cores_union(a, b):
 
 
 def load_summary(bench, w, server_name, run):
-    """The load processes of the run just finished: their CPU, and a warning for each one above LOAD_BOUND."""
+    """The load processes of the run just finished: their CPU, and a warning for each one above --load-bound."""
     load = []
     for p in bench.procs:
         r = p.report
@@ -821,7 +833,7 @@ def load_summary(bench, w, server_name, run):
             continue
         load.append({"mode": r["mode"], "transport": r.get("transport"), "pid": r["pid"], "cpu_s": r["cpu_s"],
                      "cpu_share": r.get("cpu_share", 0), "window_s": r.get("cpu_window_s", 0)})
-        if r.get("cpu_share", 0) >= LOAD_BOUND:
+        if r.get("cpu_share", 0) >= bench.a.load_bound:
             bench.warnings.append(f"{w} on {server_name} (run {run}): the {r['mode']} process {r['pid']} used "
                                   f"{r['cpu_share']:.0%} of its core over {r.get('cpu_window_s', 0):.1f} s: "
                                   f"the figure may be bound by the load generator")
@@ -868,7 +880,7 @@ def run_one(bench, args, workdir, w, sname, run):
         return m
 
 
-def table_rows(results, skip_nchan):
+def table_rows(results, skip_nchan, load_bound):
     """The printed table, one dict per row (also written to --json)."""
     rows = []
 
@@ -889,7 +901,7 @@ def table_rows(results, skip_nchan):
                 if num(n) and num(base["nchan"]) and base["nchan"]:
                     relative += f" (Nchan {n / base['nchan']:.2f})"
         load = {x: res[x].get("load_cpu_max") for x in ("streamd", "nchan")}
-        cpu = "/".join(f"{100 * load[x]:.0f}{'*' if load[x] >= LOAD_BOUND else ''}"
+        cpu = "/".join(f"{100 * load[x]:.0f}{'*' if load[x] >= load_bound else ''}"
                        for x in ("streamd", "nchan") if num(load[x]))
         rows.append({"metric": label, "streamd": fmt(s, kind), "nchan": "n/a" if skip_nchan else fmt(n, kind),
                      "ratio": "n/a" if skip_nchan else ratio, "relative": relative, "load_cpu": cpu or "n/a",
@@ -921,6 +933,8 @@ def main():
     ap.add_argument("--server-cores", default="0", help="taskset list of the server's cores (default 0)")
     ap.add_argument("--load-cores", default="1", help="taskset list of the load generator's cores (default 1)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server and load to cores")
+    ap.add_argument("--load-bound", type=float, default=LOAD_BOUND,
+                    help=f"share of its core above which a load process is load-bound (default {LOAD_BOUND})")
     ap.add_argument("--no-perf", action="store_true", help="do not count server syscalls with perf")
     ap.add_argument("--json", default=None, help="also write every measurement to this file")
     ap.add_argument("--profile", default=None, metavar="DIR",
@@ -969,17 +983,17 @@ def main():
                                                     for i in range(runs)])
         elapsed = time.time() - t_start
 
-        rows = table_rows(results, args.skip_nchan)
+        rows = table_rows(results, args.skip_nchan, args.load_bound)
         if args.smoke:
             print("SMOKE RUN: tiny N, streamd only; the labels describe the full run, the figures mean nothing\n")
         print_table(rows)
         print(f"\n(ratio = streamd / Nchan; relative = the row over the named row of this run, streamd over "
               f"streamd and Nchan over Nchan; load CPU % = the busiest load process's share of its core in the "
-              f"measured window, streamd's run / Nchan's, * above {LOAD_BOUND:.0%}; {args.runs} run(s) of the "
+              f"measured window, streamd's run / Nchan's, * above {args.load_bound:.0%}; {args.runs} run(s) of the "
               f"fan-out workloads, median; total {elapsed:.0f} s)")
         if bench.warnings:
             print("\nload-bound figures (a load process above "
-                  f"{LOAD_BOUND:.0%} of its core, no more cores to split it over):\n  " + "\n  ".join(bench.warnings))
+                  f"{args.load_bound:.0%} of its core, no more cores to split it over):\n  " + "\n  ".join(bench.warnings))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"results": results, "rows": rows, "warnings": bench.warnings,

@@ -250,6 +250,7 @@ static struct {
   uint64_t opened, ready, closed_by_server, conn_errors, http_errors, disconnects, errors_in_stream;
   uint64_t pings, pongs_sent, deliveries, bad_frames, post_ok, post_fail, post_reconnects;
   uint64_t first_delivery, last_delivery, ready_at;
+  uint64_t first_ts; /* subscribe: the earliest publication timestamp delivered (its send time) */
   uint64_t commands_sent, replies, published, publish_failed, first_publish, last_publish;
   uint64_t connects_done, connect_failed, connect_first, connect_last;
   int last_disconnect_code;
@@ -652,6 +653,7 @@ static void stream_ready(struct conn *c) {
 static void on_delivery(struct conn *c, uint64_t ts) {
   uint64_t now = now_ns();
   if (ts && ts <= now) hist_add(now - ts);
+  if (ts && (st.first_ts == 0 || ts < st.first_ts)) st.first_ts = ts;
   c->delivered++;
   st.deliveries++;
   if (st.first_delivery == 0) st.first_delivery = now;
@@ -1659,9 +1661,14 @@ static void report(void) {
         if (d > mx) mx = d;
         if (opt.count > 0 && d >= (uint32_t)opt.count) complete++;
       }
+      /* e2e: from the first publication's send time (its "ts") to the last delivery, which also counts
+       * the wait for the first delivery that the first-to-last window leaves out */
+      double e2e = st.first_ts && st.last_delivery > st.first_ts ? (double)(st.last_delivery - st.first_ts) / 1e9 : 0;
       snprintf(extra, sizeof extra,
-               ",\"min_per_stream\":%u,\"max_per_stream\":%u,\"streams_complete\":%ld,\"ready_seconds\":%.3f",
-               opt.conns ? mn : 0, mx, complete, st.ready_at ? (double)(st.ready_at - t0) / 1e9 : -1.0);
+               ",\"min_per_stream\":%u,\"max_per_stream\":%u,\"streams_complete\":%ld,\"ready_seconds\":%.3f"
+               ",\"first_ts_ns\":%" PRIu64 ",\"last_delivery_ns\":%" PRIu64 ",\"e2e_seconds\":%.3f,\"e2e_rate\":%.1f",
+               opt.conns ? mn : 0, mx, complete, st.ready_at ? (double)(st.ready_at - t0) / 1e9 : -1.0, st.first_ts,
+               st.last_delivery, e2e, e2e > 0 ? (double)st.deliveries / e2e : 0.0);
       break;
     }
     case MODE_PUBLISH:
