@@ -307,6 +307,22 @@ static void conn_append(struct conn *c, const char *d, size_t n) {
   c->buf[c->blen] = '\0';
 }
 
+/* The longest line, WebSocket message or chunk a stream may leave partial; a server that sends more
+ * without ending it gets the stream closed as bad. */
+#define MAX_PARTIAL (16u << 20)
+
+/* conn_append for a stream's partial frame: false (and the stream failed) when it passes MAX_PARTIAL. */
+static void stream_fail(struct conn *c, bool by_server);
+static bool stream_append(struct conn *c, const char *d, size_t n) {
+  if ((size_t)c->blen + n > MAX_PARTIAL) {
+    if (st.bad_frames++ < 3) note("stream %u: a frame longer than %u bytes", c->index, MAX_PARTIAL);
+    stream_fail(c, true);
+    return false;
+  }
+  conn_append(c, d, n);
+  return true;
+}
+
 static void rx_reset(struct conn *c) {
   c->rx = RX_HEAD;
   c->chunked = false;
@@ -874,12 +890,12 @@ static void each_line(struct conn *c, const char *d, size_t n, void (*fn)(struct
   while (n > 0) {
     const char *nl = memchr(d, '\n', n);
     if (!nl) {
-      conn_append(c, d, n);
+      if (!stream_append(c, d, n)) return;
       return;
     }
     size_t k = (size_t)(nl - d);
     if (c->blen) {
-      conn_append(c, d, k);
+      if (!stream_append(c, d, k)) return;
       uint32_t len = c->blen;
       c->blen = 0;
       fn(c, c->buf, len);
@@ -899,7 +915,7 @@ static void body_http_stream(struct conn *c, const char *d, size_t n) {
       on_delivery(c, parse_ts(d, n));
       return;
     }
-    conn_append(c, d, n);
+    if (!stream_append(c, d, n)) return;
     if (c->left == 0) {
       on_delivery(c, parse_ts(c->buf, c->blen));
       c->blen = 0;
@@ -923,21 +939,21 @@ static void body_http_stream(struct conn *c, const char *d, size_t n) {
         if (c->state == S_CLOSED || c->fd < 0) return;
         continue;
       }
-      conn_append(c, d, n);
+      if (!stream_append(c, d, n)) return;
       return;
     }
     /* complete the partial frame in buf */
     const uint8_t *p = (const uint8_t *)c->buf, *end = p + c->blen;
     uint64_t len;
     if (!pb_uvarint(&p, end, &len)) {
-      conn_append(c, d, 1);
+      if (!stream_append(c, d, 1)) return;
       d++;
       n--;
       continue;
     }
     size_t have = (size_t)(end - p), want = (size_t)len - (have < len ? have : len);
     size_t take = want < n ? want : n;
-    conn_append(c, d, take);
+    if (!stream_append(c, d, take)) return;
     d += take;
     n -= take;
     p = (const uint8_t *)c->buf;
@@ -1039,7 +1055,7 @@ static void ws_data(struct conn *c, const char *d, size_t n) {
   if (opt.target == TARGET_STREAMD)
     each_line(c, d, n, json_frame);
   else
-    conn_append(c, d, n);
+    if (!stream_append(c, d, n)) return;
 }
 
 static void ws_message_end(struct conn *c) {
