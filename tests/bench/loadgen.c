@@ -213,11 +213,6 @@ struct conn {
   char *out;           /* unsent request bytes */
   uint32_t olen, ooff, ocap;
   uint32_t index;      /* stream: its index; poster: its index */
-  /* WebSocket streams: the frame being read (header bytes so far, then its payload) */
-  uint8_t ws_hdr[14], ws_hlen, ws_op, ws_msg_op, ws_ctl_len;
-  bool ws_in_payload, ws_fin;
-  uint64_t ws_left;    /* payload bytes of the current frame still to come */
-  char ws_ctl[125];    /* payload of the current control frame */
   uint64_t t_start;    /* connect mode: when the attempt began; poster: when the request was sent */
   /* stream */
   uint32_t delivered;
@@ -227,6 +222,12 @@ struct conn {
   int job;             /* job in flight (-1 none) */
   uint32_t job_arg;
   uint64_t job_seq;
+  /* WebSocket streams: the frame being read (header bytes so far, then its payload); last in the struct
+   * because the other transports never touch it */
+  uint8_t ws_hdr[14], ws_hlen, ws_op, ws_msg_op, ws_ctl_len;
+  bool ws_in_payload, ws_fin;
+  uint64_t ws_left;    /* payload bytes of the current frame still to come */
+  char ws_ctl[125];    /* payload of the current control frame */
 };
 
 /* jobs for the poster pool */
