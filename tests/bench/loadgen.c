@@ -1056,7 +1056,7 @@ static void ws_data(struct conn *c, const char *d, size_t n) {
   if (opt.target == TARGET_STREAMD)
     each_line(c, d, n, json_frame);
   else
-    if (!stream_append(c, d, n)) return;
+    (void)stream_append(c, d, n); /* false: the stream is failed already */
 }
 
 static void ws_message_end(struct conn *c) {
