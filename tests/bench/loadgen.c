@@ -1876,9 +1876,10 @@ int main(int argc, char **argv) {
     cmd_sent_at = calloc(CMD_RING, sizeof *cmd_sent_at);
     if (!cmd_sent_at) die("out of memory");
   }
-  nposters = opt.mode == MODE_PUBLISH ? opt.conns
-             : (opt.mode == MODE_CONNECT || opt.target == TARGET_NCHAN || opt.transport == TR_WEBSOCKET) ? 0
-                                                                                                        : opt.posters;
+  /* emulation connections: none where commands have no POST /emulation to go to (connect mode, Nchan,
+   * WebSocket: its commands go on the socket) */
+  bool emulation = opt.mode != MODE_CONNECT && opt.target != TARGET_NCHAN && opt.transport != TR_WEBSOCKET;
+  nposters = opt.mode == MODE_PUBLISH ? opt.conns : emulation ? opt.posters : 0;
   if (nposters) {
     posters = calloc((size_t)nposters, sizeof *posters);
     if (!posters) die("out of memory");
