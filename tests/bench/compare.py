@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Runs the same workloads against streamd and against nginx + Nchan, back to back on this machine, and
-prints one table: metric | streamd | Nchan | ratio (streamd / Nchan).
+prints one table: metric | streamd | Nchan | ratio (streamd / Nchan) | relative (to another row of the
+run) | load CPU % (the busiest load process).
 
-    python3 tests/bench/compare.py                 # full comparison (about 10 minutes)
+    python3 tests/bench/compare.py                 # full comparison (about 15 minutes)
     python3 tests/bench/compare.py --smoke         # a few seconds, streamd only, no nginx (CTest: bench)
     python3 tests/bench/compare.py --only fanout_latency,idle --runs 1
 
 Servers are pinned to core 0 and the load generator to core 1 for per-core figures (taskset; other cores
 with --server-cores / --load-cores; the "both cores" workloads put both on both sets). Server CPU time and
-RSS come from /proc; every load process reports the share of its core it used in the measured window,
-the table prints the highest per workload, and a figure whose load process passed --load-bound (90 %) of its core
-is flagged as load-bound (where the subscribers can be split over more processes and the load has more
-cores than processes, the run is repeated with more processes instead). Nginx + libnginx-mod-nchan are installed from Debian with apt-get when
+RSS come from /proc. Every load process reports the share of its core it used in its measured window;
+a figure whose load process passed --load-bound (90 %) of its core is flagged as load-bound, unless the
+workload can split its streams over more processes and the load cores have room for them: then the run
+is repeated with more processes. Nginx + libnginx-mod-nchan are installed from Debian with apt-get when
 missing (root only), and nginx runs unprivileged (as nobody when this script runs as root) with
 `nginx -p DIR -c DIR/nginx.conf` built from tests/bench/nchan.conf on a free loopback port.
 Everything talks to 127.0.0.1 only. Only the python3 standard library is used.
@@ -510,7 +511,8 @@ class Bench:
         room = core_count(self.load_cores if load_cores == "load" else load_cores)
         if top >= self.a.load_bound and len(reports) < room:
             self.split[self.workload] = min(2 * len(reports), room)
-            raise Resplit(f"a load process used {top:.0%} of its core; again with {self.split[self.workload]} processes")
+            raise Resplit(f"a load process used {top:.0%} of its core; "
+                          f"again with {self.split[self.workload]} processes")
 
     def base(self, server, extra=()):
         return ["--port", server.port, "--target", server.target] + list(extra)
@@ -731,7 +733,8 @@ ROWS = [
     ("fanout_latency", "p50_us", "fan-out 1×10k, 5 pub/s, server 1 core: latency p50 (ms)", "ms", None),
     ("fanout_latency", "p99_us", "fan-out 1×10k, 5 pub/s, server 1 core: latency p99 (ms)", "ms", None),
     ("fanout_latency", "max_us", "fan-out 1×10k, 5 pub/s, server 1 core: latency max (ms)", "ms", None),
-    ("fanout_latency", "deliveries_per_cpu_s", "fan-out 1×10k, 5 pub/s: deliveries per server CPU-second", "int", None),
+    ("fanout_latency", "deliveries_per_cpu_s", "fan-out 1×10k, 5 pub/s: deliveries per server CPU-second", "int",
+     None),
     ("fanout_latency_2cores", "p99_us", "fan-out 1×10k, 5 pub/s, both cores: latency p99 (ms)", "ms", None),
     ("fanout_throughput", "rate", "fan-out 1×10k, back to back, server 1 core: deliveries/s", "int", None),
     ("fanout_throughput", "e2e_rate", "fan-out 1×10k, back to back: deliveries/s, first publication to last delivery",
@@ -773,15 +776,18 @@ ROWS = [
     ("streams_19k", "streams_complete", "19k streams: streams that got all 10 broadcasts", "int", None),
     ("streams_19k", "rss_per_stream_kb", "19k streams: RSS per stream (KB)", "f1", None),
     ("streams_19k", "p99_us", "19k streams, 2 pub/s: latency p99 (ms)", "ms", None),
-    ("cluster_fanout", "rate", "cross-node fan-out 1×10k (subs on A, publish via B), back to back: deliveries/s", "int",
-     ("fanout_throughput", "1 node")),
+    ("cluster_fanout", "rate", "cross-node fan-out 1×10k (subs on A, publish via B), back to back: deliveries/s",
+     "int", ("fanout_throughput", "1 node")),
     ("cluster_fanout", "p99_us", "cross-node fan-out 1×10k, back to back: latency p99 (ms)", "ms",
      ("fanout_throughput", "1 node")),
-    ("cluster_fanout", "redis_commands_per_publication", "cross-node fan-out: Redis commands per publication", "f2", None),
+    ("cluster_fanout", "redis_commands_per_publication", "cross-node fan-out: Redis commands per publication", "f2",
+     None),
     ("cluster_emulation_local", "rate", "emulation commands/s on the Redis engine, POSTs to the stream's node", "int",
      ("emulation", "1 node")),
-    ("cluster_emulation", "rate", "routed emulation commands/s (stream on A, POSTs to B)", "int", ("emulation", "1 node")),
-    ("cluster_emulation", "p99_us", "routed emulation command → reply latency p99 (ms)", "ms", ("emulation", "1 node")),
+    ("cluster_emulation", "rate", "routed emulation commands/s (stream on A, POSTs to B)", "int",
+     ("emulation", "1 node")),
+    ("cluster_emulation", "p99_us", "routed emulation command → reply latency p99 (ms)", "ms",
+     ("emulation", "1 node")),
 ]
 MAX_OVER_RUNS = {"load_cpu_max"}  # kept as the highest over the runs, not the median
 
@@ -992,8 +998,8 @@ def main():
               f"measured window, streamd's run / Nchan's, * above {args.load_bound:.0%}; {args.runs} run(s) of the "
               f"fan-out workloads, median; total {elapsed:.0f} s)")
         if bench.warnings:
-            print("\nload-bound figures (a load process above "
-                  f"{args.load_bound:.0%} of its core, no more cores to split it over):\n  " + "\n  ".join(bench.warnings))
+            print(f"\nload-bound figures (a load process above {args.load_bound:.0%} of its core, no more cores "
+                  "to split it over):\n  " + "\n  ".join(bench.warnings))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"results": results, "rows": rows, "warnings": bench.warnings,

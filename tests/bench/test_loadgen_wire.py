@@ -78,7 +78,12 @@ def frame(op, payload, fin=True):
     """A server frame: unmasked."""
     n = len(payload)
     head = bytes([(0x80 if fin else 0) | op])
-    head += bytes([n]) if n < 126 else bytes([126]) + struct.pack(">H", n) if n < 65536 else bytes([127]) + struct.pack(">Q", n)
+    if n < 126:
+        head += bytes([n])
+    elif n < 65536:
+        head += bytes([126]) + struct.pack(">H", n)
+    else:
+        head += bytes([127]) + struct.pack(">Q", n)
     return head + payload
 
 
@@ -236,12 +241,14 @@ CASES = [
      {"count": 0, "disconnects": 1, "last_disconnect_code": 3001, "closed_by_server": 1, "bad_frames": 0}, None),
     ("websocket: a masked server frame", ws_bytes(b"\x81\x82abcd\x00\x00"), "websocket", 1,
      {"bad_frames": 1, "closed_by_server": 1}, None),
-    ("websocket: reserved bits", ws_bytes(b"\xc1\x02{}"), "websocket", 1, {"bad_frames": 1, "closed_by_server": 1}, None),
+    ("websocket: reserved bits", ws_bytes(b"\xc1\x02{}"), "websocket", 1,
+     {"bad_frames": 1, "closed_by_server": 1}, None),
     ("websocket: a continuation of nothing", ws_bytes(b"\x00\x02{}"), "websocket", 1,
      {"bad_frames": 1, "closed_by_server": 1}, None),
     ("websocket: a 128-byte ping", ws_bytes(b"\x89\x7e\x00\x80" + b"x" * 128), "websocket", 1,
      {"bad_frames": 1, "closed_by_server": 1}, None),
-    ("websocket: a fragmented ping", ws_bytes(b"\x09\x00"), "websocket", 1, {"bad_frames": 1, "closed_by_server": 1}, None),
+    ("websocket: a fragmented ping", ws_bytes(b"\x09\x00"), "websocket", 1,
+     {"bad_frames": 1, "closed_by_server": 1}, None),
     ("websocket: opcode 3", ws_bytes(b"\x83\x00"), "websocket", 1, {"bad_frames": 1, "closed_by_server": 1}, None),
     ("websocket: a length of 2^63", ws_bytes(b"\x81\x7f\x80" + b"\x00" * 7), "websocket", 1,
      {"bad_frames": 1, "closed_by_server": 1}, None),
