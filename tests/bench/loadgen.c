@@ -1,5 +1,6 @@
-/* loadgen: a load generator for streamd's HTTP-streaming transport, and for Nchan's chunked subscriber,
- * so that the two can be measured with the same tool (tests/bench/compare.py runs it).
+/* loadgen: a load generator for streamd's transports (HTTP streaming, WebSocket, SSE), and for Nchan's
+ * chunked, WebSocket and EventSource subscribers, so that the two can be measured with the same tool
+ * (tests/bench/compare.py runs it).
  *
  * One process, one epoll loop, no threads. Modes:
  *
@@ -17,9 +18,21 @@
  *   connect    open sessions (connect command + connect reply; Nchan: subscriber response headers) and
  *              close them, --conns at a time, --count in total: new sessions per second.
  *
- * Streams of streamd: POST /connection/http_stream, chunked response, JSON lines or (--protobuf)
- * uvarint-length-prefixed protobuf Replies; commands through POST /emulation. Streams of Nchan:
- * GET /sub?id=CH with "TE: chunked", one message per chunk.
+ * Streams (--transport; one table, `transports`, says how each opens, reads, subscribes and answers pings):
+ *   http_stream  streamd: POST /connection/http_stream, chunked response, JSON lines or (--protobuf)
+ *                uvarint-length-prefixed protobuf Replies; commands through POST /emulation.
+ *                Nchan: GET /sub?id=CH with "TE: chunked", one message per chunk.
+ *   websocket    streamd: GET /connection/websocket upgraded; the connect and subscribe commands and the
+ *                pongs ({}) go as masked text frames on the socket itself; server frames are unmasked
+ *                text frames of replies joined by newlines. Nchan: GET /sub?id=CH upgraded, one message
+ *                per frame. Pings in WebSocket control frames are answered with pongs.
+ *   sse          streamd: GET /connection/sse?cf_connect=<URL-encoded connect command>, "data:" lines of
+ *                one Reply each; subscribe and pongs through POST /emulation (as http_stream).
+ *                Nchan: GET /sub?id=CH with "Accept: text/event-stream", one message per event.
+ *
+ * CPU: the report gives the process's CPU time and the share of one core it used in the measured window
+ * (first to last delivery, publication, reply or session; the whole run when there was none), sampled
+ * from getrusage every CPU_SAMPLE_MS, so that a caller can tell a load-bound figure from a server-bound one.
  *
  * Only loopback (127.0.0.0/8) is accepted as the server address and as source addresses
  * (--src-addrs K binds streams round-robin to 127.0.0.B .. 127.0.0.B+K-1, for more than ~28k
@@ -56,10 +69,12 @@
 
 enum mode { MODE_SUBSCRIBE, MODE_PUBLISH, MODE_EMULATE, MODE_CONNECT };
 enum target { TARGET_STREAMD, TARGET_NCHAN };
+enum transport_kind { TR_HTTP_STREAM, TR_WEBSOCKET, TR_SSE };
 
 static struct {
   enum mode mode;
   enum target target;
+  enum transport_kind transport;
   char host[64];
   uint16_t port;
   bool protobuf;
@@ -83,6 +98,7 @@ static struct {
 } opt = {
     .mode = MODE_SUBSCRIBE,
     .target = TARGET_STREAMD,
+    .transport = TR_HTTP_STREAM,
     .host = "127.0.0.1",
     .conns = 100,
     .inflight = 256,
@@ -206,6 +222,12 @@ struct conn {
   int job;             /* job in flight (-1 none) */
   uint32_t job_arg;
   uint64_t job_seq;
+  /* WebSocket streams: the frame being read (header bytes so far, then its payload); last in the struct
+   * because the other transports never touch it */
+  uint8_t ws_hdr[14], ws_hlen, ws_op, ws_msg_op, ws_ctl_len;
+  bool ws_in_payload, ws_fin;
+  uint64_t ws_left;    /* payload bytes of the current frame still to come */
+  char ws_ctl[125];    /* payload of the current control frame */
 };
 
 /* jobs for the poster pool */
@@ -229,6 +251,7 @@ static struct {
   uint64_t opened, ready, closed_by_server, conn_errors, http_errors, disconnects, errors_in_stream;
   uint64_t pings, pongs_sent, deliveries, bad_frames, post_ok, post_fail, post_reconnects;
   uint64_t first_delivery, last_delivery, ready_at;
+  uint64_t first_ts; /* subscribe: the earliest publication timestamp delivered (its send time) */
   uint64_t commands_sent, replies, published, publish_failed, first_publish, last_publish;
   uint64_t connects_done, connect_failed, connect_first, connect_last;
   int last_disconnect_code;
@@ -236,6 +259,14 @@ static struct {
 
 static struct job *jobs;
 static size_t jobs_head, jobs_len, jobs_cap;
+
+/* CPU time samples (CLOCK_MONOTONIC ns, CPU ns of this process), one every CPU_SAMPLE_MS at most */
+#define CPU_SAMPLE_MS 100
+struct cpu_sample {
+  uint64_t t, cpu;
+};
+static struct cpu_sample *cpu_samples;
+static size_t cpu_nsamples, cpu_cap;
 
 static void job_push(uint8_t kind, uint32_t stream, uint64_t seq) {
   if (jobs_len == jobs_cap) {
@@ -275,6 +306,22 @@ static void conn_append(struct conn *c, const char *d, size_t n) {
   memcpy(c->buf + c->blen, d, n);
   c->blen += (uint32_t)n;
   c->buf[c->blen] = '\0';
+}
+
+/* The longest line, WebSocket message or chunk a stream may leave partial; a server that sends more
+ * without ending it gets the stream closed as bad. */
+#define MAX_PARTIAL (16u << 20)
+
+/* conn_append for a stream's partial frame: false (and the stream failed) when it passes MAX_PARTIAL. */
+static void stream_fail(struct conn *c, bool by_server);
+static bool stream_append(struct conn *c, const char *d, size_t n) {
+  if ((size_t)c->blen + n > MAX_PARTIAL) {
+    if (st.bad_frames++ < 3) note("stream %u: a frame longer than %u bytes", c->index, MAX_PARTIAL);
+    stream_fail(c, true);
+    return false;
+  }
+  conn_append(c, d, n);
+  return true;
 }
 
 static void rx_reset(struct conn *c) {
@@ -370,6 +417,14 @@ static void channel_name(char *out, size_t n, uint32_t stream) {
   snprintf(out, n, "%s-%ld", opt.prefix, ((long)stream + opt.channel_offset) % opt.channels);
 }
 
+/* Nchan streams name their channel in the URL: the stream's channel, or one of its own in connect mode. */
+static void nchan_channel(char *out, size_t n, const struct conn *c) {
+  if (opt.mode == MODE_CONNECT)
+    snprintf(out, n, "%s-conn-%u", opt.prefix, c->index);
+  else
+    channel_name(out, n, c->index);
+}
+
 static size_t put_uvarint(uint8_t *p, uint64_t v) {
   size_t n = 0;
   do {
@@ -392,15 +447,13 @@ static size_t pb_put_varint(uint8_t *p, unsigned field, uint64_t v) {
   return k + put_uvarint(p + k, v);
 }
 
-static int stream_send_request(struct conn *c) {
+/* The opening request of an http_stream stream (or connect attempt). */
+static int open_http_stream(struct conn *c) {
   char req[1024];
   int n;
   if (opt.target == TARGET_NCHAN) {
     char ch[96];
-    if (opt.mode == MODE_CONNECT)
-      snprintf(ch, sizeof ch, "%s-conn-%u", opt.prefix, c->index);
-    else
-      channel_name(ch, sizeof ch, c->index);
+    nchan_channel(ch, sizeof ch, c);
     n = snprintf(req, sizeof req,
                  "GET /sub?id=%s HTTP/1.1\r\nHost: %s\r\nTE: chunked\r\nAccept: */*\r\n\r\n", ch, hostport);
   } else if (opt.protobuf) {
@@ -595,6 +648,8 @@ static void dispatch(void) {
 /* frames */
 
 static void stream_fail(struct conn *c, bool by_server);
+static void stream_subscribe(struct conn *c);
+static void stream_pong(struct conn *c);
 
 static long open_streams, handshakes;
 
@@ -615,6 +670,7 @@ static void stream_ready(struct conn *c) {
 static void on_delivery(struct conn *c, uint64_t ts) {
   uint64_t now = now_ns();
   if (ts && ts <= now) hist_add(now - ts);
+  if (ts && (st.first_ts == 0 || ts < st.first_ts)) st.first_ts = ts;
   c->delivered++;
   st.deliveries++;
   if (st.first_delivery == 0) st.first_delivery = now;
@@ -652,9 +708,18 @@ static uint32_t json_reply_id(const char *p, size_t n) {
   return v;
 }
 
+static void on_connected(struct conn *c);
+
 static void on_reply(struct conn *c, uint32_t id, bool is_error) {
   if (is_error) st.errors_in_stream++;
-  if (id == 2 && c->state == S_SUBSCRIBE) {
+  if (id == 1 && c->state == S_CONNECT) { /* a connect reply without session and node: WebSocket */
+    if (is_error) {
+      if (st.errors_in_stream < 5) note("stream %u: connect failed", c->index);
+      stream_fail(c, true);
+      return;
+    }
+    on_connected(c);
+  } else if (id == 2 && c->state == S_SUBSCRIBE) {
     if (is_error) {
       if (st.errors_in_stream < 5) note("stream %u: subscribe failed", c->index);
       stream_fail(c, true);
@@ -685,7 +750,7 @@ static void on_connected(struct conn *c) {
   }
   if (opt.mode == MODE_SUBSCRIBE) {
     c->state = S_SUBSCRIBE;
-    job_push(J_SUBSCRIBE, c->index, 0);
+    stream_subscribe(c);
   } else {
     stream_ready(c);
   }
@@ -695,7 +760,7 @@ static void json_frame(struct conn *c, const char *p, size_t n) {
   if (n == 0) return;
   if (n == 2 && p[0] == '{' && p[1] == '}') {
     st.pings++;
-    job_push(J_PONG, c->index, 0);
+    stream_pong(c);
     return;
   }
   if (c->state == S_CONNECT) {
@@ -778,7 +843,7 @@ static void pb_frame(struct conn *c, const uint8_t *p, size_t n) {
   const uint8_t *end = p + n;
   if (n == 0) {
     st.pings++;
-    job_push(J_PONG, c->index, 0);
+    stream_pong(c);
     return;
   }
   const uint8_t *f;
@@ -820,14 +885,38 @@ static void pb_frame(struct conn *c, const uint8_t *p, size_t n) {
   st.bad_frames++;
 }
 
-/* De-chunked body bytes of a stream. */
-static void stream_body(struct conn *c, const char *d, size_t n) {
+/* Splits D into '\n'-terminated lines and calls FN on each complete one (without the '\n'); a partial
+ * line waits in c->buf for the rest. Stops when FN closed the stream. */
+static void each_line(struct conn *c, const char *d, size_t n, void (*fn)(struct conn *, const char *, size_t)) {
+  while (n > 0) {
+    const char *nl = memchr(d, '\n', n);
+    if (!nl) {
+      if (!stream_append(c, d, n)) return;
+      return;
+    }
+    size_t k = (size_t)(nl - d);
+    if (c->blen) {
+      if (!stream_append(c, d, k)) return;
+      uint32_t len = c->blen;
+      c->blen = 0;
+      fn(c, c->buf, len);
+    } else {
+      fn(c, d, k);
+    }
+    d += k + 1;
+    n -= k + 1;
+    if (c->state == S_CLOSED || c->fd < 0) return;
+  }
+}
+
+/* De-chunked body bytes of an http_stream stream. */
+static void body_http_stream(struct conn *c, const char *d, size_t n) {
   if (opt.target == TARGET_NCHAN) { /* one message per chunk: collect until the chunk ends */
     if (c->blen == 0 && c->left == 0) {
       on_delivery(c, parse_ts(d, n));
       return;
     }
-    conn_append(c, d, n);
+    if (!stream_append(c, d, n)) return;
     if (c->left == 0) {
       on_delivery(c, parse_ts(c->buf, c->blen));
       c->blen = 0;
@@ -835,24 +924,7 @@ static void stream_body(struct conn *c, const char *d, size_t n) {
     return;
   }
   if (!opt.protobuf) {
-    while (n > 0) {
-      const char *nl = memchr(d, '\n', n);
-      if (!nl) {
-        conn_append(c, d, n);
-        return;
-      }
-      size_t k = (size_t)(nl - d);
-      if (c->blen) {
-        conn_append(c, d, k);
-        json_frame(c, c->buf, c->blen);
-        c->blen = 0;
-      } else {
-        json_frame(c, d, k);
-      }
-      d += k + 1;
-      n -= k + 1;
-      if (c->state == S_CLOSED || c->fd < 0) return;
-    }
+    each_line(c, d, n, json_frame);
     return;
   }
   /* protobuf: uvarint length + message */
@@ -868,21 +940,21 @@ static void stream_body(struct conn *c, const char *d, size_t n) {
         if (c->state == S_CLOSED || c->fd < 0) return;
         continue;
       }
-      conn_append(c, d, n);
+      if (!stream_append(c, d, n)) return;
       return;
     }
     /* complete the partial frame in buf */
     const uint8_t *p = (const uint8_t *)c->buf, *end = p + c->blen;
     uint64_t len;
     if (!pb_uvarint(&p, end, &len)) {
-      conn_append(c, d, 1);
+      if (!stream_append(c, d, 1)) return;
       d++;
       n--;
       continue;
     }
     size_t have = (size_t)(end - p), want = (size_t)len - (have < len ? have : len);
     size_t take = want < n ? want : n;
-    conn_append(c, d, take);
+    if (!stream_append(c, d, take)) return;
     d += take;
     n -= take;
     p = (const uint8_t *)c->buf;
@@ -895,6 +967,262 @@ static void stream_body(struct conn *c, const char *d, size_t n) {
     }
   }
 }
+
+/* ------------------------------------------------------------------------------------------------ */
+/* WebSocket and SSE streams */
+
+/* Any 16 bytes in base64 will do (RFC 6455 4.1); the accept header is not checked: the status 101 and
+ * the frames that follow are what a load generator needs. */
+static const char ws_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/* Queues one client frame with opcode OP and payload D: FIN set, masked (RFC 6455 5.3: every client
+ * frame is). Returns -1 on a write error. */
+static int ws_send(struct conn *c, uint8_t op, const char *d, size_t n) {
+  static uint32_t seed = 0x9e3779b9u;
+  char small[512];
+  char *f = n + 14 <= sizeof small ? small : malloc(n + 14);
+  if (!f) die("out of memory");
+  size_t h = 0;
+  f[h++] = (char)(0x80 | op);
+  if (n < 126) {
+    f[h++] = (char)(0x80 | n);
+  } else if (n < 65536) {
+    f[h++] = (char)(0x80 | 126);
+    f[h++] = (char)(n >> 8);
+    f[h++] = (char)n;
+  } else {
+    f[h++] = (char)(0x80 | 127);
+    for (int i = 7; i >= 0; i--) f[h++] = (char)((uint64_t)n >> (8 * i));
+  }
+  seed ^= seed << 13; /* xorshift32: the mask only has to vary */
+  seed ^= seed >> 17;
+  seed ^= seed << 5;
+  uint8_t mask[4] = {(uint8_t)(seed >> 24), (uint8_t)(seed >> 16), (uint8_t)(seed >> 8), (uint8_t)seed};
+  memcpy(f + h, mask, 4);
+  h += 4;
+  for (size_t i = 0; i < n; i++) f[h + i] = (char)(d[i] ^ mask[i & 3]);
+  int rc = conn_send(c, f, h + n);
+  if (f != small) free(f);
+  return rc;
+}
+
+static void ws_send_text(struct conn *c, const char *text) {
+  if (ws_send(c, 0x1, text, strlen(text)) != 0) stream_fail(c, false);
+}
+
+/* The header length of a frame once its first two bytes are known (0 before). */
+static size_t ws_header_len(const uint8_t *h, size_t have) {
+  if (have < 2) return 0;
+  unsigned l7 = h[1] & 0x7f;
+  return 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + (h[1] & 0x80 ? 4 : 0);
+}
+
+/* Takes the complete header in c->ws_hdr. Returns -1 for a frame a server must not send. */
+static int ws_frame_start(struct conn *c) {
+  const uint8_t *h = c->ws_hdr;
+  bool fin = h[0] & 0x80;
+  uint8_t op = h[0] & 0x0f;
+  if (h[0] & 0x70 || h[1] & 0x80) return -1; /* no extension was negotiated; server frames are unmasked */
+  uint64_t len = h[1] & 0x7f;
+  if (len == 126) {
+    len = (uint64_t)h[2] << 8 | h[3];
+  } else if (len == 127) {
+    len = 0;
+    for (int i = 2; i < 10; i++) len = len << 8 | h[i];
+  }
+  if (op & 0x8) {
+    if (!fin || len > sizeof c->ws_ctl) return -1; /* control frames: whole and short (RFC 6455 5.5) */
+  } else if (op == 0x0) {
+    if (!c->ws_msg_op) return -1; /* a continuation of nothing */
+  } else if (op == 0x1 || op == 0x2) {
+    if (c->ws_msg_op) return -1; /* a new message inside a fragmented one */
+    c->ws_msg_op = op;
+  } else {
+    return -1;
+  }
+  if (len > (64u << 20)) return -1;
+  c->ws_op = op;
+  c->ws_fin = fin;
+  c->ws_left = len;
+  c->ws_hlen = 0;
+  c->ws_ctl_len = 0;
+  c->ws_in_payload = true;
+  return 0;
+}
+
+/* Payload bytes of a data frame. streamd joins a message's replies with '\n' (none after the last one);
+ * Nchan sends one publication per message. */
+static void ws_data(struct conn *c, const char *d, size_t n) {
+  if (opt.target == TARGET_STREAMD)
+    each_line(c, d, n, json_frame);
+  else
+    (void)stream_append(c, d, n); /* false: the stream is failed already */
+}
+
+static void ws_message_end(struct conn *c) {
+  uint32_t len = c->blen;
+  c->ws_msg_op = 0;
+  c->blen = 0;
+  if (opt.target == TARGET_STREAMD) {
+    if (len) json_frame(c, c->buf, len);
+  } else {
+    on_delivery(c, parse_ts(c->buf, len));
+  }
+}
+
+static void ws_control(struct conn *c) {
+  switch (c->ws_op) {
+    case 0x8: /* Close: the code is the disconnect code (streamd sends no Disconnect push on WebSocket) */
+      st.disconnects++;
+      st.last_disconnect_code = c->ws_ctl_len >= 2 ? (uint8_t)c->ws_ctl[0] << 8 | (uint8_t)c->ws_ctl[1] : 1005;
+      stream_fail(c, true);
+      break;
+    case 0x9: /* Ping: Pong with the same payload */
+      st.pings++;
+      st.pongs_sent++;
+      if (ws_send(c, 0xA, c->ws_ctl, c->ws_ctl_len) != 0) stream_fail(c, false);
+      break;
+    default: /* Pong: nothing to do */
+      break;
+  }
+}
+
+/* The bytes after the 101 response: frames, in pieces of any size. */
+static void body_websocket(struct conn *c, const char *d, size_t n) {
+  while (n > 0 || (c->ws_in_payload && c->ws_left == 0)) {
+    if (!c->ws_in_payload) {
+      c->ws_hdr[c->ws_hlen++] = (uint8_t)*d++;
+      n--;
+      size_t need = ws_header_len(c->ws_hdr, c->ws_hlen);
+      if (need == 0 || c->ws_hlen < need) continue;
+      if (ws_frame_start(c) != 0) {
+        if (st.bad_frames++ < 3) note("stream %u: bad WebSocket frame header", c->index);
+        stream_fail(c, true);
+        return;
+      }
+      continue;
+    }
+    size_t take = n < c->ws_left ? n : (size_t)c->ws_left;
+    if (c->ws_op & 0x8) {
+      memcpy(c->ws_ctl + c->ws_ctl_len, d, take);
+      c->ws_ctl_len += (uint8_t)take;
+    } else {
+      ws_data(c, d, take);
+      if (c->fd < 0) return;
+    }
+    d += take;
+    n -= take;
+    c->ws_left -= take;
+    if (c->ws_left == 0) {
+      c->ws_in_payload = false;
+      if (c->ws_op & 0x8)
+        ws_control(c);
+      else if (c->ws_fin)
+        ws_message_end(c);
+      if (c->fd < 0 || c->state == S_CLOSED) return;
+    }
+  }
+}
+
+static int open_websocket(struct conn *c) {
+  char req[512], path[128];
+  if (opt.target == TARGET_NCHAN) {
+    char ch[96];
+    nchan_channel(ch, sizeof ch, c);
+    snprintf(path, sizeof path, "/sub?id=%s", ch);
+  } else {
+    snprintf(path, sizeof path, "/connection/websocket");
+  }
+  int n = snprintf(req, sizeof req,
+                   "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                   path, hostport, ws_key);
+  return conn_send(c, req, (size_t)n);
+}
+
+/* streamd, after the 101: the connect command (its reply has no session: the socket is the session). */
+static int start_websocket(struct conn *c) {
+  c->ws_hlen = 0;
+  c->ws_in_payload = false;
+  c->ws_msg_op = 0;
+  static const char cmd[] = "{\"connect\":{\"name\":\"bench\"},\"id\":1}";
+  return ws_send(c, 0x1, cmd, sizeof cmd - 1);
+}
+
+static void subscribe_websocket(struct conn *c) {
+  char ch[96], cmd[160];
+  channel_name(ch, sizeof ch, c->index);
+  snprintf(cmd, sizeof cmd, "{\"subscribe\":{\"channel\":\"%s\"},\"id\":2}", ch);
+  ws_send_text(c, cmd);
+}
+
+static void pong_websocket(struct conn *c) {
+  st.pongs_sent++;
+  ws_send_text(c, "{}");
+}
+
+/* One line of an event stream: a "data:" line carries one Reply (streamd) or one message (Nchan);
+ * blank lines, comments (":"), "id:" and "retry:" lines carry nothing a subscriber counts. */
+static void sse_line(struct conn *c, const char *p, size_t n) {
+  if (n && p[n - 1] == '\r') n--;
+  if (n < 5 || memcmp(p, "data:", 5) != 0) return;
+  p += 5;
+  n -= 5;
+  if (n && *p == ' ') p++, n--;
+  if (opt.target == TARGET_STREAMD)
+    json_frame(c, p, n);
+  else
+    on_delivery(c, parse_ts(p, n));
+}
+
+static void body_sse(struct conn *c, const char *d, size_t n) { each_line(c, d, n, sse_line); }
+
+static int open_sse(struct conn *c) {
+  char req[768], path[512];
+  if (opt.target == TARGET_NCHAN) {
+    char ch[96];
+    nchan_channel(ch, sizeof ch, c);
+    snprintf(path, sizeof path, "/sub?id=%s", ch);
+  } else { /* what EventSource sends: the connect command URL-encoded in cf_connect */
+    static const char cmd[] = "{\"connect\":{\"name\":\"bench\"},\"id\":1}";
+    size_t k = (size_t)snprintf(path, sizeof path, "/connection/sse?cf_connect=");
+    for (const char *q = cmd; *q && k + 4 < sizeof path; q++) {
+      bool plain = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9');
+      k += plain ? (size_t)snprintf(path + k, 2, "%c", *q) : (size_t)snprintf(path + k, 4, "%%%02X", (unsigned char)*q);
+    }
+  }
+  int n = snprintf(req, sizeof req,
+                   "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+                   path, hostport);
+  return conn_send(c, req, (size_t)n);
+}
+
+static void subscribe_emulation(struct conn *c) { job_push(J_SUBSCRIBE, c->index, 0); }
+
+static void pong_emulation(struct conn *c) { job_push(J_PONG, c->index, 0); }
+
+/* How each transport opens a stream, reads it, subscribes and answers pings (the latter two: streamd). */
+struct transport {
+  const char *name;
+  int status;                                            /* status of a good opening response */
+  int (*open)(struct conn *c);                           /* writes the opening request */
+  int (*start)(struct conn *c);                          /* streamd, after a good head (NULL: nothing) */
+  void (*body)(struct conn *c, const char *d, size_t n); /* response bytes after the head (de-chunked) */
+  void (*subscribe)(struct conn *c);                     /* the subscribe command, once connected */
+  void (*pong)(struct conn *c);                          /* the answer to a ping */
+};
+
+static const struct transport transports[] = {
+    [TR_HTTP_STREAM] = {"http_stream", 200, open_http_stream, NULL, body_http_stream, subscribe_emulation,
+                        pong_emulation},
+    [TR_WEBSOCKET] = {"websocket", 101, open_websocket, start_websocket, body_websocket, subscribe_websocket,
+                      pong_websocket},
+    [TR_SSE] = {"sse", 200, open_sse, NULL, body_sse, subscribe_emulation, pong_emulation},
+};
+
+static void stream_subscribe(struct conn *c) { transports[opt.transport].subscribe(c); }
+
+static void stream_pong(struct conn *c) { transports[opt.transport].pong(c); }
 
 /* ------------------------------------------------------------------------------------------------ */
 /* HTTP response parsing */
@@ -914,7 +1242,9 @@ static bool head_done(struct conn *c) {
       have_len = true;
     }
   }
-  if (c->status == 204 || c->status == 304 || (c->status >= 100 && c->status < 200))
+  if (c->status == 101) /* switched to WebSocket: frames follow */
+    c->rx = RX_EOF;
+  else if (c->status == 204 || c->status == 304 || (c->status >= 100 && c->status < 200))
     c->rx = RX_DONE;
   else if (c->chunked)
     c->rx = RX_CHUNK_SIZE;
@@ -932,7 +1262,7 @@ static void on_response(struct conn *c);
 /* Body bytes: streams frame them; posters keep the first bytes for diagnostics. */
 static void body_bytes(struct conn *c, const char *d, size_t n) {
   if (c->kind == K_STREAM || c->kind == K_CONNECT)
-    stream_body(c, d, n);
+    transports[opt.transport].body(c, d, n);
   else if (c->blen < 512)
     conn_append(c, d, n < 512 - c->blen ? n : 512 - c->blen);
 }
@@ -1073,7 +1403,8 @@ static void stream_fail(struct conn *c, bool by_server) {
 
 static void on_head(struct conn *c) {
   if (c->kind == K_POSTER) return;
-  if (c->status != 200) {
+  const struct transport *t = &transports[opt.transport];
+  if (c->status != t->status) {
     st.http_errors++;
     if (st.http_errors <= 3) note("stream %u: HTTP status %d", c->index, c->status);
     stream_fail(c, true);
@@ -1087,6 +1418,7 @@ static void on_head(struct conn *c) {
     return;
   }
   c->state = S_CONNECT;
+  if (t->start && t->start(c) != 0) stream_fail(c, false);
 }
 
 static void on_response(struct conn *c) {
@@ -1147,7 +1479,7 @@ static void on_writable(struct conn *c) {
       return;
     }
     c->state = S_HEADERS;
-    if (stream_send_request(c) != 0) stream_fail(c, false);
+    if (transports[opt.transport].open(c) != 0) stream_fail(c, false);
     return;
   }
   if (conn_flush(c) != 0) stream_fail(c, false);
@@ -1290,6 +1622,41 @@ static bool finished(void) {
   return true;
 }
 
+static uint64_t cpu_now_ns(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000u +
+         (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* Records (now, CPU time) when the last sample is CPU_SAMPLE_MS old, or always with FORCE. */
+static void cpu_sample(bool force) {
+  uint64_t now = now_ns();
+  if (!force && cpu_nsamples && now - cpu_samples[cpu_nsamples - 1].t < CPU_SAMPLE_MS * 1000000ull) return;
+  if (cpu_nsamples == cpu_cap) {
+    size_t cap = cpu_cap ? cpu_cap * 2 : 1024;
+    struct cpu_sample *q = realloc(cpu_samples, cap * sizeof *q);
+    if (!q) die("out of memory");
+    cpu_samples = q;
+    cpu_cap = cap;
+  }
+  cpu_samples[cpu_nsamples++] = (struct cpu_sample){now, cpu_now_ns()};
+}
+
+/* The share of one core this process used from the last sample at or before START to the first at or
+ * after END (the whole run when START is 0 or END is not after it); the interval's length in *SECONDS. */
+static double cpu_share(uint64_t start, uint64_t end, double *seconds) {
+  size_t a = 0, b = cpu_nsamples - 1;
+  if (start && end > start) {
+    for (size_t i = 0; i < cpu_nsamples && cpu_samples[i].t <= start; i++) a = i;
+    for (size_t i = cpu_nsamples; i-- > a;)
+      if (cpu_samples[i].t >= end) b = i;
+  }
+  *seconds = b > a ? (double)(cpu_samples[b].t - cpu_samples[a].t) / 1e9 : 0;
+  if (b <= a) return 0;
+  return (double)(cpu_samples[b].cpu - cpu_samples[a].cpu) / (double)(cpu_samples[b].t - cpu_samples[a].t);
+}
+
 static void report(void) {
   double dt = 0;
   char extra[512] = "";
@@ -1297,10 +1664,11 @@ static void report(void) {
                      : opt.mode == MODE_PUBLISH ? "publish"
                      : opt.mode == MODE_EMULATE ? "emulate"
                                                 : "connect";
-  uint64_t count = 0;
+  uint64_t count = 0, w0 = 0, w1 = 0; /* the measured window, for the CPU share */
   switch (opt.mode) {
     case MODE_SUBSCRIBE: {
       count = st.deliveries;
+      w0 = st.first_delivery, w1 = st.last_delivery;
       if (st.last_delivery > st.first_delivery) dt = (double)(st.last_delivery - st.first_delivery) / 1e9;
       uint32_t mn = UINT32_MAX, mx = 0;
       long complete = 0;
@@ -1310,38 +1678,47 @@ static void report(void) {
         if (d > mx) mx = d;
         if (opt.count > 0 && d >= (uint32_t)opt.count) complete++;
       }
+      /* e2e: from the first publication's send time (its "ts") to the last delivery, which also counts
+       * the wait for the first delivery that the first-to-last window leaves out */
+      double e2e = st.first_ts && st.last_delivery > st.first_ts ? (double)(st.last_delivery - st.first_ts) / 1e9 : 0;
       snprintf(extra, sizeof extra,
-               ",\"min_per_stream\":%u,\"max_per_stream\":%u,\"streams_complete\":%ld,\"ready_seconds\":%.3f",
-               opt.conns ? mn : 0, mx, complete, st.ready_at ? (double)(st.ready_at - t0) / 1e9 : -1.0);
+               ",\"min_per_stream\":%u,\"max_per_stream\":%u,\"streams_complete\":%ld,\"ready_seconds\":%.3f"
+               ",\"first_ts_ns\":%" PRIu64 ",\"last_delivery_ns\":%" PRIu64 ",\"e2e_seconds\":%.3f,\"e2e_rate\":%.1f",
+               opt.conns ? mn : 0, mx, complete, st.ready_at ? (double)(st.ready_at - t0) / 1e9 : -1.0, st.first_ts,
+               st.last_delivery, e2e, e2e > 0 ? (double)st.deliveries / e2e : 0.0);
       break;
     }
     case MODE_PUBLISH:
       count = st.published;
+      w0 = st.first_publish, w1 = st.last_publish;
       if (st.last_publish > st.first_publish) dt = (double)(st.last_publish - st.first_publish) / 1e9;
       snprintf(extra, sizeof extra, ",\"publish_failed\":%" PRIu64, st.publish_failed);
       break;
     case MODE_EMULATE:
       count = st.replies;
+      w0 = st.first_delivery, w1 = st.last_delivery;
       if (st.last_delivery > st.first_delivery) dt = (double)(st.last_delivery - st.first_delivery) / 1e9;
       snprintf(extra, sizeof extra, ",\"commands_sent\":%" PRIu64, st.commands_sent);
       break;
     case MODE_CONNECT:
       count = st.connects_done;
+      w0 = st.connect_first, w1 = st.connect_last;
       if (st.connect_last > st.connect_first) dt = (double)(st.connect_last - st.connect_first) / 1e9;
       snprintf(extra, sizeof extra, ",\"connect_failed\":%" PRIu64, st.connect_failed);
       break;
   }
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-               (double)ru.ru_stime.tv_usec / 1e6;
-  printf("{\"mode\":\"%s\",\"target\":\"%s\",\"pid\":%d,\"cpu_s\":%.3f,\"conns\":%ld,\"ready\":%" PRIu64 ",\"count\":%" PRIu64
+  cpu_sample(true);
+  double cpu = (double)cpu_samples[cpu_nsamples - 1].cpu / 1e9, window_s;
+  double share = cpu_share(w0, w1, &window_s);
+  printf("{\"mode\":\"%s\",\"target\":\"%s\",\"transport\":\"%s\",\"pid\":%d,\"cpu_s\":%.3f,"
+         "\"cpu_share\":%.3f,\"cpu_window_s\":%.3f,\"conns\":%ld,\"ready\":%" PRIu64 ",\"count\":%" PRIu64
          ",\"seconds\":%.3f,\"rate\":%.1f,\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64 ",\"p99_us\":%" PRIu64
          ",\"max_us\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"pongs\":%" PRIu64 ",\"disconnects\":%" PRIu64
          ",\"last_disconnect_code\":%d,\"closed_by_server\":%" PRIu64 ",\"conn_errors\":%" PRIu64
          ",\"http_errors\":%" PRIu64 ",\"stream_errors\":%" PRIu64 ",\"bad_frames\":%" PRIu64
          ",\"post_ok\":%" PRIu64 ",\"post_fail\":%" PRIu64 ",\"post_reconnects\":%" PRIu64 "%s,\"hist\":[",
-         mode, opt.target == TARGET_NCHAN ? "nchan" : "streamd", (int)getpid(), cpu, opt.conns, st.ready, count, dt,
+         mode, opt.target == TARGET_NCHAN ? "nchan" : "streamd", transports[opt.transport].name, (int)getpid(), cpu,
+         share, window_s, opt.conns, st.ready, count, dt,
          dt > 0 ? (double)count / dt : 0.0, hist_pct(0.50), hist_pct(0.90), hist_pct(0.99), hist_max_us, st.pings,
          st.pongs_sent, st.disconnects, st.last_disconnect_code, st.closed_by_server, st.conn_errors,
          st.http_errors, st.errors_in_stream, st.bad_frames, st.post_ok, st.post_fail, st.post_reconnects, extra);
@@ -1360,6 +1737,8 @@ static void usage(void) {
           "usage: loadgen MODE --port N [options]\n"
           "  MODE: subscribe | publish | emulate | connect\n"
           "  --target streamd|nchan   server flavour (default streamd)\n"
+          "  --transport T            http_stream (default), websocket or sse (subscribe, connect; emulate:\n"
+          "                           http_stream or sse)\n"
           "  --host ADDR              loopback server address (default 127.0.0.1; 127.0.0.0/8 only)\n"
           "  --port N                 server port\n"
           "  --protobuf               streamd protobuf protocol instead of JSON\n"
@@ -1400,7 +1779,8 @@ int main(int argc, char **argv) {
       {"channel-offset", 1, 0, 'o'}, {"prefix", 1, 0, 'x'}, {"count", 1, 0, 'c'}, {"duration", 1, 0, 'd'},
       {"hold", 1, 0, 'h'},    {"quiet", 1, 0, 'q'},       {"src-addrs", 1, 0, 'S'}, {"src-base", 1, 0, 'B'},
       {"size", 1, 0, 's'},    {"posters", 1, 0, 'w'},     {"api-key", 1, 0, 'k'},  {"command", 1, 0, 'm'},
-      {"cmd-rate", 1, 0, 'R'}, {"verbose", 0, 0, 'v'},    {"post-port", 1, 0, 'O'}, {0, 0, 0, 0}};
+      {"cmd-rate", 1, 0, 'R'}, {"verbose", 0, 0, 'v'},    {"post-port", 1, 0, 'O'},
+      {"transport", 1, 0, 'T'}, {0, 0, 0, 0}};
   int ch;
   optind = 2;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1432,6 +1812,13 @@ int main(int argc, char **argv) {
       case 'R': cmd_rate = atof(optarg); break;
       case 'v': opt.verbose = true; break;
       case 'O': post_addr.sin_port = htons((uint16_t)atoi(optarg)); break;
+      case 'T': {
+        size_t i = 0;
+        while (i < sizeof transports / sizeof transports[0] && strcmp(optarg, transports[i].name) != 0) i++;
+        if (i == sizeof transports / sizeof transports[0]) die("--transport must be http_stream, websocket or sse");
+        opt.transport = (enum transport_kind)i;
+        break;
+      }
       default: usage();
     }
   }
@@ -1442,6 +1829,9 @@ int main(int argc, char **argv) {
   if ((opt.mode == MODE_PUBLISH || opt.mode == MODE_CONNECT) && opt.count <= 0) die("--count is required");
   if (opt.target == TARGET_NCHAN && (opt.mode == MODE_EMULATE || opt.protobuf))
     die("Nchan has no emulation and no protobuf framing");
+  if (opt.protobuf && opt.transport != TR_HTTP_STREAM) die("--protobuf is for --transport http_stream only");
+  if (opt.mode == MODE_EMULATE && opt.transport == TR_WEBSOCKET)
+    die("emulate needs a session for POST /emulation: --transport http_stream or sse");
   if (opt.src_base < 1 || opt.src_base + opt.src_addrs - 1 > 254) die("source addresses must be 127.0.0.1..254");
   server_addr.sin_family = AF_INET;
   server_addr.sin_port = htons(opt.port);
@@ -1470,6 +1860,7 @@ int main(int argc, char **argv) {
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) die("epoll_create1: %s", strerror(errno));
   t0 = now_ns();
+  cpu_sample(true);
 
   if (opt.mode != MODE_PUBLISH) {
     streams = calloc((size_t)opt.conns, sizeof *streams);
@@ -1485,9 +1876,10 @@ int main(int argc, char **argv) {
     cmd_sent_at = calloc(CMD_RING, sizeof *cmd_sent_at);
     if (!cmd_sent_at) die("out of memory");
   }
-  nposters = opt.mode == MODE_PUBLISH ? opt.conns
-             : (opt.mode == MODE_CONNECT || opt.target == TARGET_NCHAN) ? 0
-                                                                       : opt.posters;
+  /* emulation connections: none where commands have no POST /emulation to go to (connect mode, Nchan,
+   * WebSocket: its commands go on the socket) */
+  bool emulation = opt.mode != MODE_CONNECT && opt.target != TARGET_NCHAN && opt.transport != TR_WEBSOCKET;
+  nposters = opt.mode == MODE_PUBLISH ? opt.conns : emulation ? opt.posters : 0;
   if (nposters) {
     posters = calloc((size_t)nposters, sizeof *posters);
     if (!posters) die("out of memory");
@@ -1509,6 +1901,7 @@ int main(int argc, char **argv) {
       command_schedule();
     }
     dispatch();
+    cpu_sample(false);
     bool pacing = opt.rate > 0 || (opt.mode != MODE_PUBLISH && st.opened < (uint64_t)opt.conns);
     int n = epoll_wait(ep, evs, 512, pacing ? 1 : 50);
     if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
