@@ -10,6 +10,7 @@ import { startServer, stopAll, API_KEY } from '../integration/lib/server.js';
 import { api, freePort, withTimeout } from '../integration/lib/http.js';
 import { connectRaw, call, closeAllRaw } from '../integration/lib/raw.js';
 import { chromiumSkip, launchBrowser, startSite, openPage, startRecorder, WAIT_MS } from './lib/browser.js';
+import { ws, fallback, publish, roundTrip } from './lib/checks.js';
 
 let browser, site, evil;
 before(async () => {
@@ -38,35 +39,6 @@ after(async () => {
 function serve(extra = {}) {
   return startServer({ http_stream: true, sse: true, client_insecure: true, api_key: API_KEY,
     allowed_origins: [site.origin], ...extra });
-}
-
-const ws = (base) => base.replace(/^http/, 'ws') + '/connection/websocket';
-
-/** The SDK's transport list: WebSocket first, then HTTP streaming (the usual browser set-up). */
-function fallback(base) {
-  return [
-    { transport: 'websocket', endpoint: ws(base) },
-    { transport: 'http_stream', endpoint: `${base}/connection/http_stream` },
-  ];
-}
-
-async function publish(srv, channel, data) {
-  const res = await api(srv.base, 'publish', { channel, data }, { key: API_KEY });
-  assert.equal(res.status, 200, res.body);
-  assert.equal(res.json.error, undefined, res.body);
-}
-
-/** The page is connected over TRANSPORT and subscribed; the API's and the form's publications show. */
-async function roundTrip(p, srv, transport, channel = 'news') {
-  await p.waitState('connected');
-  assert.equal(await p.text('#transport'), transport);
-  await p.waitText('sub', 'subscribed');
-  await publish(srv, channel, { from: 'api' });
-  await p.waitMessage('{"from":"api"}');
-  await p.send('hello from the form');
-  await p.waitLine('events', 'published');
-  await p.waitMessage('{"text":"hello from the form"}');
-  assert.deepEqual(p.pageErrors, []);
 }
 
 describe('Chromium, page of another origin', { skip: chromiumSkip }, () => {
