@@ -183,6 +183,14 @@ static enum MHD_Result respond_bad_framing(struct request *req, const char *why)
   return ret;
 }
 
+/* A CORS preflight (OPTIONS on a client endpoint) is answered on the last access-handler call, after
+ * its (empty) body was read, not on the first: libmicrohttpd 0.9.75 treats a response queued while it
+ * has only the headers as an early answer, discards the rest of the request and closes the connection,
+ * and the browser would pay a new connection (a TLS handshake) for the POST that follows each preflight. */
+static bool is_preflight(const struct request *req) {
+  return req->route->kind == ROUTE_CLIENT && strcmp(req->method, MHD_HTTP_METHOD_OPTIONS) == 0;
+}
+
 static enum MHD_Result respond_preflight(struct request *req) {
   struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
   if (r == NULL) return MHD_NO;
@@ -224,11 +232,8 @@ static bool check_headers(struct request *req, const struct config *cfg, enum MH
     *ret = respond_text(req, MHD_HTTP_FORBIDDEN, "origin not allowed\n");
     return true;
   }
-  if (req->route->kind == ROUTE_CLIENT) {
-    req->cors_origin = origin;
-    if (strcmp(req->method, MHD_HTTP_METHOD_OPTIONS) == 0) return (*ret = respond_preflight(req)), true;
-  }
-  if (!method_allowed(req->route->methods, req->method)) {
+  if (req->route->kind == ROUTE_CLIENT) req->cors_origin = origin;
+  if (!is_preflight(req) && !method_allowed(req->route->methods, req->method)) {
     *ret = respond_text(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
     return true;
   }
@@ -322,7 +327,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
   }
   if (req->body_too_big) return respond_text(req, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
-  return req->route->handle(req);
+  return is_preflight(req) ? respond_preflight(req) : req->route->handle(req);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -3,6 +3,7 @@
 // requests without Origin and same-origin requests pass.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startServer, stopAll, BASE_CONFIG } from './lib/server.js';
 import { request } from './lib/http.js';
 import { connectRaw, openStream, closeAllRaw, call } from './lib/raw.js';
@@ -46,6 +47,35 @@ describe('allowed_origins = [ "http://localhost:*" ]', () => {
       assert.equal(res.body, '');
     });
   }
+
+  it('a preflight keeps the connection: the emulation POST after it reuses the same socket', async () => {
+    // What a browser does for every cross-origin emulation request: OPTIONS, then the POST, on one
+    // keep-alive connection (over TLS a new connection per preflight costs a handshake).
+    const s = await connectRaw(srv.base, { headers: { Origin: GOOD } });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (method, headers, body) => new Promise((resolve, reject) => {
+      const req = http.request(emu, { method, headers, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    try {
+      const pre = await send('OPTIONS', { Origin: GOOD, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' });
+      assert.equal(pre.status, 204);
+      assert.equal(pre.headers['access-control-allow-origin'], GOOD);
+      assert.notEqual(pre.headers.connection, 'close', 'the preflight answer closes the connection');
+      const body = JSON.stringify({ session: s.session, node: s.node, data: JSON.stringify({ subscribe: { channel: 'keep' }, id: 2 }) });
+      const post = await send('POST', { Origin: GOOD, 'Content-Type': 'application/json' }, body);
+      assert.equal(post.status, 204);
+      assert.equal(post.reused, true, 'the POST went over a new connection');
+      assert.deepEqual(await s.nextJSON(), { id: 2, subscribe: {} });
+    } finally {
+      agent.destroy();
+      s.close();
+    }
+  });
 
   it('OPTIONS preflight from an origin matching no pattern ⇒ 403 without CORS headers', async () => {
     for (const url of [emu, streamUrl]) {

@@ -15,12 +15,15 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = process.env.STREAMD_SOURCE_DIR || path.resolve(here, '..', '..', '..');
 export const EXAMPLE = path.join(repoRoot, 'etc', 'nginx-cluster.conf');
 
-/** Starts nginx in front of the streamd servers NODES (fixture objects with .address and .port). */
-export async function startNginx(nodes) {
+/**
+ * Starts nginx in front of the streamd servers NODES (fixture objects with .address and .port), with
+ * the server block of EXAMPLE (default etc/nginx-cluster.conf), changed by EDIT (text ⇒ text) if given.
+ */
+export async function startNginx(nodes, { example: file = EXAMPLE, edit = (t) => t } = {}) {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'streamd-nginx-'));
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(dir, d));
-  const example = readFileSync(EXAMPLE, 'utf8')
+  const example = edit(readFileSync(file, 'utf8'))
     .replace(/(upstream streamd \{\n)(\s*server [^\n]+\n)+/, (_, head) =>
       head + nodes.map((n) => `    server ${n.address}:${n.port};\n`).join(''))
     .replace(/listen \d+;/, `listen 127.0.0.1:${port};`);
