@@ -471,6 +471,9 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   /* unacknowledged data for longer than the write deadline: the peer is gone, let the kernel say so */
   unsigned int user_timeout = (unsigned int)srv->boot_cfg->websocket_write_timeout_ms;
   setsockopt(sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+  /* frames are written whole: Nagle would hold a small one back until the peer's delayed ACK (~40 ms) */
+  int nodelay = 1;
+  setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
   session_attach(s, &ws_transport, c);
   pthread_mutex_lock(&ws->lock);
   c->next = ws->fresh;
