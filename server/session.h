@@ -137,7 +137,8 @@ void session_close_reason(struct session *s, uint32_t code, const char *reason);
 void session_detach(struct session *s);
 
 /* Decodes and runs every command in DATA[0..LEN) with the session's codec (an emulation request's data).
- * A decoding error closes the session with 3501. Returns once every reply is queued. Any thread. */
+ * A decoding error closes the session with 3501. Returns once every reply is queued, except those of
+ * publishes on the Redis engine (queued when Redis answers: broker.h publish_async). Any thread. */
 void session_feed(struct session *s, const uint8_t *data, size_t len);
 
 /* Marks the session connected (after a successful connect) and arms its first ping. */
