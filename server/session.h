@@ -2,10 +2,12 @@
  * connected ⇒ closing ⇒ closed), its bounded outgoing queue of frames, its subscriptions and its
  * ping/pong/stale timer.
  *
- * Threads: commands for a session may arrive on any MHD thread (each /emulation request runs on the
- * thread that owns its connection), publications on any publishing thread, timers on the timer thread;
- * the transport (stream.c) drains the queue on the MHD thread that owns the stream. Everything mutable is
- * guarded by the session's mutex, except the subscription index fields that belong to the hub's lock.
+ * Threads: a session belongs to the core loop that owns its stream (s->loop, loops.h): its /emulation
+ * commands are run there (emulation.c hands them over), the hub fans publications out to it there, and
+ * the transport (stream.c) drains its queue there. Other threads still reach it (the WebSocket thread
+ * runs WebSocket commands, the timer thread pings, the Redis threads run routed commands), so
+ * everything mutable is guarded by the session's mutex, except the subscription index fields that
+ * belong to the hub's locks. Wakes decided on a core loop run after the loop's batch.
  *
  * Lifetime: sessions are refcounted. The transport holds one reference for as long as the HTTP request
  * lives, each armed timer one, each in-flight emulation request one. session_close() never frees: it
