@@ -288,6 +288,7 @@ static void cmd_state(void *arg, bool up) {
   struct rb_shard *sh = arg;
   if (up) rb_history_on_up(sh); /* before anything else is queued on it */
   atomic_store(&sh->cmd_up, up);
+  if (up && sh->index == 0) rb_control_on_cmd_up(sh->rb);
 }
 
 /* On the loop thread: one command and one PUB/SUB connection per instance. */

@@ -5,7 +5,9 @@
  *
  * - Heartbeats: every node says who it is and its counts every HEARTBEAT_MS; a node not heard from for
  *   NODE_TIMEOUT_MS is forgotten, and a stopping node says so (SHUTDOWN) so the others forget it at once.
- *   A node that hears a newcomer answers with a heartbeat of its own right away.
+ *   A node announces itself (a heartbeat marked hello) once both its connections are up and its control
+ *   subscriptions are confirmed, and every node that hears a hello or a newcomer answers with a heartbeat
+ *   of its own right away, so a node knows the cluster within a round trip of listening.
  * - Server API calls that act on sessions are broadcast and run by every node on its own sessions;
  *   surveys ask every known node and collect the answers until all came or SURVEY_TIMEOUT_MS.
  * - Emulation requests for a session on another node go to that node, which feeds them into the
@@ -94,6 +96,7 @@ struct rb_control {
   uint64_t next_id;
   struct evloop_timer routed_sweep; /* loop thread: routed requests past their deadline */
   atomic_uint_fast64_t self_seen_ms; /* our own last heartbeat came back on the control connection */
+  bool listening;                    /* loop thread: the control subscriptions are confirmed */
   atomic_bool stopping;
   struct control_lane lanes[CONTROL_LANES];
 };
@@ -210,14 +213,16 @@ static void self_info(struct redis_broker *rb, Control__Node *n, struct registry
   n->uptime = (uint32_t)((timer_now_ms() - srv->started_ms) / 1000);
 }
 
-/* Sends this node's heartbeat from the loop thread (no waiting for the reply). */
-static void heartbeat_send(struct redis_broker *rb) {
+/* Sends this node's heartbeat from the loop thread (no waiting for the reply); HELLO asks every node
+ * that hears it to answer with its own. */
+static void heartbeat_send(struct redis_broker *rb, bool hello) {
   struct rb_control *ctl = ctl_of(rb);
   struct rb_shard *sh = &rb->shards[0];
   if (!redis_conn_up(sh->cmd)) return;
   Control__Node n = CONTROL__NODE__INIT;
   struct registry_counts rc;
   self_info(rb, &n, &rc);
+  n.hello = hello;
   size_t plen = control__node__get_packed_size(&n), len;
   uint8_t *p = malloc(plen ? plen : 1);
   if (p == NULL) return;
@@ -258,7 +263,7 @@ static void heartbeat_fire(struct evloop_timer *t) {
   if (redis_conn_up(cc) && redis_conn_up(rb->shards[0].cmd) &&
       timer_now_ms() - atomic_load(&ctl->self_seen_ms) > 3 * HEARTBEAT_MS + rb->io_timeout_ms)
     redis_conn_reset(cc, "control connection silent: our own heartbeats do not come back");
-  heartbeat_send(rb);
+  heartbeat_send(rb, false);
   pthread_mutex_lock(&ctl->lock);
   struct expire_walk w = {.now = timer_now_ms()};
   strmap_foreach(ctl->nodes, expire_cb, &w);
@@ -269,7 +274,7 @@ static void heartbeat_fire(struct evloop_timer *t) {
   evloop_timer_arm(rb->loop, &ctl->heartbeat, HEARTBEAT_MS);
 }
 
-static void heartbeat_now(void *arg) { heartbeat_send(arg); }
+static void heartbeat_now(void *arg) { heartbeat_send(arg, false); }
 
 /* ---- receiving (loop thread: queue; worker: run) ---- */
 
@@ -310,19 +315,32 @@ void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len
   pthread_mutex_unlock(&ln->lock);
 }
 
+/* The answer to the last control SUBSCRIBE: we hear the cluster now, so we say hello (if the command
+ * connection is up already; otherwise rb_control_on_cmd_up does). */
+static void subscribed(void *arg, const redisReply *reply) {
+  struct redis_broker *rb = arg;
+  if (reply == NULL || reply->type == REDIS_REPLY_ERROR) return; /* dropped or refused: the next up retries */
+  ctl_of(rb)->listening = true;
+  heartbeat_send(rb, true);
+}
+
 /* The control connection (a PUB/SUB connection of its own on the first Redis, so that heavy channel
- * traffic never delays heartbeats or routed requests) came up: subscribe, say who we are. */
+ * traffic never delays heartbeats or routed requests) came up: subscribe; hello once confirmed. */
 void rb_control_on_state(void *arg, bool up) {
   struct redis_broker *rb = arg;
   struct rb_control *ctl = ctl_of(rb);
+  ctl->listening = false;
   if (!up) return;
   atomic_store(&ctl->self_seen_ms, timer_now_ms());
   const char *chans[2] = {ctl->control_channel, ctl->node_channel};
   for (int i = 0; i < 2; i++) {
     const char *argv[2] = {"SUBSCRIBE", chans[i]};
-    redis_conn_command(rb->shards[0].ctl, 2, argv, NULL, NULL, NULL);
+    redis_conn_command(rb->shards[0].ctl, 2, argv, NULL, i == 1 ? subscribed : NULL, i == 1 ? rb : NULL);
   }
-  heartbeat_send(rb);
+}
+
+void rb_control_on_cmd_up(struct redis_broker *rb) {
+  if (ctl_of(rb)->listening) heartbeat_send(rb, true);
 }
 
 void rb_control_on_push(void *arg, const redisReply *push) {
@@ -354,8 +372,9 @@ static void on_node(struct redis_broker *rb, const Control__Command *cmd) {
   }
   kn->info = info;
   kn->seen_ms = timer_now_ms();
+  bool answer = fresh || info->hello; /* info belongs to the table once the lock is let go */
   pthread_mutex_unlock(&ctl->lock);
-  if (fresh) evloop_post(rb->loop, heartbeat_now, rb); /* the newcomer learns of us at once */
+  if (answer) evloop_post(rb->loop, heartbeat_now, rb); /* the newcomer learns of us at once */
 }
 
 /* The pending call ID (ctl->lock held), or NULL. */

@@ -139,6 +139,8 @@ int rb_control_start(struct redis_broker *rb);
 void rb_control_on_message(struct redis_broker *rb, const char *data, size_t len); /* loop thread */
 void rb_control_on_state(void *rb, bool up);               /* loop thread: the control connection */
 void rb_control_on_push(void *rb, const redisReply *push); /* loop thread */
+/* Loop thread: the first instance's command connection came up (a node listening already says hello). */
+void rb_control_on_cmd_up(struct redis_broker *rb);
 void rb_control_say_goodbye(struct redis_broker *rb);
 void rb_control_stop(struct redis_broker *rb);
 void rb_control_cleanup(struct redis_broker *rb);
