@@ -54,7 +54,7 @@ static unsigned routed_status(int rc) {
 static void routed_done(void *arg, int rc) {
   struct routed_post *rp = arg;
   atomic_store(&rp->status, routed_status(rc));
-  MHD_resume_connection(rp->req->conn);
+  http_resume(rp->req);
 }
 
 static void routed_cleanup(struct request *req) {

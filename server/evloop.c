@@ -205,6 +205,13 @@ int evloop_post(struct evloop *l, evloop_task_fn fn, void *arg) {
   return 0;
 }
 
+void evloop_wake(struct evloop *l) {
+  if (evloop_in_loop(l)) return;
+  uint64_t one = 1;
+  if (write(l->wake.fd, &one, sizeof one) < 0 && errno != EAGAIN)
+    log_error("%s: cannot wake the loop: %s", l->name, strerror(errno));
+}
+
 /* Runs the tasks queued so far (tasks they post wait for the next iteration). Returns true when
  * more tasks are waiting. */
 static bool run_tasks(struct evloop *l) {

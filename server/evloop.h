@@ -67,6 +67,10 @@ void evloop_free(struct evloop *l);
  * itself (no syscall then). Returns 0, or -1 when out of memory or the loop is stopping (FN not run). */
 int evloop_post(struct evloop *l, evloop_task_fn fn, void *arg);
 
+/* Makes L's thread run one more iteration (its prepare hook included) soon: from another thread it
+ * interrupts the wait; on the loop thread it does nothing (the iteration follows anyway). */
+void evloop_wake(struct evloop *l);
+
 /* True when the calling thread is L's loop thread. */
 bool evloop_in_loop(const struct evloop *l);
 

@@ -267,12 +267,18 @@ static void body_append(struct request *req, const char *data, size_t len) {
   req->body[req->body_len] = '\0';
 }
 
+void http_resume(struct request *req) {
+  MHD_resume_connection(req->conn);
+  if (req->loop >= 0 && loops_current() != req->loop) loops_wake(req->srv->loops, (unsigned)req->loop);
+}
+
 static struct request *request_new(struct http *h, struct MHD_Connection *conn, const struct route *route,
                                    const char *url, const char *method) {
   struct request *req = calloc(1, sizeof *req);
   if (req == NULL) return NULL;
   req->srv = h->srv;
   req->conn = conn;
+  req->loop = loops_current();
   req->route = route;
   req->url = url;
   req->method = method;

@@ -30,6 +30,7 @@ struct request {
   unsigned status;         /* of the response queued, 0 before */
   void (*cleanup)(struct request *req);
   void *handler_data;
+  int loop; /* the core loop whose daemon owns the connection */
 };
 
 /* Starts listening on the configured address and port with one daemon per core loop and starts the
@@ -47,6 +48,12 @@ void http_quiesce(struct http *h);
 /* Stops the daemon, closes the listening socket and frees H. Every stream must have ended (suspended
  * connections abort MHD). */
 void http_stop(struct http *h);
+
+/* Resumes REQ's suspended connection, from any thread. libmicrohttpd 0.9.75 in external-poll mode has
+ * no wake-up of its own (it drops MHD_USE_ITC), so a resume from another thread than REQ's loop also
+ * wakes that loop, which then runs its daemon at once instead of at its next timeout (up to a second).
+ * REQ stays valid meanwhile: a suspended connection cannot complete. */
+void http_resume(struct request *req);
 
 /* Queues a response with STATUS, an optional body (copied) and content type, plus the CORS headers the
  * request earned. Returns what MHD_queue_response returned. */

@@ -119,6 +119,10 @@ int loops_post(struct loops *ls, unsigned i, evloop_task_fn fn, void *arg) {
   return evloop_post(ls->loop[i].ev, fn, arg);
 }
 
+void loops_wake(struct loops *ls, unsigned i) {
+  if (i < ls->n) evloop_wake(ls->loop[i].ev);
+}
+
 int loops_current(void) { return self ? self->index : -1; }
 
 bool loops_defer(void (*fn)(void *a, void *b), void *a, void *b) {

@@ -5,7 +5,7 @@
  * session that received many frames in one batch is woken once and its transport writes them all with
  * one syscall; and no wake (a syscall) happens under the hub's locks.
  *
- * Threads: loops_post, loops_defer, loops_current and loops_count from any thread; the rest from the
+ * Threads: loops_post, loops_wake, loops_defer, loops_current and loops_count from any thread; the rest from the
  * thread that created the set (main), as their contracts say. Ownership: the set owns its evloops. */
 #ifndef LOOPS_H
 #define LOOPS_H
@@ -49,6 +49,9 @@ void loops_free(struct loops *ls);
 /* Runs FN(ARG) on loop I after its current batch. Returns 0, or -1 when the loop is stopped or out of
  * memory (FN not run: the caller does the work itself). */
 int loops_post(struct loops *ls, unsigned i, evloop_task_fn fn, void *arg);
+
+/* Makes loop I run its runner again soon (from any thread; nothing when called on loop I itself). */
+void loops_wake(struct loops *ls, unsigned i);
 
 /* The index of the core loop the calling thread runs, or -1 on any other thread. */
 int loops_current(void);

@@ -4,7 +4,8 @@
  * the answer is a 200 with a chunked body that libmicrohttpd fills through stream_read(), a content
  * reader that drains the session's queue, as many frames per call as fit, and suspends the connection
  * when the queue is empty. An enqueue wakes it (session.c clears the parked flag, then stream_wake()
- * resumes: a resume that overtakes the suspend is absorbed by MHD's "resuming" flag).
+ * resumes through http_resume, which also wakes the stream's core loop: a resume that overtakes the
+ * suspend is absorbed by MHD's "resuming" flag).
  *
  * Ownership: the response holds a session reference (released by stream_free when MHD destroys the
  * response); the request holds the transport reference (released by session_detach in stream_cleanup,
@@ -31,10 +32,12 @@ struct stream {
   bool preamble; /* SSE: the preamble still to be sent before the first event */
 };
 
-/* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX is valid. */
+/* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX (the
+ * stream's request) is valid. Wakes come from any thread (the timer thread's pings, fan-out on another
+ * loop, closes from the admin or Redis threads); http_resume makes the stream's loop notice. */
 static void stream_wake(struct session *s, void *ctx) {
   (void)s;
-  MHD_resume_connection(ctx);
+  http_resume(ctx);
 }
 
 static const struct session_transport http_stream_transport = {
@@ -172,7 +175,7 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   sr->fd = -1;
   req->handler_data = sr;
   req->cleanup = stream_cleanup;
-  session_attach(s, t, req->conn);
+  session_attach(s, t, req);
   run_connect(s, command, len);
   struct MHD_Response *r =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, st, stream_free);

@@ -103,3 +103,31 @@ describe('pings and pongs (ping_interval 2s, pong_timeout 1s)', { concurrency: t
     assert.equal((await s.pong()).status, 204);
   });
 });
+
+// A ping is queued on the timer thread, not on the core loop that writes the stream: the loop must be
+// told at once (libmicrohttpd has no wake-up of its own in external-poll mode), or the ping reaches the
+// client only when the loop next wakes, up to a second later, and a short pong_timeout ends a session
+// whose client answered every ping in time. This client answers 300 ms after each ping, which leaves the
+// stream's loop asleep until 300 ms after the next ping is due (it wakes once a second by itself).
+describe('a short pong_timeout (ping_interval 1s, pong_timeout 500ms)', () => {
+  let srv;
+  before(async () => {
+    srv = await startServer({ ...BASE_CONFIG, ping_interval: '1s', pong_timeout: '500ms' });
+  });
+  after(async () => {
+    closeAllRaw();
+    await stopAll();
+  });
+
+  it('a raw client that answers each ping 300 ms after it stays connected through five pings', { timeout: 30000 }, async () => {
+    const s = await connectRaw(srv.base);
+    for (let i = 0; i < 5; i++) {
+      const frame = await s.nextJSON(1000 + SLACK_MS);
+      assert.ok(isPing(frame), `frame ${i + 1} is a ping, not ${JSON.stringify(frame)}`);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal((await s.pong()).status, 204);
+    }
+    assert.deepEqual(await call(s, { subscribe: { channel: 'ping-short' }, id: 2 }), { id: 2, subscribe: {}, skipped: [] });
+    s.close();
+  });
+});
