@@ -13,6 +13,10 @@ enum MHD_Result stream_handle(struct request *req);
 /* GET <sse_handler_prefix>?cf_connect=<command> (or POST with the command as body): SSE (stream.c). */
 enum MHD_Result sse_handle(struct request *req);
 
+/* At shutdown, once the grace for flushing has passed (any thread): every stream that is still writing
+ * bytes its client does not take is ended on its loop, so that MHD can stop (stream.c). */
+void stream_abandon_writers(struct server *srv);
+
 /* GET <websocket_handler_prefix>: the WebSocket handshake (ws.c). */
 enum MHD_Result ws_handle(struct request *req);
 

@@ -291,7 +291,7 @@ static struct request *request_new(struct http *h, struct MHD_Connection *conn, 
 /* The first call for a request: framing, Host, route, Origin and method checks under one reference
  * to the running configuration. Returns what MHD is to be told; *CON_CLS gets the request context. */
 static enum MHD_Result first_call(struct http *h, const struct config *cfg, struct MHD_Connection *conn,
-                                  const char *url, const char *method, void **con_cls) {
+                                  const char *url, const char *method, const char *version, void **con_cls) {
   struct request probe = {.srv = h->srv, .conn = conn, .method = method};
   const char *why;
   if (http_framing_check(conn, &why) != 0) {
@@ -310,6 +310,7 @@ static enum MHD_Result first_call(struct http *h, const struct config *cfg, stru
   if (route == NULL) return respond_text(&probe, MHD_HTTP_NOT_FOUND, "not found\n");
   struct request *req = request_new(h, conn, route, url, method);
   if (req == NULL) return MHD_NO;
+  req->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
   *con_cls = req;
   enum MHD_Result ret;
   return check_headers(req, cfg, &ret) ? ret : MHD_YES;
@@ -318,12 +319,11 @@ static enum MHD_Result first_call(struct http *h, const struct config *cfg, stru
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
-  (void)version;
   struct http *h = cls;
   struct request *req = *con_cls;
   if (req == NULL) {
     const struct config *cfg = server_config_get(h->srv);
-    enum MHD_Result ret = first_call(h, cfg, conn, url, method, con_cls);
+    enum MHD_Result ret = first_call(h, cfg, conn, url, method, version, con_cls);
     config_unref(cfg);
     return ret;
   }

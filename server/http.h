@@ -30,7 +30,8 @@ struct request {
   unsigned status;         /* of the response queued, 0 before */
   void (*cleanup)(struct request *req);
   void *handler_data;
-  int loop; /* the core loop whose daemon owns the connection */
+  int loop;    /* the core loop whose daemon owns the connection */
+  bool http11; /* HTTP/1.1: a response of unknown length is chunked */
 };
 
 /* Starts listening on the configured address and port with one daemon per core loop and starts the

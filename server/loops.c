@@ -1,13 +1,20 @@
-/* loops: the core loops (see loops.h). Each loop is an evloop whose prepare hook first runs the wakes
- * deferred during the iteration (the fan-out tasks queue many), then the runner (MHD_run), then the
- * wakes the runner's own callbacks deferred, asking for no sleep when there were any (their resumes
- * are taken up by the next MHD_run at once). A thread finds its loop through a thread-local pointer
- * set by the loop's first task and by its prepare hook. */
+/* loops: the core loops (see loops.h). Each loop is an evloop whose prepare hook first runs wakes
+ * deferred during the iteration (the fan-out tasks queue many), then the runner (MHD_run), then more
+ * of the wakes, asking for no sleep when it ran any (their resumes are taken up by the next MHD_run at
+ * once) or some are left. Wakes run DEFERRED_SLICE at a time, oldest first, with the loop's input
+ * polled between slices: a fan-out to many streams (one send each) does not keep the loop from
+ * reading the next publication meanwhile, and that publication joins the frames still queued for the
+ * streams not yet written, so a loop that falls behind writes several frames per send instead of one.
+ * A thread finds its loop through a thread-local pointer set by the loop's first task and by its
+ * prepare hook. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "loops.h"
 
 #include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct deferred {
@@ -20,8 +27,8 @@ struct core_loop {
   int index;
   evloop_prepare_fn run;
   void *run_arg;
-  struct deferred *deferred; /* loop thread only */
-  size_t n_deferred, cap_deferred;
+  struct deferred *deferred; /* loop thread only: [head_deferred, n_deferred) still to run */
+  size_t head_deferred, n_deferred, cap_deferred;
 };
 
 struct loops {
@@ -33,25 +40,37 @@ static _Thread_local struct core_loop *self;
 
 static void set_self(void *arg) { self = arg; }
 
-/* Runs the deferred calls queued so far, including those they queue. Returns how many ran. */
-static size_t run_deferred(struct core_loop *l) {
+#define DEFERRED_SLICE 512
+
+/* Runs up to LIMIT of the deferred calls queued before this call, oldest first (those they queue wait
+ * for the next call). Returns how many ran. */
+static size_t run_deferred(struct core_loop *l, size_t limit) {
+  size_t end = l->n_deferred - l->head_deferred > limit ? l->head_deferred + limit : l->n_deferred;
   size_t ran = 0;
-  for (size_t i = 0; i < l->n_deferred; i++, ran++) l->deferred[i].fn(l->deferred[i].a, l->deferred[i].b);
-  l->n_deferred = 0;
-  if (l->cap_deferred > 4096) { /* a burst's array goes back */
-    free(l->deferred);
-    l->deferred = NULL;
-    l->cap_deferred = 0;
+  while (l->head_deferred < end) {
+    struct deferred d = l->deferred[l->head_deferred++]; /* a copy: FN may grow (move) the array */
+    d.fn(d.a, d.b);
+    ran++;
+  }
+  if (l->head_deferred == l->n_deferred) {
+    l->head_deferred = l->n_deferred = 0;
+    if (l->cap_deferred > 4096) { /* a burst's array goes back */
+      free(l->deferred);
+      l->deferred = NULL;
+      l->cap_deferred = 0;
+    }
   }
   return ran;
 }
 
+static bool deferred_left(const struct core_loop *l) { return l->head_deferred < l->n_deferred; }
+
 static int prepare(void *arg) {
   struct core_loop *l = arg;
   self = l;
-  run_deferred(l);
+  run_deferred(l, DEFERRED_SLICE);
   int wait_ms = l->run ? l->run(l->run_arg) : -1;
-  if (run_deferred(l) > 0) wait_ms = 0;
+  if (run_deferred(l, DEFERRED_SLICE) > 0 || deferred_left(l)) wait_ms = 0;
   return wait_ms;
 }
 
@@ -107,7 +126,7 @@ void loops_free(struct loops *ls) {
     struct core_loop *l = &ls->loop[i];
     if (l->ev == NULL) continue;
     evloop_stop(l->ev);
-    run_deferred(l);
+    while (deferred_left(l)) run_deferred(l, SIZE_MAX);
     evloop_free(l->ev);
     free(l->deferred);
   }
@@ -128,6 +147,11 @@ int loops_current(void) { return self ? self->index : -1; }
 bool loops_defer(void (*fn)(void *a, void *b), void *a, void *b) {
   struct core_loop *l = self;
   if (l == NULL) return false;
+  if (l->n_deferred == l->cap_deferred && l->head_deferred >= l->cap_deferred / 2) { /* the run half: reuse */
+    memmove(l->deferred, l->deferred + l->head_deferred, (l->n_deferred - l->head_deferred) * sizeof *l->deferred);
+    l->n_deferred -= l->head_deferred;
+    l->head_deferred = 0;
+  }
   if (l->n_deferred == l->cap_deferred) {
     size_t cap = l->cap_deferred ? 2 * l->cap_deferred : 64;
     struct deferred *d = realloc(l->deferred, cap * sizeof *d);

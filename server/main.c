@@ -16,6 +16,7 @@
 #include "codes.h"
 #include "config.h"
 #include "hangup.h"
+#include "handlers.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
@@ -170,7 +171,12 @@ static void shutdown_streams(struct server *srv, struct http *http) {
     registry_close_all(srv->registry, DISCONNECT_SHUTDOWN);
     left = registry_wait_empty(srv->registry, 100);
   }
-  if (left > 0) log_warn("%zu sessions did not end within %d ms", left, SHUTDOWN_GRACE_MS);
+  if (left > 0) {
+    log_warn("%zu sessions did not end within %d ms", left, SHUTDOWN_GRACE_MS);
+    stream_abandon_writers(srv); /* streams whose clients take nothing: ended now */
+    left = registry_wait_empty(srv->registry, 2000);
+    if (left > 0) log_warn("%zu sessions still there", left);
+  }
   /* a routed /emulation POST is suspended until its node answers (or its 10 s deadline): MHD must not
    * stop with one suspended either */
   while (atomic_load(&srv->routed_posts) > 0 && timer_now_ms() < deadline + SHUTDOWN_GRACE_MS) {

@@ -24,20 +24,28 @@
 #include "registry.h"
 #include "server.h"
 #include "session.h"
+#include "stream_direct.h"
+#include "loops.h"
 
 /* Per-response state handed to the content reader. */
 struct stream {
   struct session *session;
   struct MHD_Connection *conn;
   bool preamble; /* SSE: the preamble still to be sent before the first event */
+  struct stream_direct direct;
 };
 
 /* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX (the
- * stream's request) is valid. Wakes come from any thread (the timer thread's pings, fan-out on another
- * loop, closes from the admin or Redis threads); http_resume makes the stream's loop notice. */
+ * stream) is valid. Wakes on the stream's own loop (fan-out, its emulation commands) write directly;
+ * wakes from other threads (the timer thread's pings, closes from the admin or Redis threads) resume
+ * the connection through http_resume, which makes the stream's loop notice. */
 static void stream_wake(struct session *s, void *ctx) {
   (void)s;
-  http_resume(ctx);
+  struct stream *st = ctx;
+  if (stream_direct_usable(&st->direct))
+    stream_direct_flush(&st->direct);
+  else
+    http_resume(st->direct.req);
 }
 
 static const struct session_transport http_stream_transport = {
@@ -62,6 +70,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   struct stream *st = cls;
   bool eof = false;
   size_t off = 0;
+  stream_direct_resumed(&st->direct);
+  if (st->direct.broken) return MHD_CONTENT_READER_END_WITH_ERROR;
   if (st->preamble && max >= sizeof sse_preamble - 1) {
     memcpy(buf, sse_preamble, sizeof sse_preamble - 1);
     off = sizeof sse_preamble - 1;
@@ -71,11 +81,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
   if (n > 0) return (ssize_t)n;
   if (eof) return MHD_CONTENT_READER_END_OF_STREAM;
   MHD_suspend_connection(st->conn);
+  stream_direct_parked(&st->direct);
   return 0;
 }
 
 static void stream_free(void *cls) {
   struct stream *st = cls;
+  stream_direct_release(&st->direct);
   session_unref(st->session);
   free(st);
 }
@@ -111,6 +123,17 @@ static void set_deadlines(struct request *req, int64_t write_ms) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
   unsigned int ms = (unsigned int)write_ms;
   if (ci) setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+}
+
+/* The write-progress deadline of a stream of wire format KIND. */
+static int64_t write_timeout_ms(const struct server *srv, enum codec_kind kind) {
+  return kind == CODEC_SSE ? srv->boot_cfg->sse_write_timeout_ms : srv->boot_cfg->http_stream_write_timeout_ms;
+}
+
+/* The socket of REQ's connection, or -1. */
+static int connection_fd(const struct request *req) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  return ci ? ci->connect_fd : -1;
 }
 
 /* The protocol is protobuf only when the Content-Type is exactly application/octet-stream (§2.2). */
@@ -171,11 +194,13 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   st->session = session_ref(s);
   st->conn = req->conn;
   st->preamble = kind == CODEC_SSE;
+  stream_direct_init(&st->direct, s, req, req->loop >= 0 ? loops_evloop(srv->loops, (unsigned)req->loop) : NULL,
+                     req->http11 ? connection_fd(req) : -1, (uint64_t)write_timeout_ms(srv, kind));
   sr->session = s;
   sr->fd = -1;
   req->handler_data = sr;
   req->cleanup = stream_cleanup;
-  session_attach(s, t, req);
+  session_attach(s, t, st);
   run_connect(s, command, len);
   struct MHD_Response *r =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, st, stream_free);
@@ -189,8 +214,7 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   MHD_destroy_response(r);
   if (ret == MHD_YES) {
     watch_hangup(req, sr);
-    set_deadlines(
-        req, kind == CODEC_SSE ? srv->boot_cfg->sse_write_timeout_ms : srv->boot_cfg->http_stream_write_timeout_ms);
+    set_deadlines(req, write_timeout_ms(srv, kind));
   }
   return ret;
 }
@@ -207,4 +231,13 @@ enum MHD_Result sse_handle(struct request *req) {
   if (command == NULL)
     return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", "cf_connect missing\n", 19);
   return start_stream(req, CODEC_SSE, &sse_transport, command, strlen(command));
+}
+
+static void abandon_on_loop(void *arg) {
+  (void)arg;
+  stream_direct_abandon_all();
+}
+
+void stream_abandon_writers(struct server *srv) {
+  for (unsigned i = 0; i < loops_count(srv->loops); i++) loops_post(srv->loops, i, abandon_on_loop, NULL);
 }
