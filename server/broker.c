@@ -1,13 +1,13 @@
 /* broker: picks the engine the configuration names (see broker.h), builds it, and gives it what it
- * runs for other nodes (server API calls and emulation requests on this node's sessions). */
+ * runs for other nodes (server API calls and emulation requests on this node's sessions, handed in by
+ * start-up); and the adapter through which the hub tells the broker of the channels it gains and loses. */
 #include "broker.h"
 
 #include <string.h>
 
-#include "api.h"
 #include "config.h"
-#include "handlers.h"
 #include "history.h"
+#include "hub.h"
 #include "log.h"
 #include "server.h"
 
@@ -34,8 +34,22 @@ static struct broker *build(struct server *srv, const struct config *cfg) {
   return b;
 }
 
-struct broker *broker_new(struct server *srv, const struct config *cfg) {
+struct broker *broker_new(struct server *srv, const struct config *cfg, const struct broker_local *local) {
   struct broker *b = build(srv, cfg);
-  if (b) b->local = (struct broker_local){api_run_local, emulation_run_local};
+  if (b) b->local = *local;
   return b;
+}
+
+static void channel_first(void *arg, const char *channel) {
+  struct broker *b = arg;
+  b->ops->node_subscribe(b, channel);
+}
+
+static void channel_last(void *arg, const char *channel) {
+  struct broker *b = arg;
+  b->ops->node_unsubscribe(b, channel);
+}
+
+void broker_watch_hub(struct broker *b, struct hub *h) {
+  hub_set_channel_watch(h, &(struct hub_channel_watch){.first = channel_first, .last = channel_last, .arg = b});
 }

@@ -20,6 +20,7 @@ struct broker;
 struct history_query;
 struct history_result;
 struct presence_result;
+struct hub;
 struct broker_node;
 
 enum broker_error {
@@ -91,7 +92,7 @@ struct broker_ops {
   int (*presence_get)(struct broker *b, const char *channel, size_t max, struct presence_result *out);
   int (*presence_stats)(struct broker *b, const char *channel, uint32_t *num_clients, uint32_t *num_users);
   /* This node has its first local subscriber of CHANNEL / lost its last one. */
-  int (*node_subscribe)(struct broker *b, const char *channel);
+  int (*node_subscribe)(struct broker *b, const char *channel); /* under the hub's index lock: queue only */
   int (*node_unsubscribe)(struct broker *b, const char *channel);
   /* Hands REQ (copied) to the node named in it and returns at once: 0, and DONE(ARG, rc) is called
    * later, once, from some other thread, with 0 when it ran there or -BROKER_EUNAVAILABLE when the node
@@ -119,7 +120,8 @@ struct broker_node {
   uint32_t num_clients, num_users, num_channels, num_subs, uptime;
 };
 
-/* What a broker runs on this node for other nodes, set by broker_new (the layers above it). */
+/* What a broker runs on this node for other nodes: handed to broker_new by start-up (the server API
+ * and emulation, layers above the broker). */
 struct broker_local {
   /* Runs server API method METHOD with PARAMS (JSON text) on this node's own sessions only; for a
    * survey *ANSWER receives the JSON answer (malloc'd, *ANSWER_LEN bytes; may be NULL). Returns 0 or an
@@ -138,9 +140,9 @@ struct broker {
 
 struct config;
 
-/* The engine CFG names (engine = "memory" | "redis"), built for SRV. Returns NULL (logged) when it
- * cannot be built. The caller owns it (ops->free). */
-struct broker *broker_new(struct server *srv, const struct config *cfg);
+/* The engine CFG names (engine = "memory" | "redis"), built for SRV, running LOCAL for other nodes.
+ * Returns NULL (logged) when it cannot be built. The caller owns it (ops->free). */
+struct broker *broker_new(struct server *srv, const struct config *cfg, const struct broker_local *local);
 
 /* The single-node engine. Returns NULL when out of memory. */
 struct broker *broker_memory_new(struct server *srv);
@@ -164,5 +166,9 @@ struct broker_redis_options {
  * ERR for a bad address or when out of resources. */
 struct broker *broker_redis_new(struct server *srv, const struct broker_redis_options *o, char *err,
                                 size_t errlen);
+
+/* Makes B hear of the channels this node's hub gains and loses (hub_set_channel_watch), so that B
+ * subscribes the node to them. Once, at start-up, after both exist and before any subscription. */
+void broker_watch_hub(struct broker *b, struct hub *h);
 
 #endif

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
 #include "codec.h"
 #include "codes.h"
 #include "log.h"
@@ -58,6 +57,7 @@ struct hub {
   atomic_uint queued[LOOPS_MAX]; /* deliveries handed to each loop and not run yet */
   _Atomic(hub_observer_fn) observer;
   void *_Atomic observer_arg;
+  struct hub_channel_watch watch; /* set before the first subscription */
 };
 
 struct hub *hub_new(struct server *srv) {
@@ -117,7 +117,7 @@ static struct hub_channel *channel_get(struct hub *h, const char *name) {
     channel_unref(ch);
     return NULL;
   }
-  h->srv->broker->ops->node_subscribe(h->srv->broker, name);
+  if (h->watch.first) h->watch.first(h->watch.arg, name);
   return ch;
 }
 
@@ -143,7 +143,7 @@ static int channel_add(struct hub_channel *ch, struct subscription *sub) {
 static void channel_drop_if_empty(struct hub *h, struct hub_channel *ch) {
   if (ch->count > 0) return;
   strmap_remove(h->channels, ch->name);
-  h->srv->broker->ops->node_unsubscribe(h->srv->broker, ch->name);
+  if (h->watch.last) h->watch.last(h->watch.arg, ch->name);
   channel_unref(ch);
 }
 
@@ -579,3 +579,5 @@ void hub_set_observer(struct hub *h, hub_observer_fn fn, void *arg) {
   atomic_store(&h->observer_arg, arg);
   atomic_store(&h->observer, fn);
 }
+
+void hub_set_channel_watch(struct hub *h, const struct hub_channel_watch *w) { h->watch = *w; }

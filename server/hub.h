@@ -63,6 +63,17 @@ enum hub_error {
 /* Creates an empty hub for SRV (used to reach the broker when a channel appears or disappears). */
 struct hub *hub_new(struct server *srv);
 
+/* Who hears that this node gained the first or lost the last local subscriber of a channel (the broker,
+ * which then subscribes the node to the channel, or stops): the hub calls nothing above itself but
+ * this. Set once at start-up, before any subscription. The calls come under the hub's index lock, so
+ * they must only queue work (no syscall, no call back into the hub). */
+struct hub_channel_watch {
+  void (*first)(void *arg, const char *channel);
+  void (*last)(void *arg, const char *channel);
+  void *arg;
+};
+void hub_set_channel_watch(struct hub *h, const struct hub_channel_watch *w);
+
 /* Frees the hub; every session must have been detached first. */
 void hub_free(struct hub *h);
 

@@ -16,11 +16,13 @@
 #include "codes.h"
 #include "config.h"
 #include "hangup.h"
+#include "api.h"
 #include "handlers.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
 #include "loops.h"
+#include "protocol.h"
 #include "registry.h"
 #include "sd_version.h"
 #include "server.h"
@@ -136,7 +138,9 @@ static int server_init(struct server *srv, struct config *cfg) {
   srv->loops = loops_new(loops_usable_cores());
   if (srv->loops == NULL) return -1;
   srv->hub = hub_new(srv);
-  srv->broker = broker_new(srv, cfg);
+  srv->session_hooks = &protocol_session_hooks;
+  srv->broker = broker_new(srv, cfg, &(struct broker_local){api_run_local, emulation_run_local});
+  if (srv->broker && srv->hub) broker_watch_hub(srv->broker, srv->hub);
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);
   if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->hangup || !srv->ws) return -1;

@@ -371,3 +371,20 @@ void protocol_expire_subscriptions(struct session *s) {
     free(expired[i]);
   }
 }
+
+static void session_ended(struct session *s) {
+  struct subscription *subs = hub_unsubscribe_all(s->srv->hub, s);
+  while (subs) {
+    struct subscription *next = subs->next;
+    protocol_subscription_ended(s, subs);
+    free(subs);
+    subs = next;
+  }
+  registry_remove(s->srv->registry, s);
+}
+
+const struct session_hooks protocol_session_hooks = {
+    .dispatch = protocol_dispatch,
+    .ended = session_ended,
+    .ping_check = protocol_expire_subscriptions,
+};

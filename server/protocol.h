@@ -57,6 +57,11 @@ int protocol_server_unsubscribe(struct session *s, const char *channel);
 /* The same with another unsubscribe CODE (2501 subscription expired: the SDK resubscribes). */
 int protocol_unsubscribe_with(struct session *s, const char *channel, uint32_t code, const char *reason);
 
+/* The hooks sessions call (session.h struct session_hooks): protocol_dispatch; at a session's end its
+ * subscriptions end (protocol_subscription_ended each) and it leaves the registry; with its pings,
+ * protocol_expire_subscriptions. */
+extern const struct session_hooks protocol_session_hooks;
+
 /* Ends S's subscriptions whose token expired more than client_expired_close_delay ago (unsubscribe
  * push 2501, so the SDK resubscribes with a fresh token). Called from S's ping timer. */
 void protocol_expire_subscriptions(struct session *s);

@@ -48,6 +48,7 @@ struct server {
   const struct config *boot_cfg;
   char node_id[ID_UUID_LEN + 1];
   struct hub *hub;
+  const struct session_hooks *session_hooks; /* what sessions call above themselves (session.h) */
   struct broker *broker;
   struct registry *registry;
   struct timer_wheel *timers;

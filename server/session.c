@@ -13,11 +13,8 @@
 #include <time.h>
 
 #include "codes.h"
-#include "hub.h"
 #include "log.h"
 #include "loops.h"
-#include "protocol.h"
-#include "registry.h"
 #include "server.h"
 #include "stats.h"
 
@@ -380,14 +377,7 @@ void session_detach(struct session *s) {
   s->parked = false;
   queue_clear(s);
   pthread_mutex_unlock(&s->lock);
-  struct subscription *subs = hub_unsubscribe_all(s->srv->hub, s);
-  while (subs) {
-    struct subscription *next = subs->next;
-    protocol_subscription_ended(s, subs);
-    free(subs);
-    subs = next;
-  }
-  registry_remove(s->srv->registry, s);
+  if (s->srv->session_hooks) s->srv->session_hooks->ended(s);
   if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
   if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) session_unref(s);
   session_unref(s);
@@ -415,7 +405,7 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
     s->messages_in++;
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&s->srv->stats.messages_in, 1, memory_order_relaxed);
-    uint32_t code = protocol_dispatch(s, cmd);
+    uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, cmd) : DISCONNECT_SERVER_ERROR;
     protobuf_c_message_free_unpacked(&cmd->base, NULL);
     if (code != 0) {
       session_close(s, code);
@@ -533,6 +523,6 @@ static void on_timer(void *arg) {
   }
   pthread_mutex_unlock(&s->lock);
   do_wake(s, wake);
-  if (expire_subs) protocol_expire_subscriptions(s); /* checked with every ping: ping_interval granularity */
+  if (expire_subs && s->srv->session_hooks) s->srv->session_hooks->ping_check(s); /* checked with every ping: ping_interval granularity */
   session_unref(s);
 }

@@ -49,6 +49,20 @@ struct session_transport {
                      the session and node ids (§3.2) */
 };
 
+/* What a session asks of the layers above it. The protocol layer provides them
+ * (protocol_session_hooks) and server start-up puts them in srv->session_hooks before any session
+ * exists; session.c calls nothing above itself (protocol, hub, registry) except through these, so the
+ * layers stay one-way: transports → protocol → sessions. All are called with no session lock held. */
+struct session_hooks {
+  /* Runs one decoded command of S; returns 0, or the disconnect code S is then closed with. */
+  uint32_t (*dispatch)(struct session *s, const Protocol__Command *cmd);
+  /* S ended (closed, its transport gone, its queue cleared): its subscriptions end and it leaves
+   * the registry. Called once, from the thread that detached the transport. */
+  void (*ended)(struct session *s);
+  /* From S's ping timer (the timer thread): end the subscriptions whose tokens expired. */
+  void (*ping_check)(struct session *s);
+};
+
 struct session {
   atomic_uint refs;
   pthread_mutex_t lock;

@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "config.h"
 #include "hub.h"
+#include "protocol.h"
 #include "registry.h"
 #include "server.h"
 #include "timer.h"
@@ -27,7 +28,9 @@ static int setup(void **state) {
   fx->srv.timers = timer_wheel_new(50, 64, 0);
   fx->srv.registry = registry_new();
   fx->srv.hub = hub_new(&fx->srv);
+  fx->srv.session_hooks = &protocol_session_hooks;
   fx->srv.broker = broker_memory_new(&fx->srv);
+  broker_watch_hub(fx->srv.broker, fx->srv.hub);
   *state = fx;
   return 0;
 }
