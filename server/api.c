@@ -7,9 +7,13 @@
  * every `data` and `info` member reaches the methods as raw JSON text, so a number jansson cannot hold
  * there does not fail the request, and answers are written with json_raw_dumpb. With several nodes
  * (Redis engine) a method acts according to its scope (api.h): here, here and on every other node, or
- * surveyed and merged; calls that other nodes forward run here through api_run_local. */
+ * surveyed and merged; calls that other nodes forward run here through api_run_local. When the
+ * engine's calls wait (Redis), a request that arrives on a core loop is suspended and its call runs on
+ * a worker thread (workers.h), so that the loop's streams never wait for Redis or for a survey; the
+ * answer is sent when the handler is called again after the resume. */
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +23,8 @@
 #include "broker.h"
 #include "handlers.h"
 #include "log.h"
+#include "loops.h"
+#include "workers.h"
 #include "json_raw.h"
 #include "server.h"
 
@@ -163,7 +169,66 @@ static json_t *run_method(struct server *srv, const char *name, json_t *params, 
   return json_pack("{so}", "error", error_body(*code));
 }
 
+/* The answer of a call and how to send it. */
+static enum MHD_Result respond_answer(struct request *req, json_t *answer, int code) {
+  const char *mode = http_header(req, "X-Centrifugo-Error-Mode");
+  if (code != 0 && mode && strcmp(mode, "transport") == 0) {
+    json_decref(answer);
+    return respond_json(req, transport_status(code), error_body(code));
+  }
+  return respond_json(req, MHD_HTTP_OK, answer);
+}
+
+/* A call handed to a worker; the request stays suspended until it is done. */
+struct api_job {
+  struct request *req;
+  json_t *body;       /* owns NAME (legacy form) and PARAMS */
+  const char *name;   /* into BODY or the request's URL */
+  json_t *params;
+  json_t *answer;     /* set by the worker */
+  int code;
+  atomic_bool done;
+};
+
+static void job_run(void *arg) {
+  struct api_job *job = arg;
+  job->answer = run_method(job->req->srv, job->name, job->params, &job->code);
+  atomic_store(&job->done, true);
+  http_resume(job->req); /* the handler runs again on the request's loop and answers */
+}
+
+static void job_cleanup(struct request *req) {
+  struct api_job *job = req->handler_data;
+  json_decref(job->answer);
+  json_decref(job->body);
+  free(job);
+  atomic_fetch_sub(&req->srv->routed_posts, 1);
+}
+
+/* Runs the call on a worker with REQ suspended, when the engine's calls wait and this is a core loop.
+ * Returns false (nothing done, BODY still the caller's) when the call is to run here. */
+static bool hand_to_worker(struct request *req, json_t *body, const char *name, json_t *params) {
+  struct server *srv = req->srv;
+  if (srv->workers == NULL || loops_current() < 0) return false;
+  struct api_job *job = calloc(1, sizeof *job);
+  if (job == NULL) return false;
+  *job = (struct api_job){.req = req, .body = body, .name = name, .params = params};
+  atomic_fetch_add(&srv->routed_posts, 1); /* before the shutdown check: see emulation.c suspend_post */
+  req->handler_data = job;
+  req->cleanup = job_cleanup;
+  MHD_suspend_connection(req->conn);
+  if (workers_post(srv->workers, job_run, job) != 0) job_run(job); /* stopping: here, resumed at once */
+  return true;
+}
+
 enum MHD_Result api_handle(struct request *req) {
+  if (req->handler_data) { /* resumed: the worker's answer is in */
+    struct api_job *job = req->handler_data;
+    if (!atomic_load(&job->done)) return MHD_YES; /* not from our resume: keep waiting */
+    json_t *answer = job->answer;
+    job->answer = NULL;
+    return respond_answer(req, answer, job->code);
+  }
   if (!authorized(req)) return http_respond(req, MHD_HTTP_UNAUTHORIZED, NULL, NULL, 0);
   json_t *body = json_raw_loadb(req->body ? req->body : "", req->body_len, raw_keys, 0);
   if (!json_is_object(body)) {
@@ -183,13 +248,9 @@ enum MHD_Result api_handle(struct request *req) {
     json_decref(body);
     return http_respond(req, MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", "unknown API method\n", 19);
   }
+  if (hand_to_worker(req, body, name ? name : "", params)) return MHD_YES;
   int code = 0;
   json_t *answer = run_method(req->srv, name ? name : "", params, &code);
   json_decref(body);
-  const char *mode = http_header(req, "X-Centrifugo-Error-Mode");
-  if (code != 0 && mode && strcmp(mode, "transport") == 0) {
-    json_decref(answer);
-    return respond_json(req, transport_status(code), error_body(code));
-  }
-  return respond_json(req, MHD_HTTP_OK, answer);
+  return respond_answer(req, answer, code);
 }

@@ -55,6 +55,9 @@ typedef void (*broker_publish_done_fn)(void *arg, int rc, const struct stream_po
 
 struct broker_ops {
   const char *name;
+  /* Its calls wait for I/O (Redis, other nodes): a core loop hands the server API's calls to a worker
+   * (workers.h) instead of running them itself. */
+  bool calls_wait;
   /* Stores PUB (borrowed) in CHANNEL's history when OPTS asks for it, sets pub->offset, and delivers it
    * to the channel's subscribers on every node, in offset order per channel. *POS (may be NULL)
    * receives its position. Returns 0 or -BROKER_E* (-BROKER_ELIMIT: not stored, not delivered). */

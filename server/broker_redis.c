@@ -253,6 +253,7 @@ static void rb_free(struct broker *b) {
 
 static const struct broker_ops redis_ops = {
     .name = "redis",
+    .calls_wait = true,
     .publish = rb_publish,
     .publish_async = rb_publish_async,
     .publish_join_leave = rb_join_leave,

@@ -27,6 +27,7 @@
 #include "sd_version.h"
 #include "server.h"
 #include "timer.h"
+#include "workers.h"
 #include "ws.h"
 
 #define SHUTDOWN_GRACE_MS 10000
@@ -124,6 +125,10 @@ static void raise_file_limit(void) {
   }
 }
 
+/* Worker threads for server API calls that wait for Redis (and surveys for other nodes): several, so
+ * that one slow survey does not hold the others up. */
+#define API_WORKERS 4
+
 static int server_init(struct server *srv, struct config *cfg) {
   char err[256];
   if (server_config_attach_keys(cfg, err, sizeof err) != 0) {
@@ -141,6 +146,7 @@ static int server_init(struct server *srv, struct config *cfg) {
   srv->session_hooks = &protocol_session_hooks;
   srv->broker = broker_new(srv, cfg, &(struct broker_local){api_run_local, emulation_run_local});
   if (srv->broker && srv->hub) broker_watch_hub(srv->broker, srv->hub);
+  if (srv->broker && srv->broker->ops->calls_wait && (srv->workers = workers_new(API_WORKERS)) == NULL) return -1;
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);
   if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->hangup || !srv->ws) return -1;
@@ -151,6 +157,7 @@ static void server_cleanup(struct server *srv) {
   ws_stop(srv->ws); /* only when http never started: run() stops it before http_stop */
   hangup_stop(srv->hangup);
   if (srv->timers) timer_wheel_stop(srv->timers);
+  workers_free(srv->workers); /* their API calls use the broker */
   if (srv->broker) srv->broker->ops->free(srv->broker); /* first: its threads deliver into the hub */
   loops_free(srv->loops); /* runs the deliveries still queued, then the hub can go */
   hub_free(srv->hub);

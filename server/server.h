@@ -21,6 +21,7 @@ struct auth_keys;
 struct hangup;
 struct ws;
 struct loops;
+struct workers;
 
 /* Counters for `info`, the admin socket and /metrics (monotonic; gauges are computed when read). */
 #define STATS_DISCONNECT_CODES 24 /* slots for disconnect codes, see stats_disconnect_slot() */
@@ -57,7 +58,9 @@ struct server {
   struct loops *loops;   /* the core loops: HTTP connections and fan-out (http.c starts and stops them) */
   uint64_t started_ms;
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
-  atomic_uint routed_posts;  /* /emulation POSTs suspended while another node runs them (emulation.c) */
+  atomic_uint routed_posts;  /* POSTs suspended while another node or a worker runs them (emulation.c,
+                                api.c); shutdown waits for them before it stops MHD */
+  struct workers *workers;   /* for calls that wait (NULL when the engine's calls do not) */
   struct server_stats stats;
 };
 

@@ -11,7 +11,7 @@ import { startServer as startNode } from './lib/server.js';
 import { api as apiCall, delay } from './lib/http.js';
 import { startRedis, stopAllRedis, redisAvailable, startSentinelSetup, sentinelMasterPort, redisText } from './lib/redis.js';
 import { startProxy } from './lib/tcp_proxy.js';
-import { connectRaw, closeAllRaw } from './lib/raw.js';
+import { connectRaw, closeAllRaw, call } from './lib/raw.js';
 
 const chat = {
   name: 'chat', presence: true, join_leave: true, history_size: 10, history_ttl: '300s',
@@ -521,5 +521,49 @@ describe('login', { skip }, () => {
     const keys = await redisText(locked.port, 'AUTH hunter2\r\nSELECT 3\r\nKEYS *login*');
     assert.match(keys, /chat:login/); /* the stream went to database 3 */
     await n.stop();
+  });
+});
+
+// A survey (channels, for one) waits for every known node's answer, up to 3 s for a node
+// that hangs. The node that runs it must go on serving its streams meanwhile: a core loop that waited
+// for the survey would hold back every stream it owns.
+describe('a server API call that waits for other nodes', { skip }, () => {
+  test('a survey waiting for a hung node does not hold back the streams of the node that runs it', { timeout: 60000 }, async () => {
+    const own = { ...cfg, redis_prefix: `${cfg.redis_prefix}hung` }; // a cluster of its own: x, y, z
+    const [x, y, z] = await Promise.all([startNode(own), startNode(own), startNode(own)]);
+    await eventually(async () => (await nodeIds(x)).length === 3, 12000, 'x knows y and z');
+    const streams = [];
+    for (let i = 0; i < 8; i++) { // on both core loops of x, whichever the survey's request lands on
+      const s = await connectRaw(x.base);
+      await call(s, { subscribe: { channel: 'chat:hung' }, id: 2 });
+      streams.push(s);
+    }
+    // The subscriptions reach Redis's PUB/SUB through x's connection: wait until a publication arrives.
+    await eventually(async () => {
+      await api(z, 'publish', { channel: 'chat:hung', data: { warmup: true } });
+      try { await streams[0].nextJSON(300, { skipPings: true }); return true; } catch { return false; }
+    }, 12000, 'x subscribed in Redis');
+    for (const s of streams.slice(1)) await s.nextJSON(5000, { skipPings: true });
+    y.child.kill('SIGSTOP');
+    try {
+      const t0 = Date.now();
+      const survey = api(x, 'channels', { pattern: 'chat:*' }); // waits for y until the survey's 3 s deadline
+      await delay(300);
+      await api(z, 'publish', { channel: 'chat:hung', data: { during: 'survey' } });
+      for (const [i, s] of streams.entries()) {
+        let msg;
+        do msg = await s.nextJSON(1500, { skipPings: true }); while (msg.push && msg.push.pub && msg.push.pub.data.warmup);
+        assert.deepEqual(msg.push.pub.data, { during: 'survey' }, `stream ${i}`);
+      }
+      const tDelivered = Date.now() - t0;
+      const info = await survey;
+      const tSurvey = Date.now() - t0;
+      assert.equal(info.result.channels['chat:hung'].num_clients, 8, JSON.stringify(info));
+      assert.ok(tSurvey >= 2000, `the survey waited for the hung node (${tSurvey} ms)`);
+      assert.ok(tDelivered < tSurvey, `every stream had the publication (${tDelivered} ms) before the survey ended (${tSurvey} ms)`);
+    } finally {
+      y.child.kill('SIGCONT');
+      await y.stop('SIGKILL');
+    }
   });
 });
