@@ -35,17 +35,32 @@ struct stream {
   struct stream_direct direct;
 };
 
-/* A parked stream is a suspended MHD connection, which cannot end until it is resumed: CTX (the
- * stream) is valid. Wakes on the stream's own loop (fan-out, its emulation commands) write directly;
- * wakes from other threads (the timer thread's pings, closes from the admin or Redis threads) resume
- * the connection through http_resume, which makes the stream's loop notice. */
-static void stream_wake(struct session *s, void *ctx) {
-  (void)s;
-  struct stream *st = ctx;
+/* On the stream's loop: write directly when the connection is parked in the reader, else resume it. */
+static void wake_here(struct stream *st) {
   if (stream_direct_usable(&st->direct))
     stream_direct_flush(&st->direct);
   else
     http_resume(st->direct.req);
+}
+
+static void wake_task(void *arg) { wake_here(arg); }
+
+/* A parked stream is a suspended MHD connection, which cannot end until it is resumed, and only this
+ * wake resumes it: CTX (the stream) stays valid until the wake is done, on whatever thread. Wakes on the
+ * stream's own loop (fan-out, its emulation commands) write at once; wakes from other threads (the timer
+ * thread's pings, closes from the admin, Redis or worker threads) are handed to the stream's loop as a
+ * task, which writes the same way (a burst of pings costs one wake-up of the loop, then one send
+ * each). When the loop no longer takes tasks (stopping), the connection is resumed from here. */
+static void stream_wake(struct session *s, void *ctx) {
+  (void)s;
+  struct stream *st = ctx;
+  struct request *req = st->direct.req;
+  int here = loops_current();
+  if (req->loop < 0 || here == req->loop) {
+    wake_here(st);
+    return;
+  }
+  if (loops_post(req->srv->loops, (unsigned)req->loop, wake_task, st) != 0) http_resume(req);
 }
 
 static const struct session_transport http_stream_transport = {
