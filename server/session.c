@@ -477,12 +477,7 @@ int session_pong(struct session *s) {
   return rc;
 }
 
-enum session_state session_state(struct session *s) {
-  pthread_mutex_lock(&s->lock);
-  enum session_state st = s->state;
-  pthread_mutex_unlock(&s->lock);
-  return st;
-}
+enum session_state session_state(struct session *s) { return atomic_load(&s->state); }
 
 /* Sends a ping and arms the pong check (or the next ping when pongs are not required). */
 static bool ping_locked(struct session *s) {

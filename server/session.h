@@ -79,8 +79,11 @@ struct session {
   ProtobufCBinaryData conn_info; /* `info` of the connection token (raw JSON or bytes); owned; set at
                                     connect, read-only afterwards */
 
+  /* Written under lock; read without it by session_state() (the hang-up sweep walks every stream's
+   * session four times a second, and a lock each made most of an idle server's CPU). */
+  _Atomic enum session_state state;
+
   /* Guarded by lock. */
-  enum session_state state;
   bool unusable; /* connect failed with an error reply: every command ⇒ 3501 */
   bool parked;   /* the transport found the queue empty and waits for a wake */
   const struct session_transport *transport;
@@ -167,7 +170,7 @@ void session_set_expiry(struct session *s, int64_t expires_at);
 /* Records a pong. Returns 0, or -1 when no ping was outstanding (a protocol error: 3501). */
 int session_pong(struct session *s);
 
-/* Returns the state under the lock. */
+/* The current state (an atomic read, no lock: any thread). */
 enum session_state session_state(struct session *s);
 
 /* Tests only (a failure-injection hook): the allocator of the queue's ring, malloc unless a unit test
