@@ -182,6 +182,13 @@ static _Thread_local const struct evloop *current_loop; /* the loop this thread 
 
 bool evloop_in_loop(const struct evloop *l) { return current_loop == l; }
 
+void evloop_wake(struct evloop *l) {
+  if (evloop_in_loop(l)) return;
+  uint64_t one = 1;
+  if (write(l->wake.fd, &one, sizeof one) < 0 && errno != EAGAIN)
+    log_error("%s: cannot wake the loop: %s", l->name, strerror(errno));
+}
+
 int evloop_post(struct evloop *l, evloop_task_fn fn, void *arg) {
   struct evloop_task *task = malloc(sizeof *task);
   if (task == NULL) return -1;
@@ -197,19 +204,8 @@ int evloop_post(struct evloop *l, evloop_task_fn fn, void *arg) {
   *l->tail = task;
   l->tail = &task->next;
   pthread_mutex_unlock(&l->lock);
-  if (!local && was_empty) {
-    uint64_t one = 1;
-    if (write(l->wake.fd, &one, sizeof one) < 0 && errno != EAGAIN)
-      log_error("%s: cannot wake the loop: %s", l->name, strerror(errno));
-  }
+  if (!local && was_empty) evloop_wake(l);
   return 0;
-}
-
-void evloop_wake(struct evloop *l) {
-  if (evloop_in_loop(l)) return;
-  uint64_t one = 1;
-  if (write(l->wake.fd, &one, sizeof one) < 0 && errno != EAGAIN)
-    log_error("%s: cannot wake the loop: %s", l->name, strerror(errno));
 }
 
 /* Runs the tasks queued so far (tasks they post wait for the next iteration). Returns true when

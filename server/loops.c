@@ -147,7 +147,8 @@ int loops_current(void) { return self ? self->index : -1; }
 bool loops_defer(void (*fn)(void *a, void *b), void *a, void *b) {
   struct core_loop *l = self;
   if (l == NULL) return false;
-  if (l->n_deferred == l->cap_deferred && l->head_deferred > 0 && l->head_deferred >= l->cap_deferred / 2) { /* the run half: reuse */
+  if (l->n_deferred == l->cap_deferred && l->head_deferred > 0 && l->head_deferred >= l->cap_deferred / 2) {
+    /* full, but its first half already ran: reuse it */
     memmove(l->deferred, l->deferred + l->head_deferred, (l->n_deferred - l->head_deferred) * sizeof *l->deferred);
     l->n_deferred -= l->head_deferred;
     l->head_deferred = 0;

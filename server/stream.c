@@ -3,9 +3,11 @@
  * (the SSE codec) and in a comment line ":\n" sent first. The POST body holds the connect command;
  * the answer is a 200 with a chunked body that libmicrohttpd fills through stream_read(), a content
  * reader that drains the session's queue, as many frames per call as fit, and suspends the connection
- * when the queue is empty. An enqueue wakes it (session.c clears the parked flag, then stream_wake()
- * resumes through http_resume, which also wakes the stream's core loop: a resume that overtakes the
- * suspend is absorbed by MHD's "resuming" flag).
+ * when the queue is empty. An enqueue wakes it (session.c clears the parked flag, then stream_wake()):
+ * on the stream's own core loop the frames are written straight to the socket while the connection
+ * stays suspended (stream_direct.h; HTTP/1.1, chunked); a wake from another thread is handed to that
+ * loop as a task; the connection is resumed (http_resume) only to end the response or for HTTP/1.0,
+ * and a resume that overtakes the suspend is absorbed by MHD's "resuming" flag.
  *
  * Ownership: the response holds a session reference (released by stream_free when MHD destroys the
  * response); the request holds the transport reference (released by session_detach in stream_cleanup,
