@@ -9,7 +9,9 @@
  * A session's commands run on its own core loop (the one that owns its stream, loops.h): a POST that
  * arrived on another loop is suspended and its commands handed to the owner's loop, which resumes the
  * POST once they ran. So a session's commands, its fan-out and its stream are one thread's work, and a
- * client's own publication reaches its own subscription before the publish reply, as with one thread. */
+ * client's own publication reaches its own subscription before the publish reply, as with one thread.
+ * A command that waits for Redis runs on a worker instead (protocol.c); the POST then stays suspended
+ * until the session's commands have all run (session_after_commands), so its 204 still follows them. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,17 +27,6 @@
 
 static enum MHD_Result respond_status(struct request *req, unsigned status) {
   return http_respond(req, status, NULL, NULL, 0);
-}
-
-int emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er) {
-  struct session *s = registry_find(srv->registry, er->session);
-  if (s == NULL) {
-    log_debug("emulation: unknown session");
-    return 1;
-  }
-  session_feed(s, er->data.data, er->data.len);
-  session_unref(s);
-  return 0;
 }
 
 /* A POST for a session on another node, suspended until the broker says how it went. */
@@ -93,23 +84,78 @@ struct hop {
   uint8_t data[];
 };
 
+/* The commands a POST carried have all run (their replies are queued): it answers 204. */
+static void commands_ran(void *arg) {
+  routed_done(arg, 0);
+}
+
 static void hop_run(void *arg) {
   struct hop *hop = arg;
   session_feed(hop->session, hop->data, hop->len);
+  if (!session_after_commands(hop->session, commands_ran, &hop->post)) commands_ran(&hop->post);
   session_unref(hop->session);
-  routed_done(&hop->post, 0);
+}
+
+/* Commands routed from another node, for a session of this one: run on the session's loop; the
+ * broker hears when they ran. */
+struct routed_in {
+  struct session *session; /* a reference */
+  void (*ran)(void *arg, int rc);
+  void *arg;
+  size_t len;
+  uint8_t data[];
+};
+
+static void routed_in_ran(void *arg) {
+  struct routed_in *ri = arg;
+  ri->ran(ri->arg, 0);
+  free(ri);
+}
+
+static void routed_in_run(void *arg) {
+  struct routed_in *ri = arg;
+  struct session *s = ri->session;
+  session_feed(s, ri->data, ri->len);
+  if (!session_after_commands(s, routed_in_ran, ri)) routed_in_ran(ri);
+  session_unref(s);
+}
+
+void emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er, void (*ran)(void *arg, int rc),
+                         void *arg) {
+  struct session *s = registry_find(srv->registry, er->session);
+  if (s == NULL) {
+    log_debug("emulation: unknown session");
+    ran(arg, 1);
+    return;
+  }
+  struct routed_in *ri = malloc(sizeof *ri + er->data.len);
+  if (ri == NULL) { /* run here, now */
+    session_feed(s, er->data.data, er->data.len);
+    session_unref(s);
+    ran(arg, 0);
+    return;
+  }
+  *ri = (struct routed_in){s, ran, arg, er->data.len};
+  if (er->data.len) memcpy(ri->data, er->data.data, er->data.len);
+  if (srv->loops == NULL || loops_post(srv->loops, s->loop, routed_in_run, ri) != 0) routed_in_run(ri);
 }
 
 /* Runs ER's commands for S on S's loop: here when this is it, else handed over with REQ suspended. */
 static enum MHD_Result run_on_owner(struct request *req, struct session *s, const Protocol__EmulationRequest *er) {
   struct server *srv = req->srv;
   int here = loops_current();
-  if (srv->loops == NULL || here < 0 || (unsigned)here == s->loop) {
-    session_feed(s, er->data.data, er->data.len);
-    session_unref(s);
-    return respond_status(req, MHD_HTTP_NO_CONTENT);
-  }
   enum MHD_Result ret;
+  if (srv->loops == NULL || here < 0 || (unsigned)here == s->loop) {
+    if (session_feed(s, er->data.data, er->data.len)) {
+      session_unref(s);
+      return respond_status(req, MHD_HTTP_NO_CONTENT);
+    }
+    /* a command still runs (on a worker): the 204 waits for it, as it follows the replies */
+    struct routed_post *rp = suspend_post(req, 0, &ret);
+    if (rp && !session_after_commands(s, commands_ran, rp)) commands_ran(rp);
+    session_unref(s);
+    return ret;
+  }
   struct hop *hop = (struct hop *)suspend_post(req, sizeof *hop - sizeof hop->post + er->data.len, &ret);
   if (hop == NULL) {
     session_unref(s);

@@ -23,10 +23,12 @@ enum MHD_Result ws_handle(struct request *req);
 /* POST <emulation_handler_prefix>: commands for a stream's session (emulation.c). */
 enum MHD_Result emulation_handle(struct request *req);
 
-/* Feeds ER's commands into its session if it lives on this node (any thread but an engine's I/O
- * thread). Returns 0, or 1 when no such session is here. The broker runs it for requests routed from
- * other nodes. */
-int emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er);
+/* Runs ER's commands (copied) in its session if it lives on this node, on the session's own loop, and
+ * calls RAN(ARG, 0) once they have all run; RAN(ARG, 1) at once when no such session is here. The
+ * broker runs it for requests routed from other nodes (struct broker_local). Any thread but an
+ * engine's I/O thread. */
+void emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er, void (*ran)(void *arg, int rc),
+                         void *arg);
 
 /* POST <api_handler_prefix>[/<method>]: the server API (api.c). */
 enum MHD_Result api_handle(struct request *req);

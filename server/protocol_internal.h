@@ -32,6 +32,12 @@ int64_t protocol_check_channel(const struct config *cfg, const char *channel,
  * negative values (and returns 0), returns disconnect codes as they are. */
 uint32_t protocol_finish(struct session *s, uint32_t id, int64_t rc);
 
+/* Finishes a command whose handler returned SESSION_COMMAND_PENDING (session.h) and so kept CMD: frees
+ * CMD, closes S with CODE when it is a disconnect code (not 0), then runs the commands S received
+ * meanwhile. Exactly once per pending command, after its reply was sent, from a thread that may run
+ * commands (a worker: workers_post; not a Redis or HTTP client I/O thread), holding a reference to S. */
+void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code);
+
 /* How a subscription is made and answered. */
 enum subscribe_answer {
   SUBSCRIBE_REPLY,   /* reply {id, subscribe: result} to a client's subscribe command */

@@ -80,6 +80,7 @@ void session_unref(struct session *s) {
   free(s->user);
   free(s->name);
   free(s->version);
+  session_feed_release(s);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -381,37 +382,6 @@ void session_detach(struct session *s) {
   if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
   if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) session_unref(s);
   session_unref(s);
-}
-
-void session_feed(struct session *s, const uint8_t *data, size_t len) {
-  if (len == 0) return; /* no commands (and DATA may be NULL: no pointer arithmetic on it) */
-  const uint8_t *pos = data, *end = data + len;
-  size_t max_command = (size_t)s->srv->boot_cfg->http_stream_max_request_body_size;
-  pthread_mutex_lock(&s->lock);
-  s->bytes_in += len;
-  pthread_mutex_unlock(&s->lock);
-  atomic_fetch_add_explicit(&s->srv->stats.bytes_in, len, memory_order_relaxed);
-  for (;;) {
-    if (session_state(s) >= SESSION_CLOSING) return;
-    Protocol__Command *cmd = NULL;
-    int rc = s->codec->next_command(&pos, end, max_command, &cmd);
-    if (rc == 1) return;
-    if (rc < 0) {
-      log_info("client %s: undecodable command (%s)", s->client_id, codec_strerror(rc));
-      session_close(s, DISCONNECT_BAD_REQUEST);
-      return;
-    }
-    pthread_mutex_lock(&s->lock);
-    s->messages_in++;
-    pthread_mutex_unlock(&s->lock);
-    atomic_fetch_add_explicit(&s->srv->stats.messages_in, 1, memory_order_relaxed);
-    uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, cmd) : DISCONNECT_SERVER_ERROR;
-    protobuf_c_message_free_unpacked(&cmd->base, NULL);
-    if (code != 0) {
-      session_close(s, code);
-      return;
-    }
-  }
 }
 
 void session_set_connected(struct session *s) {

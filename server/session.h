@@ -32,6 +32,7 @@
 struct server;
 struct session;
 struct subscription;
+struct held_input;
 
 enum session_state { SESSION_CONNECTING, SESSION_CONNECTED, SESSION_CLOSING, SESSION_CLOSED };
 
@@ -86,6 +87,8 @@ struct session {
   /* Guarded by lock. */
   bool unusable; /* connect failed with an error reply: every command ⇒ 3501 */
   bool parked;   /* the transport found the queue empty and waits for a wake */
+  bool feeding;  /* a thread runs S's commands (session_feed.c): others hold theirs back */
+  struct held_input *held, *held_tail; /* fed while feeding: input and after-commands calls, in order */
   const struct session_transport *transport;
   void *transport_ctx;
   struct frame **queue; /* ring of frames */
@@ -155,10 +158,34 @@ void session_close_reason(struct session *s, uint32_t code, const char *reason);
  * timer and drops the transport's reference. Must be called with no hub or session lock held. */
 void session_detach(struct session *s);
 
-/* Decodes and runs every command in DATA[0..LEN) with the session's codec (an emulation request's data).
- * A decoding error closes the session with 3501. Returns once every reply is queued, except those of
- * publishes on the Redis engine (queued when Redis answers: broker.h publish_async). Any thread. */
-void session_feed(struct session *s, const uint8_t *data, size_t len);
+/* What a dispatch hook returns for a command that is still running (it waits for Redis on a worker, or
+ * for the application's backend): the hook now owns the command and finishes it later with
+ * session_command_done; meanwhile the session holds every later command back, so that a client's
+ * commands always run one at a time and in the order it sent them. */
+#define SESSION_COMMAND_PENDING UINT32_MAX
+
+/* Decodes and runs every command in DATA[0..LEN) with the session's codec (an emulation request's data,
+ * a WebSocket message, the connect in a stream request's body), one at a time, in order, after any
+ * command of S still running: while one is pending (SESSION_COMMAND_PENDING) the rest, and whatever
+ * is fed later, is copied and held until it finishes. A decoding error closes the session with 3501.
+ * Returns true when every command ran (every reply is queued, except those of publishes on the Redis
+ * engine: broker.h publish_async), false when some are still pending or held. Any thread. */
+bool session_feed(struct session *s, const uint8_t *data, size_t len);
+
+/* Ends S's pending command: closes S with CODE when it is a disconnect code (not 0), then runs the
+ * commands held meanwhile on the calling thread (until one is pending again). Exactly once per pending
+ * command, from any thread that may run commands (a worker; not an engine's I/O thread), by whoever
+ * holds a reference to S. */
+void session_command_done(struct session *s, uint32_t code);
+
+/* Calls FN(ARG) once every command fed to S so far has finished (its reply queued): later, from the
+ * thread that finishes the last of them, and returns true; or returns false when none is pending or
+ * held (FN is not called: the caller goes on at once). Any thread. */
+bool session_after_commands(struct session *s, void (*fn)(void *arg), void *arg);
+
+/* session.c's use only: frees what session_feed still holds for S (nothing, unless a pending command
+ * was never finished). */
+void session_feed_release(struct session *s);
 
 /* Marks the session connected (after a successful connect) and arms its first ping. */
 void session_set_connected(struct session *s);

@@ -176,8 +176,9 @@ static void run_connect(struct session *s, const char *command, size_t len) {
     session_close(s, DISCONNECT_BAD_REQUEST);
     return;
   }
-  session_feed(s, (const uint8_t *)command, len);
-  if (session_state(s) == SESSION_CONNECTING) session_close(s, DISCONNECT_BAD_REQUEST); /* no command */
+  /* still connecting once every command ran: there was none (a pending connect decides for itself) */
+  if (session_feed(s, (const uint8_t *)command, len) && session_state(s) == SESSION_CONNECTING)
+    session_close(s, DISCONNECT_BAD_REQUEST);
 }
 
 /* Block size of the callback response: chunked responses are written straight into the connection's

@@ -18,7 +18,7 @@ LAYERS = [
         config server server_config sd_version channel codec codec_json codec_json_emit codec_json_map codec_pb
         codec_sse codec_ws ws_input http_framing http_host redis_addr redis_conn redis_script redis_sentinel
         presence stats auth auth_claims workers"""),
-    ("session", "session"),
+    ("session", "session session_feed"),
     ("hub and registry", "hub registry"),
     ("broker", """broker history broker_memory broker_redis broker_redis_internal broker_redis_control
         broker_redis_history broker_redis_presence broker_redis_sub"""),
