@@ -302,6 +302,21 @@ static void run_where_broker_may_wait(struct session *s, void (*fn)(struct sessi
   fn(s);
 }
 
+static void resume_commands(struct session *s) {
+  session_command_done(s, 0);
+}
+
+void protocol_resume_commands(struct session *s) {
+  struct session_job *job = s->srv->workers ? malloc(sizeof *job) : NULL;
+  if (job) {
+    *job = (struct session_job){session_ref(s), resume_commands};
+    if (workers_post(s->srv->workers, session_job_run, job) == 0) return;
+    session_unref(s);
+    free(job);
+  }
+  resume_commands(s);
+}
+
 /* A command handed to a worker: the session (a reference), the command (owned) and its handler. */
 struct worker_command {
   struct session *s;

@@ -38,6 +38,11 @@ uint32_t protocol_finish(struct session *s, uint32_t id, int64_t rc);
  * commands (a worker: workers_post; not a Redis or HTTP client I/O thread), holding a reference to S. */
 void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code);
 
+/* Resumes S's held commands (session_command_done(S, 0)) on a worker, or here when there is none:
+ * for a thread that must not run commands itself (an engine's I/O thread). Holds a reference to S
+ * meanwhile. */
+void protocol_resume_commands(struct session *s);
+
 /* How a subscription is made and answered. */
 enum subscribe_answer {
   SUBSCRIBE_REPLY,   /* reply {id, subscribe: result} to a client's subscribe command */

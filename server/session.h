@@ -89,6 +89,8 @@ struct session {
   bool parked;   /* the transport found the queue empty and waits for a wake */
   bool feeding;  /* a thread runs S's commands (session_feed.c): others hold theirs back */
   struct held_input *held, *held_tail; /* fed while feeding: input and after-commands calls, in order */
+  unsigned ops_in_flight; /* commands that finished but whose reply is still to come (Redis publishes) */
+  bool after_waits_ops;   /* an after-commands call waits for ops_in_flight to reach 0 */
   const struct session_transport *transport;
   void *transport_ctx;
   struct frame **queue; /* ring of frames */
@@ -168,8 +170,8 @@ void session_detach(struct session *s);
  * a WebSocket message, the connect in a stream request's body), one at a time, in order, after any
  * command of S still running: while one is pending (SESSION_COMMAND_PENDING) the rest, and whatever
  * is fed later, is copied and held until it finishes. A decoding error closes the session with 3501.
- * Returns true when every command ran (every reply is queued, except those of publishes on the Redis
- * engine: broker.h publish_async), false when some are still pending or held. Any thread. */
+ * Returns true when every command ran and every reply is queued, false when some are still pending
+ * or held, or a reply is still to come (session_op_begin: a publish on the Redis engine). Any thread. */
 bool session_feed(struct session *s, const uint8_t *data, size_t len);
 
 /* Ends S's pending command: closes S with CODE when it is a disconnect code (not 0), then runs the
@@ -182,6 +184,14 @@ void session_command_done(struct session *s, uint32_t code);
  * thread that finishes the last of them, and returns true; or returns false when none is pending or
  * held (FN is not called: the caller goes on at once). Any thread. */
 bool session_after_commands(struct session *s, void (*fn)(void *arg), void *arg);
+
+/* A command that finished (the next one may run) but whose reply comes later from another thread (a
+ * publish on the Redis engine): session_after_commands calls wait for it too. Every begin is matched
+ * by one end, after the reply was queued; END returns true when the caller must then resume S's
+ * commands with session_command_done(S, 0), from a thread that may run commands (not the engine's I/O
+ * thread: post it to a worker). Any thread. */
+void session_op_begin(struct session *s);
+bool session_op_end(struct session *s);
 
 /* session.c's use only: frees what session_feed still holds for S (nothing, unless a pending command
  * was never finished). */

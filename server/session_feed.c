@@ -116,6 +116,11 @@ static bool drain(struct session *s) {
       pthread_mutex_unlock(&s->lock);
       return true;
     }
+    if (h->after && s->ops_in_flight > 0) { /* its replies are not all queued yet: session_op_end resumes */
+      s->after_waits_ops = true;
+      pthread_mutex_unlock(&s->lock);
+      return false;
+    }
     s->held = h->next;
     if (s->held == NULL) s->held_tail = NULL;
     pthread_mutex_unlock(&s->lock);
@@ -144,7 +149,11 @@ bool session_feed(struct session *s, const uint8_t *data, size_t len) {
   }
   s->feeding = true;
   pthread_mutex_unlock(&s->lock);
-  return run(s, data, data + len) && drain(s);
+  if (!run(s, data, data + len) || !drain(s)) return false;
+  pthread_mutex_lock(&s->lock);
+  bool replied = s->ops_in_flight == 0;
+  pthread_mutex_unlock(&s->lock);
+  return replied;
 }
 
 void session_command_done(struct session *s, uint32_t code) {
@@ -154,9 +163,14 @@ void session_command_done(struct session *s, uint32_t code) {
 
 bool session_after_commands(struct session *s, void (*fn)(void *arg), void *arg) {
   pthread_mutex_lock(&s->lock);
-  if (!s->feeding) {
+  if (!s->feeding && s->ops_in_flight == 0) {
     pthread_mutex_unlock(&s->lock);
     return false;
+  }
+  bool idle = !s->feeding; /* only replies are awaited: this call becomes the pending work */
+  if (idle) {
+    s->feeding = true;
+    s->after_waits_ops = true;
   }
   struct held_input *h = calloc(1, sizeof *h);
   if (h) {
@@ -167,6 +181,20 @@ bool session_after_commands(struct session *s, void (*fn)(void *arg), void *arg)
   pthread_mutex_unlock(&s->lock);
   if (h == NULL) fn(arg); /* out of memory: answer now rather than never */
   return true;
+}
+
+void session_op_begin(struct session *s) {
+  pthread_mutex_lock(&s->lock);
+  s->ops_in_flight++;
+  pthread_mutex_unlock(&s->lock);
+}
+
+bool session_op_end(struct session *s) {
+  pthread_mutex_lock(&s->lock);
+  bool resume = --s->ops_in_flight == 0 && s->after_waits_ops;
+  if (resume) s->after_waits_ops = false;
+  pthread_mutex_unlock(&s->lock);
+  return resume;
 }
 
 void session_feed_release(struct session *s) {

@@ -633,6 +633,31 @@ describe('client commands that wait for Redis', { skip }, () => {
     }
   });
 
+  test('an emulation POST carrying a publish answers 204 only once the publish reply is on the stream', { timeout: 60000 }, async () => {
+    const r = await startRedis();
+    const n = await startNode({ ...cfg, redis_address: r.address, redis_prefix: `p${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${n.base}/health`)).status === 200, 10000, 'healthy');
+      const s = await connectRaw(n.base);
+      assert.ok((await call(s, { id: 2, subscribe: { channel: 'chat:p204' } })).subscribe);
+      r.child.kill('SIGSTOP');
+      let post;
+      try {
+        post = s.emulate([{ id: 3, publish: { channel: 'chat:p204', data: { x: 1 } } }]);
+        const early = await Promise.race([post.then(() => '204 early'), delay(1000).then(() => 'waiting')]);
+        assert.equal(early, 'waiting', 'the POST waits for the publish reply while Redis is stopped');
+      } finally {
+        r.child.kill('SIGCONT');
+      }
+      assert.equal((await post).status, 204);
+      const reply = await s.reply(3);
+      assert.deepEqual(reply.publish, {}, JSON.stringify(reply));
+    } finally {
+      await n.stop();
+      await r.stop();
+    }
+  });
+
   test('over WebSocket, a history call waiting for Redis does not hold back another client', { timeout: 60000 }, async () => {
     const r = await startRedis();
     const n = await startNode({ ...cfg, redis_address: r.address, redis_prefix: `v${process.pid}` });
