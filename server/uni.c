@@ -1,0 +1,81 @@
+/* uni: the connect of the unidirectional transports and the HTTP handlers of uni_http_stream and
+ * uni_sse (see uni.h). The request's ConnectRequest is decoded before the response starts, so a
+ * malformed one is a 400 and never a stream; a decoded one runs as a connect command (id 1) through
+ * the protocol layer's dispatch, like every other transport's connect. */
+#include "uni.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.pb-c.h"
+#include "codec_json.h"
+#include "codes.h"
+#include "handlers.h"
+#include "log.h"
+#include "server.h"
+#include "session.h"
+
+/* Decodes TEXT[0..LEN) as a ConnectRequest: a new message in *out, or -1. */
+static int parse_connect(const char *text, size_t len, Protocol__ConnectRequest **out) {
+  ProtobufCMessage *msg = NULL;
+  if (len == 0 || codec_json_message_from_text(&protocol__connect_request__descriptor, text, len, &msg) != 0)
+    return -1;
+  *out = (Protocol__ConnectRequest *)msg;
+  return 0;
+}
+
+/* Runs REQ as S's connect command; a failure closes S with its disconnect. */
+static void run_connect(struct session *s, void *arg) {
+  Protocol__ConnectRequest *req = arg;
+  Protocol__Command cmd = PROTOCOL__COMMAND__INIT;
+  cmd.id = 1;
+  cmd.connect = req;
+  uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, &cmd) : DISCONNECT_SERVER_ERROR;
+  if (code == 0 && session_state(s) == SESSION_CONNECTING) code = DISCONNECT_SERVER_ERROR; /* cannot happen */
+  if (code != 0) {
+    log_info("client %s (%s): connect refused, disconnect %u", s->client_id,
+             s->transport ? s->transport->name : "uni", code);
+    session_close(s, code);
+  }
+}
+
+int uni_connect_text(struct session *s, const uint8_t *json, size_t len) {
+  Protocol__ConnectRequest *req = NULL;
+  if (parse_connect((const char *)json, len, &req) != 0) return -1;
+  run_connect(s, req);
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  return 0;
+}
+
+/* 400: the connect request is not a ConnectRequest JSON object. */
+static enum MHD_Result malformed(struct request *req, const char *transport) {
+  char remote[64];
+  http_remote_address(req, remote, sizeof remote);
+  log_info("%s: malformed connect request from %s: 400", transport, remote);
+  static const char text[] = "malformed connect request\n";
+  return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", text, sizeof text - 1);
+}
+
+/* Opens a uni stream of KIND whose ConnectRequest is TEXT[0..LEN). */
+static enum MHD_Result open_uni(struct request *req, enum codec_kind kind, const char *name, const char *text,
+                                size_t len) {
+  Protocol__ConnectRequest *cr = NULL;
+  if (parse_connect(text, len, &cr) != 0) return malformed(req, name);
+  enum MHD_Result ret = stream_open(req, kind, run_connect, cr);
+  protobuf_c_message_free_unpacked(&cr->base, NULL);
+  return ret;
+}
+
+enum MHD_Result uni_http_stream_handle(struct request *req) {
+  return open_uni(req, CODEC_UNI_HTTP_STREAM, "uni_http_stream", req->body, req->body_len);
+}
+
+enum MHD_Result uni_sse_handle(struct request *req) {
+  if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0)
+    return open_uni(req, CODEC_UNI_SSE, "uni_sse", req->body, req->body_len);
+  /* EventSource cannot send a body: the ConnectRequest is the URL-encoded cf_connect parameter, and
+   * without one the connect is an empty request (anonymous, as Centrifugo) */
+  const char *text = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "cf_connect");
+  if (text == NULL || *text == '\0') text = "{}";
+  return open_uni(req, CODEC_UNI_SSE, "uni_sse", text, strlen(text));
+}
