@@ -1,4 +1,6 @@
-/* stream: the HTTP-streaming and SSE transports (PROTOCOL.md §2.2, §2.4, §3). SSE differs only in how
+/* stream: the HTTP-streaming and SSE transports (PROTOCOL.md §2.2, §2.4, §3), and the stream half of
+ * the unidirectional uni_http_stream and uni_sse (uni.c opens them through stream_open with a connect
+ * of its own; their frames are codec_uni's, their sessions never wait for a pong). SSE differs only in how
  * the connect command arrives (the cf_connect query parameter of a GET, or a POST body), in its framing
  * (the SSE codec) and in a comment line ":\n" sent first. The POST body holds the connect command;
  * the answer is a 200 with a chunked body that libmicrohttpd fills through stream_read(), a content

@@ -15,8 +15,7 @@
 #include "server.h"
 #include "session.h"
 
-/* Decodes TEXT[0..LEN) as a ConnectRequest: a new message in *out, or -1. */
-static int parse_connect(const char *text, size_t len, Protocol__ConnectRequest **out) {
+int uni_parse_connect(const char *text, size_t len, Protocol__ConnectRequest **out) {
   ProtobufCMessage *msg = NULL;
   if (len == 0 || codec_json_message_from_text(&protocol__connect_request__descriptor, text, len, &msg) != 0)
     return -1;
@@ -24,14 +23,13 @@ static int parse_connect(const char *text, size_t len, Protocol__ConnectRequest 
   return 0;
 }
 
-/* Runs REQ as S's connect command; a failure closes S with its disconnect. */
-static void run_connect(struct session *s, void *arg) {
-  Protocol__ConnectRequest *req = arg;
+void uni_connect(struct session *s, const Protocol__ConnectRequest *req) {
   Protocol__Command cmd = PROTOCOL__COMMAND__INIT;
   cmd.id = 1;
-  cmd.connect = req;
+  cmd.connect = (Protocol__ConnectRequest *)req; /* read only */
+  /* 0 with S still connecting would be a connect that finishes later (the connect proxy): the stale
+   * timer bounds it, as for every transport */
   uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, &cmd) : DISCONNECT_SERVER_ERROR;
-  if (code == 0 && session_state(s) == SESSION_CONNECTING) code = DISCONNECT_SERVER_ERROR; /* cannot happen */
   if (code != 0) {
     log_info("client %s (%s): connect refused, disconnect %u", s->client_id,
              s->transport ? s->transport->name : "uni", code);
@@ -39,10 +37,13 @@ static void run_connect(struct session *s, void *arg) {
   }
 }
 
+/* stream_open's connect callback: ARG is the decoded ConnectRequest. */
+static void connect_stream(struct session *s, void *arg) { uni_connect(s, arg); }
+
 int uni_connect_text(struct session *s, const uint8_t *json, size_t len) {
   Protocol__ConnectRequest *req = NULL;
-  if (parse_connect((const char *)json, len, &req) != 0) return -1;
-  run_connect(s, req);
+  if (uni_parse_connect((const char *)json, len, &req) != 0) return -1;
+  uni_connect(s, req);
   protobuf_c_message_free_unpacked(&req->base, NULL);
   return 0;
 }
@@ -60,8 +61,8 @@ static enum MHD_Result malformed(struct request *req, const char *transport) {
 static enum MHD_Result open_uni(struct request *req, enum codec_kind kind, const char *name, const char *text,
                                 size_t len) {
   Protocol__ConnectRequest *cr = NULL;
-  if (parse_connect(text, len, &cr) != 0) return malformed(req, name);
-  enum MHD_Result ret = stream_open(req, kind, run_connect, cr);
+  if (uni_parse_connect(text, len, &cr) != 0) return malformed(req, name);
+  enum MHD_Result ret = stream_open(req, kind, connect_stream, cr);
   protobuf_c_message_free_unpacked(&cr->base, NULL);
   return ret;
 }

@@ -12,7 +12,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client.pb-c.h"
+
 struct session;
+
+/* Decodes TEXT[0..LEN) as a ConnectRequest JSON object into a new message *out (the caller frees it
+ * with protobuf_c_message_free_unpacked). Returns 0, or -1 when it is not one (nothing stored). */
+int uni_parse_connect(const char *text, size_t len, Protocol__ConnectRequest **out);
+
+/* Runs REQ (the caller keeps it) as the connect of S, a connecting session of a uni transport: S is
+ * then connected, or closing with the disconnect its client gets. */
+void uni_connect(struct session *s, const Protocol__ConnectRequest *req);
 
 /* Runs JSON[0..LEN), a ConnectRequest object, as the connect of S (a connecting session of a uni
  * transport): S is then connected, or closing with the disconnect its client gets. Returns 0, or -1

@@ -16,6 +16,9 @@
  * When the session is closing and its queue is drained, the loop asks MHD to close the socket and
  * detaches the session.
  *
+ * uni_websocket (issue 13 §2) is the same connection with codec_uni's frames: its ConnectRequest is the
+ * first message (or the handshake's cf_connect), run through uni.h; later messages are ignored.
+ *
  * Threads: struct ws_conn fields are the loop thread's; `fresh` and `pending` belong to ws->lock.
  * Lifetime: a connection holds the session's transport reference until session_detach; an ended
  * connection is freed after the epoll batch it ended in (a later event of the batch may name it). Wakers
@@ -67,6 +70,7 @@ struct ws_conn {
   bool dead;           /* ended; freed after the current epoll batch (events may still name it) */
   bool uni;            /* uni_websocket: the first message is the connect, later ones are ignored */
   bool uni_connect_seen;
+  Protocol__ConnectRequest *uni_connect; /* cf_connect of the handshake, run on adoption; owned */
   uint64_t blocked_ms; /* when the last byte went out before the socket filled up; 0 = not blocked */
   uint64_t closing_ms; /* when the loop saw the session closing while blocked; 0 = not seen */
   struct ws_input in;
@@ -92,6 +96,7 @@ struct ws {
 struct ws_upgrade {
   enum codec_kind kind;
   char remote[64];
+  Protocol__ConnectRequest *uni_connect; /* uni_websocket's cf_connect, decoded; owned (NULL: none) */
 };
 
 static void signal_loop(struct ws *ws) {
@@ -152,6 +157,7 @@ static const struct session_transport uni_ws_transport = {
 
 static void conn_free(struct ws_conn *c) {
   ws_input_cleanup(&c->in);
+  if (c->uni_connect) protobuf_c_message_free_unpacked(&c->uni_connect->base, NULL);
   free(c);
 }
 
@@ -346,6 +352,12 @@ static void adopt_fresh(struct ws *ws, struct ws_conn *list) {
       conn_end(c);
       continue;
     }
+    if (c->uni_connect) { /* uni_websocket with cf_connect: connected before any message */
+      c->uni_connect_seen = true;
+      uni_connect(c->session, c->uni_connect);
+      protobuf_c_message_free_unpacked(&c->uni_connect->base, NULL);
+      c->uni_connect = NULL;
+    }
     ws_input_parse(&c->in, &input_ops, c);
     conn_flush(c);
   }
@@ -452,7 +464,11 @@ static bool wants_protobuf(const struct request *req) {
   return (f && strcmp(f, "protobuf") == 0) || (cf && strcmp(cf, "protobuf") == 0);
 }
 
-static void upgrade_cleanup(struct request *req) { free(req->handler_data); }
+static void upgrade_cleanup(struct request *req) {
+  struct ws_upgrade *up = req->handler_data;
+  if (up->uni_connect) protobuf_c_message_free_unpacked(&up->uni_connect->base, NULL);
+  free(up);
+}
 
 /* Hands the upgraded socket to the loop thread with a new session; once the loop is stopping, closes
  * it instead (MHD may call this after ws_stop began, for a handshake answered just before). */
@@ -485,6 +501,8 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   c->session = s;
   c->fd = sock;
   c->uni = uni;
+  c->uni_connect = up->uni_connect; /* taken: the request's cleanup may run before the loop adopts C */
+  up->uni_connect = NULL;
   c->urh = urh;
   int fl = fcntl(sock, F_GETFL);
   if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
@@ -530,6 +548,12 @@ static enum MHD_Result handshake(struct request *req, bool uni) {
   struct ws_upgrade *up = calloc(1, sizeof *up);
   if (up == NULL) return MHD_NO;
   up->kind = uni ? CODEC_UNI_WS : wants_protobuf(req) ? CODEC_WS_PROTOBUF : CODEC_WS_JSON;
+  /* uni_websocket may carry its ConnectRequest in the URL (as uni_sse), instead of a first message */
+  const char *cf = uni ? MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "cf_connect") : NULL;
+  if (cf && uni_parse_connect(cf, strlen(cf), &up->uni_connect) != 0) {
+    free(up);
+    return bad_handshake(req, "malformed connect request\n");
+  }
   http_remote_address(req, up->remote, sizeof up->remote);
   req->handler_data = up;
   req->cleanup = upgrade_cleanup;

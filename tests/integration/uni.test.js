@@ -3,7 +3,8 @@
 // URL, or a POST body; `data:` events), and a bare-socket WebSocket on uni_websocket (the first message
 // is the ConnectRequest). Each shows the connect push {"connect":…} first, publications from the
 // server API as {"channel":…,"pub":…}, pings as {}, recovery through `subs` (offset, epoch) after a
-// reconnect, a refused connect as Centrifugo gives it (a disconnect push; 400 for a malformed request),
+// reconnect (uni_websocket's connect may also come in cf_connect), Disconnect 3001 at shutdown, a
+// refused connect as Centrifugo gives it (a disconnect push; 400 for a malformed request),
 // 405 for a wrong method, 413 for an oversized body, 1009 for an oversized connect message and 404 for
 // a transport that is off.
 import { after, before, describe, test } from 'node:test';
@@ -255,6 +256,18 @@ describe('uni_websocket', () => {
     b.destroy();
   });
 
+  test('cf_connect in the URL connects without a first message; a malformed one is 400', async () => {
+    const cf = encodeURIComponent(JSON.stringify({ token: token({ channels: ['uni-ws-cf'] }) }));
+    const ws = await openWsRaw(srv.port, { path: `/connection/uni_websocket?cf_connect=${cf}` });
+    assert.ok((await ws.nextJSON()).connect.subs['uni-ws-cf']);
+    await publish('uni-ws-cf', { cf: 1 });
+    let m = await ws.nextJSON();
+    while (Object.keys(m).length === 0) m = await ws.nextJSON();
+    assert.deepEqual(m.pub.data, { cf: 1 });
+    ws.destroy();
+    await assert.rejects(openWsRaw(srv.port, { path: '/connection/uni_websocket?cf_connect=%7B' }), /400/);
+  });
+
   test('an invalid token: a disconnect message, then Close 3500; malformed: 3501; oversized: 1009', async () => {
     const a = await open();
     a.send(0x1, JSON.stringify({ token: 'x.y.z' }));
@@ -268,6 +281,28 @@ describe('uni_websocket', () => {
     c.send(0x1, JSON.stringify({ data: 'x'.repeat(2000) }));
     assert.equal((await c.closeFrame()).code, 1009);
   });
+});
+
+test('shutdown: every uni client gets Disconnect 3001 and the server exits cleanly', async () => {
+  const own = await startServer({ uni_http_stream: true, uni_sse: true, uni_websocket: true, client_insecure: true });
+  const stream = curl(['-X', 'POST', '--data-binary', '{}', `${own.base}/connection/uni_http_stream`]);
+  const sse = curl([`${own.base}/connection/uni_sse`], { sse: true });
+  const ws = await openWsRaw(own.port, { path: '/connection/uni_websocket' });
+  ws.send(0x1, '{}');
+  for (const c of [stream, sse]) assert.ok((await c.next()).connect);
+  assert.ok((await ws.nextJSON()).connect);
+  const stopped = own.stop();
+  for (const c of [stream, sse]) {
+    assert.deepEqual(await c.nextPush(), { disconnect: { code: 3001, reason: 'shutdown' } });
+    assert.equal(await c.next(), null);
+  }
+  let m = await ws.nextJSON();
+  while (Object.keys(m).length === 0) m = await ws.nextJSON();
+  assert.deepEqual(m, { disconnect: { code: 3001, reason: 'shutdown' } });
+  assert.equal((await ws.closeFrame()).code, 3001);
+  const { code, signal } = await stopped;
+  assert.equal(signal, null);
+  assert.equal(code, 0);
 });
 
 test('uni transports are counted by transport in /metrics', async () => {
