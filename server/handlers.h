@@ -17,10 +17,10 @@ enum MHD_Result stream_handle(struct request *req);
 enum MHD_Result sse_handle(struct request *req);
 
 /* Opens a stream response of wire format KIND (a stream kind: JSON, protobuf, SSE, uni_http_stream,
- * uni_sse) for REQ: a new session attached over the kind's transport, with CONNECT(session, ARG) run on it before the
- * response is queued (it must connect or close the session). For the uni transports (uni.c). */
-enum MHD_Result stream_open(struct request *req, enum codec_kind kind, void (*connect)(struct session *s, void *arg),
-                            void *arg);
+ * uni_sse) for REQ: a new session attached over the kind's transport, with CONNECT(session, ARG) run on it
+ * before the response is queued (it must connect or close the session). For the uni transports (uni.c). */
+enum MHD_Result stream_open(struct request *req, enum codec_kind kind,
+                            void (*connect)(struct session *s, void *arg), void *arg);
 
 /* POST <uni_http_stream_handler_prefix>: a ConnectRequest body, then bare pushes (uni.c). */
 enum MHD_Result uni_http_stream_handle(struct request *req);

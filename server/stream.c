@@ -213,8 +213,8 @@ static void connect_command(struct session *s, void *arg) {
  * buffer, so this block is only used for HTTP/1.0 clients; small keeps memory per stream small. */
 #define STREAM_BLOCK_SIZE 512
 
-enum MHD_Result stream_open(struct request *req, enum codec_kind kind, void (*connect)(struct session *s, void *arg),
-                            void *arg) {
+enum MHD_Result stream_open(struct request *req, enum codec_kind kind,
+                            void (*connect)(struct session *s, void *arg), void *arg) {
   const struct session_transport *t = transports[kind];
   struct server *srv = req->srv;
   if (atomic_load(&srv->shutting_down))
@@ -266,7 +266,8 @@ enum MHD_Result stream_open(struct request *req, enum codec_kind kind, void (*co
 }
 
 /* Opens a stream of wire format KIND whose connect command is COMMAND[0..LEN). */
-static enum MHD_Result start_stream(struct request *req, enum codec_kind kind, const char *command, size_t len) {
+static enum MHD_Result start_stream(struct request *req, enum codec_kind kind, const char *command,
+                                    size_t len) {
   struct command_text c = {command, len};
   return stream_open(req, kind, connect_command, &c);
 }

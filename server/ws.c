@@ -367,7 +367,8 @@ static void adopt_fresh(struct ws *ws, struct ws_conn *list) {
  * on the loop thread, which detaches its session (transport NULL) before freeing it. */
 static struct ws_conn *conn_of(struct session *s) {
   pthread_mutex_lock(&s->lock);
-  struct ws_conn *c = s->transport == &ws_transport || s->transport == &uni_ws_transport ? s->transport_ctx : NULL;
+  bool ours = s->transport == &ws_transport || s->transport == &uni_ws_transport;
+  struct ws_conn *c = ours ? s->transport_ctx : NULL;
   pthread_mutex_unlock(&s->lock);
   return c;
 }
