@@ -193,6 +193,8 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   if (s->transport == NULL || s->transport->emulation) { /* set before the connect command runs */
     res.session = s->session_id;
     res.node = s->srv->node_id;
+  } else if (s->transport->unidirectional) {
+    res.session = s->session_id; /* as Centrifugo; no node: nothing routes to a uni session */
   }
   if (expires_at > 0) {
     res.expires = true;

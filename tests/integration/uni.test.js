@@ -28,6 +28,7 @@ before(async () => {
     history_size: 10, history_ttl: '300s', force_recovery: true, ping_interval: '2s', pong_timeout: '1s',
     uni_http_stream_max_request_body_size: 1024, uni_sse_max_request_body_size: 1024,
     uni_websocket_message_size_limit: 1024, prometheus: true,
+    http_stream: true, // the /emulation endpoint exists: uni sessions must still not be reachable through it
   });
   off = await startServer({ client_insecure: true, api_key: API_KEY });
 });
@@ -153,6 +154,24 @@ describe('uni_http_stream', () => {
     await publish('uni-rec', { n: 4 });
     assert.deepEqual((await b.nextPush()).pub.data, { n: 4 });
     await b.kill();
+  });
+
+  test('the connect push names the session, which /emulation cannot feed commands to', async () => {
+    const c = uniStream({ token: token({ channels: ['uni-own'] }) });
+    const hello = (await c.next()).connect;
+    assert.match(hello.session, /^[0-9a-f-]{36}$/, 'session, as Centrifugo gives uni clients');
+    assert.equal(hello.node, undefined, 'node only for emulation transports');
+    const info = await api(srv.base, 'info', {}, { key: API_KEY });
+    const node = info.json.result.nodes[0].uid;
+    const data = JSON.stringify({ id: 2, subscribe: { channel: 'uni-other' } });
+    const res = await fetch(`${srv.base}/emulation`, { method: 'POST', body: JSON.stringify({ session: hello.session, node, data }) });
+    assert.equal(res.status, 204); // as for any session unknown here
+    await publish('uni-other', { injected: true });
+    await publish('uni-own', { n: 1 });
+    const next = await c.nextPush();
+    assert.deepEqual(next, { channel: 'uni-own', pub: { data: { n: 1 }, offset: next.pub.offset } },
+      'nothing from the subscribe sent through /emulation');
+    await c.kill();
   });
 
   test('a refused connect: the stream is a disconnect push and ends', async () => {
