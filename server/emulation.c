@@ -2,7 +2,8 @@
  * and carries commands for that session; they run here, on this request's thread, and their replies go
  * to the session's stream. The POST itself answers 204 once every command ran, 400 when the envelope
  * cannot be decoded, 404 when the node is unknown; an unknown session on our node is still 204, as in
- * Centrifugo (the client learns of it from its stream ending). A request for another node goes through
+ * Centrifugo (the client learns of it from its stream ending), and so is one whose transport takes no
+ * emulation (WebSocket, the unidirectional ones, whose clients learn their session id). A request for another node goes through
  * the broker to that node while the POST is suspended (no thread waits), and is answered 204 once the owner
  * ran it, 404 when the node is unknown or gone, 500 when it did not say so in time, 503 during shutdown.
  *
@@ -27,6 +28,20 @@
 
 static enum MHD_Result respond_status(struct request *req, unsigned status) {
   return http_respond(req, status, NULL, NULL, 0);
+}
+
+/* The session ID with a reference, when it is one whose commands come through /emulation (a
+ * unidirectional client learns its session id but takes no commands; WebSocket sessions read their own);
+ * else NULL. */
+static struct session *emulated_session(struct server *srv, const char *id) {
+  struct session *s = registry_find(srv->registry, id);
+  if (s == NULL) return NULL;
+  pthread_mutex_lock(&s->lock);
+  bool emulated = s->transport && s->transport->emulation;
+  pthread_mutex_unlock(&s->lock);
+  if (emulated) return s;
+  session_unref(s);
+  return NULL;
 }
 
 /* A POST for a session on another node, suspended until the broker says how it went. */
@@ -91,9 +106,10 @@ static void commands_ran(void *arg) {
 
 static void hop_run(void *arg) {
   struct hop *hop = arg;
-  session_feed(hop->session, hop->data, hop->len);
-  if (!session_after_commands(hop->session, commands_ran, &hop->post)) commands_ran(&hop->post);
-  session_unref(hop->session);
+  struct session *s = hop->session; /* the 204 may end the request, and free HOP, at once */
+  session_feed(s, hop->data, hop->len);
+  if (!session_after_commands(s, commands_ran, &hop->post)) commands_ran(&hop->post);
+  session_unref(s);
 }
 
 /* Commands routed from another node, for a session of this one: run on the session's loop; the
@@ -122,7 +138,7 @@ static void routed_in_run(void *arg) {
 
 void emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er, void (*ran)(void *arg, int rc),
                          void *arg) {
-  struct session *s = registry_find(srv->registry, er->session);
+  struct session *s = emulated_session(srv, er->session);
   if (s == NULL) {
     log_debug("emulation: unknown session");
     ran(arg, 1);
@@ -194,7 +210,7 @@ enum MHD_Result emulation_handle(struct request *req) {
     return respond_status(req, MHD_HTTP_BAD_REQUEST);
   enum MHD_Result ret;
   if (strcmp(er->node, srv->node_id) == 0) {
-    struct session *s = registry_find(srv->registry, er->session);
+    struct session *s = emulated_session(srv, er->session);
     if (s)
       ret = run_on_owner(req, s, er);
     else

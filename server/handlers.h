@@ -5,13 +5,31 @@
 #define HANDLERS_H
 
 #include "client.pb-c.h"
+#include "codec.h"
 #include "http.h"
+
+struct session;
 
 /* POST <http_stream_handler_prefix>: connect and stream replies (stream.c). */
 enum MHD_Result stream_handle(struct request *req);
 
 /* GET <sse_handler_prefix>?cf_connect=<command> (or POST with the command as body): SSE (stream.c). */
 enum MHD_Result sse_handle(struct request *req);
+
+/* Opens a stream response of wire format KIND (a stream kind: JSON, protobuf, SSE, uni_http_stream,
+ * uni_sse) for REQ: a new session attached over the kind's transport, with CONNECT(session, ARG) run on it
+ * before the response is queued (it must connect or close the session). For the uni transports (uni.c). */
+enum MHD_Result stream_open(struct request *req, enum codec_kind kind,
+                            void (*connect)(struct session *s, void *arg), void *arg);
+
+/* POST <uni_http_stream_handler_prefix>: a ConnectRequest body, then bare pushes (uni.c). */
+enum MHD_Result uni_http_stream_handle(struct request *req);
+
+/* GET <uni_sse_handler_prefix>?cf_connect=<ConnectRequest> (or POST with it as body) (uni.c). */
+enum MHD_Result uni_sse_handle(struct request *req);
+
+/* GET <uni_websocket_handler_prefix>: the handshake of a unidirectional WebSocket (ws.c). */
+enum MHD_Result uni_ws_handle(struct request *req);
 
 /* At shutdown, once the grace for flushing has passed (any thread): every stream that is still writing
  * bytes its client does not take is ended on its loop, so that MHD can stop (stream.c). */

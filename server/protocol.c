@@ -179,6 +179,7 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   if (rc == 0) rc = check_limits(s, cs.have_claims ? cs.claims.user : "");
   if (rc != 0) {
     connect_state_cleanup(&cs);
+    if (rc < 0 && s->transport && s->transport->unidirectional) return codes_uni_disconnect((uint32_t)-rc);
     return protocol_finish(s, cmd->id, rc);
   }
   int64_t expires_at = cs.have_claims ? auth_connection_expires_at(&cs.claims) : 0;
@@ -190,10 +191,12 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   res.client = s->client_id;
   res.version = SD_VERSION;
   res.ping = (uint32_t)(cfg->ping_interval_ms / 1000);
-  res.pong = cfg->pong_timeout_ms > 0;
+  res.pong = cfg->pong_timeout_ms > 0 && !(s->transport && s->transport->unidirectional);
   if (s->transport == NULL || s->transport->emulation) { /* set before the connect command runs */
     res.session = s->session_id;
     res.node = s->srv->node_id;
+  } else if (s->transport->unidirectional) {
+    res.session = s->session_id; /* as Centrifugo; no node: nothing routes to a uni session */
   }
   if (expires_at > 0) {
     res.expires = true;

@@ -455,7 +455,7 @@ static bool ping_locked(struct session *s) {
   pthread_once(&ping_once, make_ping_frames);
   if (ping_frames[s->codec->kind]) queue_push(s, ping_frames[s->codec->kind]);
   s->last_ping_ms = timer_now_ms();
-  if (cfg->pong_timeout_ms > 0) {
+  if (cfg->pong_timeout_ms > 0 && !(s->transport && s->transport->unidirectional)) {
     s->pong_pending = true;
     arm_timer(s, SESSION_TIMER_PONG_CHECK, (uint64_t)cfg->pong_timeout_ms);
   } else {

@@ -48,6 +48,8 @@ struct session_transport {
   void (*wake)(struct session *s, void *ctx);
   bool emulation; /* a unidirectional transport (commands via /emulation): connect replies carry
                      the session and node ids (§3.2) */
+  bool unidirectional; /* uni_* transports: the client never sends pongs (no pong check), and a
+                          failed connect is a disconnect rather than an error reply (uni.h) */
 };
 
 /* What a session asks of the layers above it. The protocol layer provides them
