@@ -90,8 +90,8 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
 #define PROTOCOL_AWAIT_KEYS INT64_MAX
 
 /* Waits for a JWKS refresh without blocking the caller's thread and then runs HANDLE(S, CMD) again
- * (protocol_keys.c), with protocol_keys_retrying() true. Returns what the handler returns now (0, or
- * after an error reply that nothing could be arranged, 0 as well). */
+ * (protocol_keys.c), with protocol_keys_retrying() true, and finishes CMD (protocol_command_finish).
+ * Returns SESSION_COMMAND_PENDING: the handler returns that, and CMD is the wait's from now on. */
 uint32_t protocol_await_keys(struct session *s, const Protocol__Command *cmd,
                              uint32_t (*handle)(struct session *s, const Protocol__Command *cmd));
 

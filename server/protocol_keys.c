@@ -1,17 +1,15 @@
 /* protocol_keys: a connect or subscribe whose token names a JWKS key id the cache does not hold yet
- * waits for the cache's refresh without holding its core loop: the handler asks for a refresh, goes
- * pending, and is run again, with the same command, once the fetch has ended: on a worker thread
- * (workers.h) when the server has workers, else on the JWKS thread itself (never a core loop or an
- * MHD thread). During that second run protocol_keys_retrying() is true, so the handler treats a kid
- * that is still unknown as an invalid token instead of waiting again.
+ * waits for the cache's refresh without holding the thread it runs on (a core loop, the WebSocket
+ * thread, a worker): the handler asks for a refresh and returns SESSION_COMMAND_PENDING, keeping the
+ * command; once the fetch has ended, the same handler runs again with the same command, on a worker
+ * (workers.h) when the server has workers, else on the JWKS thread itself (never a core loop or an MHD
+ * thread), and the command is finished with protocol_command_finish. During that second run
+ * protocol_keys_retrying() is true, so the handler treats a kid that is still unknown as an invalid
+ * token instead of waiting again. Meanwhile the session holds the client's later commands back
+ * (session_feed.c), so nothing overtakes the waiting command.
  *
- * TEMPORARY SHIM (until SESSION_COMMAND_PENDING and protocol_command_finish are on main): the handler
- * keeps a copy of the command (packed and unpacked again) and a session reference, returns 0 to the
- * session, and ends the session itself when the second run returns a disconnect code. With the
- * contract in place this becomes: return SESSION_COMMAND_PENDING, keep CMD, and finish with
- * protocol_command_finish(s, cmd, code).
- *
- * Threads: protocol_await_keys on the session's thread; the rest on the refresh's thread. */
+ * Threads: protocol_await_keys on the thread running the command; the rest on the refresh's thread or
+ * a worker. */
 #include <stdlib.h>
 
 #include "auth.h"
@@ -25,9 +23,11 @@
 
 static _Thread_local bool retrying;
 
+/* A command waiting for keys: the session (a reference of ours), the command (ours since the handler
+ * returned SESSION_COMMAND_PENDING) and the handler to run again. */
 struct key_wait {
-  struct session *s; /* a reference of ours */
-  Protocol__Command *cmd;
+  struct session *s;
+  const Protocol__Command *cmd;
   uint32_t (*handle)(struct session *s, const Protocol__Command *cmd);
 };
 
@@ -35,19 +35,19 @@ bool protocol_keys_retrying(void) { return retrying; }
 
 void protocol_keys_nothing(void *arg) { (void)arg; }
 
-/* The second run of the handler, then the end of the wait. */
+/* The second run of the handler, then the end of the command. */
 static void rerun(void *arg) {
-  struct key_wait *w = arg;
-  enum session_state st = session_state(w->s);
+  struct key_wait w = *(struct key_wait *)arg;
+  free(arg);
+  enum session_state st = session_state(w.s);
+  uint32_t code = 0;
   if (st == SESSION_CONNECTING || st == SESSION_CONNECTED) {
     retrying = true;
-    uint32_t code = w->handle(w->s, w->cmd);
+    code = w.handle(w.s, w.cmd);
     retrying = false;
-    if (code != 0) session_close(w->s, code);
   }
-  protocol__command__free_unpacked(w->cmd, NULL);
-  session_unref(w->s);
-  free(w);
+  if (code != SESSION_COMMAND_PENDING) protocol_command_finish(w.s, w.cmd, code);
+  session_unref(w.s);
 }
 
 /* DONE of the refresh: on the JWKS thread. */
@@ -59,20 +59,9 @@ static void keys_ready(void *arg) {
 
 uint32_t protocol_await_keys(struct session *s, const Protocol__Command *cmd,
                              uint32_t (*handle)(struct session *s, const Protocol__Command *cmd)) {
-  struct key_wait *w = calloc(1, sizeof *w);
-  size_t size = protocol__command__get_packed_size(cmd);
-  uint8_t *packed = malloc(size ? size : 1);
-  if (w != NULL && packed != NULL) {
-    protocol__command__pack(cmd, packed);
-    w->cmd = protocol__command__unpack(NULL, size, packed);
-  }
-  free(packed);
-  if (w == NULL || w->cmd == NULL) {
-    free(w);
-    return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
-  }
-  w->s = session_ref(s);
-  w->handle = handle;
+  struct key_wait *w = malloc(sizeof *w);
+  if (w == NULL) return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  *w = (struct key_wait){session_ref(s), cmd, handle};
   const struct config *cfg = server_config_get(s->srv);
   int rc = auth_keys_refresh(cfg->auth, keys_ready, w);
   config_unref(cfg);
@@ -81,5 +70,5 @@ uint32_t protocol_await_keys(struct session *s, const Protocol__Command *cmd,
              s->client_id);
     keys_ready(w);
   }
-  return 0;
+  return SESSION_COMMAND_PENDING;
 }
