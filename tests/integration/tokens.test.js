@@ -7,13 +7,14 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
+import { writeFileSync } from 'node:fs';
 import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { newClient, connectedClient, once, closeAllClients, SDK_TIMEOUT_MS } from './lib/sdk.js';
 import { now } from './lib/jwt.js';
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
-const DIGEST = { RS256: 'sha256', ES256: 'sha256', ES384: 'sha384', ES512: 'sha512' };
+const DIGEST = { RS256: 'sha256', RS384: 'sha384', ES256: 'sha256', ES384: 'sha384', ES512: 'sha512' };
 
 /** A JWT over CLAIMS signed with PRIVATE_KEY (a KeyObject) as ALG, with KID in the header if given. */
 function sign(claims, privateKey, alg, kid) {
@@ -127,12 +128,11 @@ describe('token_jwks_public_endpoint', () => {
     });
     await new Promise((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${jwksServer.address().port}/.well-known/jwks.json`;
-    srv = await startServer({ http_stream: true, api_key: API_KEY, token_jwks_public_endpoint: url, log_level: 'debug',
+    srv = await startServer({ http_stream: true, api_key: API_KEY, token_jwks_public_endpoint: url,
       namespaces: [{ name: 'room', allow_subscribe_for_client: true, allow_publish_for_client: true }] });
   });
 
   after(async () => {
-    if (process.env.TOKENS_DEBUG) console.log(srv.stderr);
     jwksServer.closeAllConnections();
     await new Promise((resolve) => jwksServer.close(resolve));
   });
@@ -149,6 +149,8 @@ describe('token_jwks_public_endpoint', () => {
   test('a token without kid, with a kid of the wrong key type, or an alg the JWK does not allow ⇒ 3500', async () => {
     assert.equal((await refused(srv.base, sign(claims('no-kid'), rsa1.privateKey, 'RS256'))).code, 3500);
     assert.equal((await refused(srv.base, sign(claims('wrong-type'), ec1.privateKey, 'ES256', 'rsa-1'))).code, 3500);
+    // rsa-1's JWK says alg RS256: the same key under RS384 is refused
+    assert.equal((await refused(srv.base, sign(claims('wrong-alg'), rsa1.privateKey, 'RS384', 'rsa-1'))).code, 3500);
   });
 
   test('key rotation: a token signed by a key that appears in the set later is accepted', async () => {
@@ -201,5 +203,39 @@ describe('token_jwks_public_endpoint', () => {
     await lateConnected;
     a.disconnect();
     late.disconnect();
+  });
+});
+
+describe('reloading the token keys', () => {
+  /** Writes TEXT as the server's config, sends SIGHUP and resolves with what it logged about it. */
+  async function reload(srv, text) {
+    writeFileSync(srv.configFile, text);
+    const from = srv.stderr.length;
+    srv.child.kill('SIGHUP');
+    for (const until = Date.now() + 10000; Date.now() < until;) {
+      const tail = srv.stderr.slice(from);
+      if (/configuration reloaded|reload failed[^\n]*\n/.test(tail)) return tail;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no reload line; log:\n${srv.stderr.slice(from)}`);
+  }
+
+  test('SIGHUP applies a new token_audience; a bad ECDSA key or JWKS URL fails the reload and names the key', async () => {
+    const key = ecKeys('prime256v1');
+    const srv = await startServer({ http_stream: true, token_ecdsa_public_key: pem(key.publicKey), token_audience: 'one' });
+    const tok = (aud) => sign({ sub: 'r', exp: now() + 3600, aud }, key.privateKey, 'ES256');
+    (await connectedClient(srv.base, { token: tok('one') })).disconnect();
+    const two = srv.configText.replace('token_audience = "one";', 'token_audience = "two";');
+    assert.match(await reload(srv, two), /configuration reloaded/);
+    assert.equal((await refused(srv.base, tok('one'))).code, 3500);
+    (await connectedClient(srv.base, { token: tok('two') })).disconnect();
+    const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const badKey = two.replace(/token_ecdsa_public_key = "[^"]*";/, `token_ecdsa_public_key = "${pem(rsa.publicKey)}";`);
+    assert.match(await reload(srv, badKey), /reload failed.*token_ecdsa_public_key/);
+    const badUrl = `${two}token_jwks_public_endpoint = "ftp://keys.example/jwks";\n`;
+    assert.match(await reload(srv, badUrl), /reload failed.*token_jwks_public_endpoint/);
+    // the running keys are unchanged
+    (await connectedClient(srv.base, { token: tok('two') })).disconnect();
+    await srv.stop();
   });
 });
