@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
@@ -240,6 +242,32 @@ struct jwks {
   int64_t last_fetch_ms; /* monotonic end of the last fetch; INT64_MIN before the first */
 };
 
+/* How many cache threads are running, for jwks_wait_stopped. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t live_cond = PTHREAD_COND_INITIALIZER;
+static unsigned live_threads;
+
+static void live_add(int delta) {
+  pthread_mutex_lock(&live_lock);
+  live_threads = (unsigned)((int)live_threads + delta);
+  pthread_cond_broadcast(&live_cond);
+  pthread_mutex_unlock(&live_lock);
+}
+
+bool jwks_wait_stopped(long timeout_ms) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  int64_t ns = (int64_t)until.tv_nsec + (int64_t)timeout_ms * 1000000;
+  until.tv_sec += (time_t)(ns / 1000000000);
+  until.tv_nsec = (long)(ns % 1000000000);
+  pthread_mutex_lock(&live_lock);
+  while (live_threads > 0 && pthread_cond_timedwait(&live_cond, &live_lock, &until) != ETIMEDOUT) {
+  }
+  bool none = live_threads == 0;
+  pthread_mutex_unlock(&live_lock);
+  return none;
+}
+
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -321,6 +349,8 @@ static void *jwks_thread(void *arg) {
   jwks_set_free(j->set);
   free(j->url);
   free(j);
+  OPENSSL_thread_stop(); /* this thread's OpenSSL error state, which a detached thread leaves behind */
+  live_add(-1);
   return NULL;
 }
 
@@ -342,9 +372,16 @@ struct jwks *jwks_new(const char *url, char *err, size_t errlen) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  /* the thread takes no signals: start-up may create it before main blocks the ones it waits for */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  live_add(1);
   int rc = pthread_create(&tid, &attr, jwks_thread, j);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
+    live_add(-1);
     pthread_cond_destroy(&j->wake);
     pthread_mutex_destroy(&j->lock);
     free(j->url);

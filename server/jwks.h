@@ -14,6 +14,7 @@
 #define JWKS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/types.h>
@@ -25,6 +26,7 @@
 #define JWKS_FETCH_TIMEOUT_MS 3000
 #define JWKS_MAX_DOCUMENT (1024 * 1024)
 #define JWKS_MAX_WAITERS 4096
+#define JWKS_EXIT_WAIT_MS 2000 /* jwks_wait_stopped at exit */
 
 /* ---- a parsed set ---- */
 
@@ -55,6 +57,11 @@ struct jwks *jwks_new(const char *url, char *err, size_t errlen);
 /* Stops J (NULL is fine) without waiting: callers still waiting in jwks_refresh get their DONE from
  * the ending thread. No jwks_key/jwks_refresh may run on J after this. */
 void jwks_free(struct jwks *j);
+
+/* Waits up to TIMEOUT_MS until the threads of every cache freed so far have ended (and freed their
+ * cache): for the end of the process, so that nothing is left half freed behind it. Returns true when
+ * none is left. Main thread, after the last jwks_free. */
+bool jwks_wait_stopped(long timeout_ms);
 
 /* The current key for KID, as jwks_set_key; NULL when unknown or nothing fetched yet. */
 EVP_PKEY *jwks_key(struct jwks *j, const char *kid, char alg[JWKS_ALG_MAX + 1]);

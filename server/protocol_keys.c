@@ -41,7 +41,8 @@ static void rerun(void *arg) {
   free(arg);
   enum session_state st = session_state(w.s);
   uint32_t code = 0;
-  if (st == SESSION_CONNECTING || st == SESSION_CONNECTED) {
+  bool stopping = atomic_load(&w.s->srv->shutting_down); /* every session is being closed with 3001 */
+  if (!stopping && (st == SESSION_CONNECTING || st == SESSION_CONNECTED)) {
     retrying = true;
     code = w.handle(w.s, w.cmd);
     retrying = false;
@@ -53,8 +54,11 @@ static void rerun(void *arg) {
 /* DONE of the refresh: on the JWKS thread. */
 static void keys_ready(void *arg) {
   struct key_wait *w = arg;
-  struct workers *workers = w->s->srv->workers;
-  if (workers == NULL || workers_post(workers, rerun, w) != 0) rerun(w);
+  struct server *srv = w->s->srv;
+  /* at shutdown the workers may be gone already (the running configuration, and with it the JWKS
+   * cache that calls this, is freed after them) */
+  if (atomic_load(&srv->shutting_down) || srv->workers == NULL || workers_post(srv->workers, rerun, w) != 0)
+    rerun(w);
 }
 
 uint32_t protocol_await_keys(struct session *s, const Protocol__Command *cmd,

@@ -983,6 +983,7 @@ static void jwks_unknown_kid(void **state) {
   pthread_mutex_lock(&done_lock);
   while (done_calls < 2) pthread_cond_wait(&done_cond, &done_lock);
   pthread_mutex_unlock(&done_lock);
+  assert_true(jwks_wait_stopped(JWKS_EXIT_WAIT_MS));
   struct auth_keys *plain = keys(SECRET, NULL);
   assert_int_equal(auth_keys_refresh(plain, count_done, NULL), -1); /* no endpoint */
   auth_keys_free(plain);

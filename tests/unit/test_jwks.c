@@ -292,6 +292,7 @@ static void cache_fetches_rotates_and_keeps_on_failure(void **state) {
   refresh_and_wait(j);
   assert_true(has_key(j, "two"));
   jwks_free(j);
+  assert_true(jwks_wait_stopped(JWKS_EXIT_WAIT_MS)); /* the thread ends and frees the cache by itself */
 
   shutdown(web.fd, SHUT_RDWR);
   close(web.fd);
@@ -311,5 +312,7 @@ int main(void) {
       cmocka_unit_test(refuses_documents_without_keys),
       cmocka_unit_test(cache_fetches_rotates_and_keeps_on_failure),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  if (!jwks_wait_stopped(JWKS_EXIT_WAIT_MS)) fprintf(stderr, "a JWKS thread did not end\n"), failed++;
+  return failed;
 }
