@@ -37,6 +37,19 @@ async function refused(base, token) {
   return d;
 }
 
+/** Writes TEXT as the server's config, sends SIGHUP and resolves with what it logged about it. */
+async function reload(srv, text) {
+  writeFileSync(srv.configFile, text);
+  const from = srv.stderr.length;
+  srv.child.kill('SIGHUP');
+  for (const until = Date.now() + 10000; Date.now() < until;) {
+    const tail = srv.stderr.slice(from);
+    if (/configuration reloaded|reload failed[^\n]*\n/.test(tail)) return tail;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no reload line; log:\n${srv.stderr.slice(from)}`);
+}
+
 after(async () => {
   closeAllClients();
   await stopAll();
@@ -178,6 +191,15 @@ describe('token_jwks_public_endpoint', () => {
     assert.equal(ctx.code, 3500);
   });
 
+  test('SIGHUP with a JWKS endpoint reloads, and the new configuration's cache fetches the set itself', async () => {
+    const before = fetches;
+    assert.match(await reload(srv, srv.configText), /configuration reloaded/);
+    const c = await connectedClient(srv.base, { token: sign(claims('after-reload'), ec1.privateKey, 'ES256', 'ec-1') });
+    assert.equal(c.state, 'connected');
+    assert.ok(fetches > before, 'the reloaded configuration fetched the set itself');
+    c.disconnect();
+  });
+
   test('while a connect waits for a slow JWKS endpoint, the server keeps serving other clients', async () => {
     const a = await connectedClient(srv.base, { token: sign(claims('waiting-a'), ec1.privateKey, 'ES256', 'ec-1') });
     const sub = a.newSubscription('room:live');
@@ -207,19 +229,6 @@ describe('token_jwks_public_endpoint', () => {
 });
 
 describe('reloading the token keys', () => {
-  /** Writes TEXT as the server's config, sends SIGHUP and resolves with what it logged about it. */
-  async function reload(srv, text) {
-    writeFileSync(srv.configFile, text);
-    const from = srv.stderr.length;
-    srv.child.kill('SIGHUP');
-    for (const until = Date.now() + 10000; Date.now() < until;) {
-      const tail = srv.stderr.slice(from);
-      if (/configuration reloaded|reload failed[^\n]*\n/.test(tail)) return tail;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    throw new Error(`no reload line; log:\n${srv.stderr.slice(from)}`);
-  }
-
   test('SIGHUP applies a new token_audience; a bad ECDSA key or JWKS URL fails the reload and names the key', async () => {
     const key = ecKeys('prime256v1');
     const srv = await startServer({ http_stream: true, token_ecdsa_public_key: pem(key.publicKey), token_audience: 'one' });
