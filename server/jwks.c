@@ -372,7 +372,7 @@ struct jwks *jwks_new(const char *url, char *err, size_t errlen) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  /* the thread takes no signals: start-up may create it before main blocks the ones it waits for */
+  /* the thread takes no signals, whichever thread creates it: they are for main's signal handling */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
