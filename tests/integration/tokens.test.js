@@ -191,7 +191,7 @@ describe('token_jwks_public_endpoint', () => {
     assert.equal(ctx.code, 3500);
   });
 
-  test('SIGHUP with a JWKS endpoint reloads, and the new configuration's cache fetches the set itself', async () => {
+  test('SIGHUP with a JWKS endpoint reloads, and the new configuration’s cache fetches the set itself', async () => {
     const before = fetches;
     assert.match(await reload(srv, srv.configText), /configuration reloaded/);
     const c = await connectedClient(srv.base, { token: sign(claims('after-reload'), ec1.privateKey, 'ES256', 'ec-1') });
