@@ -20,6 +20,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "hub.h"
+#include "jwks.h"
 #include "log.h"
 #include "loops.h"
 #include "protocol.h"
@@ -246,6 +247,7 @@ int main(int argc, char **argv) {
   if (o.test_config) {
     printf("configuration ok\n");
     config_cleanup(&cfg);
+    jwks_wait_stopped(JWKS_EXIT_WAIT_MS);
     return 0;
   }
   /* Block the signals we wait for (and SIGPIPE) before any thread starts, so every thread inherits it. */
@@ -265,5 +267,6 @@ int main(int argc, char **argv) {
     rc = run(&o, &srv);
   server_cleanup(&srv);
   config_cleanup(&cfg);
+  jwks_wait_stopped(JWKS_EXIT_WAIT_MS); /* the JWKS threads end on their own; let them finish freeing */
   return rc;
 }
