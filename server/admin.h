@@ -41,4 +41,28 @@ json_t *admin_execute(struct server *srv, const struct sd_admin_command *cmd, js
  * CHANNEL and PUB are borrowed. Any thread. */
 json_t *admin_publication_line(const char *channel, const Protocol__Publication *pub);
 
+/* The counters `info` shows (messages, bytes, publications, connections, queue drops; cumulative), added
+ * to O by name. Any thread. */
+void admin_add_counters(struct server *srv, json_t *o);
+
+/* --- `top` (admin_top.c) --- */
+
+/* The server API method name under which a node answers another node's `top` survey. */
+#define ADMIN_TOP_METHOD "streamctl_top"
+
+/* The most channels one node reports to `top` (those with the most publications). */
+#define ADMIN_TOP_CHANNELS 1000
+
+/* This node's `top` sample, a new object: uid, name, uptime_ms, sessions by transport and protocol,
+ * the counters of admin_add_counters, emulation responses by status and disconnects by code (all
+ * cumulative), and channels [{channel, subscribers, publications}]. NULL when out of memory. Any
+ * thread. */
+json_t *admin_top_node(struct server *srv);
+
+/* What start-up hands the broker as the local server API (struct broker_local.api): answers a survey
+ * for ADMIN_TOP_METHOD with admin_top_node, and runs every other method with api_run_local (same
+ * contract). */
+int admin_node_api(struct server *srv, const char *method, const char *params, size_t len, char **answer,
+                   size_t *answer_len);
+
 #endif

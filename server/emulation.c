@@ -22,6 +22,7 @@
 #include "registry.h"
 #include "server.h"
 #include "session.h"
+#include "trace.h"
 
 static enum MHD_Result respond_status(struct request *req, unsigned status) {
   return http_respond(req, status, NULL, NULL, 0);
@@ -33,6 +34,7 @@ int emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er
     log_debug("emulation: unknown session");
     return 1;
   }
+  if (trace_on()) trace_emulation(s, er->data.len, 0); /* routed: the status is the other node's */
   session_feed(s, er->data.data, er->data.len);
   session_unref(s);
   return 0;
@@ -95,6 +97,7 @@ struct hop {
 
 static void hop_run(void *arg) {
   struct hop *hop = arg;
+  if (trace_on()) trace_emulation(hop->session, hop->len, MHD_HTTP_NO_CONTENT);
   session_feed(hop->session, hop->data, hop->len);
   session_unref(hop->session);
   routed_done(&hop->post, 0);
@@ -105,6 +108,7 @@ static enum MHD_Result run_on_owner(struct request *req, struct session *s, cons
   struct server *srv = req->srv;
   int here = loops_current();
   if (srv->loops == NULL || here < 0 || (unsigned)here == s->loop) {
+    if (trace_on()) trace_emulation(s, er->data.len, MHD_HTTP_NO_CONTENT);
     session_feed(s, er->data.data, er->data.len);
     session_unref(s);
     return respond_status(req, MHD_HTTP_NO_CONTENT);
