@@ -265,7 +265,7 @@ static void append_line_locked(struct admin_client *c, json_t *value) {
 /* One trace line: time, direction, transport, size, then what the caller adds. A new object. */
 static json_t *trace_line(const struct admin_client *c, const struct trace_event *ev, const char *dir,
                           const char *type) {
-  return json_pack("{sIs?sssIss}", "time_ms", (json_int_t)ev->time_ms, "dir", dir, "transport",
+  return json_pack("{sI ss? ss sI ss}", "time_ms", (json_int_t)ev->time_ms, "dir", dir, "transport",
                    c->trace_info.transport, "size", (json_int_t)ev->size, "type", type);
 }
 
