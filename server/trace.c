@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codes.h"
 #include "session.h"
 
 struct trace {
@@ -22,6 +23,7 @@ struct trace {
   size_t head, len, bytes;
   uint64_t dropped; /* since the reader's last take */
   uint32_t code;    /* the code it started closing with, 0 until then */
+  bool began_closing; /* it was closing already when the trace began: its code is not known */
   bool ended;
 };
 
@@ -80,7 +82,8 @@ static void record(struct session *s, struct trace_event ev, const uint8_t *data
     if (ev.kind == TRACE_EV_CLOSING && t->code == 0) t->code = ev.code;
     if (ev.kind == TRACE_EV_END) {
       t->ended = true;
-      ev.code = t->code;
+      /* ended without closing: its client went away (3000), as session_detach counts it */
+      ev.code = t->code ? t->code : t->began_closing ? 0 : DISCONNECT_CONNECTION_CLOSED;
     }
     push_locked(t, ev);
   } else {
@@ -104,6 +107,7 @@ int trace_start(struct session *s, void (*wake)(void *arg), void *arg, struct tr
   t->wake = wake;
   t->wake_arg = arg;
   t->ring = ring;
+  t->began_closing = session_state(s) >= SESSION_CLOSING;
   int rc = -TRACE_EBUSY;
   pthread_mutex_lock(&lock);
   for (size_t i = 0; i < TRACE_MAX && rc != 0; i++) {

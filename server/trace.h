@@ -50,7 +50,8 @@ struct trace_event {
   uint64_t time_ms;    /* unix time, milliseconds */
   size_t size;         /* bytes on the wire (IN, OUT: the frame; EMULATION: the commands carried) */
   unsigned status;     /* EMULATION: the POST's HTTP status */
-  uint32_t code;       /* CLOSING, END: the disconnect code (END: 0 when it is not known) */
+  uint32_t code;       /* CLOSING, END: the disconnect code (END: 3000 when the client went away, 0 when
+                          the session was closing already as the trace began) */
   struct frame *frame; /* OUT: a reference; IN: a copy of the bytes in a frame of its own */
 };
 

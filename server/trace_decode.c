@@ -142,7 +142,11 @@ void trace_decode_commands(enum codec_kind kind, const uint8_t *data, size_t len
     Protocol__Command *cmd = NULL;
     int rc = codec->next_command(&pos, end, len, &cmd);
     if (rc == 1) return;
-    json_t *value = NULL;
+    bool text = kind != CODEC_PROTOBUF && kind != CODEC_WS_PROTOBUF;
+    const uint8_t *stop = pos;
+    while (text && start < stop && strchr(" \t\r\n", *start)) start++;
+    while (text && stop > start && strchr(" \t\r\n", stop[-1])) stop--;
+    json_t *value = NULL; /* the separators are not the command's: SIZE is the command's own bytes */
     if (rc == 0) codec_json_encode_message(&cmd->base, &value);
     if (cmd) protobuf_c_message_free_unpacked(&cmd->base, NULL);
     if (value == NULL) {
@@ -151,6 +155,6 @@ void trace_decode_commands(enum codec_kind kind, const uint8_t *data, size_t len
     }
     /* the id does not make a command: a pong is a command with no method */
     size_t methods = json_object_size(value) - (json_object_get(value, "id") != NULL);
-    fn(arg, value, (size_t)(pos - start), methods == 0 ? TRACE_FRAME_PONG : TRACE_FRAME_COMMAND);
+    fn(arg, value, (size_t)(stop - start), methods == 0 ? TRACE_FRAME_PONG : TRACE_FRAME_COMMAND);
   }
 }
