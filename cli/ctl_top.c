@@ -87,8 +87,8 @@ static void draw_sessions(struct top *t, json_t *node) {
 
 /* "  LABEL 12.0 (204: 11.0, 400: 1.0)": the per-second growth of each member of OBJECT KEY, or for
  * COUNTS (not per second) the growth in the interval; members that did not grow are left out. */
-static void draw_by_key(struct top *t, const char *label, json_t *cur, json_t *prev, const char *key, double dt,
-                        bool counts) {
+static void draw_by_key(struct top *t, const char *label, json_t *cur, json_t *prev, const char *key,
+                        double dt, bool counts) {
   json_t *c = json_object_get(cur, key), *p = json_object_get(prev, key);
   const char *name;
   json_t *v;
@@ -144,7 +144,8 @@ static void draw_channels(struct top *t, json_t *cur, json_t *prev, double dt) {
   eol(t);
   for (i = 0; i < n && i < t->channels; i++) {
     char *name = ctl_escape(json_string_value(json_object_get(v[i].row, "channel")));
-    fprintf(t->out, "  %-40s %10.1f %12lld", name ? name : "-", v[i].rate, (long long)num(v[i].row, "subscribers"));
+    fprintf(t->out, "  %-40s %10.1f %12lld", name ? name : "-", v[i].rate,
+            (long long)num(v[i].row, "subscribers"));
     free(name);
     eol(t);
   }
@@ -194,8 +195,9 @@ static void draw(struct top *t, json_t *cur, json_t *prev) {
   time_t now = time(NULL);
   struct tm tm;
   strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", localtime_r(&now, &tm));
-  fprintf(t->out, "--- top %s, every %s, %zu node%s%s ---", stamp, sd_duration_format(t->interval_ms, every, sizeof every),
-          json_array_size(cur), json_array_size(cur) == 1 ? "" : "s", t->tty ? " (q quits)" : "");
+  fprintf(t->out, "--- top %s, every %s, %zu node%s%s ---", stamp,
+          sd_duration_format(t->interval_ms, every, sizeof every), json_array_size(cur),
+          json_array_size(cur) == 1 ? "" : "s", t->tty ? " (q quits)" : "");
   eol(t);
   size_t i;
   json_t *node;
@@ -281,8 +283,8 @@ static int read_options(struct top *t, json_t *args) {
   t->interval_ms = TOP_DEFAULT_INTERVAL_MS;
   t->channels = TOP_DEFAULT_CHANNELS;
   const char *interval = json_string_value(json_object_get(args, "interval"));
-  if (interval && (sd_duration_parse(interval, &t->interval_ms) != 0 || t->interval_ms < TOP_MIN_INTERVAL_MS ||
-                   t->interval_ms > TOP_MAX_INTERVAL_MS)) {
+  if (interval && (sd_duration_parse(interval, &t->interval_ms) != 0 ||
+                   t->interval_ms < TOP_MIN_INTERVAL_MS || t->interval_ms > TOP_MAX_INTERVAL_MS)) {
     fprintf(stderr, "streamctl: --interval must be a duration from 100ms to 1h, not '%s'\n", interval);
     return CTL_EUSAGE;
   }

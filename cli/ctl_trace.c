@@ -29,12 +29,14 @@ void ctl_print_trace_line(json_t *line, FILE *out) {
   const char *type = text(line, "type");
   clock_of(json_integer_value(json_object_get(line, "time_ms")), when, sizeof when);
   if (strcmp(type, "dropped") == 0) {
-    fprintf(out, "%-12s  %lld events dropped: the trace could not keep up\n", json_object_get(line, "time_ms") ? when : "",
+    fprintf(out, "%-12s  %lld events dropped: the trace could not keep up\n",
+            json_object_get(line, "time_ms") ? when : "",
             (long long)json_integer_value(json_object_get(line, "count")));
     return;
   }
   if (strcmp(type, "end") == 0) {
-    fprintf(out, "%s  end  disconnect code %lld", when, (long long)json_integer_value(json_object_get(line, "code")));
+    fprintf(out, "%s  end  disconnect code %lld", when,
+            (long long)json_integer_value(json_object_get(line, "code")));
     json_int_t dropped = json_integer_value(json_object_get(line, "dropped"));
     if (dropped) fprintf(out, " (%lld events dropped in all)", (long long)dropped);
     fputc('\n', out);

@@ -41,12 +41,12 @@
 
 #include "hub.h"
 #include "log.h"
+#include "registry.h"
 #include "server.h"
+#include "session.h"
 #include "siphash.h"
 #include "trace.h"
 #include "trace_decode.h"
-#include "registry.h"
-#include "session.h"
 
 #define ADMIN_MAX_CLIENTS 64
 #define ADMIN_OUT_SOFT (256 * 1024)
@@ -289,7 +289,8 @@ static void trace_write_locked(struct admin_client *c, const struct trace_event 
   switch (ev->kind) {
     case TRACE_EV_IN: {
       struct in_walk w = {c, ev};
-      if (ev->frame) trace_decode_commands(c->trace_info.codec, ev->frame->data, ev->frame->len, trace_command, &w);
+      if (ev->frame)
+        trace_decode_commands(c->trace_info.codec, ev->frame->data, ev->frame->len, trace_command, &w);
       return;
     }
     case TRACE_EV_OUT: {
@@ -353,8 +354,8 @@ static void start_trace(struct admin *a, struct admin_client *c, json_t *args) {
   json_t *ack = rc != 0 ? NULL
                         : json_pack("{s{s{sssssssss{sisisi}}}}", "result", "tracing", "client", s->client_id,
                                     "session", s->session_id, "transport", c->trace_info.transport,
-                                    "protocol", s->codec->name, "limits", "traces", TRACE_MAX,
-                                    "queue_events", TRACE_QUEUE_EVENTS, "queue_bytes", TRACE_QUEUE_BYTES);
+                                    "protocol", s->codec->name, "limits", "traces", TRACE_MAX, "queue_events",
+                                    TRACE_QUEUE_EVENTS, "queue_bytes", TRACE_QUEUE_BYTES);
   session_unref(s);
   if (rc == -TRACE_EBUSY)
     snprintf(err, sizeof err, "too many traces (at most %d at once)", TRACE_MAX);

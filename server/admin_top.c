@@ -45,7 +45,8 @@ static json_t *by_slot(const atomic_uint_fast64_t *slots, size_t n, unsigned (*k
   for (size_t i = 0; i < n; i++) {
     char name[16] = "other";
     if (key(i)) snprintf(name, sizeof name, "%u", key(i));
-    json_object_set_new(o, name, json_integer((json_int_t)atomic_load_explicit(&slots[i], memory_order_relaxed)));
+    json_object_set_new(o, name,
+                        json_integer((json_int_t)atomic_load_explicit(&slots[i], memory_order_relaxed)));
   }
   return o;
 }
@@ -94,9 +95,9 @@ static json_t *channels(struct server *srv) {
   hub_foreach_channel_stats(srv->hub, add_channel, &r);
   if (r.n) qsort(r.v, r.n, sizeof *r.v, busiest_first);
   for (size_t i = 0; i < r.n && i < ADMIN_TOP_CHANNELS; i++)
-    json_array_append_new(rows, json_pack("{sssIsI}", "channel", r.v[i].name, "subscribers",
-                                          (json_int_t)r.v[i].subscribers, "publications",
-                                          (json_int_t)r.v[i].publications));
+    json_array_append_new(
+        rows, json_pack("{sssIsI}", "channel", r.v[i].name, "subscribers", (json_int_t)r.v[i].subscribers,
+                        "publications", (json_int_t)r.v[i].publications));
   free(r.v);
   json_decref(r.names);
   return rows;
@@ -104,10 +105,11 @@ static json_t *channels(struct server *srv) {
 
 json_t *admin_top_node(struct server *srv) {
   const struct server_stats *st = &srv->stats;
-  json_t *o = json_pack("{ss ss? sI so so so}", "uid", srv->node_id, "name", srv->boot_cfg->name, "uptime_ms",
-                        (json_int_t)(timer_now_ms() - srv->started_ms), "sessions", sessions_by_transport(srv),
-                        "emulation", by_slot(st->emulation, STATS_HTTP_STATUSES, emulation_key), "disconnects",
-                        by_slot(st->disconnects, STATS_DISCONNECT_CODES, disconnect_key));
+  json_t *o =
+      json_pack("{ss ss? sI so so so}", "uid", srv->node_id, "name", srv->boot_cfg->name, "uptime_ms",
+                (json_int_t)(timer_now_ms() - srv->started_ms), "sessions", sessions_by_transport(srv),
+                "emulation", by_slot(st->emulation, STATS_HTTP_STATUSES, emulation_key), "disconnects",
+                by_slot(st->disconnects, STATS_DISCONNECT_CODES, disconnect_key));
   if (o == NULL) return NULL;
   admin_add_counters(srv, o);
   json_object_set_new(o, "channels", channels(srv));
@@ -116,7 +118,8 @@ json_t *admin_top_node(struct server *srv) {
 
 int admin_node_api(struct server *srv, const char *method, const char *params, size_t len, char **answer,
                    size_t *answer_len) {
-  if (strcmp(method, ADMIN_TOP_METHOD) != 0) return api_run_local(srv, method, params, len, answer, answer_len);
+  if (strcmp(method, ADMIN_TOP_METHOD) != 0)
+    return api_run_local(srv, method, params, len, answer, answer_len);
   if (answer == NULL) return 0; /* only a survey asks for it */
   json_t *node = admin_top_node(srv);
   *answer = node ? json_dumps(node, JSON_COMPACT) : NULL;

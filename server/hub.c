@@ -578,7 +578,7 @@ void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t s
 }
 
 struct foreach_stats_ctx {
-  void (*fn)(const char *channel, size_t subscribers, uint64_t publications, void *arg);
+  hub_channel_stats_fn fn;
   void *arg;
 };
 
@@ -588,9 +588,7 @@ static void foreach_stats_one(const char *key, void *value, void *arg) {
   ctx->fn(key, ch->count, atomic_load_explicit(&ch->publications, memory_order_relaxed), ctx->arg);
 }
 
-void hub_foreach_channel_stats(struct hub *h,
-                               void (*fn)(const char *channel, size_t subscribers, uint64_t publications, void *arg),
-                               void *arg) {
+void hub_foreach_channel_stats(struct hub *h, hub_channel_stats_fn fn, void *arg) {
   struct foreach_stats_ctx ctx = {fn, arg};
   pthread_rwlock_rdlock(&h->lock);
   strmap_foreach(h->channels, foreach_stats_one, &ctx);

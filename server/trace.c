@@ -21,8 +21,8 @@ struct trace {
   void *wake_arg;
   struct trace_event *ring; /* TRACE_QUEUE_EVENTS slots */
   size_t head, len, bytes;
-  uint64_t dropped; /* since the reader's last take */
-  uint32_t code;    /* the code it started closing with, 0 until then */
+  uint64_t dropped;   /* since the reader's last take */
+  uint32_t code;      /* the code it started closing with, 0 until then */
   bool began_closing; /* it was closing already when the trace began: its code is not known */
   bool ended;
 };
@@ -31,6 +31,7 @@ atomic_uint trace_active;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct trace *slots[TRACE_MAX];
+static const struct session *_Atomic traced[TRACE_MAX]; /* slots[i]->session, readable without the lock */
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -68,31 +69,40 @@ static void push_locked(struct trace *t, struct trace_event ev) {
   if (t->len == 1 || last) t->wake(t->wake_arg);
 }
 
-/* Records EV for S when S is traced (with a copy of DATA[0..LEN) as its frame when DATA is given);
- * otherwise releases it. Nothing is copied for a session nobody traces. */
-static void record(struct session *s, struct trace_event ev, const uint8_t *data, size_t len) {
+/* Whether S may be traced: a scan of TRACE_MAX atomic pointers, without the lock, so that while some
+ * session is traced the others' frames do not all meet on the trace lock. */
+static bool maybe_traced(const struct session *s) {
+  for (size_t i = 0; i < TRACE_MAX; i++)
+    if (atomic_load_explicit(&traced[i], memory_order_relaxed) == s) return true;
+  return false;
+}
+
+/* Records EV for S when S is traced, with a reference to SHARE or a copy of DATA[0..LEN) as its frame
+ * when given. Nothing is copied or referenced for a session nobody traces. */
+static void record(struct session *s, struct trace_event ev, const struct frame *share, const uint8_t *data,
+                   size_t len) {
+  if (!maybe_traced(s)) return;
   pthread_mutex_lock(&lock);
   struct trace *t = find_locked(s);
-  if (t && !t->ended && data && len) {
-    ev.frame = frame_new(len);
-    if (ev.frame) memcpy(ev.frame->data, data, len);
-    else t->dropped++;
-  }
-  if (t && !t->ended && (ev.frame || !data || !len)) {
+  if (t && !t->ended) {
+    if (share) ev.frame = frame_ref((struct frame *)share);
+    if (data && len && (ev.frame = frame_new(len)) != NULL) memcpy(ev.frame->data, data, len);
     if (ev.kind == TRACE_EV_CLOSING && t->code == 0) t->code = ev.code;
     if (ev.kind == TRACE_EV_END) {
       t->ended = true;
       /* ended without closing: its client went away (3000), as session_detach counts it */
       ev.code = t->code ? t->code : t->began_closing ? 0 : DISCONNECT_CONNECTION_CLOSED;
     }
-    push_locked(t, ev);
-  } else {
-    frame_unref(ev.frame);
+    if (data && len && ev.frame == NULL)
+      t->dropped++; /* out of memory for the copy */
+    else
+      push_locked(t, ev);
   }
   pthread_mutex_unlock(&lock);
 }
 
-int trace_start(struct session *s, void (*wake)(void *arg), void *arg, struct trace **out, struct trace_info *info) {
+int trace_start(struct session *s, void (*wake)(void *arg), void *arg, struct trace **out,
+                struct trace_info *info) {
   struct trace *t = calloc(1, sizeof *t);
   struct trace_event *ring = t ? calloc(TRACE_QUEUE_EVENTS, sizeof *ring) : NULL;
   if (ring == NULL) {
@@ -113,6 +123,7 @@ int trace_start(struct session *s, void (*wake)(void *arg), void *arg, struct tr
   for (size_t i = 0; i < TRACE_MAX && rc != 0; i++) {
     if (slots[i]) continue;
     slots[i] = t;
+    atomic_store(&traced[i], s);
     atomic_fetch_add(&trace_active, 1);
     rc = 0;
   }
@@ -160,6 +171,7 @@ void trace_stop(struct trace *t) {
   for (size_t i = 0; i < TRACE_MAX; i++) {
     if (slots[i] != t) continue;
     slots[i] = NULL;
+    atomic_store(&traced[i], NULL);
     atomic_fetch_sub(&trace_active, 1);
   }
   pthread_mutex_unlock(&lock);
@@ -170,19 +182,24 @@ void trace_stop(struct trace *t) {
 }
 
 void trace_in(struct session *s, const uint8_t *data, size_t len) {
-  record(s, (struct trace_event){.kind = TRACE_EV_IN, .size = len}, data, len);
+  record(s, (struct trace_event){.kind = TRACE_EV_IN, .size = len}, NULL, data, len);
 }
 
 void trace_out(struct session *s, const struct frame *f) {
-  record(s, (struct trace_event){.kind = TRACE_EV_OUT, .size = f->len, .frame = frame_ref((struct frame *)f)}, NULL, 0);
+  record(s,
+         (struct trace_event){
+             .kind = TRACE_EV_OUT,
+             .size = f->len,
+         },
+         f, NULL, 0);
 }
 
 void trace_emulation(struct session *s, size_t len, unsigned status) {
-  record(s, (struct trace_event){.kind = TRACE_EV_EMULATION, .size = len, .status = status}, NULL, 0);
+  record(s, (struct trace_event){.kind = TRACE_EV_EMULATION, .size = len, .status = status}, NULL, NULL, 0);
 }
 
 void trace_closing(struct session *s, uint32_t code) {
-  record(s, (struct trace_event){.kind = TRACE_EV_CLOSING, .code = code}, NULL, 0);
+  record(s, (struct trace_event){.kind = TRACE_EV_CLOSING, .code = code}, NULL, NULL, 0);
 }
 
-void trace_ended(struct session *s) { record(s, (struct trace_event){.kind = TRACE_EV_END}, NULL, 0); }
+void trace_ended(struct session *s) { record(s, (struct trace_event){.kind = TRACE_EV_END}, NULL, NULL, 0); }

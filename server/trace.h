@@ -27,8 +27,8 @@
 struct session;
 struct trace;
 
-#define TRACE_MAX 8                        /* traces at once on one node */
-#define TRACE_QUEUE_EVENTS 4096            /* events one trace holds for its reader */
+#define TRACE_MAX 8                         /* traces at once on one node */
+#define TRACE_QUEUE_EVENTS 4096             /* events one trace holds for its reader */
 #define TRACE_QUEUE_BYTES (4 * 1024 * 1024) /* bytes of frames one trace holds for its reader */
 
 /* How many traces run; the hooks' guard. */
@@ -67,7 +67,8 @@ enum trace_error { TRACE_OK = 0, TRACE_EBUSY = 1, TRACE_EENDED = 2, TRACE_ENOMEM
  * WAKE(ARG) is called when the queue stops being empty or the session ends. Stores the trace in *out
  * and what it traces in *info. Returns 0, -TRACE_EBUSY (TRACE_MAX traces run already), -TRACE_EENDED
  * (S has ended) or -TRACE_ENOMEM. */
-int trace_start(struct session *s, void (*wake)(void *arg), void *arg, struct trace **out, struct trace_info *info);
+int trace_start(struct session *s, void (*wake)(void *arg), void *arg, struct trace **out,
+                struct trace_info *info);
 
 /* Moves up to MAX queued events, oldest first, into OUT (the caller releases each with
  * trace_event_release). *DROPPED receives the events dropped since the last call. Returns how many. */

@@ -13,9 +13,12 @@
 #define UNDECODABLE_SHOWN 64 /* bytes of an undecodable frame shown, in hex */
 
 static const char *const type_names[] = {
-    [TRACE_FRAME_COMMAND] = "command", [TRACE_FRAME_PONG] = "pong",
-    [TRACE_FRAME_REPLY] = "reply",     [TRACE_FRAME_PUSH] = "push",
-    [TRACE_FRAME_PING] = "ping",       [TRACE_FRAME_DISCONNECT] = "disconnect",
+    [TRACE_FRAME_COMMAND] = "command",
+    [TRACE_FRAME_PONG] = "pong",
+    [TRACE_FRAME_REPLY] = "reply",
+    [TRACE_FRAME_PUSH] = "push",
+    [TRACE_FRAME_PING] = "ping",
+    [TRACE_FRAME_DISCONNECT] = "disconnect",
     [TRACE_FRAME_UNDECODABLE] = "undecodable",
 };
 
@@ -89,7 +92,7 @@ static bool unframe_ws_pb(const uint8_t *data, size_t len, struct payload *out) 
 }
 
 static const unframe_fn unframers[CODEC_COUNT] = {
-    [CODEC_JSON] = unframe_json,       [CODEC_PROTOBUF] = unframe_pb,        [CODEC_SSE] = unframe_sse,
+    [CODEC_JSON] = unframe_json,       [CODEC_PROTOBUF] = unframe_pb,       [CODEC_SSE] = unframe_sse,
     [CODEC_WS_JSON] = unframe_ws_json, [CODEC_WS_PROTOBUF] = unframe_ws_pb,
 };
 
@@ -97,7 +100,8 @@ static json_t *ws_close(const struct payload *p, enum trace_frame_type *type) {
   *type = TRACE_FRAME_DISCONNECT;
   unsigned code = p->len >= 2 ? (unsigned)p->data[0] << 8 | p->data[1] : 0;
   json_t *reason = p->len > 2 ? json_stringn((const char *)p->data + 2, p->len - 2) : json_string("");
-  return json_pack("{s{sIso}}", "close", "code", (json_int_t)code, "reason", reason ? reason : json_string(""));
+  return json_pack("{s{sIso}}", "close", "code", (json_int_t)code, "reason",
+                   reason ? reason : json_string(""));
 }
 
 /* What a decoded reply is. */
@@ -108,7 +112,8 @@ static enum trace_frame_type reply_type(json_t *reply) {
   return json_object_size(reply) == 0 ? TRACE_FRAME_PING : TRACE_FRAME_REPLY;
 }
 
-json_t *trace_decode_reply(enum codec_kind kind, const uint8_t *data, size_t len, enum trace_frame_type *type) {
+json_t *trace_decode_reply(enum codec_kind kind, const uint8_t *data, size_t len,
+                           enum trace_frame_type *type) {
   struct payload p;
   json_t *value = NULL;
   *type = TRACE_FRAME_UNDECODABLE;

@@ -32,7 +32,8 @@ const char *trace_frame_type_name(enum trace_frame_type type);
  * JSON form; {"close":{"code":N,"reason":"..."}} for a WebSocket Close frame; {"undecodable":"<hex of
  * the first bytes>"} when it cannot be read) and its type in *TYPE. Returns NULL only when out of
  * memory. */
-json_t *trace_decode_reply(enum codec_kind kind, const uint8_t *data, size_t len, enum trace_frame_type *type);
+json_t *trace_decode_reply(enum codec_kind kind, const uint8_t *data, size_t len,
+                           enum trace_frame_type *type);
 
 /* Splits the client bytes DATA[0..LEN) (one WebSocket message or one emulation request's data) into
  * commands with codec KIND's reader and calls FN(ARG, command, size, type) for each, in order: COMMAND is

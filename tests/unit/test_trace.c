@@ -68,7 +68,8 @@ static void events_follow_the_session_in_order(void **state) {
   uint64_t dropped = 9;
   size_t n = trace_take(t, ev, 16, &dropped);
   assert_int_equal(dropped, 0);
-  enum trace_event_kind want[] = {TRACE_EV_EMULATION, TRACE_EV_IN, TRACE_EV_CLOSING, TRACE_EV_OUT, TRACE_EV_END};
+  enum trace_event_kind want[] = {TRACE_EV_EMULATION, TRACE_EV_IN, TRACE_EV_CLOSING, TRACE_EV_OUT,
+                                  TRACE_EV_END};
   assert_int_equal(n, sizeof want / sizeof want[0]);
   for (size_t i = 0; i < n; i++) assert_int_equal(ev[i].kind, want[i]);
   assert_int_equal(ev[0].status, 204);
@@ -77,7 +78,8 @@ static void events_follow_the_session_in_order(void **state) {
   enum trace_frame_type type;
   json_t *out = trace_decode_reply(info.codec, ev[3].frame->data, ev[3].frame->len, &type);
   assert_int_equal(type, TRACE_FRAME_DISCONNECT);
-  assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(out, "push"), "disconnect"), "code")),
+  assert_int_equal(json_integer_value(
+                       json_object_get(json_object_get(json_object_get(out, "push"), "disconnect"), "code")),
                    DISCONNECT_BAD_REQUEST);
   json_decref(out);
   assert_int_equal(ev[4].code, DISCONNECT_BAD_REQUEST);
@@ -105,7 +107,7 @@ static void a_full_queue_drops_and_counts_but_the_end_gets_through(void **state)
   uint64_t dropped = 0;
   size_t n = trace_take(t, ev, TRACE_QUEUE_EVENTS + 1, &dropped);
   assert_int_equal(n, TRACE_QUEUE_EVENTS);
-  assert_int_equal(ev[n - 1].kind, TRACE_EV_END); /* in place of the newest event */
+  assert_int_equal(ev[n - 1].kind, TRACE_EV_END);                 /* in place of the newest event */
   assert_int_equal(ev[n - 1].code, DISCONNECT_CONNECTION_CLOSED); /* it went away without closing */
   assert_int_equal(dropped, extra + 1);
   for (size_t i = 0; i < n; i++) trace_event_release(&ev[i]);
@@ -207,7 +209,8 @@ static void commands_are_split_and_pongs_named(void **state) {
   assert_int_equal(s.n, 3);
   assert_string_equal(s.text[0], "{\"id\":2,\"subscribe\":{\"channel\":\"a\"}}");
   assert_int_equal(s.type[0], TRACE_FRAME_COMMAND);
-  assert_int_equal(s.size[0], strlen("{\"id\":2,\"subscribe\":{\"channel\":\"a\"}}")); /* without its newline */
+  assert_int_equal(s.size[0],
+                   strlen("{\"id\":2,\"subscribe\":{\"channel\":\"a\"}}")); /* without its newline */
   assert_string_equal(s.text[1], "{}");
   assert_int_equal(s.type[1], TRACE_FRAME_PONG);
   assert_int_equal(s.size[1], 2);
@@ -227,7 +230,8 @@ static void commands_are_split_and_pongs_named(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(events_follow_the_session_in_order, setup, teardown),
-      cmocka_unit_test_setup_teardown(a_full_queue_drops_and_counts_but_the_end_gets_through, setup, teardown),
+      cmocka_unit_test_setup_teardown(a_full_queue_drops_and_counts_but_the_end_gets_through, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(traces_are_limited_and_an_ended_session_is_refused, setup, teardown),
       cmocka_unit_test(replies_of_every_kind_decode_to_the_same_json),
       cmocka_unit_test(a_websocket_close_frame_shows_its_code),
