@@ -11,6 +11,7 @@ import { stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
 import { api, delay, withTimeout } from './lib/http.js';
 import { connectedClient, subscribe, closeAllClients, once } from './lib/sdk.js';
 import { startAdminServer, streamctl, streamctlJson, removeAdminDirs, STREAMCTL_BIN } from './lib/admin.js';
+import { startRedis, stopAllRedis, redisAvailable } from './lib/redis.js';
 
 const WAIT_MS = 20000;
 
@@ -346,5 +347,58 @@ describe('streamctl top', () => {
     assert.equal(typeof node.disconnects['3000'], 'number');
     assert.ok(Array.isArray(node.channels));
     child.kill('SIGINT');
+  });
+});
+
+describe('streamctl top across the nodes of the Redis engine', { skip: !redisAvailable && 'redis-server is not installed' }, () => {
+  let a;
+  let b;
+  let socketA;
+
+  before(async () => {
+    const redis = await startRedis();
+    const cfg = { ...BASE_CONFIG, engine: 'redis', redis_address: redis.address, redis_prefix: `top${process.pid}` };
+    [{ srv: a, socket: socketA }, { srv: b }] = await Promise.all([startAdminServer(cfg), startAdminServer(cfg)]);
+  });
+
+  after(async () => {
+    closeAllClients();
+    await stopAll();
+    await stopAllRedis();
+    removeAdminDirs();
+  });
+
+  it('shows every node, each with its own sessions, rates and channels', async () => {
+    const c = await connectedClient(b.base);
+    await subscribe(c, 'onb');
+    let publishing = true;
+    const loop = (async () => {
+      while (publishing) {
+        await api(b.base, 'publish', { channel: 'onb', data: 1 }, { key: API_KEY });
+        await delay(10);
+      }
+    })();
+    const child = spawn(STREAMCTL_BIN, ['-s', socketA, '--json', 'top', '--interval', '200ms'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const out = lines(child, { json: true });
+      // A learns of B from B's heartbeats: wait for a sample with both.
+      const sample = await out.next((l) => l.nodes.length === 2, 'a sample of two nodes');
+      const [first, second] = sample.nodes;
+      const bInfo = (await api(b.base, 'info', {}, { key: API_KEY })).json.result.nodes[0];
+      assert.notEqual(first.uid, bInfo.uid, 'this node first');
+      assert.equal(second.uid, bInfo.uid);
+      assert.deepEqual(second.sessions, { http_stream: { json: 1 } });
+      assert.deepEqual(first.sessions, {});
+      const row = second.channels.find((r) => r.channel === 'onb');
+      assert.equal(row.subscribers, 1);
+      const later = await out.next((l) => l.nodes.length === 2 &&
+        l.nodes[1].channels.find((r) => r.channel === 'onb').publications > row.publications, 'more publications on B');
+      assert.ok(later.nodes[1].publications > second.publications);
+    } finally {
+      publishing = false;
+      await loop;
+      child.kill('SIGINT');
+    }
   });
 });
