@@ -131,7 +131,7 @@ static json_int_t prev_publications(json_t *prev, const char *channel) {
 static void draw_channels(struct top *t, json_t *cur, json_t *prev, double dt) {
   json_t *rows = json_object_get(cur, "channels");
   size_t n = json_array_size(rows), i;
-  struct channel_rate *v = n ? calloc(n, sizeof *v) : NULL;
+  struct channel_rate *v = calloc(n + 1, sizeof *v);
   json_t *row;
   if (v == NULL) return;
   json_array_foreach(rows, i, row) {

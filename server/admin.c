@@ -21,7 +21,9 @@
  * before freeing anything, so a publishing thread can never touch a stopped admin; a publication on
  * a channel whose watch slot is empty (no watcher, or watchers of other channels only) returns before
  * taking either lock. Lock order:
- * observer_lock ⇒ admin->lock; no admin lock is held while a command runs. */
+ * observer_lock ⇒ admin->lock; no admin lock is held while a command runs. A trace's recorder wakes
+ * this thread from under its own lock (trace.c) with an eventfd write only, and this thread takes the
+ * recorder's events before it takes admin->lock, so the two locks are never held together. */
 #define _GNU_SOURCE /* accept4 */
 #include "admin.h"
 
@@ -230,7 +232,7 @@ static void start_watch(struct admin *a, struct admin_client *c, const char *cha
 
 static void pump_trace(struct admin *a, struct admin_client *c);
 
-/* After a wake: sends what watchers have pending, drops the ones that fell behind. */
+/* After a wake: moves what traces recorded into their clients' output, sends what watchers have pending, drops the ones that fell behind. */
 static void flush_watchers(struct admin *a) {
   uint64_t count;
   if (read(a->wake_fd, &count, sizeof count) < 0 && errno != EAGAIN) log_warn("admin: %s", strerror(errno));

@@ -333,6 +333,23 @@ describe('streamctl top', () => {
     assert.equal((await top2.exited).code, 0);
   });
 
+  it('on a terminal (script -qfc): full screen, redrawn in place, q quits and restores the terminal', async () => {
+    const cmd = `${STREAMCTL_BIN} -s ${socket} top --interval 200ms --channels 3`;
+    const child = spawn('script', ['-qfc', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c) => { out += c; });
+    const exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
+    const frames = () => out.split('\x1b[H').length - 1;
+    await withTimeout((async () => { while (frames() < 3) await delay(20); })(), WAIT_MS, `three frames, got: ${out}`);
+    assert.ok(out.startsWith('\x1b[?1049h\x1b[?25l'), 'the alternate screen, the cursor hidden');
+    assert.match(out, /\x1b\[H--- top .* \(q quits\) ---\x1b\[K\r\n/);
+    assert.match(out, /messages\/s in [\d.]+ out [\d.]+\x1b\[K/);
+    assert.match(out, /\x1b\[J/);
+    child.stdin.write('q');
+    assert.equal(await withTimeout(exited, WAIT_MS, 'top to quit on q'), 0);
+    assert.ok(out.endsWith('\x1b[?25h\x1b[?1049l'), `the terminal restored: ${JSON.stringify(out.slice(-40))}`);
+  });
+
   it('--json prints every sample as the server sent it; a bad --interval is a usage error', async () => {
     const r = await streamctl(socket, ['top', '--interval', '5ms']);
     assert.equal(r.code, 2);
