@@ -232,7 +232,8 @@ static void start_watch(struct admin *a, struct admin_client *c, const char *cha
 
 static void pump_trace(struct admin *a, struct admin_client *c);
 
-/* After a wake: moves what traces recorded into their clients' output, sends what watchers have pending, drops the ones that fell behind. */
+/* After a wake: moves what traces recorded into their clients' output, sends what watchers have pending,
+ * drops the ones that fell behind. */
 static void flush_watchers(struct admin *a) {
   uint64_t count;
   if (read(a->wake_fd, &count, sizeof count) < 0 && errno != EAGAIN) log_warn("admin: %s", strerror(errno));

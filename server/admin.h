@@ -1,13 +1,15 @@
 /* admin: the admin API on a Unix stream socket (INTERFACE.md "Admin socket and streamctl"), spoken by
  * streamctl. Newline-delimited JSON: one request object per line, one response object per line; `watch`
- * answers with a stream of lines until the client leaves, `trace` until its session ends. Requests are validated against the shared
- * command table (shared/sd_admin.h) and dispatched through a handler table indexed by its enum.
+ * answers with a stream of lines until the client leaves, `trace` until its session ends. Requests are
+ * validated against the shared command table (shared/sd_admin.h) and dispatched through a handler table
+ * indexed by its enum.
  *
  * Threads: one admin thread (epoll) accepts and serves every admin client; commands run on it and use
  * only the thread-safe server APIs (registry, hub, broker, session close/unsubscribe/message). The hub
  * observer that feeds `watch` runs on publishing threads and only appends to watcher buffers under the
  * admin lock; the trace recorder (trace.h) only wakes the admin thread. `top` samples come from
- * admin_top.c, on the admin thread for this node and on the broker's threads for a surveying node. admin_start and admin_stop are called from main's thread. */
+ * admin_top.c, on the admin thread for this node and on the broker's threads for a surveying node.
+ * admin_start and admin_stop are called from main's thread. */
 #ifndef ADMIN_H
 #define ADMIN_H
 
