@@ -73,7 +73,7 @@ static void push_locked(struct trace *t, struct trace_event ev) {
  * session is traced the others' frames do not all meet on the trace lock. */
 static bool maybe_traced(const struct session *s) {
   for (size_t i = 0; i < TRACE_MAX; i++)
-    if (atomic_load_explicit(&traced[i], memory_order_relaxed) == s) return true;
+    if (atomic_load(&traced[i]) == s) return true; /* seq_cst: see trace_on */
   return false;
 }
 
@@ -123,8 +123,8 @@ int trace_start(struct session *s, void (*wake)(void *arg), void *arg, struct tr
   for (size_t i = 0; i < TRACE_MAX && rc != 0; i++) {
     if (slots[i]) continue;
     slots[i] = t;
-    atomic_store(&traced[i], s);
     atomic_fetch_add(&trace_active, 1);
+    atomic_store(&traced[i], s);
     rc = 0;
   }
   pthread_mutex_unlock(&lock);

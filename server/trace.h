@@ -3,7 +3,7 @@
  * the code it closed with and its end are recorded as events into a bounded queue of that trace; the
  * admin thread takes them out and writes them to its client (decoding them there, trace_decode.h).
  *
- * Cost: when nobody traces, each hook is one relaxed atomic load (trace_on). While some session is
+ * Cost: when nobody traces, each hook is one atomic load (trace_on). While some session is
  * traced, every hook takes the trace lock to look its session up among at most TRACE_MAX traces. A
  * trace never slows its session: recording copies the bytes fed in, or takes a reference to the queued
  * frame, and never waits; when the queue holds TRACE_QUEUE_EVENTS events or TRACE_QUEUE_BYTES bytes the
@@ -34,8 +34,11 @@ struct trace;
 /* How many traces run; the hooks' guard. */
 extern atomic_uint trace_active;
 
-/* True while some session is traced: the one check a hook makes when nobody traces. */
-static inline bool trace_on(void) { return atomic_load_explicit(&trace_active, memory_order_relaxed) != 0; }
+/* True while some session is traced: the one check a hook makes when nobody traces. Sequentially
+ * consistent (a plain load on x86), so that a session that ends as its trace starts is seen by one side:
+ * trace_start publishes the trace, then reads the session's state; session_detach stores the state, then
+ * runs the hook. */
+static inline bool trace_on(void) { return atomic_load(&trace_active) != 0; }
 
 enum trace_event_kind {
   TRACE_EV_IN,        /* bytes the session was fed (one WebSocket message or one POST's commands) */
