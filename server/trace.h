@@ -4,7 +4,8 @@
  * admin thread takes them out and writes them to its client (decoding them there, trace_decode.h).
  *
  * Cost: when nobody traces, each hook is one atomic load (trace_on). While some session is
- * traced, every hook takes the trace lock to look its session up among at most TRACE_MAX traces. A
+ * traced, a hook scans the TRACE_MAX traced session pointers (atomic loads) and takes the trace lock
+ * only for a traced session. A
  * trace never slows its session: recording copies the bytes fed in, or takes a reference to the queued
  * frame, and never waits; when the queue holds TRACE_QUEUE_EVENTS events or TRACE_QUEUE_BYTES bytes the
  * event is dropped and counted, and the reader is told how many.
