@@ -3,12 +3,11 @@
  * the code it closed with and its end are recorded as events into a bounded queue of that trace; the
  * admin thread takes them out and writes them to its client (decoding them there, trace_decode.h).
  *
- * Cost: when nobody traces, each hook is one atomic load (trace_on). While some session is
- * traced, a hook scans the TRACE_MAX traced session pointers (atomic loads) and takes the trace lock
- * only for a traced session. A
- * trace never slows its session: recording copies the bytes fed in, or takes a reference to the queued
- * frame, and never waits; when the queue holds TRACE_QUEUE_EVENTS events or TRACE_QUEUE_BYTES bytes the
- * event is dropped and counted, and the reader is told how many.
+ * Cost: when nobody traces, each hook is one atomic load (trace_on). While some session is traced, a
+ * hook scans the TRACE_MAX traced session pointers (atomic loads) and takes the trace lock only for a
+ * traced session. A trace never slows its session: recording copies the bytes fed in, or takes a
+ * reference to the queued frame, and never waits; when the queue holds TRACE_QUEUE_EVENTS events or
+ * TRACE_QUEUE_BYTES bytes the event is dropped and counted, and the reader is told how many.
  *
  * Threads and locks: hooks run on any thread, some under the session's lock (session ⇒ trace lock; the
  * trace lock is never held while taking a session lock). A trace's WAKE callback runs under the trace
