@@ -12,6 +12,7 @@ import { api, delay, withTimeout } from './lib/http.js';
 import { connectedClient, subscribe, closeAllClients, once } from './lib/sdk.js';
 import { startAdminServer, streamctl, streamctlJson, removeAdminDirs, STREAMCTL_BIN } from './lib/admin.js';
 import { startRedis, stopAllRedis, redisAvailable } from './lib/redis.js';
+import { openWsRaw, closeAllWsRaw } from './lib/wsraw.js';
 
 const WAIT_MS = 20000;
 
@@ -177,6 +178,27 @@ describe('streamctl trace', () => {
     }
   });
 
+  it('traces a WebSocket session: commands from its messages, the Disconnect as the Close frame', async () => {
+    const ws = await openWsRaw(srv.port);
+    ws.send(0x1, '{"id":1,"connect":{"name":"raw"}}');
+    const connect = JSON.parse((await ws.nextFrame()).payload.toString());
+    const t = await startTrace(socket, connect.connect.client);
+    assert.equal((await t.next()).result.tracing.transport, 'websocket');
+    ws.send(0x1, '{"id":2,"subscribe":{"channel":"wsnews"}}\n{"id":3,"subscribe":{"channel":"wsother"}}');
+    const first = await frame(t, 'in', 'command', (f) => f.subscribe && f.subscribe.channel === 'wsnews');
+    assertFrameLine(first, 'websocket');
+    // two commands in one message: two lines, in order
+    await frame(t, 'in', 'command', (f) => f.subscribe && f.subscribe.channel === 'wsother');
+    await frame(t, 'out', 'reply', (f) => f.id === 2);
+    await frame(t, 'out', 'reply', (f) => f.id === 3);
+    await streamctl(socket, ['disconnect', connect.connect.client, '--code', '4100', '--reason', 'done']);
+    const close = await frame(t, 'out', 'disconnect');
+    assert.deepEqual(close.frame, { close: { code: 4100, reason: 'done' } });
+    assert.equal((await t.next((l) => l.type === 'end', 'the end line')).code, 4100);
+    assert.equal((await t.exited).code, 0);
+    closeAllWsRaw();
+  });
+
   it('prints frames for humans without --json and refuses an unknown session', async () => {
     const c = await connectedClient(srv.base);
     const rows = (await streamctlJson(socket, ['sessions'])).result.sessions;
@@ -191,6 +213,11 @@ describe('streamctl trace', () => {
     await streamctl(socket, ['disconnect', c.connectedCtx.client]);
     await t.next((l) => /\send\s+disconnect code 3503$/.test(l), 'the end line');
     assert.equal((await t.exited).code, 0);
+
+    const c2 = await connectedClient(srv.base);
+    const t2 = await startTrace(socket, c2.connectedCtx.client, { json: false });
+    t2.child.kill('SIGINT'); // Ctrl-C ends a trace before its session does
+    assert.equal((await t2.exited).code, 0);
 
     const none = await streamctl(socket, ['trace', 'no-such-id']);
     assert.equal(none.code, 1);
