@@ -124,8 +124,10 @@ static void traces_are_limited_and_an_ended_session_is_refused(void **state) {
   for (int i = 0; i < TRACE_MAX; i++) assert_int_equal(trace_start(s[i], count_wake, NULL, &t[i], &info), 0);
   assert_int_equal(trace_start(s[TRACE_MAX], count_wake, NULL, &t[TRACE_MAX], &info), -TRACE_EBUSY);
   trace_stop(t[0]);
+  session_ref(s[TRACE_MAX]); /* as the registry lookup of `trace ID` holds one */
   session_detach(s[TRACE_MAX]);
   assert_int_equal(trace_start(s[TRACE_MAX], count_wake, NULL, &t[TRACE_MAX], &info), -TRACE_EENDED);
+  session_unref(s[TRACE_MAX]);
   for (int i = 1; i < TRACE_MAX; i++) trace_stop(t[i]);
   for (int i = 0; i < TRACE_MAX; i++) session_detach(s[i]);
   assert_false(trace_on());
