@@ -24,40 +24,68 @@ static const char *text(json_t *o, const char *key) {
   return s ? s : "-";
 }
 
-void ctl_print_trace_line(json_t *line, FILE *out) {
-  char when[32], size[32];
-  const char *type = text(line, "type");
-  clock_of(json_integer_value(json_object_get(line, "time_ms")), when, sizeof when);
-  if (strcmp(type, "dropped") == 0) {
-    fprintf(out, "%-12s  %lld events dropped: the trace could not keep up\n",
-            json_object_get(line, "time_ms") ? when : "",
-            (long long)json_integer_value(json_object_get(line, "count")));
-    return;
-  }
-  if (strcmp(type, "end") == 0) {
-    fprintf(out, "%s  end  disconnect code %lld", when,
-            (long long)json_integer_value(json_object_get(line, "code")));
-    json_int_t dropped = json_integer_value(json_object_get(line, "dropped"));
-    if (dropped) fprintf(out, " (%lld events dropped in all)", (long long)dropped);
-    fputc('\n', out);
-    return;
-  }
-  ctl_format_bytes((unsigned long long)json_integer_value(json_object_get(line, "size")), size, sizeof size);
-  fprintf(out, "%s  %-3s  ", when, text(line, "dir"));
-  ctl_put(text(line, "transport"), out);
-  fprintf(out, "  %8s  %-10s  ", size, type);
-  if (strcmp(type, "emulation") == 0) {
-    json_t *status = json_object_get(line, "status");
-    if (json_is_integer(status))
-      fprintf(out, "POST answered %lld\n", (long long)json_integer_value(status));
-    else
-      fputs("POST routed from another node\n", out);
-    return;
-  }
+/* A whole line for the events that are no frame. */
+static void print_dropped(json_t *line, const char *when, FILE *out) {
+  (void)when; /* the server does not time a run of drops */
+  fprintf(out, "%-12s  %lld events dropped: the trace could not keep up\n", "",
+          (long long)json_integer_value(json_object_get(line, "count")));
+}
+
+static void print_end(json_t *line, const char *when, FILE *out) {
+  fprintf(out, "%s  end  disconnect code %lld", when,
+          (long long)json_integer_value(json_object_get(line, "code")));
+  json_int_t dropped = json_integer_value(json_object_get(line, "dropped"));
+  if (dropped) fprintf(out, " (%lld events dropped in all)", (long long)dropped);
+  fputc('\n', out);
+}
+
+/* What follows "time dir transport size type" on a frame's line. */
+static void print_post(json_t *line, FILE *out) {
+  json_t *status = json_object_get(line, "status");
+  if (json_is_integer(status))
+    fprintf(out, "POST answered %lld\n", (long long)json_integer_value(status));
+  else
+    fputs("POST routed from another node\n", out);
+}
+
+static void print_frame(json_t *line, FILE *out) {
   char *frame = json_dumps(json_object_get(line, "frame"), JSON_COMPACT | JSON_ENCODE_ANY);
   ctl_put(frame ? frame : "-", out);
   fputc('\n', out);
   free(frame);
+}
+
+/* Lines of their own, by type; every other type is a frame's line, ended by print_frame. */
+static const struct {
+  const char *type;
+  void (*whole)(json_t *line, const char *when, FILE *out); /* the whole line */
+  void (*tail)(json_t *line, FILE *out);                    /* after the frame columns */
+} kinds[] = {
+    {"dropped", print_dropped, NULL},
+    {"end", print_end, NULL},
+    {"emulation", NULL, print_post},
+};
+
+void ctl_print_trace_line(json_t *line, FILE *out) {
+  char when[32], size[32];
+  const char *type = text(line, "type");
+  void (*tail)(json_t *, FILE *) = print_frame;
+  clock_of(json_integer_value(json_object_get(line, "time_ms")), when, sizeof when);
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    if (strcmp(kinds[i].type, type) != 0) continue;
+    if (kinds[i].whole) {
+      kinds[i].whole(line, when, out);
+      return;
+    }
+    tail = kinds[i].tail;
+  }
+  ctl_format_bytes((unsigned long long)json_integer_value(json_object_get(line, "size")), size, sizeof size);
+  fprintf(out, "%s  %-3s  ", when, text(line, "dir"));
+  ctl_put(text(line, "transport"), out);
+  fprintf(out, "  %8s  ", size);
+  ctl_put(type, out);
+  fprintf(out, "%*s  ", (int)(strlen(type) < 10 ? 10 - strlen(type) : 0), "");
+  tail(line, out);
 }
 
 /* Prints lines from C until the end line, Ctrl-C or a lost connection. */

@@ -48,7 +48,6 @@
 #include "session.h"
 #include "siphash.h"
 #include "trace.h"
-#include "trace_decode.h"
 
 #define ADMIN_MAX_CLIENTS 64
 #define ADMIN_OUT_SOFT (256 * 1024)
@@ -265,57 +264,8 @@ static void append_line_locked(struct admin_client *c, json_t *value) {
   free(text);
 }
 
-/* One trace line: time, direction, transport, size, then what the caller adds. A new object. */
-static json_t *trace_line(const struct admin_client *c, const struct trace_event *ev, const char *dir,
-                          const char *type) {
-  return json_pack("{sI ss? ss sI ss}", "time_ms", (json_int_t)ev->time_ms, "dir", dir, "transport",
-                   c->trace_info.transport, "size", (json_int_t)ev->size, "type", type);
-}
-
-struct in_walk {
-  struct admin_client *c;
-  const struct trace_event *ev;
-};
-
-static void trace_command(void *arg, json_t *command, size_t size, enum trace_frame_type type) {
-  struct in_walk *w = arg;
-  json_t *line = trace_line(w->c, w->ev, "in", trace_frame_type_name(type));
-  json_object_set_new(line, "size", json_integer((json_int_t)size));
-  json_object_set_new(line, "frame", command);
-  append_line_locked(w->c, line);
-}
-
-/* Writes EV's lines to C's output. Caller holds a->lock. */
-static void trace_write_locked(struct admin_client *c, const struct trace_event *ev) {
-  enum trace_frame_type type;
-  json_t *line;
-  switch (ev->kind) {
-    case TRACE_EV_IN: {
-      struct in_walk w = {c, ev};
-      if (ev->frame)
-        trace_decode_commands(c->trace_info.codec, ev->frame->data, ev->frame->len, trace_command, &w);
-      return;
-    }
-    case TRACE_EV_OUT: {
-      json_t *frame = trace_decode_reply(c->trace_info.codec, ev->frame->data, ev->frame->len, &type);
-      line = trace_line(c, ev, "out", trace_frame_type_name(type));
-      json_object_set_new(line, "frame", frame);
-      break;
-    }
-    case TRACE_EV_EMULATION:
-      line = trace_line(c, ev, "in", "emulation");
-      json_object_set_new(line, "status", ev->status ? json_integer(ev->status) : json_string("routed"));
-      break;
-    case TRACE_EV_END:
-      line = json_pack("{sIsssIsI}", "time_ms", (json_int_t)ev->time_ms, "type", "end", "code",
-                       (json_int_t)ev->code, "dropped", (json_int_t)c->trace_dropped);
-      c->eof = true; /* the end line is the last: the connection closes once it is sent */
-      break;
-    default: /* TRACE_EV_CLOSING: only its code matters, and the end line carries it */
-      return;
-  }
-  append_line_locked(c, line);
-}
+/* admin_trace_lines' EMIT: appends LINE to the client in ARG. Caller holds a->lock. */
+static void emit_line_locked(void *arg, json_t *line) { append_line_locked(arg, line); }
 
 /* Moves what C's recorder holds into its output while the output is below the soft limit, and sends. */
 static void pump_trace(struct admin *a, struct admin_client *c) {
@@ -327,15 +277,17 @@ static void pump_trace(struct admin *a, struct admin_client *c) {
     for (size_t i = 0; i < n; i++) {
       if (evs[i].kind == TRACE_EV_END && dropped) { /* the drops go before the end line and its total */
         c->trace_dropped += dropped;
-        append_line_locked(c, json_pack("{sssI}", "type", "dropped", "count", (json_int_t)dropped));
+        append_line_locked(c, admin_trace_dropped_line(dropped));
         dropped = 0;
       }
-      if (!c->eof) trace_write_locked(c, &evs[i]);
+      /* the end line is the last: the connection closes once it is sent */
+      if (!c->eof && admin_trace_lines(&c->trace_info, &evs[i], c->trace_dropped, emit_line_locked, c))
+        c->eof = true;
       trace_event_release(&evs[i]);
     }
     if (dropped) {
       c->trace_dropped += dropped;
-      append_line_locked(c, json_pack("{sssI}", "type", "dropped", "count", (json_int_t)dropped));
+      append_line_locked(c, admin_trace_dropped_line(dropped));
     }
     flush_locked(c);
     pthread_mutex_unlock(&a->lock);
@@ -354,11 +306,7 @@ static void start_trace(struct admin *a, struct admin_client *c, json_t *args) {
   }
   struct trace *t = NULL;
   int rc = trace_start(s, trace_wake, a, &t, &c->trace_info);
-  json_t *ack = rc != 0 ? NULL
-                        : json_pack("{s{s{sssssssss{sisisi}}}}", "result", "tracing", "client", s->client_id,
-                                    "session", s->session_id, "transport", c->trace_info.transport,
-                                    "protocol", s->codec->name, "limits", "traces", TRACE_MAX, "queue_events",
-                                    TRACE_QUEUE_EVENTS, "queue_bytes", TRACE_QUEUE_BYTES);
+  json_t *ack = rc != 0 ? NULL : admin_trace_ack(s, &c->trace_info);
   session_unref(s);
   if (rc == -TRACE_EBUSY)
     snprintf(err, sizeof err, "too many traces (at most %d at once)", TRACE_MAX);

@@ -13,7 +13,9 @@
 #ifndef ADMIN_H
 #define ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -47,6 +49,26 @@ json_t *admin_publication_line(const char *channel, const Protocol__Publication 
 /* The counters `info` shows (messages, bytes, publications, connections, queue drops; cumulative), added
  * to O by name. Any thread. */
 void admin_add_counters(struct server *srv, json_t *o);
+
+/* --- `trace` (admin_trace.c) --- */
+
+struct session;
+struct trace_info;
+struct trace_event;
+
+/* Calls EMIT(ARG, line) with each JSON line (a new object the callee owns) that the recorded event EV of
+ * a trace of INFO makes: none, one, or one per command for bytes fed in. DROPPED is the trace's total
+ * of dropped events, which the end line reports. Returns true when EV was the end (its line is the
+ * trace's last). */
+bool admin_trace_lines(const struct trace_info *info, const struct trace_event *ev, uint64_t dropped,
+                       void (*emit)(void *arg, json_t *line), void *arg);
+
+/* {"type":"dropped","count":COUNT}, a new object. */
+json_t *admin_trace_dropped_line(uint64_t count);
+
+/* The acknowledgement of a trace of S (borrowed) started with INFO: {"result":{"tracing":{client,
+ * session, transport, protocol, limits}}}, a new object (NULL when out of memory). */
+json_t *admin_trace_ack(struct session *s, const struct trace_info *info);
 
 /* --- `top` (admin_top.c) --- */
 

@@ -24,7 +24,7 @@ LAYERS = [
         broker_redis_history broker_redis_presence broker_redis_sub"""),
     ("protocol", "protocol protocol_internal protocol_channel"),
     ("transports and APIs", """http handlers stream stream_direct ws emulation api api_methods admin
-        admin_commands admin_top hangup ops"""),
+        admin_commands admin_top admin_trace hangup ops"""),
     ("start-up", "main"),
 ]
 
