@@ -50,8 +50,10 @@ static json_t *same_node(json_t *prev, json_t *node) {
   return NULL;
 }
 
-/* What CUR[KEY] grew by since PREV[KEY] (0 when it shrank: the node restarted). */
+/* What CUR[KEY] grew by since PREV[KEY] (0 when it shrank: the node restarted; 0 when PREV is a node
+ * that did not answer). */
 static double grew(json_t *cur, json_t *prev, const char *key) {
+  if (json_is_false(json_object_get(prev, "answered"))) return 0;
   json_int_t a = num(cur, key), b = num(prev, key);
   return a > b ? (double)(a - b) : 0;
 }
@@ -163,6 +165,12 @@ static void draw_node(struct top *t, json_t *cur, json_t *prev) {
     fputc(')', t->out);
   }
   eol(t);
+  if (json_is_false(json_object_get(cur, "answered"))) {
+    fprintf(t->out, "  did not answer in time; %lld sessions at its last heartbeat",
+            (long long)num(cur, "num_clients"));
+    eol(t);
+    return;
+  }
   draw_sessions(t, cur);
   double dt = prev ? grew(cur, prev, "uptime_ms") / 1000 : 0;
   if (dt <= 0) {

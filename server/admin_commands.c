@@ -207,8 +207,22 @@ static void add_surveyed_node(void *arg, const char *answer, size_t len) {
     json_decref(node);
 }
 
-/* This node's sample, then every other node's that answers the survey in time (Redis engine). The
- * survey waits for the slowest node (the engine's survey timeout at most) on the admin thread. */
+/* A node the engine knows of (its heartbeat) that did not answer the survey: listed with what its last
+ * heartbeat said, marked {"answered": false}. */
+static void add_silent_node(void *arg, const struct broker_node *n) {
+  size_t i;
+  json_t *node;
+  json_array_foreach(arg, i, node) {
+    if (strcmp(json_string_value(json_object_get(node, "uid")), n->uid) == 0) return;
+  }
+  json_array_append_new(arg, json_pack("{ss ss sb sI sI}", "uid", n->uid, "name", n->name, "answered", 0,
+                                       "num_clients", (json_int_t)n->num_clients, "uptime_ms",
+                                       (json_int_t)n->uptime * 1000));
+}
+
+/* This node's sample, then every other node's that answers the survey in time (Redis engine), then the
+ * nodes that did not (from their heartbeats). The survey waits for the slowest node (the engine's
+ * survey timeout at most) on the admin thread. */
 static int cmd_top(struct server *srv, json_t *args, json_t **result, char *err, size_t errlen) {
   (void)args; /* --interval and --channels are streamctl's: every sample has the same shape */
   json_t *nodes = json_array(), *self = admin_top_node(srv);
@@ -219,6 +233,7 @@ static int cmd_top(struct server *srv, json_t *args, json_t **result, char *err,
   struct broker *b = srv->broker;
   if (b->ops->survey_api(b, ADMIN_TOP_METHOD, "{}", 2, add_surveyed_node, nodes) != 0)
     log_warn("admin: top: the other nodes could not be asked");
+  b->ops->foreach_node(b, add_silent_node, nodes);
   *result = json_pack("{so}", "nodes", nodes);
   return 0;
 }

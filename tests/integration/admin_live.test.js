@@ -10,7 +10,7 @@ import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import { stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
 import { api, delay, withTimeout } from './lib/http.js';
 import { connectedClient, subscribe, closeAllClients, once } from './lib/sdk.js';
-import { startAdminServer, streamctl, streamctlJson, removeAdminDirs, STREAMCTL_BIN } from './lib/admin.js';
+import { startAdminServer, streamctl, streamctlJson, rawAdmin, removeAdminDirs, STREAMCTL_BIN } from './lib/admin.js';
 import { startRedis, stopAllRedis, redisAvailable } from './lib/redis.js';
 import { openWsRaw, closeAllWsRaw } from './lib/wsraw.js';
 
@@ -443,6 +443,24 @@ describe('streamctl top across the nodes of the Redis engine', { skip: !redisAva
       publishing = false;
       await loop;
       child.kill('SIGINT');
+    }
+  });
+
+  it('lists a node that does not answer in time, from its last heartbeat', async () => {
+    const admin = await rawAdmin(socketA); // one request, one sample (streamctl top would go on)
+    const seen = await admin.request({ cmd: 'top' });
+    assert.equal(seen.result.nodes.length, 2);
+    b.child.kill('SIGSTOP'); // B stops answering; its heartbeat is still fresh
+    try {
+      const r = await admin.request({ cmd: 'top' });
+      assert.equal(r.result.nodes.length, 2);
+      const silent = r.result.nodes[1];
+      assert.equal(silent.uid, seen.result.nodes[1].uid);
+      assert.equal(silent.answered, false);
+      assert.ok(Number.isInteger(silent.num_clients)); // as its last heartbeat said
+    } finally {
+      b.child.kill('SIGCONT');
+      admin.close();
     }
   });
 });
