@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,7 +64,7 @@ static double grew(json_t *cur, json_t *prev, const char *key) {
 static void put_escaped(struct top *t, const char *s) { ctl_put(s ? s : "-", t->out); }
 
 /* Ends a line: on a terminal also clears what the previous frame left to its right. */
-static void eol(struct top *t) { fputs(t->tty ? "\033[K\n" : "\n", t->out); }
+static void eol(struct top *t) { fputc('\n', t->out); }
 
 static void draw_sessions(struct top *t, json_t *node) {
   json_int_t total = 0;
@@ -194,6 +195,28 @@ static void draw_node(struct top *t, json_t *cur, json_t *prev) {
   draw_channels(t, cur, prev, dt);
 }
 
+/* Shows the frame TEXT (LEN bytes of lines) from the cursor's home, each line clipped to the terminal's
+ * width and cleared to its end, as many lines as the terminal has rows (so it never scrolls), then
+ * clears what the previous frame left below. */
+static void show_on_screen(const char *text, size_t len) {
+  struct winsize ws = {0};
+  size_t rows = 24, cols = 80;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+    rows = ws.ws_row, cols = ws.ws_col;
+  fputs("\033[H", stdout);
+  const char *p = text, *end = text + len;
+  for (size_t row = 0; p < end && row < rows; row++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = (size_t)((nl ? nl : end) - p), shown = 0, bytes = 0;
+    while (bytes < n && (shown < cols || (p[bytes] & 0xC0) == 0x80)) /* whole UTF-8 characters */
+      shown += (p[bytes++] & 0xC0) != 0x80;
+    fwrite(p, 1, bytes, stdout);
+    fputs(row + 1 < rows ? "\033[K\n" : "\033[K", stdout);
+    p = nl ? nl + 1 : end;
+  }
+  fputs("\033[J", stdout);
+}
+
 /* Draws the frame for sample CUR (PREV: the one before, or NULL) and shows it. */
 static void draw(struct top *t, json_t *cur, json_t *prev) {
   char *text = NULL, stamp[32], every[32];
@@ -211,9 +234,10 @@ static void draw(struct top *t, json_t *cur, json_t *prev) {
   json_t *node;
   json_array_foreach(cur, i, node) draw_node(t, node, prev ? same_node(prev, node) : NULL);
   fclose(t->out);
-  if (t->tty) fputs("\033[H", stdout);
-  fwrite(text, 1, len, stdout);
-  if (t->tty) fputs("\033[J", stdout);
+  if (t->tty)
+    show_on_screen(text, len);
+  else
+    fwrite(text, 1, len, stdout);
   fflush(stdout);
   free(text);
 }
