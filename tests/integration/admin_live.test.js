@@ -375,6 +375,20 @@ describe('streamctl top', () => {
     child.stdin.write('q');
     assert.equal(await withTimeout(exited, WAIT_MS, 'top to quit on q'), 0);
     assert.ok(out.endsWith('\x1b[?25h\x1b[?1049l'), `the terminal restored: ${JSON.stringify(out.slice(-40))}`);
+
+    // A small window: every frame fits it (4 rows of at most 30 columns), so the redraw never scrolls.
+    const small = spawn('script', ['-qfc', `stty rows 4 cols 30; ${cmd}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let text = '';
+    small.stdout.setEncoding('utf8').on('data', (c) => { text += c; });
+    const done = new Promise((resolve) => small.on('close', (code) => resolve(code)));
+    await withTimeout((async () => { while (text.split('\x1b[H').length < 4) await delay(20); })(), WAIT_MS, 'frames');
+    small.stdin.write('q');
+    assert.equal(await withTimeout(done, WAIT_MS, 'top to quit'), 0);
+    for (const f of text.split('\x1b[H').slice(1, -1)) {
+      const rows = f.replace(/\x1b\[J.*$/s, '').split('\x1b[K').map((r) => r.replace(/\r?\n/g, '')).filter((r) => r !== '');
+      assert.ok(rows.length <= 4, `at most 4 rows: ${JSON.stringify(rows)}`);
+      for (const r of rows) assert.ok(r.length <= 30, `at most 30 columns: ${JSON.stringify(r)}`);
+    }
   });
 
   it('--json prints every sample as the server sent it; a bad --interval is a usage error', async () => {
