@@ -145,7 +145,7 @@ static int server_init(struct server *srv, struct config *cfg) {
   if (srv->loops == NULL) return -1;
   srv->hub = hub_new(srv);
   srv->session_hooks = &protocol_session_hooks;
-  srv->broker = broker_new(srv, cfg, &(struct broker_local){api_run_local, emulation_run_local});
+  srv->broker = broker_new(srv, cfg, &(struct broker_local){admin_node_api, emulation_run_local});
   if (srv->broker && srv->hub) broker_watch_hub(srv->broker, srv->hub);
   if (srv->broker && srv->broker->ops->calls_wait && (srv->workers = workers_new(API_WORKERS)) == NULL) return -1;
   srv->hangup = hangup_start();
