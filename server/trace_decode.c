@@ -1,6 +1,8 @@
 /* trace_decode: frame bytes back to JSON for `streamctl trace` (see trace_decode.h). The framing of each
  * codec kind is undone by one function per kind in a table; what is left is a JSON reply (shown as the
- * JSON it is) or a protobuf Reply (unpacked and shown through the JSON codec's descriptor walk). */
+ * JSON it is) or a protobuf Reply (unpacked and shown through the JSON codec's descriptor walk). The
+ * unidirectional kinds carry bare pushes: each is shown inside {"push": ...}, as a bidirectional client
+ * would get it, so that a trace reads the same whatever the transport. */
 #include "trace_decode.h"
 
 #include <stdbool.h>
@@ -40,13 +42,14 @@ struct payload {
   size_t len;
   bool protobuf;
   bool ws_close; /* a WebSocket Close frame: DATA is its code and reason */
+  bool bare_push; /* a unidirectional transport's frame: the Push itself, without the Reply around it */
 };
 
 /* Strips one framing; returns false when the frame does not have it. */
 typedef bool (*unframe_fn)(const uint8_t *data, size_t len, struct payload *out);
 
 static bool unframe_json(const uint8_t *data, size_t len, struct payload *out) {
-  *out = (struct payload){data, len, false, false};
+  *out = (struct payload){data, len, false, false, false};
   return true; /* the line's newline is whitespace to the parser */
 }
 
@@ -54,14 +57,14 @@ static bool unframe_pb(const uint8_t *data, size_t len, struct payload *out) {
   const uint8_t *p = data, *end = data + len;
   uint64_t n;
   if (pb_guard_uvarint(&p, end, &n) != 0 || n != (uint64_t)(end - p)) return false;
-  *out = (struct payload){p, (size_t)n, true, false};
+  *out = (struct payload){p, (size_t)n, true, false, false};
   return true;
 }
 
 static bool unframe_sse(const uint8_t *data, size_t len, struct payload *out) {
   static const char prefix[] = "data: ";
   if (len < sizeof prefix - 1 || memcmp(data, prefix, sizeof prefix - 1) != 0) return false;
-  *out = (struct payload){data + sizeof prefix - 1, len - (sizeof prefix - 1), false, false};
+  *out = (struct payload){data + sizeof prefix - 1, len - (sizeof prefix - 1), false, false, false};
   return true;
 }
 
@@ -78,7 +81,7 @@ static bool unframe_ws(const uint8_t *data, size_t len, struct payload *out, boo
     for (int i = 0; i < 8; i++) n = n << 8 | data[2 + i];
   }
   if (n != len - hl) return false;
-  *out = (struct payload){data + hl, n, protobuf, (data[0] & 0x0F) == 0x8};
+  *out = (struct payload){data + hl, n, protobuf, (data[0] & 0x0F) == 0x8, false};
   if (protobuf && !out->ws_close) return unframe_pb(data + hl, n, out);
   return true;
 }
@@ -91,9 +94,26 @@ static bool unframe_ws_pb(const uint8_t *data, size_t len, struct payload *out) 
   return unframe_ws(data, len, out, true);
 }
 
+/* The unidirectional kinds frame bare pushes the way their bidirectional counterparts frame replies. */
+static bool unframe_uni_line(const uint8_t *data, size_t len, struct payload *out) {
+  out->bare_push = unframe_json(data, len, out);
+  return out->bare_push;
+}
+
+static bool unframe_uni_sse(const uint8_t *data, size_t len, struct payload *out) {
+  out->bare_push = unframe_sse(data, len, out);
+  return out->bare_push;
+}
+
+static bool unframe_uni_ws(const uint8_t *data, size_t len, struct payload *out) {
+  out->bare_push = unframe_ws_json(data, len, out) && !out->ws_close;
+  return out->bare_push || out->ws_close;
+}
+
 static const unframe_fn unframers[CODEC_COUNT] = {
     [CODEC_JSON] = unframe_json,       [CODEC_PROTOBUF] = unframe_pb,       [CODEC_SSE] = unframe_sse,
     [CODEC_WS_JSON] = unframe_ws_json, [CODEC_WS_PROTOBUF] = unframe_ws_pb,
+    [CODEC_UNI_HTTP_STREAM] = unframe_uni_line, [CODEC_UNI_SSE] = unframe_uni_sse, [CODEC_UNI_WS] = unframe_uni_ws,
 };
 
 static json_t *ws_close(const struct payload *p, enum trace_frame_type *type) {
@@ -114,7 +134,7 @@ static enum trace_frame_type reply_type(json_t *reply) {
 
 json_t *trace_decode_reply(enum codec_kind kind, const uint8_t *data, size_t len,
                            enum trace_frame_type *type) {
-  struct payload p;
+  struct payload p = {0};
   json_t *value = NULL;
   *type = TRACE_FRAME_UNDECODABLE;
   if ((unsigned)kind >= CODEC_COUNT || !unframers[kind](data, len, &p)) return undecodable(data, len);
@@ -129,6 +149,11 @@ json_t *trace_decode_reply(enum codec_kind kind, const uint8_t *data, size_t len
   if (!json_is_object(value)) {
     json_decref(value);
     return undecodable(data, len);
+  }
+  if (p.bare_push && json_object_size(value) > 0) { /* shown as the Reply a bidirectional client gets */
+    json_t *wrapped = json_pack("{so}", "push", value);
+    if (wrapped == NULL) return undecodable(data, len);
+    value = wrapped;
   }
   *type = reply_type(value);
   return value;
