@@ -6,6 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import { stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
 import { api, delay, withTimeout } from './lib/http.js';
@@ -460,12 +461,18 @@ describe('streamctl top across the nodes of the Redis engine', { skip: !redisAva
     }
   });
 
+  /** True once every thread of process PID is stopped (state T in /proc/PID/task/TID/stat). */
+  const stopped = (pid) => readdirSync(`/proc/${pid}/task`).every((tid) =>
+    readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').replace(/^.*\) /s, '').startsWith('T'));
+
   it('lists a node that does not answer in time, from its last heartbeat', async () => {
     const admin = await rawAdmin(socketA); // one request, one sample (streamctl top would go on)
     const seen = await admin.request({ cmd: 'top' });
     assert.equal(seen.result.nodes.length, 2);
     b.child.kill('SIGSTOP'); // B stops answering; its heartbeat is still fresh
     try {
+      // the signal takes effect asynchronously: wait until every thread of B is stopped
+      for (let i = 0; i < 200 && !stopped(b.child.pid); i++) await new Promise((r) => setTimeout(r, 5));
       const r = await admin.request({ cmd: 'top' });
       assert.equal(r.result.nodes.length, 2);
       const silent = r.result.nodes[1];
