@@ -388,3 +388,10 @@ const struct session_hooks protocol_session_hooks = {
     .ended = session_ended,
     .ping_check = protocol_expire_subscriptions,
 };
+
+/* TEMPORARY SHIM (drop at merge): the lead's session pipeline provides protocol_command_finish and
+ * holds back later commands; this stand-in only frees the command and closes on a disconnect code. */
+void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code) {
+  protobuf_c_message_free_unpacked(&((Protocol__Command *)cmd)->base, NULL);
+  if (code != 0 && code != SESSION_COMMAND_PENDING) session_close(s, code);
+}

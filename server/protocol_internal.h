@@ -74,6 +74,11 @@ uint32_t protocol_handle_presence_stats(struct session *s, const Protocol__Comma
 uint32_t protocol_handle_history(struct session *s, const Protocol__Command *cmd);
 uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command *cmd);
 
+/* Ends a command whose handler returned SESSION_COMMAND_PENDING, after its reply was sent: frees CMD,
+ * closes S with CODE when non-zero (a disconnect code). Exactly once per pending command, from a
+ * thread that may run commands (a worker), never the HTTP client's. */
+void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code);
+
 /* Fills INFO (borrowing from S) with the session's ClientInfo for presence and join/leave. */
 void protocol_client_info(const struct session *s, Protocol__ClientInfo *info);
 

@@ -77,6 +77,8 @@ void session_unref(struct session *s) {
   for (size_t i = 0; i < s->queue_len; i++) frame_unref(s->queue[(s->queue_head + i) % s->queue_cap]);
   free(s->queue);
   free(s->conn_info.data);
+  free(s->meta.data);
+  free(s->proxy_headers);
   free(s->user);
   free(s->name);
   free(s->version);
@@ -406,6 +408,7 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&s->srv->stats.messages_in, 1, memory_order_relaxed);
     uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, cmd) : DISCONNECT_SERVER_ERROR;
+    if (code == SESSION_COMMAND_PENDING) continue; /* TEMPORARY SHIM (drop at merge): the handler owns CMD */
     protobuf_c_message_free_unpacked(&cmd->base, NULL);
     if (code != 0) {
       session_close(s, code);

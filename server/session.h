@@ -33,6 +33,9 @@ struct server;
 struct session;
 struct subscription;
 
+/* A command handler's return meaning "still running" (session pipeline, see protocol_internal.h). */
+#define SESSION_COMMAND_PENDING UINT32_MAX
+
 enum session_state { SESSION_CONNECTING, SESSION_CONNECTED, SESSION_CLOSING, SESSION_CLOSED };
 
 enum session_timer { SESSION_TIMER_STALE, SESSION_TIMER_PING, SESSION_TIMER_PONG_CHECK };
@@ -78,6 +81,10 @@ struct session {
   unsigned loop; /* the core loop that owns its stream (loops_current() when it was made; 0 elsewhere) */
   ProtobufCBinaryData conn_info; /* `info` of the connection token (raw JSON or bytes); owned; set at
                                     connect, read-only afterwards */
+  ProtobufCBinaryData meta; /* `meta` from the connect proxy (raw JSON); owned; set at connect */
+  char *proxy_headers;      /* the stream request's headers named by proxy_http_headers, "Name: value"
+                               lines each ending in '\n'; owned; set by the transport before the
+                               connect runs (proxy_headers.c), read-only afterwards; NULL = none */
 
   /* Written under lock; read without it by session_state() (the hang-up sweep walks every stream's
    * session four times a second, and a lock each made most of an idle server's CPU). */
