@@ -12,6 +12,7 @@
 #include "handlers.h"
 #include "hub.h"
 #include "registry.h"
+#include "proxy.h"
 #include "server.h"
 #include "session.h"
 #include "stats.h"
@@ -91,6 +92,30 @@ static void render_counters(struct text *t, struct server *srv) {
   }
 }
 
+/* The event proxies' requests, errors, time and requests in flight, by proxy type. */
+static void render_proxies(struct text *t, struct server *srv) {
+  static const struct {
+    const char *name, *type, *help;
+  } metrics[] = {
+      {"proxy_requests_total", "counter", "Event proxy requests finished (answered or failed), by proxy."},
+      {"proxy_errors_total", "counter", "Event proxy requests failed (timeout, network, not 200, bad answer)."},
+      {"proxy_request_duration_seconds_sum", "counter", "Total time of event proxy requests, by proxy."},
+      {"proxy_in_flight", "gauge", "Event proxy requests waiting for the backend, by proxy."},
+  };
+  for (size_t m = 0; m < sizeof metrics / sizeof metrics[0]; m++) {
+    put(t, "# HELP streamd_%s %s\n# TYPE streamd_%s %s\n", metrics[m].name, metrics[m].help, metrics[m].name,
+        metrics[m].type);
+    for (int k = 0; k < PROXY_KIND_COUNT; k++) {
+      const struct proxy_stats *ps = &srv->stats.proxy[k];
+      const char *name = proxy_kind_name((enum proxy_kind)k);
+      if (m == 0) put(t, "streamd_%s{type=\"%s\"} %llu\n", metrics[m].name, name, (unsigned long long)ps->requests);
+      if (m == 1) put(t, "streamd_%s{type=\"%s\"} %llu\n", metrics[m].name, name, (unsigned long long)ps->errors);
+      if (m == 2) put(t, "streamd_%s{type=\"%s\"} %.6f\n", metrics[m].name, name, (double)ps->micros / 1e6);
+      if (m == 3) put(t, "streamd_%s{type=\"%s\"} %u\n", metrics[m].name, name, (unsigned)ps->in_flight);
+    }
+  }
+}
+
 /* Sessions by transport and protocol, and their subscriptions, from a registry snapshot. */
 static void render_sessions(struct text *t, struct server *srv) {
   size_t max = registry_count(srv->registry) + 64, n;
@@ -127,6 +152,7 @@ enum MHD_Result metrics_handle(struct request *req) {
   struct text t = {0};
   render_counters(&t, req->srv);
   render_sessions(&t, req->srv);
+  render_proxies(&t, req->srv);
   enum MHD_Result ret =
       t.failed ? http_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, 0)
                : http_respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);

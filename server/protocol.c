@@ -17,6 +17,7 @@
 #include "hub.h"
 #include "log.h"
 #include "protocol_internal.h"
+#include "proxy_calls.h"
 #include "registry.h"
 #include "sd_version.h"
 #include "server.h"
@@ -165,16 +166,34 @@ static void connect_state_cleanup(struct connect_state *cs) {
 
 static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) {
   const Protocol__ConnectRequest *req = cmd->connect;
-  const struct config *cfg = s->srv->boot_cfg; /* ping and pong: restart only */
   struct connect_state cs = {0};
   if (session_state(s) != SESSION_CONNECTING) return DISCONNECT_BAD_REQUEST; /* a second connect */
+  if (req->token[0] == '\0' && s->srv->boot_cfg->proxy_connect_endpoint[0]) return proxy_calls_connect(s, cmd);
   int64_t rc = check_credentials(s, req, &cs);
   if (rc < 0) {
     pthread_mutex_lock(&s->lock);
     s->unusable = true; /* the stale timer ends it unless the client goes first */
     pthread_mutex_unlock(&s->lock);
   }
-  if (rc == 0) rc = check_limits(s, cs.have_claims ? cs.claims.user : "");
+  if (rc != 0) {
+    connect_state_cleanup(&cs);
+    return protocol_finish(s, cmd->id, rc);
+  }
+  return protocol_connect_with(s, cmd, cs.have_claims ? &cs.claims : NULL, NULL, false);
+}
+
+uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
+                               struct auth_connection_claims *claims, const ProtobufCBinaryData *data,
+                               bool server_refresh) {
+  const Protocol__ConnectRequest *req = cmd->connect;
+  const struct config *cfg = s->srv->boot_cfg; /* ping and pong: restart only */
+  struct connect_state cs = {0};
+  if (claims) {
+    cs.claims = *claims;
+    cs.have_claims = true;
+    memset(claims, 0, sizeof *claims);
+  }
+  int64_t rc = check_limits(s, cs.have_claims ? cs.claims.user : "");
   if (rc != 0) {
     connect_state_cleanup(&cs);
     return protocol_finish(s, cmd->id, rc);
@@ -189,11 +208,12 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   res.version = SD_VERSION;
   res.ping = (uint32_t)(cfg->ping_interval_ms / 1000);
   res.pong = cfg->pong_timeout_ms > 0;
+  if (data) res.data = *data;
   if (s->transport == NULL || s->transport->emulation) { /* set before the connect command runs */
     res.session = s->session_id;
     res.node = s->srv->node_id;
   }
-  if (expires_at > 0) {
+  if (expires_at > 0 && !server_refresh) { /* else the client has no token to refresh with */
     res.expires = true;
     res.ttl = protocol_ttl(expires_at, (int64_t)time(NULL));
   }
@@ -238,8 +258,9 @@ static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) 
 }
 
 static uint32_t handle_rpc(struct session *s, const Protocol__Command *cmd) {
-  /* No RPC handler is configured in streamd: every method is unknown (Centrifugo answers the same). */
-  session_send_error(s, cmd->id, ERROR_METHOD_NOT_FOUND);
+  if (s->srv->boot_cfg->proxy_rpc_endpoint[0]) return proxy_calls_rpc(s, cmd);
+  /* Without an RPC proxy there is no RPC handler at all: Centrifugo answers 108, not 104. */
+  session_send_error(s, cmd->id, ERROR_NOT_AVAILABLE);
   return 0;
 }
 

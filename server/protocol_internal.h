@@ -79,6 +79,25 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
  * thread that may run commands (a worker), never the HTTP client's. */
 void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code);
 
+/* The rest of a connect once the client is known: limits, identity, CLAIMS' server-side subscriptions
+ * (CLAIMS may be NULL: anonymous; its contents are taken), the reply carrying DATA (may be NULL).
+ * SERVER_REFRESH: the reply says nothing of an expiry (the client has no token to refresh with).
+ * Returns 0 or a disconnect code, like a handler. */
+uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
+                               struct auth_connection_claims *claims, const ProtobufCBinaryData *data,
+                               bool server_refresh);
+
+/* A client's subscribe once it is allowed: GRANTED (token claims or a subscribe proxy's answer; NULL =
+ * namespace permissions) gives its options and expiry. Returns 0 or a disconnect code. */
+uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
+                                    const struct channel_options *opts, struct auth_subscription_claims *granted);
+
+/* A client's publish once it is allowed, publishing DATA (the client's or a publish proxy's), without
+ * history when SKIP_HISTORY. Returns 0 or a disconnect code. */
+uint32_t protocol_publish_command(struct session *s, const Protocol__Command *cmd,
+                                  const struct channel_options *opts, const ProtobufCBinaryData *data,
+                                  bool skip_history);
+
 /* Fills INFO (borrowing from S) with the session's ClientInfo for presence and join/leave. */
 void protocol_client_info(const struct session *s, Protocol__ClientInfo *info);
 

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "registry.h"
 #include "server.h"
+#include "proxy_headers.h"
 #include "session.h"
 #include "stream_direct.h"
 #include "loops.h"
@@ -218,6 +219,7 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   req->handler_data = sr;
   req->cleanup = stream_cleanup;
   session_attach(s, t, st);
+  proxy_headers_capture(s, req); /* before the connect: the connect proxy forwards them */
   run_connect(s, command, len);
   struct MHD_Response *r =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, st, stream_free);

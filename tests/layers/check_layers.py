@@ -24,7 +24,7 @@ LAYERS = [
         broker_redis_history broker_redis_presence broker_redis_sub"""),
     ("protocol", "protocol protocol_internal protocol_channel proxy_calls"),
     ("transports and APIs", """http handlers stream stream_direct ws emulation api api_methods admin
-        admin_commands hangup ops"""),
+        admin_commands hangup ops proxy_headers"""),
     ("start-up", "main"),
 ]
 
