@@ -414,5 +414,6 @@ const struct session_hooks protocol_session_hooks = {
  * holds back later commands; this stand-in only frees the command and closes on a disconnect code. */
 void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code) {
   protobuf_c_message_free_unpacked(&((Protocol__Command *)cmd)->base, NULL);
+  atomic_fetch_sub(&s->shim_pending, 1);
   if (code != 0 && code != SESSION_COMMAND_PENDING) session_close(s, code);
 }

@@ -408,7 +408,10 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&s->srv->stats.messages_in, 1, memory_order_relaxed);
     uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, cmd) : DISCONNECT_SERVER_ERROR;
-    if (code == SESSION_COMMAND_PENDING) continue; /* TEMPORARY SHIM (drop at merge): the handler owns CMD */
+    if (code == SESSION_COMMAND_PENDING) { /* TEMPORARY SHIM (drop at merge): the handler owns CMD */
+      atomic_fetch_add(&s->shim_pending, 1);
+      continue;
+    }
     protobuf_c_message_free_unpacked(&cmd->base, NULL);
     if (code != 0) {
       session_close(s, code);

@@ -86,6 +86,8 @@ struct session {
                                lines each ending in '\n'; owned; set by the transport before the
                                connect runs (proxy_headers.c), read-only afterwards; NULL = none */
 
+  atomic_uint shim_pending; /* TEMPORARY SHIM (drop at merge): commands still running */
+
   /* Written under lock; read without it by session_state() (the hang-up sweep walks every stream's
    * session four times a second, and a lock each made most of an idle server's CPU). */
   _Atomic enum session_state state;

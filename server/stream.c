@@ -178,7 +178,8 @@ static void run_connect(struct session *s, const char *command, size_t len) {
     return;
   }
   session_feed(s, (const uint8_t *)command, len);
-  if (session_state(s) == SESSION_CONNECTING) session_close(s, DISCONNECT_BAD_REQUEST); /* no command */
+  if (session_state(s) == SESSION_CONNECTING && atomic_load(&s->shim_pending) == 0) /* TEMPORARY SHIM */
+    session_close(s, DISCONNECT_BAD_REQUEST); /* no command */
 }
 
 /* Block size of the callback response: chunked responses are written straight into the connection's
