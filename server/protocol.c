@@ -202,7 +202,13 @@ uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
   adopt_identity(s, req, &cs);
   session_set_connected(s);
   subscribe_token_channels(s, req, &cs);
-  session_set_expiry(s, expires_at);
+  if (server_refresh && cfg->proxy_refresh_endpoint[0]) { /* the refresh proxy extends it (at pings) */
+    pthread_mutex_lock(&s->lock);
+    s->proxy_expires_at = expires_at;
+    pthread_mutex_unlock(&s->lock);
+  } else {
+    session_set_expiry(s, expires_at);
+  }
   Protocol__ConnectResult res = PROTOCOL__CONNECT_RESULT__INIT;
   res.client = s->client_id;
   res.version = SD_VERSION;
@@ -380,6 +386,7 @@ uint32_t protocol_ttl(int64_t expires_at, int64_t now) {
 }
 
 void protocol_expire_subscriptions(struct session *s) {
+  proxy_calls_refresh_check(s);
   int64_t cutoff = (int64_t)time(NULL) - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
   char *expired[16];
   size_t n = 0;

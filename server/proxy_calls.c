@@ -170,9 +170,12 @@ static void on_worker(void *arg) {
   if (a.outcome == PROXY_FAILED)
     log_warn("%s proxy: client %s: %s", proxy_kind_name(p->kind), p->s->client_id, a.why);
   uint32_t code = 0;
-  if (session_state(p->s) < SESSION_CLOSING && !answer_not_result(p, &a)) code = p->on_answer(p, &a);
+  if (p->cmd == NULL) /* not a command (refresh): its function decides every outcome */
+    p->on_answer(p, &a);
+  else if (session_state(p->s) < SESSION_CLOSING && !answer_not_result(p, &a))
+    code = p->on_answer(p, &a);
   proxy_answer_cleanup(&a);
-  protocol_command_finish(p->s, p->cmd, code);
+  if (p->cmd) protocol_command_finish(p->s, p->cmd, code);
   session_unref(p->s);
   free(p->body);
   free(p);
@@ -217,7 +220,7 @@ static uint32_t start(struct pending *p, struct proxy_call *call) {
   int rc = body ? http_client_send(p->srv->http_client, &req, on_http, p) : -HTTP_CLIENT_ENOMEM;
   free(body);
   free(store);
-  for (size_t i = 0; extra && i < p->cmd->connect->n_headers; i++) free(extra[i]);
+  for (size_t i = 0; extra && p->kind == PROXY_CONNECT && i < p->cmd->connect->n_headers; i++) free(extra[i]);
   free(extra);
   if (rc == 0) return SESSION_COMMAND_PENDING;
   struct http_client_response failed = {.error = (enum http_client_error)-rc,
@@ -358,4 +361,43 @@ uint32_t proxy_calls_publish(struct session *s, const Protocol__Command *cmd) {
   const Protocol__PublishRequest *req = cmd->publish;
   struct proxy_call call = {.user = s->user, .channel = req->channel, .data = req->data};
   return start(p, &call);
+}
+
+static uint32_t refresh_answered(struct pending *p, struct proxy_answer *a) {
+  struct session *s = p->s;
+  int64_t extended = -1; /* -1: unchanged (retry at the next ping) */
+  if (a->outcome == PROXY_DISCONNECT) {
+    session_close_reason(s, a->code, a->message);
+  } else if (a->outcome == PROXY_RESULT && proxy_result_bool(a->result, "expired")) {
+    session_close(s, DISCONNECT_EXPIRED);
+  } else if (a->outcome == PROXY_RESULT) {
+    extended = proxy_result_expire_at(a->result);
+  } else if (a->outcome == PROXY_ERROR) {
+    log_warn("refresh proxy: client %s: error %u %s; asking again at the next ping", s->client_id, a->code,
+             a->message);
+  }
+  pthread_mutex_lock(&s->lock);
+  if (extended >= 0) s->proxy_expires_at = extended;
+  s->proxy_refreshing = false;
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+void proxy_calls_refresh_check(struct session *s) {
+  if (s->srv->boot_cfg->proxy_refresh_endpoint[0] == '\0') return;
+  pthread_mutex_lock(&s->lock);
+  bool due = s->proxy_expires_at > 0 && s->proxy_expires_at <= (int64_t)time(NULL) && !s->proxy_refreshing &&
+             s->state == SESSION_CONNECTED;
+  if (due) s->proxy_refreshing = true;
+  pthread_mutex_unlock(&s->lock);
+  if (!due) return;
+  struct pending *p = pending_new(s, NULL, PROXY_REFRESH, refresh_answered);
+  if (p == NULL) {
+    pthread_mutex_lock(&s->lock);
+    s->proxy_refreshing = false;
+    pthread_mutex_unlock(&s->lock);
+    return;
+  }
+  struct proxy_call call = {.user = s->user};
+  start(p, &call);
 }

@@ -35,6 +35,11 @@ uint32_t proxy_calls_rpc(struct session *s, const Protocol__Command *cmd);
 uint32_t proxy_calls_subscribe(struct session *s, const Protocol__Command *cmd);
 uint32_t proxy_calls_publish(struct session *s, const Protocol__Command *cmd);
 
+/* From S's ping check (the timer thread): when the connect proxy's expire_at passed and a refresh proxy
+ * is configured, asks it (one request at a time per session): `expired` => disconnect 3005, a new
+ * `expire_at` extends the connection, a failure is retried at the next ping. */
+void proxy_calls_refresh_check(struct session *s);
+
 /* Does a tokenless subscribe to CHANNEL with OPTS go to the subscribe proxy? (Not for user-limited
  * channels, as in Centrifugo.) */
 bool proxy_calls_wants_subscribe(struct session *s, const struct channel_options *opts, const char *channel);

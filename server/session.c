@@ -512,7 +512,7 @@ static void on_timer(void *arg) {
       break;
     case SESSION_TIMER_PING:
       if (s->state == SESSION_CONNECTED) wake = ping_locked(s);
-      expire_subs = s->state == SESSION_CONNECTED && s->sub_count > 0;
+      expire_subs = s->state == SESSION_CONNECTED && (s->sub_count > 0 || s->proxy_expires_at > 0);
       break;
     case SESSION_TIMER_PONG_CHECK:
       if (s->state != SESSION_CONNECTED) break;

@@ -110,6 +110,9 @@ struct session {
   struct timer timer;
   uint64_t messages_in, messages_out, bytes_in, bytes_out;
   int64_t expires_at;        /* unix seconds when the connection's token expires; 0 = never */
+  int64_t proxy_expires_at;  /* connect proxy's expire_at with a refresh proxy: the refresh proxy is
+                                asked once it passed (at a ping, proxy_calls.c); 0 = never */
+  bool proxy_refreshing;     /* a refresh proxy request is in flight */
   struct timer expire_timer; /* fires client_expired_close_delay after expires_at: 3005 unless refreshed */
 };
 

@@ -221,6 +221,45 @@ describe('event proxies', () => {
   });
 });
 
+describe('refresh proxy', () => {
+  let be;
+  let srv;
+  before(async () => {
+    be = await startBackend();
+    be.answer('/connect', () => ({ result: { user: 'carol', expire_at: Math.floor(Date.now() / 1000) + 1 } }));
+    srv = await startServer({
+      http_stream: true,
+      ping_interval: '1s',
+      pong_timeout: '0s',
+      proxy_connect_endpoint: be.url('/connect'),
+      proxy_refresh_endpoint: be.url('/refresh'),
+    });
+  });
+  after(async () => {
+    closeAllRaw();
+    await stopAll();
+    await be.close();
+  });
+
+  it('the server asks the refresh proxy once expire_at passed: extended, then expired => 3005', { timeout: 30000 }, async () => {
+    let calls = 0;
+    be.answer('/refresh', () => (++calls === 1
+      ? { result: { expire_at: Math.floor(Date.now() / 1000) + 1 } }
+      : { result: { expired: true } }));
+    const s = await connectRaw(srv.base);
+    // The client has no token to refresh with: the reply says nothing of an expiry.
+    assert.equal(s.connectReply.expires, undefined);
+    assert.equal(s.connectReply.ttl, undefined);
+    const d = await s.expectDisconnect(3005, 15000);
+    assert.equal(d.reason, 'connection expired');
+    const reqs = be.requests('/refresh');
+    assert.equal(reqs.length, 2);
+    assert.equal(reqs[0].body.user, 'carol');
+    assert.equal(reqs[0].body.client, s.client);
+    assert.equal(reqs[0].body.transport, 'http_stream');
+  });
+});
+
 describe('rpc without an RPC proxy', () => {
   after(async () => {
     closeAllRaw();
