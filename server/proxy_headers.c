@@ -10,8 +10,8 @@
 #include "server.h"
 #include "session.h"
 
-void proxy_headers_capture(struct session *s, const struct request *req) {
-  const struct config *c = s->srv->boot_cfg; /* proxy keys: restart only */
+char *proxy_headers_collect(struct server *srv, const struct request *req) {
+  const struct config *c = srv->boot_cfg; /* proxy keys: restart only */
   size_t len = 0, cap = 0;
   char *out = NULL;
   for (size_t i = 0; i < c->proxy_http_headers_count; i++) {
@@ -26,8 +26,16 @@ void proxy_headers_capture(struct session *s, const struct request *req) {
     }
     len += (size_t)snprintf(out + len, cap - len, "%s: %s\n", name, value);
   }
+  return out;
+}
+
+void proxy_headers_take(struct session *s, char *headers) {
   pthread_mutex_lock(&s->lock);
   free(s->proxy_headers);
-  s->proxy_headers = out;
+  s->proxy_headers = headers;
   pthread_mutex_unlock(&s->lock);
+}
+
+void proxy_headers_capture(struct session *s, const struct request *req) {
+  proxy_headers_take(s, proxy_headers_collect(s->srv, req));
 }

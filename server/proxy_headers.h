@@ -9,8 +9,17 @@
 struct request;
 struct session;
 
-/* Stores REQ's headers named by proxy_http_headers into S (nothing when none is configured or
- * present; a header with a line break is skipped). */
+struct server;
+
+/* REQ's headers named by proxy_http_headers as "Name: value\n" lines: a malloc'd string the caller
+ * owns, or NULL when none is configured or present (a header with a line break is skipped). */
+char *proxy_headers_collect(struct server *srv, const struct request *req);
+
+/* Gives S the lines of proxy_headers_collect (HEADERS, taken; NULL = none). */
+void proxy_headers_take(struct session *s, char *headers);
+
+/* proxy_headers_take(S, proxy_headers_collect(...)): for transports that make the session while
+ * the request is at hand. */
 void proxy_headers_capture(struct session *s, const struct request *req);
 
 #endif

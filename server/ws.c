@@ -45,6 +45,7 @@
 #include "log.h"
 #include "registry.h"
 #include "server.h"
+#include "proxy_headers.h"
 #include "session.h"
 #include "ws_input.h"
 
@@ -89,6 +90,7 @@ struct ws {
 struct ws_upgrade {
   enum codec_kind kind;
   char remote[64];
+  char *proxy_headers; /* for the event proxies (proxy_headers.h), handed to the session */
 };
 
 static void signal_loop(struct ws *ws) {
@@ -435,7 +437,11 @@ static bool wants_protobuf(const struct request *req) {
   return (f && strcmp(f, "protobuf") == 0) || (cf && strcmp(cf, "protobuf") == 0);
 }
 
-static void upgrade_cleanup(struct request *req) { free(req->handler_data); }
+static void upgrade_cleanup(struct request *req) {
+  struct ws_upgrade *up = req->handler_data;
+  if (up) free(up->proxy_headers);
+  free(up);
+}
 
 /* Hands the upgraded socket to the loop thread with a new session; once the loop is stopping, closes
  * it instead (MHD may call this after ws_stop began, for a handshake answered just before). */
@@ -452,6 +458,8 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   size_t limit = (size_t)srv->boot_cfg->websocket_message_size_limit;
   bool in_ok = c && ws_input_init(&c->in, limit, (const uint8_t *)extra_in, extra_in_size) == 0;
   struct session *s = in_ok ? session_new(srv, codec_get(up->kind), up->remote) : NULL;
+  if (s) proxy_headers_take(s, up->proxy_headers);
+  if (s) up->proxy_headers = NULL;
   if (s == NULL || registry_add(srv->registry, s) != 0) {
     pthread_rwlock_unlock(&gate); /* what follows may wake sessions: not inside the gate */
     if (s) {
@@ -510,6 +518,7 @@ enum MHD_Result ws_handle(struct request *req) {
   if (up == NULL) return MHD_NO;
   up->kind = wants_protobuf(req) ? CODEC_WS_PROTOBUF : CODEC_WS_JSON;
   http_remote_address(req, up->remote, sizeof up->remote);
+  up->proxy_headers = proxy_headers_collect(srv, req);
   req->handler_data = up;
   req->cleanup = upgrade_cleanup;
   struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, NULL);

@@ -10,12 +10,13 @@ import { startBackend } from './lib/backend.js';
 import { openRaw, connectRaw, closeAllRaw, call } from './lib/raw.js';
 import { connectedClient, subscribe, closeAllClients, newClient, once } from './lib/sdk.js';
 import { api } from './lib/http.js';
+import { openWsRaw, closeAllWsRaw } from './lib/wsraw.js';
 
 const users = { alice: 'alice', bob: 'bob' };
 
 /** The backend's connect script: the cookie `session=NAME` decides. */
 function connectScript(req) {
-  const cookie = req.headers.cookie || (req.body.headers || {}).cookie || '';
+  const cookie = req.headers.cookie || '';
   const name = (/session=([a-z0-9]+)/.exec(cookie) || [])[1];
   if (users[name]) {
     return { result: { user: users[name], data: { welcome: name }, channels: [`personal:${name}`], meta: { plan: 'gold' } } };
@@ -89,6 +90,7 @@ describe('event proxies', () => {
   after(async () => {
     closeAllClients();
     closeAllRaw();
+    closeAllWsRaw();
     await stopAll();
     await be.close();
   });
@@ -125,6 +127,27 @@ describe('event proxies', () => {
     assert.equal(req.body.protocol, 'protobuf');
     assert.equal(req.body.client, c.connectedCtx.client);
     assert.equal(req.headers.cookie, 'session=bob');
+  });
+
+  it('connects by cookie over WebSocket: the upgrade request\'s Cookie is forwarded', async () => {
+    const before = be.requests('/connect').length;
+    const ws = await openWsRaw(srv.port, { headers: cookie('bob') });
+    ws.send(0x1, JSON.stringify({ connect: { name: 'raw-ws' }, id: 1 }));
+    const reply = await ws.nextJSON();
+    assert.deepEqual(reply.connect.data, { welcome: 'bob' });
+    const req = be.requests('/connect')[before];
+    assert.equal(req.headers.cookie, 'session=bob');
+    assert.equal(req.body.transport, 'websocket');
+    ws.destroy();
+  });
+
+  it('an emulated client\'s ConnectRequest headers are forwarded when listed in proxy_http_headers', async () => {
+    const before = be.requests('/connect').length;
+    const s = await connectRaw(srv.base, { connect: { name: 'raw', headers: { Cookie: 'session=alice', 'X-Other': 'no' } } });
+    assert.deepEqual(s.connectReply.data, { welcome: 'alice' });
+    const req = be.requests('/connect')[before];
+    assert.equal(req.headers.cookie, 'session=alice');
+    assert.equal(req.headers['x-other'], undefined);
   });
 
   it('a connect the backend refuses with an error gets that error', async () => {
