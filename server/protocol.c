@@ -387,16 +387,27 @@ uint32_t protocol_ttl(int64_t expires_at, int64_t now) {
 
 void protocol_expire_subscriptions(struct session *s) {
   proxy_calls_refresh_check(s);
-  int64_t cutoff = (int64_t)time(NULL) - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
-  char *expired[16];
-  size_t n = 0;
+  int64_t now = (int64_t)time(NULL);
+  int64_t cutoff = now - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
+  char *expired[16], *refresh[16];
+  size_t n = 0, r = 0;
   pthread_mutex_lock(&s->lock);
-  for (struct subscription *sub = s->subs; sub && n < 16; sub = sub->next)
-    if (sub->expires_at > 0 && sub->expires_at <= cutoff) expired[n++] = strdup(sub->channel_name);
+  for (struct subscription *sub = s->subs; sub && n < 16 && r < 16; sub = sub->next) {
+    if ((sub->flags & SUB_SERVER_REFRESH) && sub->expires_at > 0 && sub->expires_at <= now) {
+      sub->expires_at = INT64_MAX; /* being refreshed: the sub_refresh proxy's answer sets it */
+      refresh[r++] = strdup(sub->channel_name);
+    } else if (sub->expires_at > 0 && sub->expires_at <= cutoff) {
+      expired[n++] = strdup(sub->channel_name);
+    }
+  }
   pthread_mutex_unlock(&s->lock);
   for (size_t i = 0; i < n; i++) {
     if (expired[i]) protocol_unsubscribe_with(s, expired[i], UNSUBSCRIBE_EXPIRED, "subscription expired");
     free(expired[i]);
+  }
+  for (size_t i = 0; i < r; i++) {
+    if (refresh[i]) proxy_calls_sub_refresh(s, refresh[i]);
+    free(refresh[i]);
   }
 }
 

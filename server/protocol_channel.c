@@ -81,6 +81,7 @@ static unsigned plan_flags(const struct subscribe_plan *p) {
   if (presence) flags |= SUB_PRESENCE;
   if (join_leave) flags |= SUB_EMIT_JOIN_LEAVE;
   if (join_leave && (force_push || (p->want_join_leave && p->presence_access))) flags |= SUB_PUSH_JOIN_LEAVE;
+  if (p->server_refresh && p->expires_at > 0) flags |= SUB_SERVER_REFRESH;
   if (positioned) flags |= SUB_POSITIONED;
   if (recoverable) flags |= SUB_RECOVERABLE;
   return flags;
@@ -120,7 +121,7 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
     res->recoverable = (ls->flags & SUB_RECOVERABLE) != 0;
   }
   if (p->token) res->data = p->token->data;
-  if (p->expires_at > 0) { /* the SDK schedules a sub_refresh from these */
+  if (p->expires_at > 0 && !p->server_refresh) { /* the SDK schedules a sub_refresh from these */
     res->expires = true;
     res->ttl = protocol_ttl(p->expires_at, (int64_t)time(NULL));
   }
@@ -290,13 +291,14 @@ static uint32_t handle_subscribe(struct session *s, const Protocol__Command *cmd
   } else if (channel_is_private(req->channel) || !channel_can_subscribe(cfg, opts, req->channel, s->user)) {
     return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
   }
-  uint32_t err = protocol_subscribe_command(s, cmd, cfg, opts, with_token ? &claims : NULL);
+  uint32_t err = protocol_subscribe_command(s, cmd, cfg, opts, with_token ? &claims : NULL, false);
   auth_subscription_claims_cleanup(&claims);
   return err;
 }
 
 uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
-                                    const struct channel_options *opts, struct auth_subscription_claims *granted) {
+                                    const struct channel_options *opts, struct auth_subscription_claims *granted,
+                                    bool server_refresh) {
   const Protocol__SubscribeRequest *req = cmd->subscribe;
   bool with_token = granted != NULL;
   struct subscribe_plan plan = {
@@ -315,6 +317,7 @@ uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *
       .presence_access = channel_can_presence(cfg, opts, s->user, true),
       .token = with_token ? &granted->opts : NULL,
       .expires_at = with_token ? auth_subscription_expires_at(granted) : 0,
+      .server_refresh = server_refresh,
   };
   uint32_t err = protocol_subscribe(s, &plan);
   if (err >= 3000) return err;

@@ -53,6 +53,7 @@ struct subscribe_plan {
   bool presence_access;
   const struct auth_sub_options *token; /* subscription token or token-claim options, or NULL */
   int64_t expires_at;                   /* unix seconds the subscription token expires; 0 = never */
+  bool server_refresh;                  /* the sub_refresh proxy extends EXPIRES_AT: the client is not told */
   Protocol__SubscribeResult *result;    /* SUBSCRIBE_CONNECT: filled (caller cleans with
                                            protocol_subscribe_result_cleanup) */
 };
@@ -88,9 +89,11 @@ uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
                                bool server_refresh);
 
 /* A client's subscribe once it is allowed: GRANTED (token claims or a subscribe proxy's answer; NULL =
- * namespace permissions) gives its options and expiry. Returns 0 or a disconnect code. */
+ * namespace permissions) gives its options and expiry; SERVER_REFRESH: the sub_refresh proxy extends
+ * that expiry. Returns 0 or a disconnect code. */
 uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
-                                    const struct channel_options *opts, struct auth_subscription_claims *granted);
+                                    const struct channel_options *opts, struct auth_subscription_claims *granted,
+                                    bool server_refresh);
 
 /* A client's publish once it is allowed, publishing DATA (the client's or a publish proxy's), without
  * history when SKIP_HISTORY. Returns 0 or a disconnect code. */

@@ -13,9 +13,11 @@
 #include <time.h>
 
 #include "channel.h"
+#include "hub.h"
 #include "codes.h"
 #include "http_client.h"
 #include "log.h"
+#include "protocol.h"
 #include "protocol_internal.h"
 #include "proxy.h"
 #include "server.h"
@@ -37,6 +39,7 @@ struct pending {
   const Protocol__Command *cmd;
   enum proxy_kind kind;
   answer_fn on_answer;
+  char *channel; /* sub_refresh: the subscription's channel (owned) */
   struct http_client_response resp; /* copied on the HTTP client's thread */
   char *body;
   char why[128];
@@ -177,6 +180,7 @@ static void on_worker(void *arg) {
   proxy_answer_cleanup(&a);
   if (p->cmd) protocol_command_finish(p->s, p->cmd, code);
   session_unref(p->s);
+  free(p->channel);
   free(p->body);
   free(p);
 }
@@ -316,7 +320,8 @@ static uint32_t subscribe_answered(struct pending *p, struct proxy_answer *a) {
     log_warn("subscribe proxy: client %s: bad result: %s", p->s->client_id, why);
     send_error(p->s, p->cmd->id, ERROR_INTERNAL, NULL, true);
   } else {
-    code = protocol_subscribe_command(p->s, p->cmd, cfg, opts, &claims);
+    bool server_refresh = opts->proxy_sub_refresh && p->srv->boot_cfg->proxy_sub_refresh_endpoint[0];
+    code = protocol_subscribe_command(p->s, p->cmd, cfg, opts, &claims, server_refresh);
     auth_subscription_claims_cleanup(&claims);
   }
   config_unref(cfg);
@@ -399,5 +404,36 @@ void proxy_calls_refresh_check(struct session *s) {
     return;
   }
   struct proxy_call call = {.user = s->user};
+  start(p, &call);
+}
+
+static uint32_t sub_refresh_answered(struct pending *p, struct proxy_answer *a) {
+  struct session *s = p->s;
+  if (a->outcome == PROXY_DISCONNECT) {
+    session_close_reason(s, a->code, a->message);
+  } else if (a->outcome == PROXY_RESULT && proxy_result_bool(a->result, "expired")) {
+    protocol_unsubscribe_with(s, p->channel, UNSUBSCRIBE_EXPIRED, "subscription expired");
+  } else if (a->outcome == PROXY_RESULT) {
+    hub_set_expiry(p->srv->hub, s, p->channel, proxy_result_expire_at(a->result));
+  } else { /* asked again at the next ping */
+    if (a->outcome == PROXY_ERROR)
+      log_warn("sub_refresh proxy: client %s channel %s: error %u %s", s->client_id, p->channel, a->code,
+               a->message);
+    hub_set_expiry(p->srv->hub, s, p->channel, (int64_t)time(NULL));
+  }
+  return 0;
+}
+
+void proxy_calls_sub_refresh(struct session *s, const char *channel) {
+  struct pending *p = pending_new(s, NULL, PROXY_SUB_REFRESH, sub_refresh_answered);
+  if (p && (p->channel = strdup(channel)) == NULL) {
+    free(p);
+    p = NULL;
+  }
+  if (p == NULL) { /* asked again at the next ping */
+    hub_set_expiry(s->srv->hub, s, channel, (int64_t)time(NULL));
+    return;
+  }
+  struct proxy_call call = {.user = s->user, .channel = channel};
   start(p, &call);
 }

@@ -40,6 +40,11 @@ uint32_t proxy_calls_publish(struct session *s, const Protocol__Command *cmd);
  * `expire_at` extends the connection, a failure is retried at the next ping. */
 void proxy_calls_refresh_check(struct session *s);
 
+/* From S's ping check: asks the sub_refresh proxy about S's subscription to CHANNEL (copied), whose
+ * proxy-given expiry passed: `expired` => unsubscribe 2501, a new `expire_at` extends it, a failure
+ * is asked again at the next ping. */
+void proxy_calls_sub_refresh(struct session *s, const char *channel);
+
 /* Does a tokenless subscribe to CHANNEL with OPTS go to the subscribe proxy? (Not for user-limited
  * channels, as in Centrifugo.) */
 bool proxy_calls_wants_subscribe(struct session *s, const struct channel_options *opts, const char *channel);

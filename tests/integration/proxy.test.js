@@ -249,13 +249,19 @@ describe('refresh proxy', () => {
   let srv;
   before(async () => {
     be = await startBackend();
-    be.answer('/connect', () => ({ result: { user: 'carol', expire_at: Math.floor(Date.now() / 1000) + 1 } }));
+    // A connect named "raw" expires in a second; others never.
+    be.answer('/connect', (req) => ({ result: { user: 'carol',
+      ...(req.body.name === 'raw' ? { expire_at: Math.floor(Date.now() / 1000) + 1 } : {}) } }));
+    be.answer('/subscribe', () => ({ result: { expire_at: Math.floor(Date.now() / 1000) + 1 } }));
     srv = await startServer({
       http_stream: true,
       ping_interval: '1s',
       pong_timeout: '0s',
       proxy_connect_endpoint: be.url('/connect'),
       proxy_refresh_endpoint: be.url('/refresh'),
+      proxy_subscribe_endpoint: be.url('/subscribe'),
+      proxy_sub_refresh_endpoint: be.url('/sub_refresh'),
+      namespaces: [{ name: 'sr', proxy_subscribe: true, proxy_sub_refresh: true }],
     });
   });
   after(async () => {
@@ -280,6 +286,24 @@ describe('refresh proxy', () => {
     assert.equal(reqs[0].body.user, 'carol');
     assert.equal(reqs[0].body.client, s.client);
     assert.equal(reqs[0].body.transport, 'http_stream');
+  });
+
+  it('the server asks the sub_refresh proxy once a proxied subscription\'s expire_at passed: extended, then expired => 2501', { timeout: 30000 }, async () => {
+    let calls = 0;
+    be.answer('/sub_refresh', () => (++calls === 1
+      ? { result: { expire_at: Math.floor(Date.now() / 1000) + 1 } }
+      : { result: { expired: true } }));
+    const s = await connectRaw(srv.base, { connect: { name: 'raw-sub' } });
+    // The subscribe reply says nothing of the expiry: the client has no token to refresh with.
+    assert.deepEqual(await call(s, { subscribe: { channel: 'sr:x' }, id: 2 }), { id: 2, subscribe: {}, skipped: [] });
+    const push = await s.waitFor((m) => !!(m.push && m.push.unsubscribe), 15000);
+    assert.equal(push.push.channel, 'sr:x');
+    assert.equal(push.push.unsubscribe.code, 2501);
+    const reqs = be.requests('/sub_refresh');
+    assert.equal(reqs.length, 2);
+    assert.equal(reqs[0].body.channel, 'sr:x');
+    assert.equal(reqs[0].body.user, 'carol');
+    assert.equal(s.ended, false, "the connection stays: only the subscription ended");
   });
 });
 
