@@ -32,9 +32,10 @@ struct http_client {
   CURLM *multi;
   pthread_t thread;
   pthread_mutex_t lock;
-  struct job *incoming; /* guarded by lock */
-  bool stopping;        /* guarded by lock */
-  struct job *active;   /* the thread's only */
+  struct job *incoming; /* guarded by lock; oldest first */
+  struct job **incoming_tail;
+  bool stopping;      /* guarded by lock */
+  struct job *active; /* the thread's only */
   atomic_uint in_flight;
   unsigned max_in_flight;
   size_t max_body;
@@ -89,7 +90,8 @@ static double since(const struct timespec *t0) {
 
 /* Calls J's completion and frees it; on the thread, J already out of the multi handle and ACTIVE. */
 static void complete(struct http_client *c, struct job *j, enum http_client_error err) {
-  struct http_client_response r = {.error = err, .why = err ? (j->errbuf[0] ? j->errbuf : http_client_strerror(err)) : ""};
+  struct http_client_response r = {.error = err,
+                                   .why = err ? (j->errbuf[0] ? j->errbuf : http_client_strerror(err)) : ""};
   if (err == HTTP_CLIENT_OK) {
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &r.status);
     r.body = j->resp;
@@ -137,6 +139,7 @@ static void *run(void *arg) {
     pthread_mutex_lock(&c->lock);
     struct job *in = c->incoming;
     c->incoming = NULL;
+    c->incoming_tail = &c->incoming;
     bool stopping = c->stopping;
     pthread_mutex_unlock(&c->lock);
     while (in) {
@@ -171,6 +174,7 @@ struct http_client *http_client_new(unsigned max_in_flight, size_t max_body) {
   c->max_in_flight = max_in_flight ? max_in_flight : 1;
   c->max_body = max_body;
   pthread_mutex_init(&c->lock, NULL);
+  c->incoming_tail = &c->incoming;
   c->multi = curl_multi_init();
   if (c->multi == NULL) goto fail;
   curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)c->max_in_flight); /* the keep-alive cache */
@@ -232,9 +236,9 @@ int http_client_send(struct http_client *c, const struct http_client_request *re
   clock_gettime(CLOCK_MONOTONIC, &j->started);
   pthread_mutex_lock(&c->lock);
   bool stopping = c->stopping;
-  if (!stopping) {
-    j->next = c->incoming;
-    c->incoming = j;
+  if (!stopping) { /* appended: requests start in the order they were sent */
+    *c->incoming_tail = j;
+    c->incoming_tail = &j->next;
   }
   pthread_mutex_unlock(&c->lock);
   if (stopping) {

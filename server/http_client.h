@@ -28,9 +28,9 @@ enum http_client_error {
 
 /* A request to send. Everything is copied by http_client_send; nothing is kept. */
 struct http_client_request {
-  const char *method;                /* "POST", "GET" */
-  const char *url;                   /* http:// or https:// */
-  const char *const *headers;        /* "Name: value" lines */
+  const char *method;         /* "POST", "GET" */
+  const char *url;            /* http:// or https:// */
+  const char *const *headers; /* "Name: value" lines */
   size_t n_headers;
   const char *body; /* may be NULL with body_len 0 */
   size_t body_len;

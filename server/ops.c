@@ -92,7 +92,16 @@ static void render_counters(struct text *t, struct server *srv) {
   }
 }
 
-/* The event proxies' requests, errors, time and requests in flight, by proxy type. */
+/* The event proxies' numbers by proxy type: one row per metric, its value read from the slot. */
+static double proxy_value(const struct proxy_stats *ps, int metric) {
+  switch (metric) {
+    case 0: return (double)atomic_load_explicit(&ps->requests, memory_order_relaxed);
+    case 1: return (double)atomic_load_explicit(&ps->errors, memory_order_relaxed);
+    case 2: return (double)atomic_load_explicit(&ps->micros, memory_order_relaxed) / 1e6;
+    default: return (double)atomic_load_explicit(&ps->in_flight, memory_order_relaxed);
+  }
+}
+
 static void render_proxies(struct text *t, struct server *srv) {
   static const struct {
     const char *name, *type, *help;
@@ -102,17 +111,12 @@ static void render_proxies(struct text *t, struct server *srv) {
       {"proxy_request_duration_seconds_sum", "counter", "Total time of event proxy requests, by proxy."},
       {"proxy_in_flight", "gauge", "Event proxy requests waiting for the backend, by proxy."},
   };
-  for (size_t m = 0; m < sizeof metrics / sizeof metrics[0]; m++) {
+  for (int m = 0; m < (int)(sizeof metrics / sizeof metrics[0]); m++) {
     put(t, "# HELP streamd_%s %s\n# TYPE streamd_%s %s\n", metrics[m].name, metrics[m].help, metrics[m].name,
         metrics[m].type);
-    for (int k = 0; k < PROXY_KIND_COUNT; k++) {
-      const struct proxy_stats *ps = &srv->stats.proxy[k];
-      const char *name = proxy_kind_name((enum proxy_kind)k);
-      if (m == 0) put(t, "streamd_%s{type=\"%s\"} %llu\n", metrics[m].name, name, (unsigned long long)ps->requests);
-      if (m == 1) put(t, "streamd_%s{type=\"%s\"} %llu\n", metrics[m].name, name, (unsigned long long)ps->errors);
-      if (m == 2) put(t, "streamd_%s{type=\"%s\"} %.6f\n", metrics[m].name, name, (double)ps->micros / 1e6);
-      if (m == 3) put(t, "streamd_%s{type=\"%s\"} %u\n", metrics[m].name, name, (unsigned)ps->in_flight);
-    }
+    for (int k = 0; k < PROXY_KIND_COUNT; k++)
+      put(t, "streamd_%s{type=\"%s\"} %.15g\n", metrics[m].name, proxy_kind_name((enum proxy_kind)k),
+          proxy_value(&srv->stats.proxy[k], m));
   }
 }
 

@@ -180,7 +180,8 @@ int64_t proxy_result_expire_at(const json_t *result) {
 }
 
 /* A claims object made of RESULT's KEYS plus `sub` = USER (and `channel` when given). */
-static json_t *as_claims(const json_t *result, const char *const *keys, const char *user, const char *channel) {
+static json_t *as_claims(const json_t *result, const char *const *keys, const char *user,
+                         const char *channel) {
   json_t *o = json_object();
   if (o == NULL) return NULL;
   for (; *keys; keys++) {

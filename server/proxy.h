@@ -36,7 +36,7 @@ struct proxy_call {
   const char *client, *transport, *protocol; /* protocol "json" or "protobuf" */
   bool binary;                               /* proxy_binary_encoding: data as b64data, encoding "binary" */
   const char *user, *channel, *method, *token, *name, *version;
-  ProtobufCBinaryData data; /* the client's payload (raw JSON, or bytes from a protobuf client) */
+  ProtobufCBinaryData data;    /* the client's payload (raw JSON, or bytes from a protobuf client) */
   const char *const *channels; /* connect: the channels of ConnectRequest.subs */
   size_t n_channels;
   ProtobufCBinaryData meta; /* the connection's meta (raw JSON), sent when len > 0 */
@@ -51,11 +51,11 @@ enum proxy_outcome { PROXY_RESULT, PROXY_ERROR, PROXY_DISCONNECT, PROXY_FAILED }
 
 struct proxy_answer {
   enum proxy_outcome outcome;
-  json_t *result;  /* PROXY_RESULT: the result object (owned; `{}` when the answer had none) */
-  uint32_t code;   /* PROXY_ERROR / PROXY_DISCONNECT */
-  char *message;   /* error message or disconnect reason (owned, never NULL after a parse) */
-  bool temporary;  /* PROXY_ERROR */
-  char why[160];   /* PROXY_FAILED: what was wrong, for the log */
+  json_t *result; /* PROXY_RESULT: the result object (owned; `{}` when the answer had none) */
+  uint32_t code;  /* PROXY_ERROR / PROXY_DISCONNECT */
+  char *message;  /* error message or disconnect reason (owned, never NULL after a parse) */
+  bool temporary; /* PROXY_ERROR */
+  char why[160];  /* PROXY_FAILED: what was wrong, for the log */
 };
 
 /* Parses an answer with HTTP STATUS and BODY[0..LEN) into *OUT (always filled; release with

@@ -13,9 +13,9 @@
 #include <time.h>
 
 #include "channel.h"
-#include "hub.h"
 #include "codes.h"
 #include "http_client.h"
+#include "hub.h"
 #include "log.h"
 #include "protocol.h"
 #include "protocol_internal.h"
@@ -24,7 +24,7 @@
 #include "session.h"
 #include "workers.h"
 
-#define PROXY_MAX_IN_FLIGHT 1024       /* per node, all proxies together */
+#define PROXY_MAX_IN_FLIGHT 1024         /* per node, all proxies together */
 #define PROXY_MAX_BODY (4 * 1024 * 1024) /* an answer's body */
 #define PROXY_WORKERS 2
 _Static_assert(STATS_PROXY_KINDS == PROXY_KIND_COUNT, "one stats slot per proxy kind");
@@ -39,7 +39,7 @@ struct pending {
   const Protocol__Command *cmd;
   enum proxy_kind kind;
   answer_fn on_answer;
-  char *channel; /* sub_refresh: the subscription's channel (owned) */
+  char *channel;                    /* sub_refresh: the subscription's channel (owned) */
   struct http_client_response resp; /* copied on the HTTP client's thread */
   char *body;
   char why[128];
@@ -99,8 +99,10 @@ static size_t build_headers(struct pending *p, const char **lines, size_t max, c
   *store = p->s->proxy_headers ? strdup(p->s->proxy_headers) : NULL;
   for (char *line = *store, *next; line && *line && n < max; line = next) {
     next = strchr(line, '\n');
-    if (next) *next++ = '\0';
-    else next = line + strlen(line);
+    if (next)
+      *next++ = '\0';
+    else
+      next = line + strlen(line);
     lines[n++] = line;
   }
   return n;
@@ -227,8 +229,8 @@ static uint32_t start(struct pending *p, struct proxy_call *call) {
   for (size_t i = 0; extra && p->kind == PROXY_CONNECT && i < p->cmd->connect->n_headers; i++) free(extra[i]);
   free(extra);
   if (rc == 0) return SESSION_COMMAND_PENDING;
-  struct http_client_response failed = {.error = (enum http_client_error)-rc,
-                                        .why = http_client_strerror((enum http_client_error)-rc)};
+  struct http_client_response failed = {.error = (enum http_client_error) - rc,
+                                        .why = http_client_strerror((enum http_client_error) - rc)};
   on_http(p, &failed); /* the same path as a failed request, on a worker */
   return SESSION_COMMAND_PENDING;
 }
@@ -278,8 +280,8 @@ uint32_t proxy_calls_connect(struct session *s, const Protocol__Command *cmd) {
   size_t n = 0;
   for (size_t i = 0; i < req->n_subs && n < 64; i++)
     if (req->subs[i]) channels[n++] = req->subs[i]->key;
-  struct proxy_call call = {.name = req->name, .version = req->version, .data = req->data,
-                            .channels = channels, .n_channels = n};
+  struct proxy_call call = {
+      .name = req->name, .version = req->version, .data = req->data, .channels = channels, .n_channels = n};
   return start(p, &call);
 }
 
@@ -316,7 +318,8 @@ static uint32_t subscribe_answered(struct pending *p, struct proxy_answer *a) {
   int64_t rc = protocol_check_channel(cfg, req->channel, &opts); /* a reload may have dropped it */
   if (rc != 0) {
     code = protocol_finish(p->s, p->cmd->id, rc);
-  } else if (proxy_subscribe_claims(a->result, req->channel, p->s->user, &claims, why, sizeof why) != AUTH_OK) {
+  } else if (proxy_subscribe_claims(a->result, req->channel, p->s->user, &claims, why, sizeof why) !=
+             AUTH_OK) {
     log_warn("subscribe proxy: client %s: bad result: %s", p->s->client_id, why);
     send_error(p->s, p->cmd->id, ERROR_INTERNAL, NULL, true);
   } else {

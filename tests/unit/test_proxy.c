@@ -34,9 +34,15 @@ static const char *str(json_t *o, const char *key) {
 static void test_connect_request(void **state) {
   (void)state;
   const char *channels[] = {"news", "chat"};
-  struct proxy_call call = {.client = "c1", .transport = "http_stream", .protocol = "json", .name = "js",
-                            .version = "5.8.0", .data = bytes("{\"a\":1}"), .channels = channels,
-                            .n_channels = 2, .user = "ignored"};
+  struct proxy_call call = {.client = "c1",
+                            .transport = "http_stream",
+                            .protocol = "json",
+                            .name = "js",
+                            .version = "5.8.0",
+                            .data = bytes("{\"a\":1}"),
+                            .channels = channels,
+                            .n_channels = 2,
+                            .user = "ignored"};
   json_t *o = body_of(PROXY_CONNECT, &call);
   assert_string_equal(str(o, "client"), "c1");
   assert_string_equal(str(o, "transport"), "http_stream");
@@ -52,8 +58,14 @@ static void test_connect_request(void **state) {
 
 static void test_request_fields_per_kind(void **state) {
   (void)state;
-  struct proxy_call call = {.client = "c1", .transport = "websocket", .protocol = "protobuf", .user = "u1",
-                            .channel = "ns:ch", .method = "m", .token = "", .data = bytes("[1]"),
+  struct proxy_call call = {.client = "c1",
+                            .transport = "websocket",
+                            .protocol = "protobuf",
+                            .user = "u1",
+                            .channel = "ns:ch",
+                            .method = "m",
+                            .token = "",
+                            .data = bytes("[1]"),
                             .meta = bytes("{\"plan\":\"gold\"}")};
   json_t *rpc = body_of(PROXY_RPC, &call);
   assert_string_equal(str(rpc, "method"), "m");
@@ -152,11 +164,11 @@ static void test_parse_failures(void **state) {
       {200, "<html>"},
       {200, "[]"},
       {200, "{\"result\":[]}"},
-      {200, "{\"result\":{},\"result\":{}}"},                /* duplicate keys */
-      {200, "{\"error\":{\"code\":100,\"message\":\"x\"}}"},   /* below 400 */
-      {200, "{\"error\":{\"code\":2000,\"message\":\"x\"}}"},  /* above 1999 */
-      {200, "{\"error\":{\"code\":\"1000\"}}"},               /* not an integer */
-      {200, "{\"error\":{\"code\":1000,\"message\":5}}"},      /* message not a string */
+      {200, "{\"result\":{},\"result\":{}}"},                    /* duplicate keys */
+      {200, "{\"error\":{\"code\":100,\"message\":\"x\"}}"},     /* below 400 */
+      {200, "{\"error\":{\"code\":2000,\"message\":\"x\"}}"},    /* above 1999 */
+      {200, "{\"error\":{\"code\":\"1000\"}}"},                  /* not an integer */
+      {200, "{\"error\":{\"code\":1000,\"message\":5}}"},        /* message not a string */
       {200, "{\"disconnect\":{\"code\":3000,\"reason\":\"\"}}"}, /* below 4000 */
       {200, "{\"disconnect\":{\"code\":5000}}"},
       {200, "{\"disconnect\":true}"},
@@ -224,7 +236,8 @@ static void test_subscribe_claims(void **state) {
 static void test_kind_names(void **state) {
   (void)state;
   static const char *const names[] = {"connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc"};
-  for (int k = 0; k < PROXY_KIND_COUNT; k++) assert_string_equal(proxy_kind_name((enum proxy_kind)k), names[k]);
+  for (int k = 0; k < PROXY_KIND_COUNT; k++)
+    assert_string_equal(proxy_kind_name((enum proxy_kind)k), names[k]);
   assert_null(proxy_request_body(PROXY_KIND_COUNT, &(struct proxy_call){0}));
 }
 
