@@ -131,8 +131,11 @@ struct broker_local {
    * API error code. Any thread but an engine's I/O thread. */
   int (*api)(struct server *srv, const char *method, const char *params, size_t len, char **answer,
              size_t *answer_len);
-  /* Feeds REQ's commands into its session on this node. Returns 0, or 1 when the session is not here. */
-  int (*emulation)(struct server *srv, const Protocol__EmulationRequest *req);
+  /* Feeds REQ's commands (copied) into its session on this node and returns; RAN(ARG, rc) is called
+   * once, from any thread, when they have all run (rc 0: their replies are queued) or at once with rc 1
+   * when the session is not here. */
+  void (*emulation)(struct server *srv, const Protocol__EmulationRequest *req, void (*ran)(void *arg, int rc),
+                    void *arg);
 };
 
 struct broker {

@@ -98,6 +98,7 @@ struct rb_control {
   atomic_uint_fast64_t self_seen_ms; /* our own last heartbeat came back on the control connection */
   bool listening;                    /* loop thread: the control subscriptions are confirmed */
   atomic_bool stopping;
+  atomic_uint acks_owed; /* routed emulation requests whose commands still run on this node */
   struct control_lane lanes[CONTROL_LANES];
 };
 
@@ -453,13 +454,36 @@ static void on_api(struct redis_broker *rb, const Control__Command *cmd, bool su
   control__api__free_unpacked(a, NULL);
 }
 
+/* A routed emulation request being run here: whom to tell when its commands ran. */
+struct emulation_ack {
+  struct redis_broker *rb;
+  uint64_t id;
+  char from[];
+};
+
+static void emulation_ran(void *arg, int rc) {
+  struct emulation_ack *ack = arg;
+  struct rb_control *ctl = ctl_of(ack->rb);
+  reply_to(ack->rb, ack->from, ack->id, (uint32_t)rc, NULL, 0, CONTROL__COMMAND__METHOD__EMULATION_REPLY);
+  free(ack);
+  atomic_fetch_sub(&ctl->acks_owed, 1);
+}
+
 static void on_emulation(struct redis_broker *rb, const Control__Command *cmd) {
   Control__Emulation *e = control__emulation__unpack(NULL, cmd->params.len, cmd->params.data);
   if (e == NULL) return;
   Protocol__EmulationRequest *req = protocol__emulation_request__unpack(NULL, e->request.len, e->request.data);
-  uint32_t code = 1;
-  if (req && rb->base.local.emulation) code = (uint32_t)rb->base.local.emulation(rb->base.srv, req);
-  reply_to(rb, cmd->from, e->id, code, NULL, 0, CONTROL__COMMAND__METHOD__EMULATION_REPLY);
+  size_t from_len = strlen(cmd->from) + 1;
+  struct emulation_ack *ack = req && rb->base.local.emulation ? malloc(sizeof *ack + from_len) : NULL;
+  if (ack) {
+    ack->rb = rb;
+    ack->id = e->id;
+    memcpy(ack->from, cmd->from, from_len);
+    atomic_fetch_add(&ctl_of(rb)->acks_owed, 1);
+    rb->base.local.emulation(rb->base.srv, req, emulation_ran, ack); /* answers when the commands ran */
+  } else {
+    reply_to(rb, cmd->from, e->id, 1, NULL, 0, CONTROL__COMMAND__METHOD__EMULATION_REPLY);
+  }
   if (req) protocol__emulation_request__free_unpacked(req, NULL);
   control__emulation__free_unpacked(e, NULL);
 }
@@ -749,6 +773,9 @@ void rb_control_stop(struct redis_broker *rb) {
     pthread_join(ln->thread, NULL);
     ln->started = false;
   }
+  /* routed commands still running on the core loops or workers answer through us: wait for them
+   * (bounded: a command that never ends must not hang the stop) */
+  for (int i = 0; i < 2000 && atomic_load(&ctl->acks_owed) > 0; i++) nanosleep(&(struct timespec){0, 1000000}, NULL);
 }
 
 void rb_control_cleanup(struct redis_broker *rb) {

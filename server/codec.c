@@ -5,11 +5,14 @@
 #include "codec_json.h"
 #include "codec_pb.h"
 #include "codec_sse.h"
+#include "codec_uni.h"
 #include "codec_ws.h"
 
 static const struct codec *const codecs[CODEC_COUNT] = {
     [CODEC_JSON] = &codec_json,       [CODEC_PROTOBUF] = &codec_pb,       [CODEC_SSE] = &codec_sse,
     [CODEC_WS_JSON] = &codec_ws_json, [CODEC_WS_PROTOBUF] = &codec_ws_pb,
+    [CODEC_UNI_HTTP_STREAM] = &codec_uni_http_stream, [CODEC_UNI_SSE] = &codec_uni_sse,
+    [CODEC_UNI_WS] = &codec_uni_ws,
 };
 
 static const char *const error_texts[] = {

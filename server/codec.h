@@ -23,6 +23,9 @@ enum codec_kind {
   CODEC_SSE = 2,
   CODEC_WS_JSON = 3,     /* WebSocket: JSON replies in text frames (codec_ws.c) */
   CODEC_WS_PROTOBUF = 4, /* WebSocket: delimited protobuf replies in binary frames */
+  CODEC_UNI_HTTP_STREAM = 5, /* unidirectional: bare JSON pushes, one per line (codec_uni.c) */
+  CODEC_UNI_SSE = 6,         /* unidirectional: bare JSON pushes as SSE events */
+  CODEC_UNI_WS = 7,          /* unidirectional: bare JSON pushes as WebSocket text messages */
   CODEC_COUNT
 };
 

@@ -71,3 +71,19 @@ const char *codes_disconnect_reason(uint32_t code) {
     if (disconnects[i].code == code) return disconnects[i].reason;
   return "disconnect";
 }
+
+/* Connect errors a unidirectional client learns as a disconnect of their own (Centrifugo's mapping);
+ * any other error is a server error to it. */
+static const struct {
+  uint32_t error, disconnect;
+} uni_disconnects[] = {
+    {ERROR_EXPIRED, DISCONNECT_EXPIRED},
+    {ERROR_TOKEN_EXPIRED, DISCONNECT_EXPIRED},
+    {ERROR_PERMISSION_DENIED, DISCONNECT_PERMISSION_DENIED},
+};
+
+uint32_t codes_uni_disconnect(uint32_t code) {
+  for (size_t i = 0; i < sizeof uni_disconnects / sizeof uni_disconnects[0]; i++)
+    if (uni_disconnects[i].error == code) return uni_disconnects[i].disconnect;
+  return DISCONNECT_SERVER_ERROR;
+}

@@ -55,6 +55,10 @@ const char *codes_error_message(uint32_t code);
 /* True when the SDK should retry after this reply error. */
 bool codes_error_temporary(uint32_t code);
 
+/* The disconnect a unidirectional client gets instead of the connect error CODE (it reads no replies):
+ * expired ⇒ 3005, permission denied ⇒ 3507, anything else ⇒ 3004, as Centrifugo. */
+uint32_t codes_uni_disconnect(uint32_t code);
+
 /* Reason text of a disconnect code ("shutdown", "no pong"), or "disconnect" for unknown codes. */
 const char *codes_disconnect_reason(uint32_t code);
 

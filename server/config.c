@@ -120,6 +120,23 @@ static int check_mode(const char *value, char *why, size_t len) {
     "max bytes of one WebSocket message (1..64 MiB)")                                                        \
   X(websocket_write_timeout, DURATION, "30s", SEC, HOUR, false, TOP, websocket_write_timeout_ms, NULL,        \
     "close a WebSocket when nothing could be written for this long (1s..1h)")                                \
+  X(uni_http_stream, BOOL, "false", 0, 0, false, TOP, uni_http_stream, NULL,                                 \
+    "enable the unidirectional HTTP-streaming endpoint")                                                     \
+  X(uni_http_stream_handler_prefix, STRING, "/connection/uni_http_stream", 0, 0, false, TOP,                 \
+    uni_http_stream_handler_prefix, check_prefix, "path of the unidirectional HTTP-streaming endpoint")      \
+  X(uni_http_stream_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP,                            \
+    uni_http_stream_max_request_body_size, NULL, "max bytes of its connect POST (1..64 MiB); larger => 413") \
+  X(uni_sse, BOOL, "false", 0, 0, false, TOP, uni_sse, NULL, "enable the unidirectional SSE endpoint")       \
+  X(uni_sse_handler_prefix, STRING, "/connection/uni_sse", 0, 0, false, TOP, uni_sse_handler_prefix,         \
+    check_prefix, "path of the unidirectional SSE endpoint")                                                 \
+  X(uni_sse_max_request_body_size, INT, "65536", 1, 64 * MIB, false, TOP, uni_sse_max_request_body_size,     \
+    NULL, "max bytes of a POST-initiated unidirectional SSE connect (1..64 MiB); larger => 413")            \
+  X(uni_websocket, BOOL, "false", 0, 0, false, TOP, uni_websocket, NULL,                                     \
+    "enable the unidirectional WebSocket endpoint")                                                          \
+  X(uni_websocket_handler_prefix, STRING, "/connection/uni_websocket", 0, 0, false, TOP,                     \
+    uni_websocket_handler_prefix, check_prefix, "path of the unidirectional WebSocket endpoint")             \
+  X(uni_websocket_message_size_limit, INT, "65536", 1, 64 * MIB, false, TOP, uni_websocket_message_size_limit,\
+    NULL, "max bytes of the connect message of a unidirectional WebSocket (1..64 MiB)")                     \
   X(allowed_origins, STRING_LIST, "[]", 0, 0, true, TOP, allowed_origins, NULL,                              \
     "browser origins allowed, glob patterns like \"http://localhost:*\"")                                    \
   X(allowed_hosts, STRING_LIST, "[]", 0, 0, true, TOP, allowed_hosts, NULL,                                  \

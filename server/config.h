@@ -80,6 +80,15 @@ struct config {
   char *websocket_handler_prefix;
   int64_t websocket_message_size_limit;
   int64_t websocket_write_timeout_ms;
+  bool uni_http_stream; /* unidirectional transports (uni.c) */
+  char *uni_http_stream_handler_prefix;
+  int64_t uni_http_stream_max_request_body_size;
+  bool uni_sse;
+  char *uni_sse_handler_prefix;
+  int64_t uni_sse_max_request_body_size;
+  bool uni_websocket;
+  char *uni_websocket_handler_prefix;
+  int64_t uni_websocket_message_size_limit;
 
   char **allowed_origins;
   size_t allowed_origins_count;

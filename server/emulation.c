@@ -2,14 +2,17 @@
  * and carries commands for that session; they run here, on this request's thread, and their replies go
  * to the session's stream. The POST itself answers 204 once every command ran, 400 when the envelope
  * cannot be decoded, 404 when the node is unknown; an unknown session on our node is still 204, as in
- * Centrifugo (the client learns of it from its stream ending). A request for another node goes through
+ * Centrifugo (the client learns of it from its stream ending), and so is one whose transport takes no
+ * emulation (WebSocket, the unidirectional ones, whose clients learn their session id). A request for another node goes through
  * the broker to that node while the POST is suspended (no thread waits), and is answered 204 once the owner
  * ran it, 404 when the node is unknown or gone, 500 when it did not say so in time, 503 during shutdown.
  *
  * A session's commands run on its own core loop (the one that owns its stream, loops.h): a POST that
  * arrived on another loop is suspended and its commands handed to the owner's loop, which resumes the
  * POST once they ran. So a session's commands, its fan-out and its stream are one thread's work, and a
- * client's own publication reaches its own subscription before the publish reply, as with one thread. */
+ * client's own publication reaches its own subscription before the publish reply, as with one thread.
+ * A command that waits for Redis runs on a worker instead (protocol.c); the POST then stays suspended
+ * until the session's commands have all run (session_after_commands), so its 204 still follows them. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +30,18 @@ static enum MHD_Result respond_status(struct request *req, unsigned status) {
   return http_respond(req, status, NULL, NULL, 0);
 }
 
-int emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er) {
-  struct session *s = registry_find(srv->registry, er->session);
-  if (s == NULL) {
-    log_debug("emulation: unknown session");
-    return 1;
-  }
-  session_feed(s, er->data.data, er->data.len);
+/* The session ID with a reference, when it is one whose commands come through /emulation (a
+ * unidirectional client learns its session id but takes no commands; WebSocket sessions read their own);
+ * else NULL. */
+static struct session *emulated_session(struct server *srv, const char *id) {
+  struct session *s = registry_find(srv->registry, id);
+  if (s == NULL) return NULL;
+  pthread_mutex_lock(&s->lock);
+  bool emulated = s->transport && s->transport->emulation;
+  pthread_mutex_unlock(&s->lock);
+  if (emulated) return s;
   session_unref(s);
-  return 0;
+  return NULL;
 }
 
 /* A POST for a session on another node, suspended until the broker says how it went. */
@@ -93,23 +99,79 @@ struct hop {
   uint8_t data[];
 };
 
+/* The commands a POST carried have all run (their replies are queued): it answers 204. */
+static void commands_ran(void *arg) {
+  routed_done(arg, 0);
+}
+
 static void hop_run(void *arg) {
   struct hop *hop = arg;
-  session_feed(hop->session, hop->data, hop->len);
-  session_unref(hop->session);
-  routed_done(&hop->post, 0);
+  struct session *s = hop->session; /* the 204 may end the request, and free HOP, at once */
+  session_feed(s, hop->data, hop->len);
+  if (!session_after_commands(s, commands_ran, &hop->post)) commands_ran(&hop->post);
+  session_unref(s);
+}
+
+/* Commands routed from another node, for a session of this one: run on the session's loop; the
+ * broker hears when they ran. */
+struct routed_in {
+  struct session *session; /* a reference */
+  void (*ran)(void *arg, int rc);
+  void *arg;
+  size_t len;
+  uint8_t data[];
+};
+
+static void routed_in_ran(void *arg) {
+  struct routed_in *ri = arg;
+  ri->ran(ri->arg, 0);
+  free(ri);
+}
+
+static void routed_in_run(void *arg) {
+  struct routed_in *ri = arg;
+  struct session *s = ri->session;
+  session_feed(s, ri->data, ri->len);
+  if (!session_after_commands(s, routed_in_ran, ri)) routed_in_ran(ri);
+  session_unref(s);
+}
+
+void emulation_run_local(struct server *srv, const Protocol__EmulationRequest *er, void (*ran)(void *arg, int rc),
+                         void *arg) {
+  struct session *s = emulated_session(srv, er->session);
+  if (s == NULL) {
+    log_debug("emulation: unknown session");
+    ran(arg, 1);
+    return;
+  }
+  struct routed_in *ri = malloc(sizeof *ri + er->data.len);
+  if (ri == NULL) { /* run here, now */
+    session_feed(s, er->data.data, er->data.len);
+    session_unref(s);
+    ran(arg, 0);
+    return;
+  }
+  *ri = (struct routed_in){s, ran, arg, er->data.len};
+  if (er->data.len) memcpy(ri->data, er->data.data, er->data.len);
+  if (srv->loops == NULL || loops_post(srv->loops, s->loop, routed_in_run, ri) != 0) routed_in_run(ri);
 }
 
 /* Runs ER's commands for S on S's loop: here when this is it, else handed over with REQ suspended. */
 static enum MHD_Result run_on_owner(struct request *req, struct session *s, const Protocol__EmulationRequest *er) {
   struct server *srv = req->srv;
   int here = loops_current();
-  if (srv->loops == NULL || here < 0 || (unsigned)here == s->loop) {
-    session_feed(s, er->data.data, er->data.len);
-    session_unref(s);
-    return respond_status(req, MHD_HTTP_NO_CONTENT);
-  }
   enum MHD_Result ret;
+  if (srv->loops == NULL || here < 0 || (unsigned)here == s->loop) {
+    if (session_feed(s, er->data.data, er->data.len)) {
+      session_unref(s);
+      return respond_status(req, MHD_HTTP_NO_CONTENT);
+    }
+    /* a command still runs (on a worker): the 204 waits for it, as it follows the replies */
+    struct routed_post *rp = suspend_post(req, 0, &ret);
+    if (rp && !session_after_commands(s, commands_ran, rp)) commands_ran(rp);
+    session_unref(s);
+    return ret;
+  }
   struct hop *hop = (struct hop *)suspend_post(req, sizeof *hop - sizeof hop->post + er->data.len, &ret);
   if (hop == NULL) {
     session_unref(s);
@@ -148,7 +210,7 @@ enum MHD_Result emulation_handle(struct request *req) {
     return respond_status(req, MHD_HTTP_BAD_REQUEST);
   enum MHD_Result ret;
   if (strcmp(er->node, srv->node_id) == 0) {
-    struct session *s = registry_find(srv->registry, er->session);
+    struct session *s = emulated_session(srv, er->session);
     if (s)
       ret = run_on_owner(req, s, er);
     else

@@ -66,6 +66,9 @@ struct route {
 static bool stream_enabled(const struct config *cfg) { return cfg->http_stream; }
 static bool sse_enabled(const struct config *cfg) { return cfg->sse; }
 static bool ws_enabled(const struct config *cfg) { return !cfg->websocket_disable; }
+static bool uni_http_stream_enabled(const struct config *cfg) { return cfg->uni_http_stream; }
+static bool uni_sse_enabled(const struct config *cfg) { return cfg->uni_sse; }
+static bool uni_ws_enabled(const struct config *cfg) { return cfg->uni_websocket; }
 static bool emulation_enabled(const struct config *cfg) { return cfg->http_stream || cfg->sse; }
 static bool always(const struct config *cfg) { return cfg != NULL; }
 static bool health_enabled(const struct config *cfg) { return cfg->health; }
@@ -89,6 +92,13 @@ static const struct route routes[] = {
      false, "GET POST", sse_handle, NULL},
     {"websocket", ROUTE_CLIENT, CFG_FIELD(websocket_handler_prefix), 0, ws_enabled, false, "GET", ws_handle,
      NULL},
+    {"uni_http_stream", ROUTE_CLIENT, CFG_FIELD(uni_http_stream_handler_prefix),
+     CFG_FIELD(uni_http_stream_max_request_body_size), uni_http_stream_enabled, false, "POST",
+     uni_http_stream_handle, NULL},
+    {"uni_sse", ROUTE_CLIENT, CFG_FIELD(uni_sse_handler_prefix), CFG_FIELD(uni_sse_max_request_body_size),
+     uni_sse_enabled, false, "GET POST", uni_sse_handle, NULL},
+    {"uni_websocket", ROUTE_CLIENT, CFG_FIELD(uni_websocket_handler_prefix), 0, uni_ws_enabled, false, "GET",
+     uni_ws_handle, NULL},
     {"api", ROUTE_API, CFG_FIELD(api_handler_prefix), 0, always, true, "POST", api_handle, NULL},
     {"health", ROUTE_OPS, FIXED_PATH, 0, health_enabled, false, "GET", health_handle, NULL},
     {"metrics", ROUTE_OPS, FIXED_PATH, 0, prometheus_enabled, false, "GET", metrics_handle, NULL},

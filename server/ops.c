@@ -140,7 +140,10 @@ static void render_sessions(struct text *t, struct server *srv) {
                                                         [CODEC_PROTOBUF] = "http_stream",
                                                         [CODEC_SSE] = "sse",
                                                         [CODEC_WS_JSON] = "websocket",
-                                                        [CODEC_WS_PROTOBUF] = "websocket"};
+                                                        [CODEC_WS_PROTOBUF] = "websocket",
+                                                        [CODEC_UNI_HTTP_STREAM] = "uni_http_stream",
+                                                        [CODEC_UNI_SSE] = "uni_sse",
+                                                        [CODEC_UNI_WS] = "uni_websocket"};
   for (int k = 0; k < CODEC_COUNT; k++)
     put(t, "streamd_connections{transport=\"%s\",protocol=\"%s\"} %zu\n", transport_of[k],
         codec_get((enum codec_kind)k)->name, by_codec[k]);

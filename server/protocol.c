@@ -22,12 +22,14 @@
 #include "sd_version.h"
 #include "server.h"
 #include "session.h"
+#include "workers.h"
 
 typedef uint32_t (*command_handler)(struct session *s, const Protocol__Command *cmd);
 
 struct command_route {
   size_t offset; /* of the request pointer inside Protocol__Command */
   command_handler handle;
+  bool waits; /* calls the broker synchronously: on an engine whose calls wait, it runs on a worker */
 };
 
 /* What a connect establishes: identity, expiry and the token's server-side subscriptions. */
@@ -196,6 +198,7 @@ uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
   int64_t rc = check_limits(s, cs.have_claims ? cs.claims.user : "");
   if (rc != 0) {
     connect_state_cleanup(&cs);
+    if (rc < 0 && s->transport && s->transport->unidirectional) return codes_uni_disconnect((uint32_t)-rc);
     return protocol_finish(s, cmd->id, rc);
   }
   int64_t expires_at = cs.have_claims ? auth_connection_expires_at(&cs.claims) : 0;
@@ -213,11 +216,13 @@ uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
   res.client = s->client_id;
   res.version = SD_VERSION;
   res.ping = (uint32_t)(cfg->ping_interval_ms / 1000);
-  res.pong = cfg->pong_timeout_ms > 0;
+  res.pong = cfg->pong_timeout_ms > 0 && !(s->transport && s->transport->unidirectional);
   if (data) res.data = *data;
   if (s->transport == NULL || s->transport->emulation) { /* set before the connect command runs */
     res.session = s->session_id;
     res.node = s->srv->node_id;
+  } else if (s->transport->unidirectional) {
+    res.session = s->session_id; /* as Centrifugo; no node: nothing routes to a uni session */
   }
   if (expires_at > 0 && !server_refresh) { /* else the client has no token to refresh with */
     res.expires = true;
@@ -277,23 +282,104 @@ static uint32_t handle_send(struct session *s, const Protocol__Command *cmd) {
 }
 
 static const struct command_route routes[] = {
-    {offsetof(Protocol__Command, connect), handle_connect},
-    {offsetof(Protocol__Command, subscribe), protocol_handle_subscribe},
-    {offsetof(Protocol__Command, unsubscribe), protocol_handle_unsubscribe},
-    {offsetof(Protocol__Command, publish), protocol_handle_publish},
-    {offsetof(Protocol__Command, presence), protocol_handle_presence},
-    {offsetof(Protocol__Command, presence_stats), protocol_handle_presence_stats},
-    {offsetof(Protocol__Command, history), protocol_handle_history},
-    {offsetof(Protocol__Command, rpc), handle_rpc},
-    {offsetof(Protocol__Command, send), handle_send},
-    {offsetof(Protocol__Command, refresh), handle_refresh},
-    {offsetof(Protocol__Command, sub_refresh), protocol_handle_sub_refresh},
+    {offsetof(Protocol__Command, connect), handle_connect, true}, /* token subscriptions */
+    {offsetof(Protocol__Command, subscribe), protocol_handle_subscribe, true},
+    {offsetof(Protocol__Command, unsubscribe), protocol_handle_unsubscribe, true},
+    {offsetof(Protocol__Command, publish), protocol_handle_publish, false}, /* publish_async */
+    {offsetof(Protocol__Command, presence), protocol_handle_presence, true},
+    {offsetof(Protocol__Command, presence_stats), protocol_handle_presence_stats, true},
+    {offsetof(Protocol__Command, history), protocol_handle_history, true},
+    {offsetof(Protocol__Command, rpc), handle_rpc, false},
+    {offsetof(Protocol__Command, send), handle_send, false},
+    {offsetof(Protocol__Command, refresh), handle_refresh, false},
+    {offsetof(Protocol__Command, sub_refresh), protocol_handle_sub_refresh, false},
 };
 
 static const struct command_route *find_route(const Protocol__Command *cmd) {
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
     if (*(void *const *)((const char *)cmd + routes[i].offset) != NULL) return &routes[i];
   return NULL;
+}
+
+/* Whether broker calls made on this thread would wait for I/O that a worker should wait for instead:
+ * the engine's calls wait and this is not a worker. */
+static bool broker_waits_here(const struct server *srv) {
+  return srv->workers && srv->broker->ops->calls_wait && !workers_in_worker(srv->workers);
+}
+
+/* Runs FN(S) on a worker when broker calls would wait here, holding a reference to S meanwhile;
+ * otherwise (or when no worker takes it) here. */
+struct session_job {
+  struct session *s;
+  void (*fn)(struct session *s);
+};
+
+static void session_job_run(void *arg) {
+  struct session_job job = *(struct session_job *)arg;
+  free(arg);
+  job.fn(job.s);
+  session_unref(job.s);
+}
+
+static void run_where_broker_may_wait(struct session *s, void (*fn)(struct session *s)) {
+  struct session_job *job = broker_waits_here(s->srv) ? malloc(sizeof *job) : NULL;
+  if (job) {
+    *job = (struct session_job){session_ref(s), fn};
+    if (workers_post(s->srv->workers, session_job_run, job) == 0) return;
+    session_unref(s);
+    free(job);
+  }
+  fn(s);
+}
+
+static void resume_commands(struct session *s) {
+  session_command_done(s, 0);
+}
+
+void protocol_resume_commands(struct session *s) {
+  struct session_job *job = s->srv->workers ? malloc(sizeof *job) : NULL;
+  if (job) {
+    *job = (struct session_job){session_ref(s), resume_commands};
+    if (workers_post(s->srv->workers, session_job_run, job) == 0) return;
+    session_unref(s);
+    free(job);
+  }
+  resume_commands(s);
+}
+
+/* A command handed to a worker: the session (a reference), the command (owned) and its handler. */
+struct worker_command {
+  struct session *s;
+  const Protocol__Command *cmd;
+  command_handler handle;
+};
+
+static void worker_command_run(void *arg) {
+  struct worker_command wc = *(struct worker_command *)arg;
+  free(arg);
+  uint32_t code = wc.handle(wc.s, wc.cmd);
+  if (code != SESSION_COMMAND_PENDING) protocol_command_finish(wc.s, wc.cmd, code);
+  session_unref(wc.s);
+}
+
+/* Hands CMD to a worker when ROUTE waits for the broker, the engine's calls wait and this thread is
+ * not a worker already: a core loop, the WebSocket or timer thread never waits for Redis. Returns
+ * true when handed over (CMD is the worker's from now on). */
+static bool hand_to_worker(struct session *s, const Protocol__Command *cmd, const struct command_route *route) {
+  struct server *srv = s->srv;
+  if (!route->waits || !broker_waits_here(srv)) return false;
+  struct worker_command *wc = malloc(sizeof *wc);
+  if (wc == NULL) return false;
+  *wc = (struct worker_command){session_ref(s), cmd, route->handle};
+  if (workers_post(srv->workers, worker_command_run, wc) == 0) return true;
+  session_unref(s);
+  free(wc);
+  return false; /* stopping: run it here */
+}
+
+void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code) {
+  protobuf_c_message_free_unpacked((ProtobufCMessage *)&cmd->base, NULL);
+  session_command_done(s, code);
 }
 
 uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd) {
@@ -310,6 +396,7 @@ uint32_t protocol_dispatch(struct session *s, const Protocol__Command *cmd) {
     return session_pong(s) == 0 ? 0 : DISCONNECT_BAD_REQUEST;
   }
   if (cmd->id == 0 && route->handle != handle_send) return DISCONNECT_BAD_REQUEST;
+  if (hand_to_worker(s, cmd, route)) return SESSION_COMMAND_PENDING;
   return route->handle(s, cmd);
 }
 
@@ -385,7 +472,7 @@ uint32_t protocol_ttl(int64_t expires_at, int64_t now) {
   return (uint32_t)(expires_at - now);
 }
 
-void protocol_expire_subscriptions(struct session *s) {
+static void expire_subscriptions(struct session *s) {
   proxy_calls_refresh_check(s);
   int64_t now = (int64_t)time(NULL);
   int64_t cutoff = now - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
@@ -411,7 +498,13 @@ void protocol_expire_subscriptions(struct session *s) {
   }
 }
 
-static void session_ended(struct session *s) {
+/* From the ping timer: on a worker when the unsubscribes would wait for Redis (the timer thread serves
+ * every session's pings). */
+void protocol_expire_subscriptions(struct session *s) {
+  run_where_broker_may_wait(s, expire_subscriptions);
+}
+
+static void end_session(struct session *s) {
   struct subscription *subs = hub_unsubscribe_all(s->srv->hub, s);
   while (subs) {
     struct subscription *next = subs->next;
@@ -422,16 +515,14 @@ static void session_ended(struct session *s) {
   registry_remove(s->srv->registry, s);
 }
 
+/* Its subscriptions' presence entries and leaves: on a worker when they would wait for Redis here (the
+ * stream's loop, which must not). */
+static void session_ended(struct session *s) {
+  run_where_broker_may_wait(s, end_session);
+}
+
 const struct session_hooks protocol_session_hooks = {
     .dispatch = protocol_dispatch,
     .ended = session_ended,
     .ping_check = protocol_expire_subscriptions,
 };
-
-/* TEMPORARY SHIM (drop at merge): the lead's session pipeline provides protocol_command_finish and
- * holds back later commands; this stand-in only frees the command and closes on a disconnect code. */
-void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code) {
-  protobuf_c_message_free_unpacked(&((Protocol__Command *)cmd)->base, NULL);
-  atomic_fetch_sub(&s->shim_pending, 1);
-  if (code != 0 && code != SESSION_COMMAND_PENDING) session_close(s, code);
-}

@@ -351,8 +351,9 @@ struct client_publish {
 };
 
 /* The broker's answer (inline, or on the engine's I/O thread): the publish reply or the error reply,
- * which may come after replies to the client's later commands (the SDK matches replies by id). A session
- * that closed meanwhile drops the frame. */
+ * which may come after replies to the client's later commands (the SDK matches replies by id), but
+ * before the 204 of the emulation POST that carried it (session_op_begin/end). A session that closed
+ * meanwhile drops the frame. */
 static void client_published(void *arg, int rc, const struct stream_position *pos) {
   struct client_publish *cp = arg;
   (void)pos; /* a client's PublishResult carries no position */
@@ -362,6 +363,7 @@ static void client_published(void *arg, int rc, const struct stream_position *po
   } else { /* -BROKER_ELIMIT: the history_max_streams cap; anything else is temporary (Redis away) */
     session_send_error(cp->s, cp->id, rc == -BROKER_ELIMIT ? ERROR_LIMIT_EXCEEDED : ERROR_INTERNAL);
   }
+  if (session_op_end(cp->s)) protocol_resume_commands(cp->s); /* an emulation 204 waited for this reply */
   session_unref(cp->s);
   free(cp);
 }
@@ -396,6 +398,7 @@ uint32_t protocol_publish_command(struct session *s, const Protocol__Command *cm
   struct client_publish *cp = malloc(sizeof *cp);
   if (cp == NULL) return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
   *cp = (struct client_publish){session_ref(s), cmd->id};
+  session_op_begin(s);
   protocol_publish_async(s->srv, req->channel, &pub, &po, client_published, cp);
   return 0;
 }

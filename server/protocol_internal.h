@@ -32,6 +32,17 @@ int64_t protocol_check_channel(const struct config *cfg, const char *channel,
  * negative values (and returns 0), returns disconnect codes as they are. */
 uint32_t protocol_finish(struct session *s, uint32_t id, int64_t rc);
 
+/* Finishes a command whose handler returned SESSION_COMMAND_PENDING (session.h) and so kept CMD: frees
+ * CMD, closes S with CODE when it is a disconnect code (not 0), then runs the commands S received
+ * meanwhile. Exactly once per pending command, after its reply was sent, from a thread that may run
+ * commands (a worker: workers_post; not a Redis or HTTP client I/O thread), holding a reference to S. */
+void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code);
+
+/* Resumes S's held commands (session_command_done(S, 0)) on a worker, or here when there is none:
+ * for a thread that must not run commands itself (an engine's I/O thread). Holds a reference to S
+ * meanwhile. */
+void protocol_resume_commands(struct session *s);
+
 /* How a subscription is made and answered. */
 enum subscribe_answer {
   SUBSCRIBE_REPLY,   /* reply {id, subscribe: result} to a client's subscribe command */
@@ -74,11 +85,6 @@ uint32_t protocol_handle_presence(struct session *s, const Protocol__Command *cm
 uint32_t protocol_handle_presence_stats(struct session *s, const Protocol__Command *cmd);
 uint32_t protocol_handle_history(struct session *s, const Protocol__Command *cmd);
 uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command *cmd);
-
-/* Ends a command whose handler returned SESSION_COMMAND_PENDING, after its reply was sent: frees CMD,
- * closes S with CODE when non-zero (a disconnect code). Exactly once per pending command, from a
- * thread that may run commands (a worker), never the HTTP client's. */
-void protocol_command_finish(struct session *s, const Protocol__Command *cmd, uint32_t code);
 
 /* The rest of a connect once the client is known: limits, identity, CLAIMS' server-side subscriptions
  * (CLAIMS may be NULL: anonymous; its contents are taken), the reply carrying DATA (may be NULL).

@@ -152,8 +152,11 @@ static bool answer_not_result(struct pending *p, struct proxy_answer *a) {
     p->s->unusable = a->outcome != PROXY_DISCONNECT;
     pthread_mutex_unlock(&p->s->lock);
   }
+  bool uni = p->kind == PROXY_CONNECT && p->s->transport && p->s->transport->unidirectional;
   if (a->outcome == PROXY_DISCONNECT)
     session_close_reason(p->s, a->code, a->message);
+  else if (uni) /* a uni client gets no error replies: its connect fails with a disconnect (codes.h) */
+    session_close(p->s, codes_uni_disconnect(a->outcome == PROXY_ERROR ? a->code : ERROR_INTERNAL));
   else if (a->outcome == PROXY_ERROR)
     send_error(p->s, p->cmd->id, a->code, a->message, a->temporary);
   else

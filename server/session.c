@@ -82,6 +82,7 @@ void session_unref(struct session *s) {
   free(s->user);
   free(s->name);
   free(s->version);
+  session_feed_release(s);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -385,41 +386,6 @@ void session_detach(struct session *s) {
   session_unref(s);
 }
 
-void session_feed(struct session *s, const uint8_t *data, size_t len) {
-  if (len == 0) return; /* no commands (and DATA may be NULL: no pointer arithmetic on it) */
-  const uint8_t *pos = data, *end = data + len;
-  size_t max_command = (size_t)s->srv->boot_cfg->http_stream_max_request_body_size;
-  pthread_mutex_lock(&s->lock);
-  s->bytes_in += len;
-  pthread_mutex_unlock(&s->lock);
-  atomic_fetch_add_explicit(&s->srv->stats.bytes_in, len, memory_order_relaxed);
-  for (;;) {
-    if (session_state(s) >= SESSION_CLOSING) return;
-    Protocol__Command *cmd = NULL;
-    int rc = s->codec->next_command(&pos, end, max_command, &cmd);
-    if (rc == 1) return;
-    if (rc < 0) {
-      log_info("client %s: undecodable command (%s)", s->client_id, codec_strerror(rc));
-      session_close(s, DISCONNECT_BAD_REQUEST);
-      return;
-    }
-    pthread_mutex_lock(&s->lock);
-    s->messages_in++;
-    pthread_mutex_unlock(&s->lock);
-    atomic_fetch_add_explicit(&s->srv->stats.messages_in, 1, memory_order_relaxed);
-    uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, cmd) : DISCONNECT_SERVER_ERROR;
-    if (code == SESSION_COMMAND_PENDING) { /* TEMPORARY SHIM (drop at merge): the handler owns CMD */
-      atomic_fetch_add(&s->shim_pending, 1);
-      continue;
-    }
-    protobuf_c_message_free_unpacked(&cmd->base, NULL);
-    if (code != 0) {
-      session_close(s, code);
-      return;
-    }
-  }
-}
-
 void session_set_connected(struct session *s) {
   const struct config *cfg = s->srv->boot_cfg;
   uint64_t interval = (uint64_t)cfg->ping_interval_ms;
@@ -491,7 +457,7 @@ static bool ping_locked(struct session *s) {
   pthread_once(&ping_once, make_ping_frames);
   if (ping_frames[s->codec->kind]) queue_push(s, ping_frames[s->codec->kind]);
   s->last_ping_ms = timer_now_ms();
-  if (cfg->pong_timeout_ms > 0) {
+  if (cfg->pong_timeout_ms > 0 && !(s->transport && s->transport->unidirectional)) {
     s->pong_pending = true;
     arm_timer(s, SESSION_TIMER_PONG_CHECK, (uint64_t)cfg->pong_timeout_ms);
   } else {

@@ -32,9 +32,7 @@
 struct server;
 struct session;
 struct subscription;
-
-/* A command handler's return meaning "still running" (session pipeline, see protocol_internal.h). */
-#define SESSION_COMMAND_PENDING UINT32_MAX
+struct held_input;
 
 enum session_state { SESSION_CONNECTING, SESSION_CONNECTED, SESSION_CLOSING, SESSION_CLOSED };
 
@@ -50,6 +48,8 @@ struct session_transport {
   void (*wake)(struct session *s, void *ctx);
   bool emulation; /* a unidirectional transport (commands via /emulation): connect replies carry
                      the session and node ids (§3.2) */
+  bool unidirectional; /* uni_* transports: the client never sends pongs (no pong check), and a
+                          failed connect is a disconnect rather than an error reply (uni.h) */
 };
 
 /* What a session asks of the layers above it. The protocol layer provides them
@@ -86,8 +86,6 @@ struct session {
                                lines each ending in '\n'; owned; set by the transport before the
                                connect runs (proxy_headers.c), read-only afterwards; NULL = none */
 
-  atomic_uint shim_pending; /* TEMPORARY SHIM (drop at merge): commands still running */
-
   /* Written under lock; read without it by session_state() (the hang-up sweep walks every stream's
    * session four times a second, and a lock each made most of an idle server's CPU). */
   _Atomic enum session_state state;
@@ -95,6 +93,10 @@ struct session {
   /* Guarded by lock. */
   bool unusable; /* connect failed with an error reply: every command ⇒ 3501 */
   bool parked;   /* the transport found the queue empty and waits for a wake */
+  bool feeding;  /* a thread runs S's commands (session_feed.c): others hold theirs back */
+  struct held_input *held, *held_tail; /* fed while feeding: input and after-commands calls, in order */
+  unsigned ops_in_flight; /* commands that finished but whose reply is still to come (Redis publishes) */
+  bool after_waits_ops;   /* an after-commands call waits for ops_in_flight to reach 0 */
   const struct session_transport *transport;
   void *transport_ctx;
   struct frame **queue; /* ring of frames */
@@ -167,10 +169,42 @@ void session_close_reason(struct session *s, uint32_t code, const char *reason);
  * timer and drops the transport's reference. Must be called with no hub or session lock held. */
 void session_detach(struct session *s);
 
-/* Decodes and runs every command in DATA[0..LEN) with the session's codec (an emulation request's data).
- * A decoding error closes the session with 3501. Returns once every reply is queued, except those of
- * publishes on the Redis engine (queued when Redis answers: broker.h publish_async). Any thread. */
-void session_feed(struct session *s, const uint8_t *data, size_t len);
+/* What a dispatch hook returns for a command that is still running (it waits for Redis on a worker, or
+ * for the application's backend): the hook now owns the command and finishes it later with
+ * session_command_done; meanwhile the session holds every later command back, so that a client's
+ * commands always run one at a time and in the order it sent them. */
+#define SESSION_COMMAND_PENDING UINT32_MAX
+
+/* Decodes and runs every command in DATA[0..LEN) with the session's codec (an emulation request's data,
+ * a WebSocket message, the connect in a stream request's body), one at a time, in order, after any
+ * command of S still running: while one is pending (SESSION_COMMAND_PENDING) the rest, and whatever
+ * is fed later, is copied and held until it finishes. A decoding error closes the session with 3501.
+ * Returns true when every command ran and every reply is queued, false when some are still pending
+ * or held, or a reply is still to come (session_op_begin: a publish on the Redis engine). Any thread. */
+bool session_feed(struct session *s, const uint8_t *data, size_t len);
+
+/* Ends S's pending command: closes S with CODE when it is a disconnect code (not 0), then runs the
+ * commands held meanwhile on the calling thread (until one is pending again). Exactly once per pending
+ * command, from any thread that may run commands (a worker; not an engine's I/O thread), by whoever
+ * holds a reference to S. */
+void session_command_done(struct session *s, uint32_t code);
+
+/* Calls FN(ARG) once every command fed to S so far has finished (its reply queued): later, from the
+ * thread that finishes the last of them, and returns true; or returns false when none is pending or
+ * held (FN is not called: the caller goes on at once). Any thread. */
+bool session_after_commands(struct session *s, void (*fn)(void *arg), void *arg);
+
+/* A command that finished (the next one may run) but whose reply comes later from another thread (a
+ * publish on the Redis engine): session_after_commands calls wait for it too. Every begin is matched
+ * by one end, after the reply was queued; END returns true when the caller must then resume S's
+ * commands with session_command_done(S, 0), from a thread that may run commands (not the engine's I/O
+ * thread: post it to a worker). Any thread. */
+void session_op_begin(struct session *s);
+bool session_op_end(struct session *s);
+
+/* session.c's use only: frees what session_feed still holds for S (nothing, unless a pending command
+ * was never finished). */
+void session_feed_release(struct session *s);
 
 /* Marks the session connected (after a successful connect) and arms its first ping. */
 void session_set_connected(struct session *s);

@@ -1,4 +1,6 @@
-/* stream: the HTTP-streaming and SSE transports (PROTOCOL.md §2.2, §2.4, §3). SSE differs only in how
+/* stream: the HTTP-streaming and SSE transports (PROTOCOL.md §2.2, §2.4, §3), and the stream half of
+ * the unidirectional uni_http_stream and uni_sse (uni.c opens them through stream_open with a connect
+ * of its own; their frames are codec_uni's, their sessions never wait for a pong). SSE differs only in how
  * the connect command arrives (the cf_connect query parameter of a GET, or a POST body), in its framing
  * (the SSE codec) and in a comment line ":\n" sent first. The POST body holds the connect command;
  * the answer is a 200 with a chunked body that libmicrohttpd fills through stream_read(), a content
@@ -69,12 +71,27 @@ static void stream_wake(struct session *s, void *ctx) {
 static const struct session_transport http_stream_transport = {
     .name = "http_stream", .wake = stream_wake, .emulation = true};
 static const struct session_transport sse_transport = {.name = "sse", .wake = stream_wake, .emulation = true};
+static const struct session_transport uni_http_stream_transport = {
+    .name = "uni_http_stream", .wake = stream_wake, .unidirectional = true};
+static const struct session_transport uni_sse_transport = {
+    .name = "uni_sse", .wake = stream_wake, .unidirectional = true};
+
+/* The transport of a stream of each wire format (NULL: not a stream kind). */
+static const struct session_transport *const transports[CODEC_COUNT] = {
+    [CODEC_JSON] = &http_stream_transport,
+    [CODEC_PROTOBUF] = &http_stream_transport,
+    [CODEC_SSE] = &sse_transport,
+    [CODEC_UNI_HTTP_STREAM] = &uni_http_stream_transport,
+    [CODEC_UNI_SSE] = &uni_sse_transport,
+};
 
 /* Content-Type of the stream response for each wire format. */
 static const char *const content_types[CODEC_COUNT] = {
     [CODEC_JSON] = "application/json",
     [CODEC_PROTOBUF] = "application/octet-stream",
     [CODEC_SSE] = "text/event-stream; charset=utf-8",
+    [CODEC_UNI_HTTP_STREAM] = "application/json",
+    [CODEC_UNI_SSE] = "text/event-stream; charset=utf-8",
 };
 
 /* SSE preamble: bytes that make proxies pass the headers on at once. It is an SSE comment line, which
@@ -145,7 +162,8 @@ static void set_deadlines(struct request *req, int64_t write_ms) {
 
 /* The write-progress deadline of a stream of wire format KIND. */
 static int64_t write_timeout_ms(const struct server *srv, enum codec_kind kind) {
-  return kind == CODEC_SSE ? srv->boot_cfg->sse_write_timeout_ms : srv->boot_cfg->http_stream_write_timeout_ms;
+  bool sse = kind == CODEC_SSE || kind == CODEC_UNI_SSE;
+  return sse ? srv->boot_cfg->sse_write_timeout_ms : srv->boot_cfg->http_stream_write_timeout_ms;
 }
 
 /* The socket of REQ's connection, or -1. */
@@ -170,6 +188,12 @@ static void add_stream_headers(const struct request *req, struct MHD_Response *r
   http_add_cors(req, r);
 }
 
+/* The connect command of a bidirectional stream: the bytes of the body or of cf_connect. */
+struct command_text {
+  const char *text;
+  size_t len;
+};
+
 /* Runs the connect command in the body. An empty body or a first command other than connect closes the
  * session with 3501, whose Disconnect push then becomes the stream's only frame. */
 static void run_connect(struct session *s, const char *command, size_t len) {
@@ -177,18 +201,23 @@ static void run_connect(struct session *s, const char *command, size_t len) {
     session_close(s, DISCONNECT_BAD_REQUEST);
     return;
   }
-  session_feed(s, (const uint8_t *)command, len);
-  if (session_state(s) == SESSION_CONNECTING && atomic_load(&s->shim_pending) == 0) /* TEMPORARY SHIM */
-    session_close(s, DISCONNECT_BAD_REQUEST); /* no command */
+  /* still connecting once every command ran: there was none (a pending connect decides for itself) */
+  if (session_feed(s, (const uint8_t *)command, len) && session_state(s) == SESSION_CONNECTING)
+    session_close(s, DISCONNECT_BAD_REQUEST);
+}
+
+static void connect_command(struct session *s, void *arg) {
+  const struct command_text *c = arg;
+  run_connect(s, c->text, c->len);
 }
 
 /* Block size of the callback response: chunked responses are written straight into the connection's
  * buffer, so this block is only used for HTTP/1.0 clients; small keeps memory per stream small. */
 #define STREAM_BLOCK_SIZE 512
 
-/* Opens a stream of wire format KIND over TRANSPORT whose connect command is COMMAND[0..LEN). */
-static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
-                                    const struct session_transport *t, const char *command, size_t len) {
+enum MHD_Result stream_open(struct request *req, enum codec_kind kind,
+                            void (*connect)(struct session *s, void *arg), void *arg) {
+  const struct session_transport *t = transports[kind];
   struct server *srv = req->srv;
   if (atomic_load(&srv->shutting_down))
     return http_respond(req, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n",
@@ -212,7 +241,7 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   }
   st->session = session_ref(s);
   st->conn = req->conn;
-  st->preamble = kind == CODEC_SSE;
+  st->preamble = kind == CODEC_SSE || kind == CODEC_UNI_SSE;
   stream_direct_init(&st->direct, s, req, req->loop >= 0 ? loops_evloop(srv->loops, (unsigned)req->loop) : NULL,
                      req->http11 ? connection_fd(req) : -1, (uint64_t)write_timeout_ms(srv, kind));
   sr->session = s;
@@ -221,7 +250,7 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   req->cleanup = stream_cleanup;
   session_attach(s, t, st);
   proxy_headers_capture(s, req); /* before the connect: the connect proxy forwards them */
-  run_connect(s, command, len);
+  connect(s, arg);
   struct MHD_Response *r =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, st, stream_free);
   if (r == NULL) {
@@ -239,18 +268,25 @@ static enum MHD_Result start_stream(struct request *req, enum codec_kind kind,
   return ret;
 }
 
+/* Opens a stream of wire format KIND whose connect command is COMMAND[0..LEN). */
+static enum MHD_Result start_stream(struct request *req, enum codec_kind kind, const char *command,
+                                    size_t len) {
+  struct command_text c = {command, len};
+  return stream_open(req, kind, connect_command, &c);
+}
+
 enum MHD_Result stream_handle(struct request *req) {
-  return start_stream(req, request_codec(req), &http_stream_transport, req->body, req->body_len);
+  return start_stream(req, request_codec(req), req->body, req->body_len);
 }
 
 enum MHD_Result sse_handle(struct request *req) {
   if (strcmp(req->method, MHD_HTTP_METHOD_POST) == 0)
-    return start_stream(req, CODEC_SSE, &sse_transport, req->body, req->body_len);
+    return start_stream(req, CODEC_SSE, req->body, req->body_len);
   /* EventSource cannot send a body: the connect command is the URL-encoded cf_connect parameter */
   const char *command = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "cf_connect");
   if (command == NULL)
     return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", "cf_connect missing\n", 19);
-  return start_stream(req, CODEC_SSE, &sse_transport, command, strlen(command));
+  return start_stream(req, CODEC_SSE, command, strlen(command));
 }
 
 static void abandon_on_loop(void *arg) {

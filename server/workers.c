@@ -30,6 +30,13 @@ int workers_post(struct workers *w, evloop_task_fn fn, void *arg) {
   return evloop_post(w->ev[i], fn, arg);
 }
 
+bool workers_in_worker(const struct workers *w) {
+  if (w == NULL) return false;
+  for (unsigned i = 0; i < w->n; i++)
+    if (evloop_in_loop(w->ev[i])) return true;
+  return false;
+}
+
 void workers_free(struct workers *w) {
   if (w == NULL) return;
   for (unsigned i = 0; i < w->n; i++)

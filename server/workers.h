@@ -7,6 +7,8 @@
 #ifndef WORKERS_H
 #define WORKERS_H
 
+#include <stdbool.h>
+
 #include "evloop.h"
 
 struct workers;
@@ -16,6 +18,9 @@ struct workers *workers_new(unsigned n);
 
 /* Runs FN(ARG) on one of the workers. Returns 0, or -1 when stopping or out of memory (FN not run). */
 int workers_post(struct workers *w, evloop_task_fn fn, void *arg);
+
+/* True on one of W's threads (NULL: false). Any thread. */
+bool workers_in_worker(const struct workers *w);
 
 /* Runs the tasks still queued, stops and joins the threads, frees W (NULL: nothing). */
 void workers_free(struct workers *w);

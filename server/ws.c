@@ -16,6 +16,9 @@
  * When the session is closing and its queue is drained, the loop asks MHD to close the socket and
  * detaches the session.
  *
+ * uni_websocket (issue 13 §2) is the same connection with codec_uni's frames: its ConnectRequest is the
+ * first message (or the handshake's cf_connect), run through uni.h; later messages are ignored.
+ *
  * Threads: struct ws_conn fields are the loop thread's; `fresh` and `pending` belong to ws->lock.
  * Lifetime: a connection holds the session's transport reference until session_detach; an ended
  * connection is freed after the epoll batch it ended in (a later event of the batch may name it). Wakers
@@ -47,6 +50,7 @@
 #include "server.h"
 #include "proxy_headers.h"
 #include "session.h"
+#include "uni.h"
 #include "ws_input.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -65,6 +69,9 @@ struct ws_conn {
   struct ws_conn *prev;
   bool epollout;       /* EPOLLOUT armed */
   bool dead;           /* ended; freed after the current epoll batch (events may still name it) */
+  bool uni;            /* uni_websocket: the first message is the connect, later ones are ignored */
+  bool uni_connect_seen;
+  Protocol__ConnectRequest *uni_connect; /* cf_connect of the handshake, run on adoption; owned */
   uint64_t blocked_ms; /* when the last byte went out before the socket filled up; 0 = not blocked */
   uint64_t closing_ms; /* when the loop saw the session closing while blocked; 0 = not seen */
   struct ws_input in;
@@ -91,6 +98,7 @@ struct ws_upgrade {
   enum codec_kind kind;
   char remote[64];
   char *proxy_headers; /* for the event proxies (proxy_headers.h), handed to the session */
+  Protocol__ConnectRequest *uni_connect; /* uni_websocket's cf_connect, decoded; owned (NULL: none) */
 };
 
 static void signal_loop(struct ws *ws) {
@@ -142,11 +150,16 @@ out:
 
 static const struct session_transport ws_transport = {
     .name = "websocket", .wake = ws_wake, .emulation = false};
+/* uni_websocket: the same connection; its first message is a ConnectRequest (uni.h), later ones are
+ * ignored, and its frames are codec_uni's */
+static const struct session_transport uni_ws_transport = {
+    .name = "uni_websocket", .wake = ws_wake, .unidirectional = true};
 
 /* ---- loop thread ---- */
 
 static void conn_free(struct ws_conn *c) {
   ws_input_cleanup(&c->in);
+  if (c->uni_connect) protobuf_c_message_free_unpacked(&c->uni_connect->base, NULL);
   free(c);
 }
 
@@ -257,7 +270,17 @@ static void queue_control(struct ws_conn *c, struct frame *f) {
 
 static void in_message(void *ctx, const uint8_t *data, size_t len) {
   struct ws_conn *c = ctx;
-  session_feed(c->session, data, len);
+  if (!c->uni) {
+    session_feed(c->session, data, len);
+    return;
+  }
+  if (c->uni_connect_seen) return; /* a uni client has nothing more to say: ignored, as Centrifugo */
+  c->uni_connect_seen = true;
+  if (uni_connect_text(c->session, data, len) != 0) {
+    log_info("uni_websocket client %s: malformed connect message, closing with %u", c->session->client_id,
+             DISCONNECT_BAD_REQUEST);
+    session_close(c->session, DISCONNECT_BAD_REQUEST);
+  }
 }
 
 static void in_ping(void *ctx, const uint8_t *payload, size_t len) {
@@ -331,6 +354,12 @@ static void adopt_fresh(struct ws *ws, struct ws_conn *list) {
       conn_end(c);
       continue;
     }
+    if (c->uni_connect) { /* uni_websocket with cf_connect: connected before any message */
+      c->uni_connect_seen = true;
+      uni_connect(c->session, c->uni_connect);
+      protobuf_c_message_free_unpacked(&c->uni_connect->base, NULL);
+      c->uni_connect = NULL;
+    }
     ws_input_parse(&c->in, &input_ops, c);
     conn_flush(c);
   }
@@ -340,7 +369,8 @@ static void adopt_fresh(struct ws *ws, struct ws_conn *list) {
  * on the loop thread, which detaches its session (transport NULL) before freeing it. */
 static struct ws_conn *conn_of(struct session *s) {
   pthread_mutex_lock(&s->lock);
-  struct ws_conn *c = s->transport == &ws_transport ? s->transport_ctx : NULL;
+  bool ours = s->transport == &ws_transport || s->transport == &uni_ws_transport;
+  struct ws_conn *c = ours ? s->transport_ctx : NULL;
   pthread_mutex_unlock(&s->lock);
   return c;
 }
@@ -439,7 +469,8 @@ static bool wants_protobuf(const struct request *req) {
 
 static void upgrade_cleanup(struct request *req) {
   struct ws_upgrade *up = req->handler_data;
-  if (up) free(up->proxy_headers);
+  if (up->uni_connect) protobuf_c_message_free_unpacked(&up->uni_connect->base, NULL);
+  free(up->proxy_headers);
   free(up);
 }
 
@@ -455,7 +486,9 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   pthread_rwlock_rdlock(&gate);
   struct ws *ws = live;
   struct ws_conn *c = ws ? calloc(1, sizeof *c) : NULL;
-  size_t limit = (size_t)srv->boot_cfg->websocket_message_size_limit;
+  bool uni = up->kind == CODEC_UNI_WS;
+  size_t limit = (size_t)(uni ? srv->boot_cfg->uni_websocket_message_size_limit
+                              : srv->boot_cfg->websocket_message_size_limit);
   bool in_ok = c && ws_input_init(&c->in, limit, (const uint8_t *)extra_in, extra_in_size) == 0;
   struct session *s = in_ok ? session_new(srv, codec_get(up->kind), up->remote) : NULL;
   if (s) proxy_headers_take(s, up->proxy_headers);
@@ -473,6 +506,9 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   c->ws = ws;
   c->session = s;
   c->fd = sock;
+  c->uni = uni;
+  c->uni_connect = up->uni_connect; /* taken: the request's cleanup may run before the loop adopts C */
+  up->uni_connect = NULL;
   c->urh = urh;
   int fl = fcntl(sock, F_GETFL);
   if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
@@ -482,7 +518,7 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
   /* frames are written whole: Nagle would hold a small one back until the peer's delayed ACK (~40 ms) */
   int nodelay = 1;
   setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
-  session_attach(s, &ws_transport, c);
+  session_attach(s, uni ? &uni_ws_transport : &ws_transport, c);
   pthread_mutex_lock(&ws->lock);
   c->next = ws->fresh;
   ws->fresh = c;
@@ -496,7 +532,8 @@ static enum MHD_Result bad_handshake(struct request *req, const char *text) {
   return http_respond(req, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", text, strlen(text));
 }
 
-enum MHD_Result ws_handle(struct request *req) {
+/* The handshake of a WebSocket whose frames are of KIND (CODEC_UNI_WS: the unidirectional one). */
+static enum MHD_Result handshake(struct request *req, bool uni) {
   struct server *srv = req->srv;
   pthread_rwlock_rdlock(&gate);
   bool running = live != NULL;
@@ -516,7 +553,13 @@ enum MHD_Result ws_handle(struct request *req) {
   if (!key || !*key || !accept_key(key, accept)) return bad_handshake(req, "bad Sec-WebSocket-Key\n");
   struct ws_upgrade *up = calloc(1, sizeof *up);
   if (up == NULL) return MHD_NO;
-  up->kind = wants_protobuf(req) ? CODEC_WS_PROTOBUF : CODEC_WS_JSON;
+  up->kind = uni ? CODEC_UNI_WS : wants_protobuf(req) ? CODEC_WS_PROTOBUF : CODEC_WS_JSON;
+  /* uni_websocket may carry its ConnectRequest in the URL (as uni_sse), instead of a first message */
+  const char *cf = uni ? MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "cf_connect") : NULL;
+  if (cf && uni_parse_connect(cf, strlen(cf), &up->uni_connect) != 0) {
+    free(up);
+    return bad_handshake(req, "malformed connect request\n");
+  }
   http_remote_address(req, up->remote, sizeof up->remote);
   up->proxy_headers = proxy_headers_collect(srv, req);
   req->handler_data = up;
@@ -532,6 +575,10 @@ enum MHD_Result ws_handle(struct request *req) {
   MHD_destroy_response(r);
   return ret;
 }
+
+enum MHD_Result ws_handle(struct request *req) { return handshake(req, false); }
+
+enum MHD_Result uni_ws_handle(struct request *req) { return handshake(req, true); }
 
 /* ---- start / stop ---- */
 

@@ -12,6 +12,7 @@ import { api as apiCall, delay } from './lib/http.js';
 import { startRedis, stopAllRedis, redisAvailable, startSentinelSetup, sentinelMasterPort, redisText } from './lib/redis.js';
 import { startProxy } from './lib/tcp_proxy.js';
 import { connectRaw, closeAllRaw, call } from './lib/raw.js';
+import { openWsRaw, closeAllWsRaw } from './lib/wsraw.js';
 
 const chat = {
   name: 'chat', presence: true, join_leave: true, history_size: 10, history_ttl: '300s',
@@ -33,6 +34,7 @@ before(async () => {
 after(async () => {
   closeAllClients();
   closeAllRaw();
+  closeAllWsRaw();
   await stopAll();
   await stopAllRedis();
 });
@@ -564,6 +566,120 @@ describe('a server API call that waits for other nodes', { skip }, () => {
     } finally {
       y.child.kill('SIGCONT');
       await y.stop('SIGKILL');
+    }
+  });
+});
+
+/** A raw WebSocket client of node N, connected: sendJSON(cmd), replyTo(id) (skipping pushes). */
+async function wsClient(n) {
+  const ws = await openWsRaw(n.port);
+  const seen = [];
+  const c = {
+    sendJSON: (cmd) => ws.send(0x1, Buffer.from(JSON.stringify(cmd))),
+    async replyTo(id, ms = 10000) {
+      const end = Date.now() + ms;
+      for (;;) {
+        const i = seen.findIndex((f) => f.id === id);
+        if (i >= 0) return seen.splice(i, 1)[0];
+        const text = (await ws.nextJSONText(Math.max(1, end - Date.now())));
+        for (const line of text.split('\n')) if (line) seen.push(JSON.parse(line));
+      }
+    },
+  };
+  c.sendJSON({ id: 1, connect: { name: 'raw' } });
+  assert.ok((await c.replyTo(1)).connect);
+  return c;
+}
+
+describe('client commands that wait for Redis', { skip }, () => {
+  // Subscribe, presence and history wait for Redis; they run on workers, so a node's other clients
+  // (whose streams and commands the same core loops and WebSocket thread serve) are never held back,
+  // and each client's own commands still run in the order it sent them.
+  test('with Redis stopped, clients waiting on history do not hold back the others\' commands', { timeout: 60000 }, async () => {
+    const r = await startRedis();
+    const n = await startNode({ ...cfg, redis_address: r.address, redis_prefix: `w${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${n.base}/health`)).status === 200, 10000, 'healthy');
+      const waiting = [], others = [];
+      for (let i = 0; i < 8; i++) { // on both core loops, whichever each stream lands on
+        const w = await connectRaw(n.base);
+        assert.ok((await call(w, { id: 2, subscribe: { channel: 'chat:wait' } })).subscribe);
+        waiting.push(w);
+        others.push(await connectRaw(n.base));
+      }
+      r.child.kill('SIGSTOP');
+      let asked;
+      try {
+        // history, then a presence call behind it in the same POST: they must stay in that order
+        asked = waiting.map((w) => w.emulate([{ id: 3, history: { channel: 'chat:wait', limit: 1 } },
+          { id: 4, presence_stats: { channel: 'chat:wait' } }]));
+        await delay(200);
+        const answered = Promise.all(others.map((o) => call(o, { id: 2, rpc: { method: 'ping' } })));
+        const first = await Promise.race([answered, delay(3000).then(() => 'held back')]);
+        assert.notEqual(first, 'held back', 'the other clients were answered while Redis was stopped');
+        for (const reply of first) assert.equal(reply.id, 2);
+      } finally {
+        r.child.kill('SIGCONT');
+      }
+      for (const [i, res] of (await Promise.all(asked)).entries()) {
+        assert.equal(res.status, 204, `waiting client ${i}`);
+        const frames = await readUntil(waiting[i], (fs) => fs.filter((f) => f.id === 3 || f.id === 4).length === 2);
+        const ids = frames.filter((f) => f.id === 3 || f.id === 4).map((f) => f.id);
+        assert.deepEqual(ids, [3, 4], `waiting client ${i}: replies in command order`);
+      }
+    } finally {
+      await n.stop();
+      await r.stop();
+    }
+  });
+
+  test('an emulation POST carrying a publish answers 204 only once the publish reply is on the stream', { timeout: 60000 }, async () => {
+    const r = await startRedis();
+    const n = await startNode({ ...cfg, redis_address: r.address, redis_prefix: `p${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${n.base}/health`)).status === 200, 10000, 'healthy');
+      const s = await connectRaw(n.base);
+      assert.ok((await call(s, { id: 2, subscribe: { channel: 'chat:p204' } })).subscribe);
+      r.child.kill('SIGSTOP');
+      let post;
+      try {
+        post = s.emulate([{ id: 3, publish: { channel: 'chat:p204', data: { x: 1 } } }]);
+        const early = await Promise.race([post.then(() => '204 early'), delay(1000).then(() => 'waiting')]);
+        assert.equal(early, 'waiting', 'the POST waits for the publish reply while Redis is stopped');
+      } finally {
+        r.child.kill('SIGCONT');
+      }
+      assert.equal((await post).status, 204);
+      const reply = await s.reply(3);
+      assert.deepEqual(reply.publish, {}, JSON.stringify(reply));
+    } finally {
+      await n.stop();
+      await r.stop();
+    }
+  });
+
+  test('over WebSocket, a history call waiting for Redis does not hold back another client', { timeout: 60000 }, async () => {
+    const r = await startRedis();
+    const n = await startNode({ ...cfg, redis_address: r.address, redis_prefix: `v${process.pid}` });
+    try {
+      await eventually(async () => (await fetch(`${n.base}/health`)).status === 200, 10000, 'healthy');
+      const [w, o] = [await wsClient(n), await wsClient(n)];
+      w.sendJSON({ id: 2, subscribe: { channel: 'chat:wsw' } });
+      assert.ok((await w.replyTo(2)).subscribe);
+      r.child.kill('SIGSTOP');
+      try {
+        w.sendJSON({ id: 3, history: { channel: 'chat:wsw', limit: 1 } });
+        await delay(200);
+        o.sendJSON({ id: 2, rpc: { method: 'ping' } });
+        const first = await Promise.race([o.replyTo(2), delay(3000).then(() => 'held back')]);
+        assert.notEqual(first, 'held back', 'the other client was answered while Redis was stopped');
+      } finally {
+        r.child.kill('SIGCONT');
+      }
+      assert.equal((await w.replyTo(3)).id, 3);
+    } finally {
+      await n.stop();
+      await r.stop();
     }
   });
 });

@@ -132,6 +132,16 @@ export class WsRaw {
     }
   }
 
+  /** The next text frame's payload as a string (a frame may carry several JSON lines). */
+  async nextJSONText(ms = WS_WAIT_MS) {
+    for (;;) {
+      const f = await this.nextFrame(ms);
+      if (f === null) throw new Error('the socket closed before a text frame');
+      if (f.opcode === 0x1) return f.payload.toString();
+      if (f.opcode === 0x8) throw new Error(`Close ${f.payload.length >= 2 ? f.payload.readUInt16BE(0) : ''}`);
+    }
+  }
+
   destroy() {
     this.socket.destroy();
   }
