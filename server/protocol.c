@@ -179,6 +179,7 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   }
   if (rc != 0) {
     connect_state_cleanup(&cs);
+    if (rc < 0 && s->transport && s->transport->unidirectional) return codes_uni_disconnect((uint32_t)-rc);
     return protocol_finish(s, cmd->id, rc);
   }
   return protocol_connect_with(s, cmd, cs.have_claims ? &cs.claims : NULL, NULL, false);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { startBackend } from './lib/backend.js';
-import { openRaw, connectRaw, closeAllRaw, call } from './lib/raw.js';
+import { openRaw, connectRaw, closeAllRaw, call, openStream } from './lib/raw.js';
 import { connectedClient, subscribe, closeAllClients, newClient, once } from './lib/sdk.js';
 import { api } from './lib/http.js';
 import { openWsRaw, closeAllWsRaw } from './lib/wsraw.js';
@@ -304,6 +304,38 @@ describe('refresh proxy', () => {
     assert.equal(reqs[0].body.channel, 'sr:x');
     assert.equal(reqs[0].body.user, 'carol');
     assert.equal(s.ended, false, "the connection stays: only the subscription ended");
+  });
+});
+
+describe('connect proxy on a unidirectional transport', () => {
+  let be;
+  let srv;
+  before(async () => {
+    be = await startBackend();
+    be.answer('/connect', connectScript);
+    srv = await startServer({ uni_http_stream: true, proxy_connect_endpoint: be.url('/connect'),
+      proxy_http_headers: ['Cookie'], namespaces: [{ name: 'personal' }] });
+  });
+  after(async () => {
+    await stopAll();
+    await be.close();
+  });
+
+  const uni = (name) => openStream(srv.base + '/connection/uni_http_stream',
+    { body: JSON.stringify({ name: 'curl' }), headers: { ...cookie(name), 'Content-Type': 'application/json' } });
+
+  it('uni_http_stream: connect by cookie (the connect push carries the backend\'s data); refused => a disconnect push', async () => {
+    const s = await uni('alice');
+    const push = await s.nextJSON();
+    assert.deepEqual(push.connect.data, { welcome: 'alice' });
+    const req = be.requests('/connect').at(-1);
+    assert.equal(req.body.transport, 'uni_http_stream');
+    assert.equal(req.headers.cookie, 'session=alice');
+    s.close();
+    const kicked = await uni('kick');
+    assert.deepEqual(await kicked.nextJSON(), { disconnect: { code: 4501, reason: 'banned' } });
+    const broken = await uni('broken');
+    assert.equal((await broken.nextJSON()).disconnect.code, 3004);
   });
 });
 
