@@ -34,7 +34,7 @@ struct ctl {
   struct ctl_conn conn; /* reused by every non-streaming command and by completion */
 };
 
-/* Set by the SIGINT handler while a watch runs. */
+/* Set by the SIGINT handler while a streaming command runs. */
 extern volatile sig_atomic_t ctl_interrupted;
 
 /* --- ctl_conn.c --- */
@@ -61,8 +61,31 @@ int ctl_run(struct ctl *ctl, int argc, char **argv);
  * response in *response (new reference). Quiet: for completion. Returns 0 or -1. */
 int ctl_query(struct ctl *ctl, json_t *request, json_t **response);
 
+/* Prints an error response ({"error":...}, borrowed) on stderr. Returns CTL_ESERVER. */
+int ctl_server_error(json_t *response);
+
+/* While a streaming command reads from FD: Ctrl-C sets ctl_interrupted and shuts FD down (so a read in
+ * progress returns). ctl_release_sigint puts the previous handler back. */
+void ctl_catch_sigint(int fd);
+void ctl_release_sigint(void);
+
 /* Prints help: the command list (COMMAND NULL) or one command's. Returns CTL_OK or CTL_EUSAGE. */
 int ctl_help(FILE *out, const char *command);
+
+/* --- ctl_trace.c --- */
+
+/* `trace ID`: its own connection; prints every line of the trace until the session ends (status 0),
+ * Ctrl-C (0) or the server goes away (CTL_ESERVER). */
+int ctl_trace(struct ctl *ctl, json_t *request);
+
+/* Prints one trace line (borrowed) for humans. */
+void ctl_print_trace_line(json_t *line, FILE *out);
+
+/* --- ctl_top.c --- */
+
+/* `top`: samples every node each --interval over its own connection and shows rates: full screen on a
+ * terminal until q or Ctrl-C, otherwise one block per interval until Ctrl-C or SIGTERM. */
+int ctl_top(struct ctl *ctl, json_t *request);
 
 /* --- ctl_escape.c --- */
 

@@ -1,7 +1,8 @@
 /* ctl_run: one command from words to exit status: the shared table checks the words and builds the
  * request (usage errors never reach the server), local commands (help) are answered here, `watch` gets
- * a connection of its own that streams until Ctrl-C, everything else goes over the shared connection,
- * which is opened on first use and reopened once if the server dropped it. */
+ * a connection of its own that streams until Ctrl-C, `trace` and `top` have runners of their own
+ * (ctl_trace.c, ctl_top.c), everything else goes over the shared connection, which is opened on first
+ * use and reopened once if the server dropped it. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,14 +13,28 @@
 
 volatile sig_atomic_t ctl_interrupted;
 
-/* The socket a `watch` reads from, or -1. Ctrl-C shuts it down, so that a read the signal did not
- * interrupt (it came just before the read began) still returns at once. */
+/* The socket a streaming command reads from, or -1. Ctrl-C shuts it down, so that a read the signal
+ * did not interrupt (it came just before the read began) still returns at once. */
 static volatile sig_atomic_t watch_fd = -1;
+static struct sigaction old_sigint;
 
 static void on_sigint(int sig) {
   (void)sig;
   ctl_interrupted = 1;
   if (watch_fd >= 0) shutdown(watch_fd, SHUT_RDWR); /* async-signal-safe */
+}
+
+void ctl_catch_sigint(int fd) {
+  struct sigaction sa = {.sa_handler = on_sigint}; /* no SA_RESTART: a read returns EINTR */
+  sigemptyset(&sa.sa_mask);
+  ctl_interrupted = 0;
+  watch_fd = fd;
+  sigaction(SIGINT, &sa, &old_sigint);
+}
+
+void ctl_release_sigint(void) {
+  sigaction(SIGINT, &old_sigint, NULL);
+  watch_fd = -1;
 }
 
 /* Makes sure ctl->conn is open. Returns 0, or -1 after printing why (unless QUIET). */
@@ -54,8 +69,7 @@ int ctl_query(struct ctl *ctl, json_t *request, json_t **response) {
   return exchange(ctl, request, response, &line, true) == 0 ? 0 : -1;
 }
 
-/* Prints an error response. Returns CTL_ESERVER. */
-static int server_error(json_t *response) {
+int ctl_server_error(json_t *response) {
   const char *msg = json_string_value(json_object_get(response, "error"));
   fputs("streamctl: error: ", stderr);
   ctl_put(msg ? msg : "unexpected response", stderr);
@@ -75,7 +89,7 @@ static int watch_loop(struct ctl *ctl, struct ctl_conn *c) {
       return CTL_ESERVER;
     }
     if (rc == 0 && json_object_get(value, "error"))
-      rc = server_error(value);
+      rc = ctl_server_error(value);
     else if (ctl->json)
       printf("%s\n", line);
     else if (rc == 0)
@@ -94,16 +108,12 @@ static int run_watch(struct ctl *ctl, json_t *request) {
     fprintf(stderr, "streamctl: %s\n", err);
     return CTL_ECONNECT;
   }
-  struct sigaction sa = {.sa_handler = on_sigint}, old; /* no SA_RESTART: a read returns EINTR */
-  sigemptyset(&sa.sa_mask);
-  ctl_interrupted = 0;
-  watch_fd = c.fd;
-  sigaction(SIGINT, &sa, &old);
+  ctl_catch_sigint(c.fd);
   json_t *ack = NULL;
   const char *line;
   int rc = ctl_conn_send(&c, request) == 0 ? ctl_conn_recv(&c, &ack, &line) : -1;
   if (rc == 0 && json_object_get(ack, "error")) {
-    rc = server_error(ack);
+    rc = ctl_server_error(ack);
   } else if (rc == 0) {
     fprintf(stderr, "watching %s (Ctrl-C to stop)\n",
             json_string_value(json_object_get(json_object_get(ack, "result"), "watching")));
@@ -115,11 +125,18 @@ static int run_watch(struct ctl *ctl, json_t *request) {
     rc = CTL_ECONNECT;
   }
   json_decref(ack);
-  sigaction(SIGINT, &old, NULL);
-  watch_fd = -1;
+  ctl_release_sigint();
   ctl_conn_close(&c);
   return rc;
 }
+
+/* The commands that run otherwise than one request and one answer. */
+typedef int (*runner_fn)(struct ctl *ctl, json_t *request);
+static const runner_fn runners[SD_ADMIN_CMD_COUNT] = {
+    [SD_ADMIN_WATCH] = run_watch,
+    [SD_ADMIN_TRACE] = ctl_trace,
+    [SD_ADMIN_TOP] = ctl_top,
+};
 
 /* Sends REQUEST for CMD and prints the answer. */
 static int run_remote(struct ctl *ctl, const struct sd_admin_command *cmd, json_t *request) {
@@ -130,7 +147,7 @@ static int run_remote(struct ctl *ctl, const struct sd_admin_command *cmd, json_
   json_t *result = json_object_get(response, "result");
   if (ctl->json) printf("%s\n", line);
   if (result == NULL)
-    rc = ctl->json ? CTL_ESERVER : server_error(response);
+    rc = ctl->json ? CTL_ESERVER : ctl_server_error(response);
   else if (!ctl->json)
     ctl_print(cmd, json_object_get(request, "args"), result);
   json_decref(response);
@@ -149,8 +166,8 @@ int ctl_run(struct ctl *ctl, int argc, char **argv) {
   int rc;
   if (cmd->local)
     rc = ctl_help(stdout, json_string_value(json_object_get(json_object_get(request, "args"), "command")));
-  else if (cmd->streaming)
-    rc = run_watch(ctl, request);
+  else if (runners[cmd->id])
+    rc = runners[cmd->id](ctl, request);
   else
     rc = run_remote(ctl, cmd, request);
   json_decref(request);

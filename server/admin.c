@@ -1,7 +1,12 @@
 /* admin: the admin socket's transport: the Unix socket's life (refuse a path that is not a socket,
  * replace a stale one of ours, create it with the configured mode before anyone can connect, remove it
- * on stop), one epoll thread serving every admin client, newline-delimited JSON framing, and `watch`.
- * What each command does lives in admin_commands.c.
+ * on stop), one epoll thread serving every admin client, newline-delimited JSON framing, and the two
+ * streaming commands, `watch` and `trace`. What each other command does lives in admin_commands.c.
+ *
+ * `trace`: the recorder (trace.h) queues the traced session's events and wakes this thread, which
+ * moves them into the client's output buffer only while less than ADMIN_OUT_SOFT bytes wait there
+ * (so a reader that stalls leaves them in the recorder's bounded queue, which drops and counts),
+ * decodes and writes them, and closes the connection after the end line.
  *
  * Invariants: a request line is at most SD_ADMIN_MAX_REQUEST bytes (a longer one gets an error and is
  * skipped up to its newline); a client's pending output is bounded: requests are not read while more
@@ -16,7 +21,9 @@
  * before freeing anything, so a publishing thread can never touch a stopped admin; a publication on
  * a channel whose watch slot is empty (no watcher, or watchers of other channels only) returns before
  * taking either lock. Lock order:
- * observer_lock ⇒ admin->lock; no admin lock is held while a command runs. */
+ * observer_lock ⇒ admin->lock; no admin lock is held while a command runs. A trace's recorder wakes
+ * this thread from under its own lock (trace.c) with an eventfd write only, and this thread takes the
+ * recorder's events before it takes admin->lock, so the two locks are never held together. */
 #define _GNU_SOURCE /* accept4 */
 #include "admin.h"
 
@@ -36,8 +43,11 @@
 
 #include "hub.h"
 #include "log.h"
+#include "registry.h"
 #include "server.h"
+#include "session.h"
 #include "siphash.h"
+#include "trace.h"
 
 #define ADMIN_MAX_CLIENTS 64
 #define ADMIN_OUT_SOFT (256 * 1024)
@@ -62,6 +72,10 @@ struct admin_client {
   struct buf out;
   char *watch;   /* the channel it watches, NULL when not watching */
   bool overflow; /* a watcher that fell behind: dropped on the next round */
+  /* Admin thread only: a trace client's recorder and what it traces. */
+  struct trace *trace;
+  struct trace_info trace_info;
+  uint64_t trace_dropped; /* events dropped over the whole trace */
 };
 
 struct admin {
@@ -215,10 +229,15 @@ static void start_watch(struct admin *a, struct admin_client *c, const char *cha
   atomic_fetch_add(&watchers, 1);
 }
 
-/* After a wake: sends what watchers have pending, drops the ones that fell behind. */
+static void pump_trace(struct admin *a, struct admin_client *c);
+
+/* After a wake: moves what traces recorded into their clients' output, sends what watchers have pending,
+ * drops the ones that fell behind. */
 static void flush_watchers(struct admin *a) {
   uint64_t count;
   if (read(a->wake_fd, &count, sizeof count) < 0 && errno != EAGAIN) log_warn("admin: %s", strerror(errno));
+  for (struct admin_client *c = a->clients; c; c = c->next) /* the list is this thread's to change */
+    if (c->trace && !c->dead) pump_trace(a, c);
   pthread_mutex_lock(&a->lock);
   for (struct admin_client *c = a->clients; c; c = c->next) {
     if (c->watch == NULL || c->dead) continue;
@@ -231,6 +250,91 @@ static void flush_watchers(struct admin *a) {
   }
   pthread_mutex_unlock(&a->lock);
 }
+
+/* --- trace --- */
+
+static void trace_wake(void *arg) { wake(arg); }
+
+/* Appends VALUE (stolen) as one line to C's output. Caller holds a->lock. */
+static void append_line_locked(struct admin_client *c, json_t *value) {
+  char *text = value ? json_dumps(value, JSON_COMPACT) : NULL;
+  json_decref(value);
+  if (text == NULL || buf_append(&c->out, text, strlen(text)) != 0 || buf_append(&c->out, "\n", 1) != 0)
+    c->dead = true;
+  free(text);
+}
+
+/* admin_trace_lines' EMIT: appends LINE to the client in ARG. Caller holds a->lock. */
+static void emit_line_locked(void *arg, json_t *line) { append_line_locked(arg, line); }
+
+/* Moves what C's recorder holds into its output while the output is below the soft limit, and sends. */
+static void pump_trace(struct admin *a, struct admin_client *c) {
+  struct trace_event evs[64];
+  while (c->trace && !c->dead && !c->eof && out_len(a, c) < ADMIN_OUT_SOFT) {
+    uint64_t dropped;
+    size_t n = trace_take(c->trace, evs, sizeof evs / sizeof evs[0], &dropped);
+    pthread_mutex_lock(&a->lock);
+    for (size_t i = 0; i < n; i++) {
+      if (evs[i].kind == TRACE_EV_END && dropped) { /* the drops go before the end line and its total */
+        c->trace_dropped += dropped;
+        append_line_locked(c, admin_trace_dropped_line(dropped));
+        dropped = 0;
+      }
+      /* the end line is the last: the connection closes once it is sent */
+      if (!c->eof && admin_trace_lines(&c->trace_info, &evs[i], c->trace_dropped, emit_line_locked, c))
+        c->eof = true;
+      trace_event_release(&evs[i]);
+    }
+    if (dropped) {
+      c->trace_dropped += dropped;
+      append_line_locked(c, admin_trace_dropped_line(dropped));
+    }
+    flush_locked(c);
+    pthread_mutex_unlock(&a->lock);
+    if (n == 0) break;
+  }
+}
+
+static void start_trace(struct admin *a, struct admin_client *c, json_t *args) {
+  const char *id = json_string_value(json_object_get(args, "id"));
+  struct session *s = registry_find_any(a->srv->registry, id);
+  char err[160];
+  if (s == NULL) {
+    snprintf(err, sizeof err, "no such session on this node: %s", id);
+    reply_error(a, c, err);
+    return;
+  }
+  struct trace *t = NULL;
+  int rc = trace_start(s, trace_wake, a, &t, &c->trace_info);
+  json_t *ack = rc != 0 ? NULL : admin_trace_ack(s, &c->trace_info);
+  session_unref(s);
+  if (rc == -TRACE_EBUSY)
+    snprintf(err, sizeof err, "too many traces (at most %d at once)", TRACE_MAX);
+  else if (rc == -TRACE_EENDED)
+    snprintf(err, sizeof err, "the session has ended");
+  else if (rc != 0 || ack == NULL)
+    snprintf(err, sizeof err, "out of memory");
+  if (rc != 0 || ack == NULL) {
+    trace_stop(t);
+    json_decref(ack);
+    reply_error(a, c, err);
+    return;
+  }
+  reply(a, c, ack);
+  c->trace = t;
+  pump_trace(a, c);
+}
+
+static void start_watch_args(struct admin *a, struct admin_client *c, json_t *args) {
+  start_watch(a, c, json_string_value(json_object_get(args, "channel")));
+}
+
+/* The streaming commands, by the shared table's enum. */
+typedef void (*streamer_fn)(struct admin *a, struct admin_client *c, json_t *args);
+static const streamer_fn streamers[SD_ADMIN_CMD_COUNT] = {
+    [SD_ADMIN_WATCH] = start_watch_args,
+    [SD_ADMIN_TRACE] = start_trace,
+};
 
 /* --- input --- */
 
@@ -248,8 +352,8 @@ static void handle_line(struct admin *a, struct admin_client *c, const char *lin
   }
   if (sd_admin_validate(req, &cmd, err, sizeof err) != 0)
     reply_error(a, c, err);
-  else if (cmd->streaming)
-    start_watch(a, c, json_string_value(json_object_get(json_object_get(req, "args"), "channel")));
+  else if (cmd->streaming && streamers[cmd->id])
+    streamers[cmd->id](a, c, json_object_get(req, "args"));
   else
     reply(a, c, admin_execute(a->srv, cmd, json_object_get(req, "args")));
   json_decref(req);
@@ -264,7 +368,7 @@ static void reply_too_large(struct admin *a, struct admin_client *c) {
 /* Runs the complete lines in C's input while its output is below the soft limit. */
 static void process_input(struct admin *a, struct admin_client *c) {
   size_t start = 0;
-  while (!c->dead && c->watch == NULL && out_len(a, c) < ADMIN_OUT_SOFT) {
+  while (!c->dead && c->watch == NULL && c->trace == NULL && out_len(a, c) < ADMIN_OUT_SOFT) {
     char *nl = memchr(c->in.data + start, '\n', c->in.len - start);
     if (nl == NULL) break;
     size_t len = (size_t)(nl - (c->in.data + start));
@@ -276,7 +380,7 @@ static void process_input(struct admin *a, struct admin_client *c) {
     start += len + 1;
   }
   buf_consume(&c->in, start);
-  if (c->watch) c->in.len = 0; /* a watcher's further input means nothing */
+  if (c->watch || c->trace) c->in.len = 0; /* a watcher's or tracer's further input means nothing */
   bool partial_only = c->in.len > 0 && memchr(c->in.data, '\n', c->in.len) == NULL;
   if (partial_only && (c->discarding || c->in.len > SD_ADMIN_MAX_REQUEST)) {
     if (!c->discarding) reply_too_large(a, c);
@@ -355,6 +459,7 @@ static void client_free(struct admin *a, struct admin_client *c) {
     atomic_fetch_sub(&watchers, 1);
   }
   pthread_mutex_unlock(&a->lock);
+  trace_stop(c->trace);
   close(c->fd); /* also removes it from the epoll set */
   free(c->in.data);
   free(c->out.data);
@@ -383,6 +488,7 @@ static void client_event(struct admin *a, struct admin_client *c, uint32_t event
     flush_locked(c);
     pthread_mutex_unlock(&a->lock);
     if (!c->dead) process_input(a, c); /* requests held back by the backlog may run now */
+    if (!c->dead) pump_trace(a, c);    /* a trace's reader caught up: more events may go */
   }
   if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) read_client(a, c);
 }

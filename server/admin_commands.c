@@ -18,6 +18,7 @@
 #include "codes.h"
 #include "history.h"
 #include "hub.h"
+#include "log.h"
 #include "protocol.h"
 #include "registry.h"
 #include "sd_version.h"
@@ -166,6 +167,14 @@ static const struct {
     {"queue_drops", offsetof(struct server_stats, queue_drops)},
 };
 
+void admin_add_counters(struct server *srv, json_t *o) {
+  for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+    const atomic_uint_fast64_t *c =
+        (const atomic_uint_fast64_t *)((const char *)&srv->stats + counters[i].offset);
+    json_object_set_new(o, counters[i].name, json_integer((json_int_t)atomic_load(c)));
+  }
+}
+
 static int cmd_info(struct server *srv, json_t *args, json_t **result, char *err, size_t errlen) {
   (void)args;
   struct registry_counts rc;
@@ -183,12 +192,49 @@ static int cmd_info(struct server *srv, json_t *args, json_t **result, char *err
   if (srv->broker->ops->history_streams)
     json_object_set_new(o, "history_streams",
                         json_integer((json_int_t)srv->broker->ops->history_streams(srv->broker)));
-  for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-    const atomic_uint_fast64_t *c =
-        (const atomic_uint_fast64_t *)((const char *)&srv->stats + counters[i].offset);
-    json_object_set_new(o, counters[i].name, json_integer((json_int_t)atomic_load(c)));
-  }
+  admin_add_counters(srv, o);
   *result = o;
+  return 0;
+}
+
+/* --- top --- */
+
+static void add_surveyed_node(void *arg, const char *answer, size_t len) {
+  json_t *node = json_loadb(answer, len, 0, NULL);
+  if (json_is_object(node))
+    json_array_append_new(arg, node);
+  else
+    json_decref(node);
+}
+
+/* A node the engine knows of (its heartbeat) that did not answer the survey: listed with what its last
+ * heartbeat said, marked {"answered": false}. */
+static void add_silent_node(void *arg, const struct broker_node *n) {
+  size_t i;
+  json_t *node;
+  json_array_foreach(arg, i, node) {
+    if (strcmp(json_string_value(json_object_get(node, "uid")), n->uid) == 0) return;
+  }
+  json_array_append_new(arg, json_pack("{ss ss sb sI sI}", "uid", n->uid, "name", n->name, "answered", 0,
+                                       "num_clients", (json_int_t)n->num_clients, "uptime_ms",
+                                       (json_int_t)n->uptime * 1000));
+}
+
+/* This node's sample, then every other node's that answers the survey in time (Redis engine), then the
+ * nodes that did not (from their heartbeats). The survey waits for the slowest node (the engine's
+ * survey timeout at most) on the admin thread. */
+static int cmd_top(struct server *srv, json_t *args, json_t **result, char *err, size_t errlen) {
+  (void)args; /* --interval and --channels are streamctl's: every sample has the same shape */
+  json_t *nodes = json_array(), *self = admin_top_node(srv);
+  if (nodes == NULL || self == NULL || json_array_append_new(nodes, self) != 0) {
+    json_decref(nodes);
+    return fail(err, errlen, "out of memory", NULL);
+  }
+  struct broker *b = srv->broker;
+  if (b->ops->survey_api(b, ADMIN_TOP_METHOD, "{}", 2, add_surveyed_node, nodes) != 0)
+    log_warn("admin: top: the other nodes could not be asked");
+  b->ops->foreach_node(b, add_silent_node, nodes);
+  *result = json_pack("{so}", "nodes", nodes);
   return 0;
 }
 
@@ -414,7 +460,8 @@ static int cmd_help(struct server *srv, json_t *args, json_t **result, char *err
   return 0;
 }
 
-/* The dispatch table: one handler per command of the shared table; watch is served by admin.c. */
+/* The dispatch table: one handler per command of the shared table; watch and trace are served by
+ * admin.c. */
 static const admin_handler_fn handlers[SD_ADMIN_CMD_COUNT] = {
     [SD_ADMIN_INFO] = cmd_info,
     [SD_ADMIN_SESSIONS] = cmd_sessions,
@@ -426,6 +473,8 @@ static const admin_handler_fn handlers[SD_ADMIN_CMD_COUNT] = {
     [SD_ADMIN_DISCONNECT] = cmd_disconnect,
     [SD_ADMIN_UNSUBSCRIBE] = cmd_unsubscribe,
     [SD_ADMIN_WATCH] = NULL,
+    [SD_ADMIN_TRACE] = NULL,
+    [SD_ADMIN_TOP] = cmd_top,
     [SD_ADMIN_RELOAD] = cmd_reload,
     [SD_ADMIN_HELP] = cmd_help,
 };

@@ -1,9 +1,12 @@
 /* auth: JWT verification for connection and subscription tokens (PROTOCOL.md §5.3), on OpenSSL 3 EVP
  * and jansson. A token is accepted only when its header names an algorithm whose key is configured
- * (HS256/384/512 with token_hmac_secret_key, RS256/384/512 with token_rsa_public_key) and its
- * signature verifies; only then are the claims decoded, type-checked and the times compared. The
- * order of the outcomes is fixed: malformed or unverifiable ⇒ AUTH_INVALID, before anything about
- * the claims is believed; then bad claim types ⇒ AUTH_INVALID; then exp/nbf ⇒ AUTH_EXPIRED.
+ * (HS256/384/512 with token_hmac_secret_key, RS256/384/512 with token_rsa_public_key, ES256/384/512
+ * with token_ecdsa_public_key on that alg's curve, or RS and ES keys by `kid` from
+ * token_jwks_public_endpoint, which then replaces the two PEM keys) and its signature verifies; only
+ * then are the claims decoded, type-checked and the times compared. The order of the outcomes is
+ * fixed: malformed or unverifiable ⇒ AUTH_INVALID, before anything about the claims is believed; then
+ * `aud`/`iss` not matching token_audience/token_issuer ⇒ AUTH_INVALID; then bad claim types ⇒
+ * AUTH_INVALID; then exp/nbf ⇒ AUTH_EXPIRED.
  *
  * Threads: a struct auth_keys is immutable after auth_keys_new, so any number of threads may verify
  * with the same keys at once; this module takes no locks and keeps no global state (OpenSSL may take
@@ -16,16 +19,20 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <openssl/types.h>
 #include <protobuf-c/protobuf-c.h>
 
 /* What a verification concluded. The protocol layer maps these (§5.3): connect/refresh: INVALID ⇒
  * Disconnect 3500, EXPIRED ⇒ error 109; subscribe/sub_refresh: INVALID ⇒ error 103, EXPIRED ⇒ 109;
- * ERROR (out of memory, an OpenSSL failure that is not about the token) ⇒ internal error 100. */
+ * ERROR (out of memory, an OpenSSL failure that is not about the token) ⇒ internal error 100.
+ * NEED_KEYS: the token names a `kid` the JWKS cache does not hold (yet): the caller asks for a refresh
+ * (auth_keys_refresh) and verifies again once it is done; a second NEED_KEYS means INVALID. */
 enum auth_status {
   AUTH_OK = 0,
-  AUTH_EXPIRED = 1, /* valid signature, but exp <= now or nbf > now */
-  AUTH_INVALID = 2, /* malformed, unsupported or unconfigured alg, bad signature, bad claims */
-  AUTH_ERROR = 3,   /* not the token's fault */
+  AUTH_EXPIRED = 1,   /* valid signature, but exp <= now or nbf > now */
+  AUTH_INVALID = 2,   /* malformed, unsupported or unconfigured alg, bad signature, bad claims */
+  AUTH_ERROR = 3,     /* not the token's fault */
+  AUTH_NEED_KEYS = 4, /* unknown kid with a JWKS endpoint: verify again after a refresh */
 };
 
 /* A subscription option override from a token (`override: {presence: {value: bool}}`): UNSET when the
@@ -81,6 +88,25 @@ struct auth_subscription_claims {
 };
 
 struct auth_keys;
+struct jwks;
+
+/* Everything the keys are built from; NULL or "" strings are "not configured". AUDIENCE and ISSUER,
+ * when set, must be named by a token's `aud` (the string, or one element of the array) and be its
+ * `iss`. JWKS (jwks_new), when given, is taken over by the keys (freed with them, even when
+ * auth_keys_new_with fails) and replaces RSA_PUBLIC_PEM and ECDSA_PUBLIC_PEM. */
+struct auth_settings {
+  const char *hmac_secret;
+  const char *rsa_public_pem;
+  const char *ecdsa_public_pem; /* "BEGIN PUBLIC KEY" of a P-256, P-384 or P-521 key */
+  const char *audience;
+  const char *issuer;
+  struct jwks *jwks;
+};
+
+/* Prepares the verification keys from SET. Returns a new struct the caller owns (auth_keys_free), or
+ * NULL with a message in ERR naming the configuration key at fault (bad PEM, a key of the wrong type
+ * or curve, out of memory). Strings are copied. Any thread. */
+struct auth_keys *auth_keys_new_with(const struct auth_settings *set, char *err, size_t errlen);
 
 /* Prepares the verification keys. HMAC_SECRET and RSA_PUBLIC_PEM may each be NULL or "" (that family
  * not configured; with neither, every token is AUTH_INVALID). RSA_PUBLIC_PEM is PEM text holding an
@@ -90,8 +116,18 @@ struct auth_keys;
 struct auth_keys *auth_keys_new(const char *hmac_secret, const char *rsa_public_pem, char *err,
                                 size_t errlen);
 
-/* Frees KEYS (NULL is fine). No verification may be running with them. */
+/* Frees KEYS (NULL is fine). No verification may be running with them. Never waits for the network
+ * (a JWKS fetch in flight is abandoned by its thread). */
 void auth_keys_free(struct auth_keys *keys);
+
+/* Asks KEYS' JWKS cache to fetch the set again (at once, or as soon as its rate limit allows) and to
+ * call DONE(ARG) once, on the JWKS thread, when that fetch has ended (fetched or failed) or when the
+ * keys are freed first. Returns 0, or -1 (DONE not called) without a JWKS endpoint or with too many
+ * callers waiting already. Any thread; never blocks on the network. */
+int auth_keys_refresh(const struct auth_keys *keys, void (*done)(void *arg), void *arg);
+
+/* True when KEY is an EC key on the curve of the ES algorithm named ALG ("ES256": P-256, ...). */
+bool auth_curve_fits(EVP_PKEY *key, const char *alg);
 
 /* True when at least one algorithm family has a key, i.e. a token could ever verify. */
 bool auth_keys_configured(const struct auth_keys *keys);

@@ -88,13 +88,13 @@ static enum auth_status claim_string(json_t *v, void *dst) {
   return AUTH_OK;
 }
 
-/* jti, iss: checked for type only (streamd has no issuer option yet). */
+/* jti, iss: type-checked here; auth.c holds iss to token_issuer when that is set. */
 static enum auth_status claim_is_string(json_t *v, void *dst) {
   (void)dst;
   return json_is_string(v) ? AUTH_OK : AUTH_INVALID;
 }
 
-/* aud: a string or an array of strings (RFC 7519 §4.1.3); checked for type only. */
+/* aud: a string or an array of strings (RFC 7519 §4.1.3); auth.c matches it to token_audience. */
 static enum auth_status claim_audience(json_t *v, void *dst) {
   size_t i;
   json_t *e;

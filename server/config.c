@@ -149,6 +149,14 @@ static int check_mode(const char *value, char *why, size_t len) {
     "secret for HS256/384/512 connection and subscription JWTs")                                             \
   X(token_rsa_public_key, STRING, "", 0, 0, true, TOP, token_rsa_public_key, NULL,                           \
     "PEM public key for RS256/384/512 JWTs")                                                                 \
+  X(token_ecdsa_public_key, STRING, "", 0, 0, true, TOP, token_ecdsa_public_key, NULL,                       \
+    "PEM public key (P-256/384/521) for ES256/384/512 JWTs")                                                 \
+  X(token_jwks_public_endpoint, STRING, "", 0, 0, true, TOP, token_jwks_public_endpoint, NULL,               \
+    "JWKS URL: RS/ES keys by kid, replacing the two PEM keys")                                               \
+  X(token_audience, STRING, "", 0, 0, true, TOP, token_audience, NULL,                                       \
+    "when set, a token's aud must name it (else invalid token)")                                             \
+  X(token_issuer, STRING, "", 0, 0, true, TOP, token_issuer, NULL,                                           \
+    "when set, a token's iss must equal it (else invalid token)")                                            \
   X(ping_interval, DURATION, "25s", SEC, 24 * HOUR, false, TOP, ping_interval_ms, NULL,                      \
     "how often the server pings each client (1s..24h, whole seconds on the wire)")                           \
   X(pong_timeout, DURATION, "8s", 0, 24 * HOUR, false, TOP, pong_timeout_ms, NULL,                           \

@@ -100,6 +100,10 @@ struct config {
   bool allow_anonymous_connect_without_token;
   char *token_hmac_secret_key;
   char *token_rsa_public_key;
+  char *token_ecdsa_public_key;
+  char *token_jwks_public_endpoint;
+  char *token_audience;
+  char *token_issuer;
 
   int64_t ping_interval_ms;
   int64_t pong_timeout_ms;

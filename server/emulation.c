@@ -25,6 +25,7 @@
 #include "registry.h"
 #include "server.h"
 #include "session.h"
+#include "trace.h"
 
 static enum MHD_Result respond_status(struct request *req, unsigned status) {
   return http_respond(req, status, NULL, NULL, 0);
@@ -107,6 +108,7 @@ static void commands_ran(void *arg) {
 static void hop_run(void *arg) {
   struct hop *hop = arg;
   struct session *s = hop->session; /* the 204 may end the request, and free HOP, at once */
+  if (trace_on()) trace_emulation(s, hop->len, MHD_HTTP_NO_CONTENT);
   session_feed(s, hop->data, hop->len);
   if (!session_after_commands(s, commands_ran, &hop->post)) commands_ran(&hop->post);
   session_unref(s);
@@ -144,6 +146,7 @@ void emulation_run_local(struct server *srv, const Protocol__EmulationRequest *e
     ran(arg, 1);
     return;
   }
+  if (trace_on()) trace_emulation(s, er->data.len, 0); /* routed: the status is the other node's */
   struct routed_in *ri = malloc(sizeof *ri + er->data.len);
   if (ri == NULL) { /* run here, now */
     session_feed(s, er->data.data, er->data.len);
@@ -162,6 +165,7 @@ static enum MHD_Result run_on_owner(struct request *req, struct session *s, cons
   int here = loops_current();
   enum MHD_Result ret;
   if (srv->loops == NULL || here < 0 || (unsigned)here == s->loop) {
+    if (trace_on()) trace_emulation(s, er->data.len, MHD_HTTP_NO_CONTENT);
     if (session_feed(s, er->data.data, er->data.len)) {
       session_unref(s);
       return respond_status(req, MHD_HTTP_NO_CONTENT);

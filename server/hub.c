@@ -45,6 +45,7 @@ struct hub_channel {
   unsigned n_loops;
   size_t count;                        /* subscribers over every loop (also read under the index lock) */
   size_t codec_subs[CODEC_COUNT];      /* subscribers per codec */
+  atomic_uint_fast64_t publications;   /* publications fanned out since the channel appeared here */
   char *name;                          /* in the same allocation, after the arrays */
   struct sub_array loop[];             /* one per core loop */
 };
@@ -485,6 +486,7 @@ static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply 
   size_t subs[LOOPS_MAX] = {0};
   struct delivery *d = delivery_new(h, channel, DELIVER_PUSH, loops, subs, codecs);
   if (d == NULL) return 0;
+  if (reply->push->pub) atomic_fetch_add_explicit(&d->channel->publications, 1, memory_order_relaxed);
   for (int k = 0; k < CODEC_COUNT; k++) {
     if (!codecs[k]) continue;
     d->frames[k] = encode_push((enum codec_kind)k, channel, reply);
@@ -572,6 +574,24 @@ void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t s
   struct foreach_ctx ctx = {fn, arg};
   pthread_rwlock_rdlock(&h->lock);
   strmap_foreach(h->channels, foreach_one, &ctx);
+  pthread_rwlock_unlock(&h->lock);
+}
+
+struct foreach_stats_ctx {
+  hub_channel_stats_fn fn;
+  void *arg;
+};
+
+static void foreach_stats_one(const char *key, void *value, void *arg) {
+  struct foreach_stats_ctx *ctx = arg;
+  struct hub_channel *ch = value;
+  ctx->fn(key, ch->count, atomic_load_explicit(&ch->publications, memory_order_relaxed), ctx->arg);
+}
+
+void hub_foreach_channel_stats(struct hub *h, hub_channel_stats_fn fn, void *arg) {
+  struct foreach_stats_ctx ctx = {fn, arg};
+  pthread_rwlock_rdlock(&h->lock);
+  strmap_foreach(h->channels, foreach_stats_one, &ctx);
   pthread_rwlock_unlock(&h->lock);
 }
 

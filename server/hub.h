@@ -133,6 +133,11 @@ void hub_set_observer(struct hub *h, hub_observer_fn fn, void *arg);
 void hub_foreach_channel(struct hub *h, void (*fn)(const char *channel, size_t subscribers, void *arg),
                          void *arg);
 
+/* hub_foreach_channel with each channel's count of publications fanned out on this node since the
+ * channel got its first local subscriber (cumulative: `streamctl top` turns it into a rate). */
+typedef void (*hub_channel_stats_fn)(const char *channel, size_t subscribers, uint64_t publications, void *arg);
+void hub_foreach_channel_stats(struct hub *h, hub_channel_stats_fn fn, void *arg);
+
 /* True when CHANNEL has a positioned (or recoverable) local subscriber. */
 bool hub_has_positioned(struct hub *h, const char *channel);
 

@@ -20,6 +20,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "hub.h"
+#include "jwks.h"
 #include "log.h"
 #include "loops.h"
 #include "protocol.h"
@@ -145,7 +146,7 @@ static int server_init(struct server *srv, struct config *cfg) {
   if (srv->loops == NULL) return -1;
   srv->hub = hub_new(srv);
   srv->session_hooks = &protocol_session_hooks;
-  srv->broker = broker_new(srv, cfg, &(struct broker_local){api_run_local, emulation_run_local});
+  srv->broker = broker_new(srv, cfg, &(struct broker_local){admin_node_api, emulation_run_local});
   if (srv->broker && srv->hub) broker_watch_hub(srv->broker, srv->hub);
   if (srv->broker && srv->broker->ops->calls_wait && (srv->workers = workers_new(API_WORKERS)) == NULL) return -1;
   if (proxy_calls_start(srv) != 0) return -1;
@@ -249,6 +250,7 @@ int main(int argc, char **argv) {
   if (o.test_config) {
     printf("configuration ok\n");
     config_cleanup(&cfg);
+    jwks_wait_stopped(JWKS_EXIT_WAIT_MS);
     return 0;
   }
   /* Block the signals we wait for (and SIGPIPE) before any thread starts, so every thread inherits it. */
@@ -268,5 +270,6 @@ int main(int argc, char **argv) {
     rc = run(&o, &srv);
   server_cleanup(&srv);
   config_cleanup(&cfg);
+  jwks_wait_stopped(JWKS_EXIT_WAIT_MS); /* the JWKS threads end on their own; let them finish freeing */
   return rc;
 }

@@ -57,6 +57,7 @@ static int64_t check_credentials(struct session *s, const Protocol__ConnectReque
                                    : AUTH_OK;
   config_unref(live);
   if (!configured) return cfg->client_insecure ? 0 : DISCONNECT_INVALID_TOKEN;
+  if (st == AUTH_NEED_KEYS && !protocol_keys_retrying()) return PROTOCOL_AWAIT_KEYS;
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st == AUTH_ERROR) return -ERROR_INTERNAL;
   if (st != AUTH_OK) {
@@ -172,6 +173,7 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   if (session_state(s) != SESSION_CONNECTING) return DISCONNECT_BAD_REQUEST; /* a second connect */
   if (req->token[0] == '\0' && s->srv->boot_cfg->proxy_connect_endpoint[0]) return proxy_calls_connect(s, cmd);
   int64_t rc = check_credentials(s, req, &cs);
+  if (rc == PROTOCOL_AWAIT_KEYS) return protocol_await_keys(s, cmd, handle_connect);
   if (rc < 0) {
     pthread_mutex_lock(&s->lock);
     s->unusable = true; /* the stale timer ends it unless the client goes first */
@@ -251,8 +253,10 @@ static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) 
   enum auth_status st =
       configured ? auth_verify_connection(cfg->auth, cmd->refresh->token, now, &claims, why, sizeof why)
                  : AUTH_OK;
+  if (st == AUTH_NEED_KEYS) auth_keys_refresh(cfg->auth, protocol_keys_nothing, NULL);
   config_unref(cfg);
   if (!configured) return protocol_finish(s, cmd->id, -ERROR_NOT_AVAILABLE);
+  if (st == AUTH_NEED_KEYS) return protocol_finish(s, cmd->id, -ERROR_INTERNAL); /* the SDK retries */
   if (st == AUTH_EXPIRED) return DISCONNECT_EXPIRED;
   if (st != AUTH_OK)
     return st == AUTH_ERROR ? protocol_finish(s, cmd->id, -ERROR_INTERNAL) : DISCONNECT_INVALID_TOKEN;

@@ -255,14 +255,19 @@ struct subscription *protocol_subscription_end(struct session *s, const char *ch
 }
 
 /* Verifies a subscription token for CHANNEL. Returns 0 with *CLAIMS filled, a negated error (109
- * expired, 103 invalid) or a disconnect code (3500: channel, user or client mismatch). */
-static int64_t verify_sub_token(struct session *s, const char *token, const char *channel,
+ * expired, 103 invalid; 100 for an unknown JWKS kid when not RETRY_OK, after asking for a refresh), a
+ * disconnect code (3500: channel, user or client mismatch), or PROTOCOL_AWAIT_KEYS (RETRY_OK: the
+ * caller waits for a JWKS refresh with protocol_await_keys). */
+static int64_t verify_sub_token(struct session *s, const char *token, const char *channel, bool retry_ok,
                                 struct auth_subscription_claims *claims) {
   char why[256];
   const struct config *cfg = server_config_get(s->srv); /* the token keys are reloadable */
   enum auth_status st =
       auth_verify_subscription(cfg->auth, token, (int64_t)time(NULL), claims, why, sizeof why);
+  if (st == AUTH_NEED_KEYS && !retry_ok) auth_keys_refresh(cfg->auth, protocol_keys_nothing, NULL);
   config_unref(cfg);
+  if (st == AUTH_NEED_KEYS && retry_ok && !protocol_keys_retrying()) return PROTOCOL_AWAIT_KEYS;
+  if (st == AUTH_NEED_KEYS && !retry_ok) return -ERROR_INTERNAL; /* sub_refresh: the SDK retries */
   if (st == AUTH_EXPIRED) return -ERROR_TOKEN_EXPIRED;
   if (st != AUTH_OK) {
     log_info("client %s: subscription token for %s rejected: %s", s->client_id, channel, why);
@@ -284,7 +289,8 @@ static uint32_t handle_subscribe(struct session *s, const Protocol__Command *cmd
   struct auth_subscription_claims claims = {0};
   bool with_token = req->token[0] != '\0';
   if (with_token) {
-    rc = verify_sub_token(s, req->token, req->channel, &claims);
+    rc = verify_sub_token(s, req->token, req->channel, true, &claims);
+    if (rc == PROTOCOL_AWAIT_KEYS) return protocol_await_keys(s, cmd, protocol_handle_subscribe);
     if (rc != 0) return protocol_finish(s, cmd->id, rc);
   } else if (proxy_calls_wants_subscribe(s, opts, req->channel)) {
     return proxy_calls_subscribe(s, cmd);
@@ -510,7 +516,7 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
   const Protocol__SubRefreshRequest *req = cmd->sub_refresh;
   if (req->channel[0] == '\0' || req->token[0] == '\0') return DISCONNECT_BAD_REQUEST;
   struct auth_subscription_claims claims = {0};
-  int64_t rc = verify_sub_token(s, req->token, req->channel, &claims);
+  int64_t rc = verify_sub_token(s, req->token, req->channel, false, &claims);
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
   Protocol__SubRefreshResult res = PROTOCOL__SUB_REFRESH_RESULT__INIT;
   int64_t exp = auth_subscription_expires_at(&claims);

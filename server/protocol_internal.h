@@ -107,6 +107,22 @@ uint32_t protocol_publish_command(struct session *s, const Protocol__Command *cm
                                   const struct channel_options *opts, const ProtobufCBinaryData *data,
                                   bool skip_history);
 
+/* What a credential check returns when the token's key is not known yet (auth AUTH_NEED_KEYS on a
+ * first run): the handler then returns protocol_await_keys(s, cmd, itself). */
+#define PROTOCOL_AWAIT_KEYS INT64_MAX
+
+/* Waits for a JWKS refresh without blocking the caller's thread and then runs HANDLE(S, CMD) again
+ * (protocol_keys.c), with protocol_keys_retrying() true, and finishes CMD (protocol_command_finish).
+ * Returns SESSION_COMMAND_PENDING: the handler returns that, and CMD is the wait's from now on. */
+uint32_t protocol_await_keys(struct session *s, const Protocol__Command *cmd,
+                             uint32_t (*handle)(struct session *s, const Protocol__Command *cmd));
+
+/* True while a handler runs again after a JWKS refresh: an unknown kid is then an invalid token. */
+bool protocol_keys_retrying(void);
+
+/* A DONE for auth_keys_refresh that nobody waits on (refresh and sub_refresh only ask for the fetch). */
+void protocol_keys_nothing(void *arg);
+
 /* Fills INFO (borrowing from S) with the session's ClientInfo for presence and join/leave. */
 void protocol_client_info(const struct session *s, Protocol__ClientInfo *info);
 

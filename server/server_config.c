@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "jwks.h"
 #include "log.h"
 #include "server.h"
 
@@ -48,7 +49,15 @@ static void swap_in(struct server *srv, struct config *fresh) {
 }
 
 int server_config_attach_keys(struct config *cfg, char *err, size_t errlen) {
-  cfg->auth = auth_keys_new(cfg->token_hmac_secret_key, cfg->token_rsa_public_key, err, errlen);
+  struct auth_settings set = {.hmac_secret = cfg->token_hmac_secret_key,
+                              .rsa_public_pem = cfg->token_rsa_public_key,
+                              .ecdsa_public_pem = cfg->token_ecdsa_public_key,
+                              .audience = cfg->token_audience,
+                              .issuer = cfg->token_issuer};
+  if (cfg->token_jwks_public_endpoint[0] != '\0' &&
+      (set.jwks = jwks_new(cfg->token_jwks_public_endpoint, err, errlen)) == NULL)
+    return -1;
+  cfg->auth = auth_keys_new_with(&set, err, errlen);
   return cfg->auth ? 0 : -1;
 }
 

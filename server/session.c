@@ -17,6 +17,7 @@
 #include "loops.h"
 #include "server.h"
 #include "stats.h"
+#include "trace.h"
 
 static struct frame *ping_frames[CODEC_COUNT];
 static pthread_once_t ping_once = PTHREAD_ONCE_INIT;
@@ -143,6 +144,7 @@ static void account(struct session *s, const struct frame *f) {
   s->bytes_out += f->len;
   atomic_fetch_add_explicit(&s->srv->stats.messages_out, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&s->srv->stats.bytes_out, f->len, memory_order_relaxed);
+  if (trace_on()) trace_out(s, f);
 }
 
 /* Appends a reference to F to the ring. Caller holds s->lock. Returns 0 or -1 (out of memory). */
@@ -215,6 +217,7 @@ static bool close_locked(struct session *s, uint32_t code, const char *reason) {
   if (s->state >= SESSION_CLOSING) return false;
   s->state = SESSION_CLOSING;
   stats_disconnect(s->srv, code);
+  if (trace_on()) trace_closing(s, code);
   if (code == DISCONNECT_SLOW) queue_clear(s);
   if (code != DISCONNECT_CONNECTION_CLOSED) {
     Protocol__Disconnect d = PROTOCOL__DISCONNECT__INIT;
@@ -381,6 +384,7 @@ void session_detach(struct session *s) {
   queue_clear(s);
   pthread_mutex_unlock(&s->lock);
   if (s->srv->session_hooks) s->srv->session_hooks->ended(s);
+  if (trace_on()) trace_ended(s);
   if (timer_wheel_cancel(s->srv->timers, &s->timer)) session_unref(s);
   if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) session_unref(s);
   session_unref(s);

@@ -21,6 +21,7 @@
 #include "server.h"
 #include "session.h"
 #include "stats.h"
+#include "trace.h"
 
 /* Held input: bytes still to decode (LEN from POS), or a call to make when the commands before it
  * have finished (AFTER set). */
@@ -137,6 +138,7 @@ static bool drain(struct session *s) {
 
 bool session_feed(struct session *s, const uint8_t *data, size_t len) {
   if (len == 0) return true; /* no commands (and DATA may be NULL: no pointer arithmetic on it) */
+  if (trace_on()) trace_in(s, data, len);
   atomic_fetch_add_explicit(&s->srv->stats.bytes_in, len, memory_order_relaxed);
   pthread_mutex_lock(&s->lock);
   s->bytes_in += len;

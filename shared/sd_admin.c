@@ -54,6 +54,12 @@ static const struct sd_admin_arg unsubscribe_args[] = {
 static const struct sd_admin_arg watch_args[] = {
     {"channel", "CHANNEL", SD_ADMIN_STRING, SD_ADMIN_COMPLETE_CHANNEL, true, 0, 0, "channel to watch"},
 };
+static const struct sd_admin_arg top_opts[] = {
+    {"interval", "DURATION", SD_ADMIN_STRING, SD_ADMIN_COMPLETE_NONE, false, 0, 0,
+     "time between refreshes (default 1s; 100ms to 1h)"},
+    {"channels", "N", SD_ADMIN_INT, SD_ADMIN_COMPLETE_NONE, false, 1, 100,
+     "how many of the busiest channels to show (default 10)"},
+};
 static const struct sd_admin_arg help_args[] = {
     {"command", "COMMAND", SD_ADMIN_STRING, SD_ADMIN_COMPLETE_COMMAND, false, 0, 0, "command to explain"},
 };
@@ -100,6 +106,21 @@ static const struct sd_admin_command commands[] = {
      "print publications on CHANNEL as they happen",
      "Prints every publication on CHANNEL delivered on this node (from clients, the server API or "
      "`publish`) until interrupted with Ctrl-C. A watcher that reads too slowly is disconnected."},
+    {SD_ADMIN_TRACE, "trace", ARGS(id_arg), NONE, true, false,
+     "print every frame to and from one session as it happens",
+     "Prints every frame to and from one session of this node (ID is its client id or its session id) "
+     "as it happens: time, direction, transport, size and the frame decoded (protobuf shown as its JSON "
+     "form), the emulation POSTs that carried its commands and their HTTP status, pings and pongs, and "
+     "at the end the disconnect code. Ends when the session ends, or with Ctrl-C. The session never waits "
+     "for a trace: the server keeps a bounded queue of events for a trace that cannot keep up and drops "
+     "the rest, saying how many. A node runs a few traces at once (the limits are in streamctl(1))."},
+    {SD_ADMIN_TOP, "top", NONE, ARGS(top_opts), false, false,
+     "live view of every node: sessions, traffic, busiest channels",
+     "Shows, refreshed every DURATION, for this node and every other node of the Redis engine: sessions "
+     "by transport and protocol, messages and bytes in and out per second, emulation requests per second "
+     "by HTTP status, queue drops and disconnects by code in the interval, and the N channels with the "
+     "most publications per second, with their subscribers. Full screen on a terminal (q or Ctrl-C "
+     "quits); otherwise one block of lines per interval."},
     {SD_ADMIN_RELOAD, "reload", NONE, NONE, false, false, "reload the configuration (as SIGHUP)",
      "Makes the server reload its configuration file, exactly as SIGHUP does; connections stay up."},
     {SD_ADMIN_HELP, "help", ARGS(help_args), NONE, false, true, "list commands, or explain one",

@@ -7,6 +7,8 @@
  *   request   {"cmd":"disconnect","args":{"id":"...","code":4000,"reason":"bye"}}
  *   response  {"result":{...}}  or  {"error":"message"}
  *   watch     {"result":{"watching":"CH"}} then one {"channel":"CH","publication":{...}} per publication
+ *   trace     {"result":{"tracing":{...}}} then one line per frame or event, {"type":"end",...} last
+ *   top       {"result":{"nodes":[...]}}: cumulative counters per node; streamctl repeats it per interval
  * Argument keys are the lower-case names of the table's arguments and options; "args" may be omitted
  * when empty. Everything here is pure: no state, thread-safe, no server types. */
 #ifndef SD_ADMIN_H
@@ -33,6 +35,8 @@ enum sd_admin_cmd {
   SD_ADMIN_DISCONNECT,
   SD_ADMIN_UNSUBSCRIBE,
   SD_ADMIN_WATCH,
+  SD_ADMIN_TRACE,
+  SD_ADMIN_TOP,
   SD_ADMIN_RELOAD,
   SD_ADMIN_HELP,
   SD_ADMIN_CMD_COUNT
@@ -71,7 +75,7 @@ struct sd_admin_command {
   size_t n_args;
   const struct sd_admin_arg *opts;
   size_t n_opts;
-  bool streaming;          /* answers with a stream of lines until the client leaves (watch) */
+  bool streaming;          /* answers with a stream of lines until the client leaves (watch, trace) */
   bool local;              /* streamctl answers it itself, without the server (help) */
   const char *summary;     /* one line */
   const char *description; /* a paragraph, for `help COMMAND` */

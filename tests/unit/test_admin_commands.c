@@ -58,9 +58,12 @@ static void test_table_is_complete_and_consistent(void **state) {
   /* The commands INTERFACE.md names, each exactly once. */
   static const char *const names[] = {"info",        "sessions", "session", "channels",
                                       "channel",     "publish",  "message", "disconnect",
-                                      "unsubscribe", "watch",    "reload",  "help"};
+                                      "unsubscribe", "watch",    "trace",   "top",
+                                      "reload",      "help"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) assert_non_null(sd_admin_find(names[i]));
   assert_true(sd_admin_find("watch")->streaming);
+  assert_true(sd_admin_find("trace")->streaming);
+  assert_false(sd_admin_find("top")->streaming);
   assert_true(sd_admin_find("help")->local);
 }
 
@@ -424,6 +427,37 @@ static void test_execute_channels_and_publish(void **state) {
   json_decref(resp);
 }
 
+/* `top`: this node's cumulative numbers, with the channels' publication counts from the hub. */
+static void test_execute_top(void **state) {
+  struct fixture *fx = *state;
+  struct session *s = registered_session(fx);
+  static const char subscribe[] = "{\"subscribe\":{\"channel\":\"news\"},\"id\":1}";
+  session_feed(s, (const uint8_t *)subscribe, sizeof subscribe - 1);
+  for (int i = 0; i < 3; i++) json_decref(run(fx, "publish news 1"));
+  json_decref(run(fx, "publish other 1")); /* no local subscriber: no channel row */
+  json_t *resp = run(fx, "top --interval 2s --channels 5");
+  json_t *nodes = json_object_get(result_of(resp), "nodes");
+  assert_int_equal(json_array_size(nodes), 1); /* the memory engine: this node only */
+  json_t *n = json_array_get(nodes, 0);
+  assert_string_equal(json_string_value(json_object_get(n, "uid")), fx->srv.node_id);
+  /* no transport attached in this test: counted under "none" */
+  json_t *by_transport = json_object_get(n, "sessions");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(by_transport, "none"), "json")), 1);
+  assert_int_equal(json_integer_value(json_object_get(n, "publications")), 4);
+  assert_true(json_integer_value(json_object_get(n, "messages_in")) >= 1);
+  assert_non_null(json_object_get(json_object_get(n, "emulation"), "204"));
+  assert_non_null(json_object_get(json_object_get(n, "disconnects"), "3000"));
+  json_t *channels = json_object_get(n, "channels");
+  assert_int_equal(json_array_size(channels), 1);
+  json_t *row = json_array_get(channels, 0);
+  assert_string_equal(json_string_value(json_object_get(row, "channel")), "news");
+  assert_int_equal(json_integer_value(json_object_get(row, "subscribers")), 1);
+  assert_int_equal(json_integer_value(json_object_get(row, "publications")), 3);
+  json_decref(resp);
+  free(drain_all(s));
+  session_detach(s);
+}
+
 /* The value of KEY in `channel NAME`'s answer (-1 when absent). */
 static json_int_t channel_field(struct fixture *fx, const char *name, const char *key) {
   char line[128];
@@ -494,6 +528,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_execute_sessions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_actions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_channels_and_publish, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_execute_top, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_channel_history_counts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_execute_reload_signals_the_process, setup, teardown),
   };

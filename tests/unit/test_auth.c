@@ -1,8 +1,9 @@
 /* Unit tests for auth.c and auth_claims.c. Every key and token is made here at run time with OpenSSL
  * (an RSA key from EVP_PKEY_Q_keygen, its public half written as "PUBLIC KEY" and "RSA PUBLIC KEY" PEM,
  * HMAC with EVP_Q_mac, RSA signatures with EVP_DigestSign, base64url with EVP_EncodeBlock), so the
- * tests check our verifier against OpenSSL's signer and nothing copied from elsewhere. Time is fixed
- * (NOW); the last test verifies from several threads at once with shared keys. */
+ * tests check our verifier against OpenSSL's signer and nothing copied from elsewhere; ECDSA keys
+ * come from EVP_PKEY_Q_keygen on each curve, their DER signatures turned into JWS r || s here. Time is
+ * fixed (NOW); the last test verifies from several threads at once with shared keys. */
 #define _GNU_SOURCE /* vasprintf */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/encoder.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "jwks.h"
 
 #define NOW INT64_C(1700000000)
 #define SECRET "streamd-test-secret"
@@ -763,6 +767,229 @@ static void concurrent_verification(void **state) {
   auth_keys_free(k);
 }
 
+/* ---- ECDSA, audience and issuer, JWKS ---- */
+
+/* The three ES algorithms, their curve and the size of r and of s. */
+static const struct es_case {
+  const char *alg, *curve;
+  size_t half;
+} es_cases[] = {{"ES256", "P-256", 32}, {"ES384", "P-384", 48}, {"ES512", "P-521", 66}};
+
+/* A JWS ECDSA signature (r || s, each HALF bytes) by KEY over INPUT with DIGEST. */
+static void es_sign(EVP_PKEY *key, const char *digest, size_t half, const char *input, struct sig *s) {
+  unsigned char der[256];
+  size_t der_len = sizeof der;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  assert_int_equal(EVP_DigestSignInit_ex(ctx, NULL, digest, NULL, NULL, key, NULL), 1);
+  assert_int_equal(EVP_DigestSign(ctx, der, &der_len, (const unsigned char *)input, strlen(input)), 1);
+  EVP_MD_CTX_free(ctx);
+  const unsigned char *p = der;
+  ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+  assert_non_null(es);
+  assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_r(es), s->b, (int)half), (int)half);
+  assert_int_equal(BN_bn2binpad(ECDSA_SIG_get0_s(es), s->b + half, (int)half), (int)half);
+  s->len = 2 * half;
+  ECDSA_SIG_free(es);
+}
+
+/* An ES token over PAYLOAD by KEY; TRIM > 0 drops bytes of the signature, < 0 appends zero bytes,
+ * FLIP flips a bit of it; KID (may be NULL) goes into the header. */
+static char *es_token_ex(EVP_PKEY *key, const struct es_case *c, const char *payload, int trim, bool flip,
+                         const char *kid) {
+  char *header = kid ? fmt("{\"alg\":\"%s\",\"kid\":\"%s\"}", c->alg, kid) : fmt("{\"alg\":\"%s\"}", c->alg);
+  char *digest = fmt("SHA%s", c->alg + 2);
+  char *input = signing_input(header, payload);
+  struct sig s;
+  es_sign(key, digest, c->half, input, &s);
+  if (trim > 0) s.len -= (size_t)trim;
+  for (int i = 0; i > trim; i--) s.b[s.len++] = 0;
+  if (flip) s.b[3] ^= 0x10;
+  free(header);
+  free(digest);
+  return finish(input, &s);
+}
+
+static char *es_token(EVP_PKEY *key, const struct es_case *c, const char *payload) {
+  return es_token_ex(key, c, payload, 0, false, NULL);
+}
+
+static struct auth_keys *keys_with(const struct auth_settings *set) {
+  char err[256] = "";
+  struct auth_keys *k = auth_keys_new_with(set, err, sizeof err);
+  if (k == NULL) fail_msg("auth_keys_new_with: %s", err);
+  return k;
+}
+
+static void ecdsa_algorithms_verify(void **state) {
+  (void)state;
+  for (size_t i = 0; i < 3; i++) {
+    const struct es_case *c = &es_cases[i];
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", c->curve);
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "EC", c->curve);
+    char *pem = pem_of(key, "SubjectPublicKeyInfo");
+    struct auth_keys *k = keys_with(&(struct auth_settings){.ecdsa_public_pem = pem});
+    assert_true(auth_keys_configured(k));
+    struct auth_connection_claims cl;
+    assert_int_equal(verify_conn(k, es_token(key, c, "{\"sub\":\"ec-user\"}"), &cl), AUTH_OK);
+    assert_string_equal(cl.user, "ec-user");
+    auth_connection_claims_cleanup(&cl);
+    assert_int_equal(sub_status(k, es_token(key, c, "{\"sub\":\"u\",\"channel\":\"$c\"}")), AUTH_OK);
+    /* a flipped bit, one byte short, one byte long, a signature by another key */
+    assert_int_equal(conn_status(k, es_token_ex(key, c, "{}", 0, true, NULL)), AUTH_INVALID);
+    assert_int_equal(conn_status(k, es_token_ex(key, c, "{}", 1, false, NULL)), AUTH_INVALID);
+    assert_int_equal(conn_status(k, es_token_ex(key, c, "{}", -1, false, NULL)), AUTH_INVALID);
+    assert_int_equal(conn_status(k, es_token(other, c, "{}")), AUTH_INVALID);
+    /* the other two ES algorithms are not configured by a key on this curve, even when the
+     * signature is made with a key of their curve */
+    for (size_t j = 0; j < 3; j++) {
+      if (j == i) continue;
+      EVP_PKEY *theirs = EVP_PKEY_Q_keygen(NULL, NULL, "EC", es_cases[j].curve);
+      assert_int_equal(conn_status(k, es_token(theirs, &es_cases[j], "{}")), AUTH_INVALID);
+      EVP_PKEY_free(theirs);
+    }
+    auth_keys_free(k);
+    free(pem);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(other);
+  }
+}
+
+static void ecdsa_der_signature_refused(void **state) {
+  (void)state;
+  EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  char *pem = pem_of(key, "SubjectPublicKeyInfo");
+  struct auth_keys *k = keys_with(&(struct auth_settings){.ecdsa_public_pem = pem});
+  /* OpenSSL's own DER encoding is what a careless signer sends; a JWS verifier must refuse it */
+  char *input = signing_input("{\"alg\":\"ES256\"}", "{}");
+  struct sig s = {.len = sizeof s.b};
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  assert_int_equal(EVP_DigestSignInit_ex(ctx, NULL, "SHA256", NULL, NULL, key, NULL), 1);
+  assert_int_equal(EVP_DigestSign(ctx, s.b, &s.len, (const unsigned char *)input, strlen(input)), 1);
+  EVP_MD_CTX_free(ctx);
+  assert_int_equal(conn_status(k, finish(input, &s)), AUTH_INVALID);
+  /* all zeros, of the right length */
+  struct sig zero = {.len = 64};
+  memset(zero.b, 0, 64);
+  assert_int_equal(conn_status(k, finish(signing_input("{\"alg\":\"ES256\"}", "{}"), &zero)), AUTH_INVALID);
+  auth_keys_free(k);
+  free(pem);
+  EVP_PKEY_free(key);
+}
+
+static void ecdsa_alg_confusion(void **state) {
+  (void)state;
+  EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  char *pem = pem_of(key, "SubjectPublicKeyInfo");
+  struct auth_keys *ec_only = keys_with(&(struct auth_settings){.ecdsa_public_pem = pem});
+  /* ES→HS: the public PEM text as an HMAC secret; an RS token; alg none */
+  assert_int_equal(conn_status(ec_only, hs_token("HS256", pem, "{\"sub\":\"admin\"}")), AUTH_INVALID);
+  assert_int_equal(conn_status(ec_only, rs_token("RS256", "{}")), AUTH_INVALID);
+  assert_int_equal(conn_status(ec_only, hs_token_raw("{\"alg\":\"none\"}", "{}", NULL, NULL)), AUTH_INVALID);
+  /* an ES token against an HMAC + RSA setup */
+  struct auth_keys *hs_rs = keys(SECRET, rsa_spki_pem);
+  assert_int_equal(conn_status(hs_rs, es_token(key, &es_cases[0], "{}")), AUTH_INVALID);
+  auth_keys_free(hs_rs);
+  auth_keys_free(ec_only);
+  /* PEM of the wrong type or curve for token_ecdsa_public_key */
+  char err[256] = "";
+  assert_null(auth_keys_new_with(&(struct auth_settings){.ecdsa_public_pem = rsa_spki_pem}, err, sizeof err));
+  assert_non_null(strstr(err, "token_ecdsa_public_key"));
+  EVP_PKEY *k1 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "secp256k1");
+  char *k1_pem = pem_of(k1, "SubjectPublicKeyInfo");
+  err[0] = '\0';
+  assert_null(auth_keys_new_with(&(struct auth_settings){.ecdsa_public_pem = k1_pem}, err, sizeof err));
+  assert_non_null(strstr(err, "P-256"));
+  free(k1_pem);
+  EVP_PKEY_free(k1);
+  free(pem);
+  EVP_PKEY_free(key);
+}
+
+static void audience_and_issuer(void **state) {
+  (void)state;
+  struct auth_keys *k =
+      keys_with(&(struct auth_settings){.hmac_secret = SECRET, .audience = "app", .issuer = "https://iss"});
+  const char *iss = "\"iss\":\"https://iss\"";
+  struct {
+    const char *claims;
+    enum auth_status want;
+  } cases[] = {
+      {"\"aud\":\"app\"", AUTH_OK},        {"\"aud\":[\"other\",\"app\"]", AUTH_OK},
+      {"\"aud\":\"other\"", AUTH_INVALID}, {"\"aud\":\"App\"", AUTH_INVALID},
+      {"\"aud\":[]", AUTH_INVALID},        {"\"aud\":[\"a\",\"b\"]", AUTH_INVALID},
+      {"\"aud\":5", AUTH_INVALID},         {"\"aud\":null", AUTH_INVALID},
+      {"\"x\":1", AUTH_INVALID}, /* no aud at all */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *payload = fmt("{\"sub\":\"u\",%s,%s}", cases[i].claims, iss);
+    assert_int_equal(conn_status(k, hs_token("HS256", SECRET, payload)), cases[i].want);
+    char *sub = fmt("{\"sub\":\"u\",\"channel\":\"$c\",%s,%s}", cases[i].claims, iss);
+    assert_int_equal(sub_status(k, hs_token("HS256", SECRET, sub)), cases[i].want);
+    free(payload);
+    free(sub);
+  }
+  assert_int_equal(conn_status(k, hs_token("HS256", SECRET, "{\"aud\":\"app\",\"iss\":\"https://evil\"}")),
+                   AUTH_INVALID);
+  assert_int_equal(conn_status(k, hs_token("HS256", SECRET, "{\"aud\":\"app\"}")), AUTH_INVALID);
+  assert_int_equal(conn_status(k, hs_token("HS256", SECRET, "{\"aud\":\"app\",\"iss\":[\"https://iss\"]}")),
+                   AUTH_INVALID);
+  /* the mismatch is INVALID even for an expired token: the audience is checked first */
+  assert_int_equal(conn_status(k, hs_token("HS256", SECRET, "{\"aud\":\"x\",\"exp\":1}")), AUTH_INVALID);
+  auth_keys_free(k);
+  /* without the options, any aud and iss of the right type pass */
+  struct auth_keys *open = keys(SECRET, NULL);
+  assert_int_equal(conn_status(open, hs_token("HS256", SECRET, "{\"aud\":\"whatever\",\"iss\":\"x\"}")),
+                   AUTH_OK);
+  auth_keys_free(open);
+}
+
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static int done_calls;
+
+static void count_done(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&done_lock);
+  done_calls++;
+  pthread_cond_signal(&done_cond);
+  pthread_mutex_unlock(&done_lock);
+}
+
+/* With a JWKS endpoint that cannot be reached, an RS or ES token with a kid needs keys (and a
+ * refresh reports back once it has failed), one without a kid is invalid, the PEM keys are not
+ * used, and HS tokens still verify with the secret. */
+static void jwks_unknown_kid(void **state) {
+  (void)state;
+  char err[256] = "";
+  struct jwks *j = jwks_new("http://127.0.0.1:1/jwks.json", err, sizeof err);
+  assert_non_null(j);
+  struct auth_keys *k =
+      keys_with(&(struct auth_settings){.hmac_secret = SECRET, .rsa_public_pem = rsa_spki_pem, .jwks = j});
+  EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  assert_int_equal(conn_status(k, es_token_ex(ec, &es_cases[0], "{}", 0, false, "k1")), AUTH_NEED_KEYS);
+  assert_int_equal(conn_status(k, rs_token("RS256", "{}")), AUTH_INVALID); /* no kid; PEM key unused */
+  assert_int_equal(conn_status(k, hs_token("HS256", SECRET, "{}")), AUTH_OK);
+  pthread_mutex_lock(&done_lock);
+  done_calls = 0;
+  pthread_mutex_unlock(&done_lock);
+  assert_int_equal(auth_keys_refresh(k, count_done, NULL), 0);
+  pthread_mutex_lock(&done_lock);
+  while (done_calls == 0) pthread_cond_wait(&done_cond, &done_lock);
+  pthread_mutex_unlock(&done_lock);
+  assert_int_equal(conn_status(k, es_token_ex(ec, &es_cases[0], "{}", 0, false, "k1")), AUTH_NEED_KEYS);
+  /* a waiter still registered when the keys are freed is called by the ending thread */
+  assert_int_equal(auth_keys_refresh(k, count_done, NULL), 0);
+  auth_keys_free(k);
+  pthread_mutex_lock(&done_lock);
+  while (done_calls < 2) pthread_cond_wait(&done_cond, &done_lock);
+  pthread_mutex_unlock(&done_lock);
+  assert_true(jwks_wait_stopped(JWKS_EXIT_WAIT_MS));
+  struct auth_keys *plain = keys(SECRET, NULL);
+  assert_int_equal(auth_keys_refresh(plain, count_done, NULL), -1); /* no endpoint */
+  auth_keys_free(plain);
+  EVP_PKEY_free(ec);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(pems_have_both_headers),
@@ -784,6 +1011,11 @@ int main(void) {
       cmocka_unit_test(keys_new_errors),
       cmocka_unit_test(base64_decoding),
       cmocka_unit_test(concurrent_verification),
+      cmocka_unit_test(ecdsa_algorithms_verify),
+      cmocka_unit_test(ecdsa_der_signature_refused),
+      cmocka_unit_test(ecdsa_alg_confusion),
+      cmocka_unit_test(audience_and_issuer),
+      cmocka_unit_test(jwks_unknown_kid),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
