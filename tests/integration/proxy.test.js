@@ -190,6 +190,10 @@ describe('event proxies', () => {
     assert.deepEqual(res.data, { echo: { x: 1 }, user: 'alice', meta: { plan: 'gold' } });
     const req = be.requests('/rpc')[before];
     assert.equal(req.body.method, 'echo');
+    // Keep-alive: ten more calls, one after the other, reuse the connection to the backend.
+    const accepted = be.accepted();
+    for (let i = 0; i < 10; i++) assert.equal((await c.rpc('echo', i)).data.echo, i);
+    assert.ok(be.accepted() - accepted <= 1, `${be.accepted() - accepted} new backend connections for 10 calls`);
     assert.equal(req.body.client, c.connectedCtx.client);
     assert.equal(req.headers.cookie, 'session=alice');
   });

@@ -7,6 +7,7 @@
 //   //   the handler gets { path, headers, body (parsed JSON) } and returns the JSON to answer, or
 //   //   { status, raw, delayMs, json } for a status, a raw body, a delay before answering
 //   be.requests('/connect')                // every request to that path so far, in order
+//   be.accepted()                          // TCP connections accepted so far (keep-alive shows here)
 //   await be.close()
 //
 // Unscripted paths answer 404. Requests are kept in memory for the fixture's life.
@@ -16,6 +17,7 @@ export async function startBackend() {
   const handlers = new Map();
   const log = [];
   const sockets = new Set();
+  let accepted = 0;
   const server = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -44,6 +46,7 @@ export async function startBackend() {
     });
   });
   server.on('connection', (s) => {
+    accepted++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -55,6 +58,7 @@ export async function startBackend() {
     answer: (p, fn) => handlers.set(p, fn),
     requests: (p) => log.filter((e) => e.path === p),
     connections: () => sockets.size,
+    accepted: () => accepted,
     close: () => new Promise((resolve) => {
       for (const s of sockets) s.destroy();
       server.close(() => resolve());
