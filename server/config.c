@@ -70,6 +70,12 @@ static int check_data_format(const char *value, char *why, size_t len) {
   return -1;
 }
 
+static int check_url(const char *value, char *why, size_t len) {
+  if (*value == '\0' || strncmp(value, "http://", 7) == 0 || strncmp(value, "https://", 8) == 0) return 0;
+  snprintf(why, len, "\"%s\" is not an http:// or https:// URL", value);
+  return -1;
+}
+
 static int check_mode(const char *value, char *why, size_t len) {
   char *end;
   long mode = strtol(value, &end, 8);
@@ -213,6 +219,38 @@ static int check_mode(const char *value, char *why, size_t len) {
     "name of the master the Sentinels watch (needed with redis_sentinel_address)")                           \
   X(redis_sentinel_password, STRING, "", 0, 0, false, TOP, redis_sentinel_password, NULL,                    \
     "password of the Sentinels; \"\" = none")                                                               \
+  X(proxy_connect_endpoint, STRING, "", 0, 0, false, TOP, proxy_connect_endpoint, check_url,                 \
+    "URL the server POSTs a tokenless connect to (the backend authenticates); \"\" = off")                   \
+  X(proxy_connect_timeout, DURATION, "1s", 10, 60 * SEC, false, TOP, proxy_connect_timeout_ms, NULL,         \
+    "longest wait for the connect proxy's answer (10ms..60s)")                                               \
+  X(proxy_refresh_endpoint, STRING, "", 0, 0, false, TOP, proxy_refresh_endpoint, check_url,                 \
+    "URL asked to extend a connection whose proxy-given expire_at is reached; \"\" = off")                   \
+  X(proxy_refresh_timeout, DURATION, "1s", 10, 60 * SEC, false, TOP, proxy_refresh_timeout_ms, NULL,         \
+    "longest wait for the refresh proxy's answer (10ms..60s)")                                               \
+  X(proxy_subscribe_endpoint, STRING, "", 0, 0, false, TOP, proxy_subscribe_endpoint, check_url,             \
+    "URL asked about subscribes in namespaces with proxy_subscribe; \"\" = off")                             \
+  X(proxy_subscribe_timeout, DURATION, "1s", 10, 60 * SEC, false, TOP, proxy_subscribe_timeout_ms, NULL,     \
+    "longest wait for the subscribe proxy's answer (10ms..60s)")                                             \
+  X(proxy_publish_endpoint, STRING, "", 0, 0, false, TOP, proxy_publish_endpoint, check_url,                 \
+    "URL asked about publications in namespaces with proxy_publish; \"\" = off")                             \
+  X(proxy_publish_timeout, DURATION, "1s", 10, 60 * SEC, false, TOP, proxy_publish_timeout_ms, NULL,         \
+    "longest wait for the publish proxy's answer (10ms..60s)")                                               \
+  X(proxy_sub_refresh_endpoint, STRING, "", 0, 0, false, TOP, proxy_sub_refresh_endpoint, check_url,         \
+    "URL asked to extend subscriptions in namespaces with proxy_sub_refresh; \"\" = off")                    \
+  X(proxy_sub_refresh_timeout, DURATION, "1s", 10, 60 * SEC, false, TOP, proxy_sub_refresh_timeout_ms, NULL, \
+    "longest wait for the sub_refresh proxy's answer (10ms..60s)")                                           \
+  X(proxy_rpc_endpoint, STRING, "", 0, 0, false, TOP, proxy_rpc_endpoint, check_url,                         \
+    "URL that answers client RPC calls; \"\" = off")                                                         \
+  X(proxy_rpc_timeout, DURATION, "1s", 10, 60 * SEC, false, TOP, proxy_rpc_timeout_ms, NULL,                 \
+    "longest wait for the rpc proxy's answer (10ms..60s)")                                                   \
+  X(proxy_http_headers, STRING_LIST, "[]", 0, 0, false, TOP, proxy_http_headers, NULL,                       \
+    "client request headers (e.g. \"Cookie\") forwarded to every proxy")                                     \
+  X(proxy_static_http_headers, STRING_LIST, "[]", 0, 0, false, TOP, proxy_static_http_headers, NULL,         \
+    "extra \"Name: value\" headers sent with every proxy request")                                           \
+  X(proxy_include_connection_meta, BOOL, "false", 0, 0, false, TOP, proxy_include_connection_meta, NULL,     \
+    "send the connect proxy's meta with every later proxy request")                                          \
+  X(proxy_binary_encoding, BOOL, "false", 0, 0, false, TOP, proxy_binary_encoding, NULL,                     \
+    "send payloads to proxies as b64data (base64) instead of data (JSON)")                                   \
   X(log_level, STRING, "info", 0, 0, true, TOP, log_level, check_log_level, "debug, info, warn or error")    \
   X(presence, BOOL, "false", 0, 0, true, CHAN, presence, NULL, "keep presence information")                  \
   X(join_leave, BOOL, "false", 0, 0, true, CHAN, join_leave, NULL, "send join and leave events")             \
@@ -259,6 +297,12 @@ static int check_mode(const char *value, char *why, size_t len) {
     "POSIX extended regex channel names must match; \"\" = any")                                             \
   X(publication_data_format, STRING, "json", 0, 0, true, CHAN, publication_data_format, check_data_format,     \
     "\"json\": client publications must be JSON; \"binary\": any bytes")                                       \
+  X(proxy_subscribe, BOOL, "false", 0, 0, true, CHAN, proxy_subscribe, NULL,                                 \
+    "client subscribes are asked of proxy_subscribe_endpoint")                                               \
+  X(proxy_publish, BOOL, "false", 0, 0, true, CHAN, proxy_publish, NULL,                                     \
+    "client publications are asked of proxy_publish_endpoint")                                               \
+  X(proxy_sub_refresh, BOOL, "false", 0, 0, true, CHAN, proxy_sub_refresh, NULL,                             \
+    "expiring subscriptions are asked of proxy_sub_refresh_endpoint")                                        \
   X(namespaces, NAMESPACES, "()", 0, 0, true, TOP, namespaces, NULL,                                         \
     "groups { name = \"ns\"; channel options }")
 /* clang-format on */

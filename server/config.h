@@ -44,6 +44,9 @@ struct channel_options {
    * ""; owned, freed with the configuration. regexec on it is safe from any thread at once. */
   regex_t *channel_regex_compiled;
   char *publication_data_format; /* "json": client publications must be JSON; "binary": any bytes */
+  bool proxy_subscribe;          /* ask proxy_subscribe_endpoint before a client subscribes */
+  bool proxy_publish;            /* ask proxy_publish_endpoint before a client's publication */
+  bool proxy_sub_refresh;        /* ask proxy_sub_refresh_endpoint when a subscription expires */
 };
 
 struct namespace_config {
@@ -141,6 +144,26 @@ struct config {
   size_t redis_sentinel_address_count;
   char *redis_sentinel_master_name;
   char *redis_sentinel_password;
+
+  /* Event proxies (proxy_calls.c): "" = that proxy is off. */
+  char *proxy_connect_endpoint;
+  int64_t proxy_connect_timeout_ms;
+  char *proxy_refresh_endpoint;
+  int64_t proxy_refresh_timeout_ms;
+  char *proxy_subscribe_endpoint;
+  int64_t proxy_subscribe_timeout_ms;
+  char *proxy_publish_endpoint;
+  int64_t proxy_publish_timeout_ms;
+  char *proxy_sub_refresh_endpoint;
+  int64_t proxy_sub_refresh_timeout_ms;
+  char *proxy_rpc_endpoint;
+  int64_t proxy_rpc_timeout_ms;
+  char **proxy_http_headers; /* client headers forwarded (names, any case) */
+  size_t proxy_http_headers_count;
+  char **proxy_static_http_headers; /* "Name: value" lines added to every proxy request */
+  size_t proxy_static_http_headers_count;
+  bool proxy_include_connection_meta;
+  bool proxy_binary_encoding;
 
   char *log_level;
 

@@ -49,6 +49,7 @@ enum subscription_flag {
   SUB_EMIT_JOIN_LEAVE = 1 << 2, /* its end is announced with a leave push */
   SUB_POSITIONED = 1 << 3,
   SUB_RECOVERABLE = 1 << 4,
+  SUB_SERVER_REFRESH = 1 << 5, /* its expiry is extended by the sub_refresh proxy, not by the client */
 };
 
 enum hub_error {

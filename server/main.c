@@ -28,6 +28,7 @@
 #include "sd_version.h"
 #include "server.h"
 #include "timer.h"
+#include "proxy_calls.h"
 #include "workers.h"
 #include "ws.h"
 
@@ -148,6 +149,7 @@ static int server_init(struct server *srv, struct config *cfg) {
   srv->broker = broker_new(srv, cfg, &(struct broker_local){admin_node_api, emulation_run_local});
   if (srv->broker && srv->hub) broker_watch_hub(srv->broker, srv->hub);
   if (srv->broker && srv->broker->ops->calls_wait && (srv->workers = workers_new(API_WORKERS)) == NULL) return -1;
+  if (proxy_calls_start(srv) != 0) return -1;
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);
   if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->hangup || !srv->ws) return -1;
@@ -156,6 +158,7 @@ static int server_init(struct server *srv, struct config *cfg) {
 
 static void server_cleanup(struct server *srv) {
   ws_stop(srv->ws); /* only when http never started: run() stops it before http_stop */
+  proxy_calls_stop(srv); /* its last answers are handled on the workers, with timers still running */
   hangup_stop(srv->hangup);
   if (srv->timers) timer_wheel_stop(srv->timers);
   workers_free(srv->workers); /* their API calls use the broker */

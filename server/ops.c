@@ -12,6 +12,7 @@
 #include "handlers.h"
 #include "hub.h"
 #include "registry.h"
+#include "proxy.h"
 #include "server.h"
 #include "session.h"
 #include "stats.h"
@@ -91,6 +92,34 @@ static void render_counters(struct text *t, struct server *srv) {
   }
 }
 
+/* The event proxies' numbers by proxy type: one row per metric, its value read from the slot. */
+static double proxy_value(const struct proxy_stats *ps, int metric) {
+  switch (metric) {
+    case 0: return (double)atomic_load_explicit(&ps->requests, memory_order_relaxed);
+    case 1: return (double)atomic_load_explicit(&ps->errors, memory_order_relaxed);
+    case 2: return (double)atomic_load_explicit(&ps->micros, memory_order_relaxed) / 1e6;
+    default: return (double)atomic_load_explicit(&ps->in_flight, memory_order_relaxed);
+  }
+}
+
+static void render_proxies(struct text *t, struct server *srv) {
+  static const struct {
+    const char *name, *type, *help;
+  } metrics[] = {
+      {"proxy_requests_total", "counter", "Event proxy requests finished (answered or failed), by proxy."},
+      {"proxy_errors_total", "counter", "Event proxy requests failed (timeout, network, not 200, bad answer)."},
+      {"proxy_request_duration_seconds_sum", "counter", "Total time of event proxy requests, by proxy."},
+      {"proxy_in_flight", "gauge", "Event proxy requests waiting for the backend, by proxy."},
+  };
+  for (int m = 0; m < (int)(sizeof metrics / sizeof metrics[0]); m++) {
+    put(t, "# HELP streamd_%s %s\n# TYPE streamd_%s %s\n", metrics[m].name, metrics[m].help, metrics[m].name,
+        metrics[m].type);
+    for (int k = 0; k < PROXY_KIND_COUNT; k++)
+      put(t, "streamd_%s{type=\"%s\"} %.15g\n", metrics[m].name, proxy_kind_name((enum proxy_kind)k),
+          proxy_value(&srv->stats.proxy[k], m));
+  }
+}
+
 /* Sessions by transport and protocol, and their subscriptions, from a registry snapshot. */
 static void render_sessions(struct text *t, struct server *srv) {
   size_t max = registry_count(srv->registry) + 64, n;
@@ -130,6 +159,7 @@ enum MHD_Result metrics_handle(struct request *req) {
   struct text t = {0};
   render_counters(&t, req->srv);
   render_sessions(&t, req->srv);
+  render_proxies(&t, req->srv);
   enum MHD_Result ret =
       t.failed ? http_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, 0)
                : http_respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);

@@ -17,6 +17,7 @@
 #include "hub.h"
 #include "log.h"
 #include "protocol_internal.h"
+#include "proxy_calls.h"
 #include "registry.h"
 #include "sd_version.h"
 #include "server.h"
@@ -168,9 +169,9 @@ static void connect_state_cleanup(struct connect_state *cs) {
 
 static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) {
   const Protocol__ConnectRequest *req = cmd->connect;
-  const struct config *cfg = s->srv->boot_cfg; /* ping and pong: restart only */
   struct connect_state cs = {0};
   if (session_state(s) != SESSION_CONNECTING) return DISCONNECT_BAD_REQUEST; /* a second connect */
+  if (req->token[0] == '\0' && s->srv->boot_cfg->proxy_connect_endpoint[0]) return proxy_calls_connect(s, cmd);
   int64_t rc = check_credentials(s, req, &cs);
   if (rc == PROTOCOL_AWAIT_KEYS) return protocol_await_keys(s, cmd, handle_connect);
   if (rc < 0) {
@@ -178,7 +179,26 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
     s->unusable = true; /* the stale timer ends it unless the client goes first */
     pthread_mutex_unlock(&s->lock);
   }
-  if (rc == 0) rc = check_limits(s, cs.have_claims ? cs.claims.user : "");
+  if (rc != 0) {
+    connect_state_cleanup(&cs);
+    if (rc < 0 && s->transport && s->transport->unidirectional) return codes_uni_disconnect((uint32_t)-rc);
+    return protocol_finish(s, cmd->id, rc);
+  }
+  return protocol_connect_with(s, cmd, cs.have_claims ? &cs.claims : NULL, NULL, false);
+}
+
+uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
+                               struct auth_connection_claims *claims, const ProtobufCBinaryData *data,
+                               bool server_refresh) {
+  const Protocol__ConnectRequest *req = cmd->connect;
+  const struct config *cfg = s->srv->boot_cfg; /* ping and pong: restart only */
+  struct connect_state cs = {0};
+  if (claims) {
+    cs.claims = *claims;
+    cs.have_claims = true;
+    memset(claims, 0, sizeof *claims);
+  }
+  int64_t rc = check_limits(s, cs.have_claims ? cs.claims.user : "");
   if (rc != 0) {
     connect_state_cleanup(&cs);
     if (rc < 0 && s->transport && s->transport->unidirectional) return codes_uni_disconnect((uint32_t)-rc);
@@ -188,19 +208,26 @@ static uint32_t handle_connect(struct session *s, const Protocol__Command *cmd) 
   adopt_identity(s, req, &cs);
   session_set_connected(s);
   subscribe_token_channels(s, req, &cs);
-  session_set_expiry(s, expires_at);
+  if (server_refresh && cfg->proxy_refresh_endpoint[0]) { /* the refresh proxy extends it (at pings) */
+    pthread_mutex_lock(&s->lock);
+    s->proxy_expires_at = expires_at;
+    pthread_mutex_unlock(&s->lock);
+  } else {
+    session_set_expiry(s, expires_at);
+  }
   Protocol__ConnectResult res = PROTOCOL__CONNECT_RESULT__INIT;
   res.client = s->client_id;
   res.version = SD_VERSION;
   res.ping = (uint32_t)(cfg->ping_interval_ms / 1000);
   res.pong = cfg->pong_timeout_ms > 0 && !(s->transport && s->transport->unidirectional);
+  if (data) res.data = *data;
   if (s->transport == NULL || s->transport->emulation) { /* set before the connect command runs */
     res.session = s->session_id;
     res.node = s->srv->node_id;
   } else if (s->transport->unidirectional) {
     res.session = s->session_id; /* as Centrifugo; no node: nothing routes to a uni session */
   }
-  if (expires_at > 0) {
+  if (expires_at > 0 && !server_refresh) { /* else the client has no token to refresh with */
     res.expires = true;
     res.ttl = protocol_ttl(expires_at, (int64_t)time(NULL));
   }
@@ -247,8 +274,9 @@ static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) 
 }
 
 static uint32_t handle_rpc(struct session *s, const Protocol__Command *cmd) {
-  /* No RPC handler is configured in streamd: every method is unknown (Centrifugo answers the same). */
-  session_send_error(s, cmd->id, ERROR_METHOD_NOT_FOUND);
+  if (s->srv->boot_cfg->proxy_rpc_endpoint[0]) return proxy_calls_rpc(s, cmd);
+  /* Without an RPC proxy there is no RPC handler at all: Centrifugo answers 108, not 104. */
+  session_send_error(s, cmd->id, ERROR_NOT_AVAILABLE);
   return 0;
 }
 
@@ -450,16 +478,28 @@ uint32_t protocol_ttl(int64_t expires_at, int64_t now) {
 }
 
 static void expire_subscriptions(struct session *s) {
-  int64_t cutoff = (int64_t)time(NULL) - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
-  char *expired[16];
-  size_t n = 0;
+  proxy_calls_refresh_check(s);
+  int64_t now = (int64_t)time(NULL);
+  int64_t cutoff = now - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
+  char *expired[16], *refresh[16];
+  size_t n = 0, r = 0;
   pthread_mutex_lock(&s->lock);
-  for (struct subscription *sub = s->subs; sub && n < 16; sub = sub->next)
-    if (sub->expires_at > 0 && sub->expires_at <= cutoff) expired[n++] = strdup(sub->channel_name);
+  for (struct subscription *sub = s->subs; sub && n < 16 && r < 16; sub = sub->next) {
+    if ((sub->flags & SUB_SERVER_REFRESH) && sub->expires_at > 0 && sub->expires_at <= now) {
+      sub->expires_at = INT64_MAX; /* being refreshed: the sub_refresh proxy's answer sets it */
+      refresh[r++] = strdup(sub->channel_name);
+    } else if (sub->expires_at > 0 && sub->expires_at <= cutoff) {
+      expired[n++] = strdup(sub->channel_name);
+    }
+  }
   pthread_mutex_unlock(&s->lock);
   for (size_t i = 0; i < n; i++) {
     if (expired[i]) protocol_unsubscribe_with(s, expired[i], UNSUBSCRIBE_EXPIRED, "subscription expired");
     free(expired[i]);
+  }
+  for (size_t i = 0; i < r; i++) {
+    if (refresh[i]) proxy_calls_sub_refresh(s, refresh[i]);
+    free(refresh[i]);
   }
 }
 

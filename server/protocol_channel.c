@@ -25,6 +25,7 @@
 #include "presence.h"
 #include "protocol.h"
 #include "protocol_internal.h"
+#include "proxy_calls.h"
 #include "server.h"
 #include "session.h"
 
@@ -80,6 +81,7 @@ static unsigned plan_flags(const struct subscribe_plan *p) {
   if (presence) flags |= SUB_PRESENCE;
   if (join_leave) flags |= SUB_EMIT_JOIN_LEAVE;
   if (join_leave && (force_push || (p->want_join_leave && p->presence_access))) flags |= SUB_PUSH_JOIN_LEAVE;
+  if (p->server_refresh && p->expires_at > 0) flags |= SUB_SERVER_REFRESH;
   if (positioned) flags |= SUB_POSITIONED;
   if (recoverable) flags |= SUB_RECOVERABLE;
   return flags;
@@ -119,7 +121,7 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
     res->recoverable = (ls->flags & SUB_RECOVERABLE) != 0;
   }
   if (p->token) res->data = p->token->data;
-  if (p->expires_at > 0) { /* the SDK schedules a sub_refresh from these */
+  if (p->expires_at > 0 && !p->server_refresh) { /* the SDK schedules a sub_refresh from these */
     res->expires = true;
     res->ttl = protocol_ttl(p->expires_at, (int64_t)time(NULL));
   }
@@ -290,9 +292,21 @@ static uint32_t handle_subscribe(struct session *s, const Protocol__Command *cmd
     rc = verify_sub_token(s, req->token, req->channel, true, &claims);
     if (rc == PROTOCOL_AWAIT_KEYS) return protocol_await_keys(s, cmd, protocol_handle_subscribe);
     if (rc != 0) return protocol_finish(s, cmd->id, rc);
+  } else if (proxy_calls_wants_subscribe(s, opts, req->channel)) {
+    return proxy_calls_subscribe(s, cmd);
   } else if (channel_is_private(req->channel) || !channel_can_subscribe(cfg, opts, req->channel, s->user)) {
     return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
   }
+  uint32_t err = protocol_subscribe_command(s, cmd, cfg, opts, with_token ? &claims : NULL, false);
+  auth_subscription_claims_cleanup(&claims);
+  return err;
+}
+
+uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
+                                    const struct channel_options *opts, struct auth_subscription_claims *granted,
+                                    bool server_refresh) {
+  const Protocol__SubscribeRequest *req = cmd->subscribe;
+  bool with_token = granted != NULL;
   struct subscribe_plan plan = {
       .channel = req->channel,
       .opts = opts,
@@ -307,11 +321,11 @@ static uint32_t handle_subscribe(struct session *s, const Protocol__Command *cmd
       .reject_unrecovered = (req->flag & 2) != 0,
       .history_access = channel_can_history(cfg, opts, s->user, true),
       .presence_access = channel_can_presence(cfg, opts, s->user, true),
-      .token = with_token ? &claims.opts : NULL,
-      .expires_at = with_token ? auth_subscription_expires_at(&claims) : 0,
+      .token = with_token ? &granted->opts : NULL,
+      .expires_at = with_token ? auth_subscription_expires_at(granted) : 0,
+      .server_refresh = server_refresh,
   };
   uint32_t err = protocol_subscribe(s, &plan);
-  auth_subscription_claims_cleanup(&claims);
   if (err >= 3000) return err;
   if (err) session_send_error(s, cmd->id, err);
   return 0;
@@ -366,18 +380,27 @@ static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd, 
   int64_t rc = protocol_check_channel(cfg, req->channel, &opts);
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
   if (req->data.len == 0) return protocol_finish(s, cmd->id, -ERROR_BAD_REQUEST);
+  if (proxy_calls_wants_publish(s, opts)) return proxy_calls_publish(s, cmd);
   bool subscribed = hub_is_subscribed(s->srv->hub, s, req->channel);
   if (!channel_can_publish(cfg, opts, s->user, subscribed))
     return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
-  if (!channel_data_allowed(opts, req->data.data, req->data.len)) /* JSON subscribers would get 3506 */
+  return protocol_publish_command(s, cmd, opts, &req->data, false);
+}
+
+uint32_t protocol_publish_command(struct session *s, const Protocol__Command *cmd,
+                                  const struct channel_options *opts, const ProtobufCBinaryData *data,
+                                  bool skip_history) {
+  const Protocol__PublishRequest *req = cmd->publish;
+  if (!channel_data_allowed(opts, data->data, data->len)) /* JSON subscribers would get 3506 */
     return protocol_finish(s, cmd->id, -ERROR_BAD_REQUEST);
   Protocol__ClientInfo info;
   protocol_client_info(s, &info);
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
-  pub.data = req->data;
+  pub.data = *data;
   pub.info = &info;
   struct publish_options po;
   protocol_publish_options(opts, &po);
+  if (skip_history) po.history_size = 0, po.history_ttl_ms = 0;
   struct client_publish *cp = malloc(sizeof *cp);
   if (cp == NULL) return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
   *cp = (struct client_publish){session_ref(s), cmd->id};

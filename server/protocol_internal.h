@@ -64,6 +64,7 @@ struct subscribe_plan {
   bool presence_access;
   const struct auth_sub_options *token; /* subscription token or token-claim options, or NULL */
   int64_t expires_at;                   /* unix seconds the subscription token expires; 0 = never */
+  bool server_refresh;                  /* the sub_refresh proxy extends EXPIRES_AT: the client is not told */
   Protocol__SubscribeResult *result;    /* SUBSCRIBE_CONNECT: filled (caller cleans with
                                            protocol_subscribe_result_cleanup) */
 };
@@ -84,6 +85,27 @@ uint32_t protocol_handle_presence(struct session *s, const Protocol__Command *cm
 uint32_t protocol_handle_presence_stats(struct session *s, const Protocol__Command *cmd);
 uint32_t protocol_handle_history(struct session *s, const Protocol__Command *cmd);
 uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command *cmd);
+
+/* The rest of a connect once the client is known: limits, identity, CLAIMS' server-side subscriptions
+ * (CLAIMS may be NULL: anonymous; its contents are taken), the reply carrying DATA (may be NULL).
+ * SERVER_REFRESH: the reply says nothing of an expiry (the client has no token to refresh with).
+ * Returns 0 or a disconnect code, like a handler. */
+uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
+                               struct auth_connection_claims *claims, const ProtobufCBinaryData *data,
+                               bool server_refresh);
+
+/* A client's subscribe once it is allowed: GRANTED (token claims or a subscribe proxy's answer; NULL =
+ * namespace permissions) gives its options and expiry; SERVER_REFRESH: the sub_refresh proxy extends
+ * that expiry. Returns 0 or a disconnect code. */
+uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
+                                    const struct channel_options *opts, struct auth_subscription_claims *granted,
+                                    bool server_refresh);
+
+/* A client's publish once it is allowed, publishing DATA (the client's or a publish proxy's), without
+ * history when SKIP_HISTORY. Returns 0 or a disconnect code. */
+uint32_t protocol_publish_command(struct session *s, const Protocol__Command *cmd,
+                                  const struct channel_options *opts, const ProtobufCBinaryData *data,
+                                  bool skip_history);
 
 /* What a credential check returns when the token's key is not known yet (auth AUTH_NEED_KEYS on a
  * first run): the handler then returns protocol_await_keys(s, cmd, itself). */

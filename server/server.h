@@ -22,10 +22,20 @@ struct hangup;
 struct ws;
 struct loops;
 struct workers;
+struct http_client;
 
 /* Counters for `info`, the admin socket and /metrics (monotonic; gauges are computed when read). */
 #define STATS_DISCONNECT_CODES 24 /* slots for disconnect codes, see stats_disconnect_slot() */
 #define STATS_HTTP_STATUSES 8     /* slots for emulation response statuses */
+/* One event proxy's numbers (proxy_calls.c), indexed by enum proxy_kind (proxy.h). */
+#define STATS_PROXY_KINDS 6
+struct proxy_stats {
+  atomic_uint_fast64_t requests; /* answered or failed */
+  atomic_uint_fast64_t errors;   /* failed: timeout, network, not 200, not a valid answer */
+  atomic_uint_fast64_t micros;   /* total time of the requests */
+  atomic_uint in_flight;
+};
+
 struct server_stats {
   atomic_uint_fast64_t messages_in;  /* commands received from clients */
   atomic_uint_fast64_t messages_out; /* frames queued to clients */
@@ -36,6 +46,7 @@ struct server_stats {
   atomic_uint_fast64_t connections;  /* sessions ever connected */
   atomic_uint_fast64_t disconnects[STATS_DISCONNECT_CODES];
   atomic_uint_fast64_t emulation[STATS_HTTP_STATUSES];
+  struct proxy_stats proxy[STATS_PROXY_KINDS];
 };
 
 struct server {
@@ -60,7 +71,8 @@ struct server {
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
   atomic_uint routed_posts;  /* POSTs suspended while another node or a worker runs them (emulation.c,
                                 api.c); shutdown waits for them before it stops MHD */
-  struct workers *workers;   /* for calls that wait (NULL when the engine's calls do not) */
+  struct workers *workers;   /* for calls that wait (NULL when the engine's calls do not and no proxy is on) */
+  struct http_client *http_client; /* the event proxies' (NULL when none is configured) */
   struct server_stats stats;
 };
 

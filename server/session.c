@@ -78,6 +78,8 @@ void session_unref(struct session *s) {
   for (size_t i = 0; i < s->queue_len; i++) frame_unref(s->queue[(s->queue_head + i) % s->queue_cap]);
   free(s->queue);
   free(s->conn_info.data);
+  free(s->meta.data);
+  free(s->proxy_headers);
   free(s->user);
   free(s->name);
   free(s->version);
@@ -480,7 +482,7 @@ static void on_timer(void *arg) {
       break;
     case SESSION_TIMER_PING:
       if (s->state == SESSION_CONNECTED) wake = ping_locked(s);
-      expire_subs = s->state == SESSION_CONNECTED && s->sub_count > 0;
+      expire_subs = s->state == SESSION_CONNECTED && (s->sub_count > 0 || s->proxy_expires_at > 0);
       break;
     case SESSION_TIMER_PONG_CHECK:
       if (s->state != SESSION_CONNECTED) break;

@@ -81,6 +81,10 @@ struct session {
   unsigned loop; /* the core loop that owns its stream (loops_current() when it was made; 0 elsewhere) */
   ProtobufCBinaryData conn_info; /* `info` of the connection token (raw JSON or bytes); owned; set at
                                     connect, read-only afterwards */
+  ProtobufCBinaryData meta; /* `meta` from the connect proxy (raw JSON); owned; set at connect */
+  char *proxy_headers;      /* the stream request's headers named by proxy_http_headers, "Name: value"
+                               lines each ending in '\n'; owned; set by the transport before the
+                               connect runs (proxy_headers.c), read-only afterwards; NULL = none */
 
   /* Written under lock; read without it by session_state() (the hang-up sweep walks every stream's
    * session four times a second, and a lock each made most of an idle server's CPU). */
@@ -108,6 +112,9 @@ struct session {
   struct timer timer;
   uint64_t messages_in, messages_out, bytes_in, bytes_out;
   int64_t expires_at;        /* unix seconds when the connection's token expires; 0 = never */
+  int64_t proxy_expires_at;  /* connect proxy's expire_at with a refresh proxy: the refresh proxy is
+                                asked once it passed (at a ping, proxy_calls.c); 0 = never */
+  bool proxy_refreshing;     /* a refresh proxy request is in flight */
   struct timer expire_timer; /* fires client_expired_close_delay after expires_at: 3005 unless refreshed */
 };
 

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "registry.h"
 #include "server.h"
+#include "proxy_headers.h"
 #include "session.h"
 #include "stream_direct.h"
 #include "loops.h"
@@ -248,6 +249,7 @@ enum MHD_Result stream_open(struct request *req, enum codec_kind kind,
   req->handler_data = sr;
   req->cleanup = stream_cleanup;
   session_attach(s, t, st);
+  proxy_headers_capture(s, req); /* before the connect: the connect proxy forwards them */
   connect(s, arg);
   struct MHD_Response *r =
       MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, st, stream_free);

@@ -23,13 +23,28 @@ int uni_parse_connect(const char *text, size_t len, Protocol__ConnectRequest **o
   return 0;
 }
 
+/* A heap Command {id 1, connect: REQ} of its own (packed and unpacked), or NULL when out of memory. */
+static Protocol__Command *connect_command(const Protocol__ConnectRequest *req) {
+  Protocol__Command tmp = PROTOCOL__COMMAND__INIT;
+  tmp.id = 1;
+  tmp.connect = (Protocol__ConnectRequest *)req; /* read only */
+  size_t len = protocol__command__get_packed_size(&tmp);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (buf == NULL) return NULL;
+  protocol__command__pack(&tmp, buf);
+  Protocol__Command *cmd = protocol__command__unpack(NULL, len, buf);
+  free(buf);
+  return cmd;
+}
+
 void uni_connect(struct session *s, const Protocol__ConnectRequest *req) {
-  Protocol__Command cmd = PROTOCOL__COMMAND__INIT;
-  cmd.id = 1;
-  cmd.connect = (Protocol__ConnectRequest *)req; /* read only */
-  /* 0 with S still connecting would be a connect that finishes later (the connect proxy): the stale
-   * timer bounds it, as for every transport */
-  uint32_t code = s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, &cmd) : DISCONNECT_SERVER_ERROR;
+  /* The command is a message of its own: a connect that finishes later (on a worker when the engine's
+   * calls wait, or after the connect proxy) keeps it (SESSION_COMMAND_PENDING) and frees it with
+   * protocol_command_finish; meanwhile the stale timer bounds it, as for every transport. */
+  Protocol__Command *cmd = connect_command(req);
+  uint32_t code = cmd && s->srv->session_hooks ? s->srv->session_hooks->dispatch(s, cmd) : DISCONNECT_SERVER_ERROR;
+  if (code == SESSION_COMMAND_PENDING) return;
+  if (cmd) protobuf_c_message_free_unpacked(&cmd->base, NULL);
   if (code != 0) {
     log_info("client %s (%s): connect refused, disconnect %u", s->client_id,
              s->transport ? s->transport->name : "uni", code);

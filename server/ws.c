@@ -48,6 +48,7 @@
 #include "log.h"
 #include "registry.h"
 #include "server.h"
+#include "proxy_headers.h"
 #include "session.h"
 #include "uni.h"
 #include "ws_input.h"
@@ -96,6 +97,7 @@ struct ws {
 struct ws_upgrade {
   enum codec_kind kind;
   char remote[64];
+  char *proxy_headers; /* for the event proxies (proxy_headers.h), handed to the session */
   Protocol__ConnectRequest *uni_connect; /* uni_websocket's cf_connect, decoded; owned (NULL: none) */
 };
 
@@ -468,6 +470,7 @@ static bool wants_protobuf(const struct request *req) {
 static void upgrade_cleanup(struct request *req) {
   struct ws_upgrade *up = req->handler_data;
   if (up->uni_connect) protobuf_c_message_free_unpacked(&up->uni_connect->base, NULL);
+  free(up->proxy_headers);
   free(up);
 }
 
@@ -488,6 +491,8 @@ static void on_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, co
                               : srv->boot_cfg->websocket_message_size_limit);
   bool in_ok = c && ws_input_init(&c->in, limit, (const uint8_t *)extra_in, extra_in_size) == 0;
   struct session *s = in_ok ? session_new(srv, codec_get(up->kind), up->remote) : NULL;
+  if (s) proxy_headers_take(s, up->proxy_headers);
+  if (s) up->proxy_headers = NULL;
   if (s == NULL || registry_add(srv->registry, s) != 0) {
     pthread_rwlock_unlock(&gate); /* what follows may wake sessions: not inside the gate */
     if (s) {
@@ -556,6 +561,7 @@ static enum MHD_Result handshake(struct request *req, bool uni) {
     return bad_handshake(req, "malformed connect request\n");
   }
   http_remote_address(req, up->remote, sizeof up->remote);
+  up->proxy_headers = proxy_headers_collect(srv, req);
   req->handler_data = up;
   req->cleanup = upgrade_cleanup;
   struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, NULL);

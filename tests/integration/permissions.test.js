@@ -63,10 +63,10 @@ describe('errors and permissions (anonymous connections, channel options)', () =
     s.close();
   });
 
-  it('104 method not found for an rpc', async () => {
+  it('108 not available for an rpc when no RPC proxy is configured (as Centrifugo)', async () => {
     const s = await connectRaw(srv.base);
-    assert.deepEqual(await call(s, { rpc: { method: 'echo', data: { a: 1 } }, id: 2 }), err(2, 104, 'method not found'));
-    assert.deepEqual(await call(s, { rpc: { method: '', data: {} }, id: 3 }), err(3, 104, 'method not found'));
+    assert.deepEqual(await call(s, { rpc: { method: 'echo', data: { a: 1 } }, id: 2 }), err(2, 108, 'not available'));
+    assert.deepEqual(await call(s, { rpc: { method: '', data: {} }, id: 3 }), err(3, 108, 'not available'));
     s.close();
   });
 

@@ -175,11 +175,11 @@ describe('SDK over http_stream', () => {
     b.disconnect();
   });
 
-  it('an rpc without a handler fails with 104 "method not found" and the client stays connected', async () => {
+  it('an rpc without an RPC proxy fails with 108 "not available" and the client stays connected', async () => {
     const a = await connectedClient(srv.base);
     await assert.rejects(a.rpc('echo', { x: 1 }), (err) => {
-      assert.equal(err.code, 104);
-      assert.equal(err.message, 'method not found');
+      assert.equal(err.code, 108);
+      assert.equal(err.message, 'not available');
       return true;
     });
     assert.equal(a.state, 'connected');

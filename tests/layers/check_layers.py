@@ -18,14 +18,14 @@ LAYERS = [
         config server server_config sd_version channel codec codec_json codec_json_emit codec_json_map codec_pb
         codec_sse codec_ws codec_uni
         ws_input http_framing http_host redis_addr redis_conn redis_script redis_sentinel
-        presence stats auth auth_claims jwks jwks_fetch workers trace_decode"""),
+        presence stats auth auth_claims jwks jwks_fetch workers trace_decode http_client proxy"""),
     ("session", "session session_feed trace"),
     ("hub and registry", "hub registry"),
     ("broker", """broker history broker_memory broker_redis broker_redis_internal broker_redis_control
         broker_redis_history broker_redis_presence broker_redis_sub"""),
-    ("protocol", "protocol protocol_internal protocol_channel protocol_keys"),
+    ("protocol", "protocol protocol_internal protocol_channel protocol_keys proxy_calls"),
     ("transports and APIs", """http handlers stream stream_direct ws emulation api api_methods admin
-        admin_commands admin_top admin_trace hangup ops uni"""),
+        admin_commands admin_top admin_trace hangup ops uni proxy_headers"""),
     ("start-up", "main"),
 ]
 

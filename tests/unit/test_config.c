@@ -376,8 +376,8 @@ static void test_key_table(void **state) {
     channel += keys[i].channel_option;
     for (size_t j = 0; j < i; j++) assert_string_not_equal(keys[i].name, keys[j].name);
   }
-  assert_int_equal(channel, 24); /* INTERFACE.md lists 22 channel options, + history_meta_ttl and
-                                  publication_data_format */
+  assert_int_equal(channel, 27); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
+                                  publication_data_format and proxy_subscribe/publish/sub_refresh */
 }
 
 /* The value of KEY's default as a config file spells it. */
