@@ -209,7 +209,7 @@ static void job_cleanup(struct request *req) {
  * Returns false (nothing done, BODY still the caller's) when the call is to run here. */
 static bool hand_to_worker(struct request *req, json_t *body, const char *name, json_t *params) {
   struct server *srv = req->srv;
-  if (srv->workers == NULL || loops_current() < 0) return false;
+  if (srv->workers == NULL || !srv->broker->ops->calls_wait || loops_current() < 0) return false;
   struct api_job *job = calloc(1, sizeof *job);
   if (job == NULL) return false;
   *job = (struct api_job){.req = req, .body = body, .name = name, .params = params};

@@ -127,9 +127,10 @@ static void raise_file_limit(void) {
   }
 }
 
-/* Worker threads for server API calls that wait for Redis (and surveys for other nodes): several, so
- * that one slow survey does not hold the others up. */
-#define API_WORKERS 4
+/* Worker threads for what may wait (Redis calls and surveys of the server API and of client commands,
+ * proxy answers, commands that waited for JWKS keys): several, so that one slow survey does not hold
+ * the others up. */
+#define WORKERS 4
 
 static int server_init(struct server *srv, struct config *cfg) {
   char err[256];
@@ -148,7 +149,8 @@ static int server_init(struct server *srv, struct config *cfg) {
   srv->session_hooks = &protocol_session_hooks;
   srv->broker = broker_new(srv, cfg, &(struct broker_local){admin_node_api, emulation_run_local});
   if (srv->broker && srv->hub) broker_watch_hub(srv->broker, srv->hub);
-  if (srv->broker && srv->broker->ops->calls_wait && (srv->workers = workers_new(API_WORKERS)) == NULL) return -1;
+  /* for whatever waits: Redis calls, proxy answers, commands that waited for JWKS keys */
+  if ((srv->workers = workers_new(WORKERS)) == NULL) return -1;
   if (proxy_calls_start(srv) != 0) return -1;
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);

@@ -71,7 +71,7 @@ struct server {
   atomic_bool shutting_down; /* set first thing on SIGTERM: new streams are refused with 503 */
   atomic_uint routed_posts;  /* POSTs suspended while another node or a worker runs them (emulation.c,
                                 api.c); shutdown waits for them before it stops MHD */
-  struct workers *workers;   /* for calls that wait (NULL when the engine's calls do not and no proxy is on) */
+  struct workers *workers;   /* for calls that wait (workers.h); set at start-up */
   struct http_client *http_client; /* the event proxies' (NULL when none is configured) */
   struct server_stats stats;
 };
