@@ -89,11 +89,15 @@ static void commands_ran(void *arg) {
   routed_done(arg, 0);
 }
 
+/* HOP belongs to the POST: once commands_ran resumed it (here, or on a worker as soon as
+ * session_after_commands registered the callback), its loop may answer and free HOP at any moment, so
+ * nothing of HOP is read after that point (the soak's ASan run caught hop->session read after free). */
 static void hop_run(void *arg) {
   struct hop *hop = arg;
-  session_feed(hop->session, hop->data, hop->len);
-  if (!session_after_commands(hop->session, commands_ran, &hop->post)) commands_ran(&hop->post);
-  session_unref(hop->session);
+  struct session *s = hop->session;
+  session_feed(s, hop->data, hop->len);
+  if (!session_after_commands(s, commands_ran, &hop->post)) commands_ran(&hop->post);
+  session_unref(s);
 }
 
 /* Commands routed from another node, for a session of this one: run on the session's loop; the

@@ -263,7 +263,7 @@ async function main() {
   n1.incarnations.push(await n1.srv.stop('SIGTERM'));
   n1.stopping = false;
   await startNode(1, n1.port);
-  await warmUpAndBaseline(n1, Math.ceil(PLAN.warm / 2));
+  await warmUpAndBaseline(n1, PLAN.warm);
   n1.up = true;
   for (let i = 1; Date.now() < churnEnd; i++) {
     await delay(1000);
