@@ -176,7 +176,8 @@ export class Track {
         epoch: result.epoch, offset: result.offset, pubs: (result.publications || []).map((p) => `${p.data && p.data.p}#${p.data && p.data.s}@${p.offset}`) }]);
     }
     if (result.epoch) this.epoch = result.epoch;
-    if (result.offset !== undefined) this.offset = Number(result.offset);
+    // JSON omits a zero offset: absent is 0 (a fresh epoch after Redis lost the stream), not "unchanged".
+    this.offset = Number(result.offset || 0);
     for (const pub of result.publications || []) this.publication(pub.data, pub.offset);
   }
 
