@@ -105,6 +105,9 @@ static void commands_ran(void *arg) {
   routed_done(arg, 0);
 }
 
+/* HOP belongs to the POST: once commands_ran resumed it (here, or on a worker as soon as
+ * session_after_commands registered the callback), its loop may answer and free HOP at any moment, so
+ * nothing of HOP is read after that point (the soak's ASan run caught hop->session read after free). */
 static void hop_run(void *arg) {
   struct hop *hop = arg;
   struct session *s = hop->session; /* the 204 may end the request, and free HOP, at once */
