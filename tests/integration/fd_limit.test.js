@@ -1,0 +1,164 @@
+// The open-files limit (issue 14): streamd's RLIMIT_NOFILE is lowered while it runs (prlimit --pid),
+// then more streams are opened than it has descriptors for. The ones past the limit must be refused at
+// once (503 or the connection closed), never left hanging in the listen backlog; the clients already
+// connected (the SDK and a raw stream) keep getting publications; the condition is logged a bounded
+// number of times, not once per refused connection; the process does not spin on its readable listen
+// socket (CPU over a second compared with its idle baseline, generously); and once streams close,
+// new connections are accepted again.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { startServer, stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
+import { delay } from './lib/http.js';
+import { connectRaw, closeAllRaw, call } from './lib/raw.js';
+import { connectedClient, subscribe, closeAllClients } from './lib/sdk.js';
+
+const LOG_LINE = /out of file descriptors/g;
+const SPARE = 24; // descriptors left to streamd past what it holds when the limit is set
+const ATTEMPTS = 60; // streams opened at the limit: more than SPARE
+
+const fdCount = (pid) => readdirSync(`/proc/${pid}/fd`).length;
+
+/** utime + stime of PID, in clock ticks. */
+function cpuTicks(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+async function cpuOverOneSecond(pid) {
+  const t0 = cpuTicks(pid);
+  await delay(1000);
+  return cpuTicks(pid) - t0;
+}
+
+/**
+ * One HTTP/1.1 keep-alive connection to the server API, opened before the limit is reached, so that
+ * publishing needs no new descriptor on the server.
+ */
+function keepAliveApi(port) {
+  const sock = net.connect(port, '127.0.0.1');
+  let buf = '';
+  let waiter = null;
+  sock.setEncoding('utf8');
+  sock.on('data', (d) => {
+    buf += d;
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0 || !waiter) return;
+    const len = Number(/content-length: *(\d+)/i.exec(buf.slice(0, end))?.[1] ?? 0);
+    if (buf.length < end + 4 + len) return;
+    const status = Number(buf.slice(9, 12));
+    const body = buf.slice(end + 4, end + 4 + len);
+    buf = buf.slice(end + 4 + len);
+    const w = waiter;
+    waiter = null;
+    w({ status, body });
+  });
+  const ready = new Promise((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  return {
+    ready,
+    sock,
+    publish(channel, data) {
+      const body = JSON.stringify({ channel, data });
+      return new Promise((resolve, reject) => {
+        waiter = resolve;
+        sock.once('error', reject);
+        sock.write(`POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-API-Key: ${API_KEY}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      });
+    },
+  };
+}
+
+/** Opens a stream and says what became of it: { kind: 'stream', s } | 'refused' (with why) | 'hang'. */
+async function attempt(base) {
+  try {
+    const s = await connectRaw(base, { timeoutMs: 8000 });
+    return { kind: 'stream', s };
+  } catch (e) {
+    if (/no response headers within/.test(e.message)) return { kind: 'hang' };
+    if (/status.*503|503/.test(e.message) || /socket hang up|ECONNRESET|EPIPE|closed|ended/.test(e.message)) {
+      return { kind: 'refused', why: e.message };
+    }
+    return { kind: 'other', why: e.message };
+  }
+}
+
+describe('open-files limit', () => {
+  let srv;
+
+  before(async () => {
+    srv = await startServer({ ...BASE_CONFIG, ping_interval: '60s', pong_timeout: '10s' });
+  });
+
+  after(async () => {
+    closeAllClients();
+    closeAllRaw();
+    await stopAll();
+  });
+
+  it('refuses streams past the limit at once, keeps serving the others, logs it a bounded number of times, accepts again after', { timeout: 90000 }, async () => {
+    const pid = srv.child.pid;
+    const sdk = await connectedClient(srv.base);
+    const sub = await subscribe(sdk, 'news');
+    const raw = await connectRaw(srv.base);
+    await call(raw, { subscribe: { channel: 'news' }, id: 2 });
+    const apiConn = keepAliveApi(srv.port);
+    await apiConn.ready;
+    assert.equal((await apiConn.publish('news', { n: 0 })).status, 200, 'publish before the limit');
+    await sub.nextPub(10000);
+    await raw.waitFor((f) => f.push?.pub?.data?.n === 0, 10000);
+
+    await delay(300); // the emulation requests' connections are closed by now
+    const idle = await cpuOverOneSecond(pid);
+    const limit = fdCount(pid) + SPARE;
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${limit}:${limit}`]);
+
+    const results = await Promise.all(Array.from({ length: ATTEMPTS }, () => attempt(srv.base)));
+    const count = (k) => results.filter((r) => r.kind === k).length;
+    const held = results.filter((r) => r.kind === 'stream').map((r) => r.s);
+    assert.equal(count('hang'), 0, `no stream may hang unanswered at the limit (${count('hang')} of ${ATTEMPTS} did)`);
+    assert.equal(count('other'), 0, `unexpected outcomes: ${JSON.stringify(results.filter((r) => r.kind === 'other'))}`);
+    assert.ok(count('refused') >= ATTEMPTS - SPARE, `the streams past the limit are refused (${count('refused')} refused, ${held.length} accepted)`);
+    assert.ok(held.length > 0, 'streams under the limit are still accepted');
+
+    // At the limit, with more clients knocking: no busy loop on the readable listen socket.
+    const knockers = Array.from({ length: 5 }, () => net.connect(srv.port, '127.0.0.1').on('error', () => {}));
+    const busy = await cpuOverOneSecond(pid);
+    knockers.forEach((k) => k.destroy());
+    assert.ok(busy <= Math.max(5 * idle, 25), `CPU at the limit (${busy} ticks/s) against idle (${idle} ticks/s): no spinning`);
+
+    // The clients connected before the limit still get publications, whole.
+    for (let n = 1; n <= 3; n++) {
+      assert.equal((await apiConn.publish('news', { n })).status, 200, 'publish at the limit over a kept-alive connection');
+      const p = await sub.nextPub(10000);
+      assert.equal(p.data.n, n, 'the SDK client gets the publication');
+      await raw.waitFor((f) => f.push?.pub?.data?.n === n, 10000);
+    }
+    for (const s of held) assert.ok(!s.ended, 'streams accepted under the limit stay open');
+
+    const logged = (srv.stderr.match(LOG_LINE) || []).length;
+    assert.ok(logged >= 1, `the condition is logged:\n${srv.stderr.slice(-2000)}`);
+    assert.ok(logged <= 3, `logged once per interval, not per refused connection (${logged} times)`);
+
+    // Descriptors free up: new streams are accepted again.
+    for (const s of held) s.close();
+    let again = null;
+    for (let i = 0; i < 50 && again?.kind !== 'stream'; i++) {
+      again = await attempt(srv.base);
+      if (again.kind !== 'stream') await delay(100);
+    }
+    assert.equal(again.kind, 'stream', `a new stream is accepted once descriptors are free (${JSON.stringify(again)})`);
+    await call(again.s, { subscribe: { channel: 'news' }, id: 2 });
+    assert.equal((await apiConn.publish('news', { n: 4 })).status, 200);
+    await again.s.waitFor((f) => f.push?.pub?.data?.n === 4, 10000);
+    assert.equal((await sub.nextPub(10000)).data.n, 4, 'the SDK client is still served');
+    apiConn.sock.destroy();
+    assert.equal(srv.exited, null, 'streamd is still running');
+  });
+});
