@@ -8,8 +8,9 @@
 #   run.sh [BUILD_DIR] --minutes N [--no-merge]
 #                                            every target in turn, N minutes split evenly among them; after
 #                                            each target's run its corpus is minimized (-merge=1) back into
-#                                            tests/fuzz/corpus/T (skipped with --no-merge), and a summary
-#                                            line per target says seconds, executions and corpus size.
+#                                            tests/fuzz/corpus/T, named seeds kept (skipped with --no-merge),
+#                                            and a summary line per target says seconds, executions and
+#                                            corpus size.
 # Targets: json_cmds pb_cmds json_emulation pb_emulation ws_frames; each has its corpus in
 # tests/fuzz/corpus/T (the first two forms fuzz a copy in BUILD_DIR/fuzz, the repo stays as it is).
 # Inputs go up to 64 KiB (-max_len), the size of the real body and command limits. A finding (crash,
@@ -64,6 +65,21 @@ if [[ -z "$minutes" ]]; then
   exit $?
 fi
 
+# Replaces tests/fuzz/corpus/$1 with the inputs of it and of $2 that add coverage (libFuzzer names
+# them by their SHA-1). The named seeds (hand-written, make_corpus.mjs, former crashes) always stay,
+# under their names, whether or not they add coverage; their SHA-1 copies are dropped.
+minimize() {
+  local t="$1" work="$2" merged="$out/merge-$1" f
+  rm -rf "$merged" && mkdir -p "$merged"
+  ./fuzz_codecs -merge=1 "${flags[@]}" "$merged" "$here/corpus/$t" "$work" >"$out/logs/$t.merge.log" 2>&1
+  for f in "$here/corpus/$t"/*; do
+    [[ "$(basename "$f")" =~ ^[0-9a-f]{40}$ ]] && continue
+    cp "$f" "$merged/"
+    rm -f "$merged/$(sha1sum <"$f" | cut -c1-40)"
+  done
+  rm -rf "$here/corpus/$t" && mv "$merged" "$here/corpus/$t"
+}
+
 each=$((minutes * 60 / ${#targets[@]}))
 [[ $each -ge 1 ]] || each=1
 found=0 summary=()
@@ -75,11 +91,7 @@ for t in "${targets[@]}"; do
   export FUZZ_TARGET="$t"
   if fuzz_once "$each" "$work" "$out/findings/$t-" "$out/logs/$t.log"; then
     result="none"
-    if [[ $merge -eq 1 ]]; then
-      rm -rf "$out/merge-$t" && mkdir -p "$out/merge-$t"
-      ./fuzz_codecs -merge=1 "${flags[@]}" "$out/merge-$t" "$here/corpus/$t" "$work" >"$out/logs/$t.merge.log" 2>&1
-      rm -rf "$here/corpus/$t" && mv "$out/merge-$t" "$here/corpus/$t"
-    fi
+    if [[ $merge -eq 1 ]]; then minimize "$t" "$work"; fi
   else
     result="FINDING: $(ls -t "$out/findings/$t-"* 2>/dev/null | head -1)"
     found=1
