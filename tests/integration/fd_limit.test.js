@@ -4,7 +4,7 @@
 // connected (the SDK and a raw stream) keep getting publications; the condition is logged a bounded
 // number of times, not once per refused connection; the process does not spin on its readable listen
 // socket (CPU over a second compared with its idle baseline, generously); and once streams close,
-// new connections are accepted again.
+// new connections are accepted again. The admin socket's listener gets the same treatment.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,6 +14,7 @@ import { startServer, stopAll, BASE_CONFIG, API_KEY } from './lib/server.js';
 import { delay } from './lib/http.js';
 import { connectRaw, closeAllRaw, call } from './lib/raw.js';
 import { connectedClient, subscribe, closeAllClients } from './lib/sdk.js';
+import { startAdminServer, rawAdmin, removeAdminDirs } from './lib/admin.js';
 
 const LOG_LINE = /out of file descriptors/g;
 const SPARE = 24; // descriptors left to streamd past what it holds when the limit is set
@@ -160,6 +161,81 @@ describe('open-files limit', () => {
     await again.s.waitFor((f) => f.push?.pub?.data?.n === 4, 10000);
     assert.equal((await sub.nextPub(10000)).data.n, 4, 'the SDK client is still served');
     apiConn.sock.destroy();
+    assert.equal(srv.exited, null, 'streamd is still running');
+  });
+});
+
+/** Connects to the admin socket and says what happened within 3 s: 'refused' (an error line or the
+ * connection closed) or 'hang' (connected, nothing said, still open). */
+function adminAttempt(socket) {
+  return new Promise((resolve) => {
+    const conn = net.createConnection(socket);
+    let data = '';
+    const done = (kind) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve({ kind, data });
+    };
+    const timer = setTimeout(() => done('hang'), 3000);
+    conn.setEncoding('utf8');
+    conn.on('data', (d) => { data += d; });
+    conn.on('error', () => done('refused'));
+    conn.on('close', () => done('refused'));
+  });
+}
+
+describe('open-files limit on the admin socket', () => {
+  let srv, socket;
+
+  before(async () => {
+    ({ srv, socket } = await startAdminServer({ ...BASE_CONFIG }));
+  });
+
+  after(async () => {
+    await stopAll();
+    removeAdminDirs();
+  });
+
+  it('refuses admin clients past the limit without spinning or logging each, serves them again after', { timeout: 60000 }, async (t) => {
+    const pid = srv.child.pid;
+    const idle = await cpuOverOneSecond(pid);
+    const limit = fdCount(pid) + 4;
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${limit}:${limit}`]);
+    // Idle HTTP connections take the last descriptors (the ones past them are refused by the HTTP side).
+    const fillers = [];
+    for (let i = 0; i < 12; i++) {
+      const c = net.connect(srv.port, '127.0.0.1').on('error', () => {});
+      fillers.push(c);
+      await new Promise((r) => c.once('connect', r).once('error', r));
+    }
+    await delay(300);
+    assert.ok(fdCount(pid) >= limit - 1, `the descriptors are used up (${fdCount(pid)} of ${limit})`);
+
+    const attempts = await Promise.all(Array.from({ length: 10 }, () => adminAttempt(socket)));
+    const hung = attempts.filter((a) => a.kind === 'hang').length;
+    assert.equal(hung, 0, `no admin client is left connected and unanswered at the limit (${hung} of 10 were)`);
+    for (const a of attempts) if (a.data) assert.match(a.data, /"error"/, 'a refusal says why, as JSON');
+
+    const knockers = Array.from({ length: 3 }, () => net.createConnection(socket).on('error', () => {}));
+    const busy = await cpuOverOneSecond(pid);
+    knockers.forEach((k) => k.destroy());
+    assert.ok(busy <= Math.max(5 * idle, 25), `CPU at the limit (${busy} ticks/s) against idle (${idle} ticks/s): no spinning`);
+    const logged = (srv.stderr.match(/admin: out of file descriptors/g) || []).length;
+    t.diagnostic(`CPU idle ${idle}, at the limit ${busy} ticks/s; admin logged ${logged} times`);
+    assert.ok(logged >= 1 && logged <= 3, `the admin listener logs the condition once per interval (${logged} times):\n${srv.stderr.slice(-1500)}`);
+
+    fillers.forEach((c) => c.destroy());
+    let info = null;
+    for (let i = 0; i < 50 && !info; i++) {
+      try {
+        const raw = await rawAdmin(socket);
+        info = await raw.request({ cmd: 'info' });
+        raw.close();
+      } catch {
+        await delay(100);
+      }
+    }
+    assert.ok(info && !info.error, `the admin socket answers again once descriptors are free: ${JSON.stringify(info)}`);
     assert.equal(srv.exited, null, 'streamd is still running');
   });
 });
