@@ -3,8 +3,8 @@
  * second, ... allocation made while decoding fails in turn, until a run makes no allocation fail. Each
  * run must end in success or in -CODEC_ENOMEM: a valid message reported as malformed would make
  * streamd tell a well-behaved client "bad request" (a terminal disconnect, a 400) when it only ran out
- * of memory for a moment. The executable's own malloc, calloc and realloc stand in front of libc's
- * (as any program's may), failing only while a countdown is armed. */
+ * of memory for a moment. Likewise for encoding a reply. The executable's own malloc, calloc and realloc
+ * stand in front of libc's (as any program's may), failing only while a countdown is armed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "codec.h"
+#include "frame.h"
 
 extern void *__libc_malloc(size_t size);
 extern void *__libc_calloc(size_t n, size_t size);
@@ -153,12 +154,47 @@ static void test_pb_emulation(void **state) {
   sweep("protobuf emulation", decode_emulation, CODEC_PROTOBUF, body, len);
 }
 
+/* Encoding a reply (the publication push a subscriber gets): out of memory is CODEC_ENOMEM, never
+ * CODEC_EDATA, which would end the session with the terminal 3506 as if its protocol could not carry
+ * the data. The channel and the publisher's name are not ASCII, so jansson escapes them. */
+static void test_encode_reply(void **state) {
+  (void)state;
+  Protocol__ClientInfo info = PROTOCOL__CLIENT_INFO__INIT;
+  info.user = "us\xc3\xa9r \"q\"";
+  info.client = "c1";
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  pub.data = (ProtobufCBinaryData){24, (uint8_t *)"{\"text\":\"h\xc3\xa9\",\"n\":[1,2]}"};
+  pub.info = &info;
+  pub.offset = 7;
+  Protocol__Push push = PROTOCOL__PUSH__INIT;
+  push.channel = "caf\xc3\xa9";
+  push.pub = &pub;
+  Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  reply.push = &push;
+  for (int k = 0; k < CODEC_COUNT; k++) {
+    struct frame *f = NULL;
+    assert_int_equal(codec_get((enum codec_kind)k)->encode_reply(&reply, &f), 0);
+    frame_unref(f);
+    for (long n = 0; n < MAX_RUNS; n++) {
+      failed = false;
+      countdown = n;
+      f = NULL;
+      int rc = codec_get((enum codec_kind)k)->encode_reply(&reply, &f);
+      countdown = -1;
+      if (rc == 0) frame_unref(f);
+      if (!failed) break;
+      if (rc != 0 && rc != -CODEC_ENOMEM)
+        fail_msg("%s reply: allocation %ld failed and the encoder said %d (%s), not out of memory",
+                 codec_get((enum codec_kind)k)->name, n, rc, codec_strerror(rc));
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_json_commands),
-      cmocka_unit_test(test_pb_commands),
-      cmocka_unit_test(test_json_emulation),
-      cmocka_unit_test(test_pb_emulation),
+      cmocka_unit_test(test_json_commands),  cmocka_unit_test(test_pb_commands),
+      cmocka_unit_test(test_json_emulation), cmocka_unit_test(test_pb_emulation),
+      cmocka_unit_test(test_encode_reply),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
