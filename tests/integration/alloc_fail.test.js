@@ -115,6 +115,8 @@ describe('allocation failures', { skip: SKIP }, () => {
     await withTimeout(wsSubscribed, 10000, 'WebSocket observer subscribed');
 
     writeFileSync(control, String(PPM));
+    const emulationStatuses = {};
+    const rawStreams = [];
     const stats = { apiPublished: 0, sdkRounds: 0, rawRounds: 0, pbRounds: 0, wsRounds: 0 };
     const until = Date.now() + DURATION_MS;
     const worker = async (name, round) => {
@@ -145,11 +147,17 @@ describe('allocation failures', { skip: SKIP }, () => {
       worker('rawRounds', async (i) => {
         const s = track(await connectRaw(srv.base, { timeoutMs: OP_MS }), (x) => x.close());
         try {
-          await call(s, { subscribe: { channel: `raw${i % 5}` }, id: 2 });
-          await call(s, { publish: { channel: `raw${i % 5}`, data: { i, pad: PAD } }, id: 3 });
-          await call(s, { history: { channel: `raw${i % 5}`, limit: 3 }, id: 4 });
-          assert.deepEqual(badFrames(s), []);
+          const commands = [{ subscribe: { channel: `raw${i % 5}` }, id: 2 },
+            { publish: { channel: `raw${i % 5}`, data: { i, pad: PAD } }, id: 3 },
+            { history: { channel: `raw${i % 5}`, limit: 3 }, id: 4 }];
+          for (const c of commands) {
+            const res = await s.emulate([c]);
+            emulationStatuses[res.status] = (emulationStatuses[res.status] || 0) + 1;
+            if (res.status !== 204) return;
+            await s.reply(c.id, OP_MS);
+          }
         } finally {
+          rawStreams.push(s);
           s.close();
         }
       }),
@@ -181,12 +189,21 @@ describe('allocation failures', { skip: SKIP }, () => {
     writeFileSync(control, '0');
     await delay(500); // the shim reads the rate every 100 ms
     const [injected, seen] = readFileSync(`${control}.count`, 'utf8').trim().split(' ').map(Number);
-    t.diagnostic(`${injected} of ${seen} allocations failed; ${JSON.stringify(stats)}`);
+    t.diagnostic(`${injected} of ${seen} allocations failed; ${JSON.stringify(stats)}; emulation statuses ${JSON.stringify(emulationStatuses)}`);
 
+    if (process.env.ALLOC_FAIL_STDERR) writeFileSync(process.env.ALLOC_FAIL_STDERR, srv.stderr); // for a look at what was refused
     assert.equal(srv.exited, null, `streamd survived (seed ${seed}):\n${srv.stderr.slice(-3000)}`);
     assert.ok(injected > 0, 'the shim did fail allocations');
     assert.ok(stats.apiPublished > 0, 'some work still got through under the failures');
     assert.deepEqual(badFrames(rawObs), [], 'every frame the raw JSON observer got is whole');
+    for (const s of rawStreams) assert.deepEqual(badFrames(s), [], 'every frame a raw client got is whole');
+    // Valid commands refused for want of memory are not "bad requests": that would tell the client not
+    // to try again (3501 and 3506 are terminal) or that its request was wrong (400, 413).
+    const codes = rawStreams.flatMap((s) => s.allLines).map((l) => JSON.parse(l).push?.disconnect?.code).filter(Boolean);
+    assert.ok(!codes.includes(3501), `no valid stream is disconnected with 3501 bad request (codes: ${codes})`);
+    assert.ok(!codes.includes(3506), `no valid stream is disconnected with 3506 as if JSON could not carry its data (codes: ${codes})`);
+    assert.ok(!emulationStatuses[400] && !emulationStatuses[413],
+      `no valid emulation request gets 400 or 413 (statuses: ${JSON.stringify(emulationStatuses)})`);
     for (const d of wsPubs) assert.equal(d?.pad, PAD, 'every publication the WebSocket observer got is intact');
 
     // Memory is back: the same server serves a new client end to end.
