@@ -257,7 +257,7 @@ static bool check_headers(struct request *req, const struct config *cfg, enum MH
 }
 
 static void body_append(struct request *req, const char *data, size_t len) {
-  if (req->body_too_big) return;
+  if (req->body_too_big || req->body_no_memory) return;
   if (req->body_len + len > req->body_limit) {
     req->body_too_big = true;
     return;
@@ -267,7 +267,7 @@ static void body_append(struct request *req, const char *data, size_t len) {
     while (cap < req->body_len + len + 1) cap *= 2;
     char *b = realloc(req->body, cap);
     if (b == NULL) {
-      req->body_too_big = true;
+      req->body_no_memory = true;
       return;
     }
     req->body = b;
@@ -344,6 +344,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
   }
   if (req->body_too_big) return respond_text(req, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
+  if (req->body_no_memory) return respond_text(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n");
   return is_preflight(req) ? respond_preflight(req) : req->route->handle(req);
 }
 

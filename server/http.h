@@ -27,6 +27,7 @@ struct request {
   char *body;
   size_t body_len, body_cap, body_limit;
   bool body_too_big;
+  bool body_no_memory;     /* the body could not be stored: answered 503 */
   const char *cors_origin; /* the request's Origin when it is allowed and CORS headers are due */
   unsigned status;         /* of the response queued, 0 before */
   void (*cleanup)(struct request *req);

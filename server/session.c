@@ -281,11 +281,16 @@ static const struct {
     {-CODEC_ENOMEM, DISCONNECT_SERVER_ERROR},
 };
 
-/* Closes S because a reply failed to encode with RC: the client is never left waiting for it. */
-static void reply_failed(struct session *s, int rc) {
+uint32_t session_encode_failure_code(int rc) {
   uint32_t code = DISCONNECT_SERVER_ERROR;
   for (size_t i = 0; i < sizeof reply_failures / sizeof reply_failures[0]; i++)
     if (reply_failures[i].rc == rc) code = reply_failures[i].code;
+  return code;
+}
+
+/* Closes S because a reply failed to encode with RC: the client is never left waiting for it. */
+static void reply_failed(struct session *s, int rc) {
+  uint32_t code = session_encode_failure_code(rc);
   log_warn("client %s: cannot encode reply (%s): disconnecting with %u", s->client_id, codec_strerror(rc),
            code);
   session_close(s, code);
@@ -398,7 +403,7 @@ void session_feed(struct session *s, const uint8_t *data, size_t len) {
     if (rc == 1) return;
     if (rc < 0) {
       log_info("client %s: undecodable command (%s)", s->client_id, codec_strerror(rc));
-      session_close(s, DISCONNECT_BAD_REQUEST);
+      session_close(s, rc == -CODEC_ENOMEM ? DISCONNECT_SERVER_ERROR : DISCONNECT_BAD_REQUEST);
       return;
     }
     pthread_mutex_lock(&s->lock);
