@@ -22,7 +22,7 @@ const LIB = process.env.ALLOC_FAIL_LIB || path.join(path.dirname(STREAMD_BIN), '
 const SANITIZED = existsSync(STREAMD_BIN) && readFileSync(STREAMD_BIN).includes('__asan_init');
 const SKIP = !existsSync(LIB) ? `no shim at ${LIB} (build the alloc_fail target)` :
   SANITIZED ? 'a sanitizer build: ASan must be the only malloc replacement' : false;
-const PPM = Number(process.env.ALLOC_FAIL_TEST_PPM || 10000); // 1 % of allocations fail
+const PPM = Number(process.env.ALLOC_FAIL_TEST_PPM || 20000); // 2 % of allocations fail
 const DURATION_MS = 12000;
 const PAD = 'x'.repeat(300);
 const OP_MS = 4000; // any one operation under failures: given up after this
