@@ -66,8 +66,9 @@ if [[ -z "$minutes" ]]; then
 fi
 
 # Replaces tests/fuzz/corpus/$1 with the inputs of it and of $2 that add coverage (libFuzzer names
-# them by their SHA-1). The named seeds (hand-written, make_corpus.mjs, former crashes) always stay,
-# under their names, whether or not they add coverage; their SHA-1 copies are dropped.
+# them by their SHA-1), leaving out those over 16 KiB. The named seeds (hand-written, make_corpus.mjs,
+# former crashes) always stay, under their names, whether or not they add coverage; their SHA-1
+# copies are dropped.
 minimize() {
   local t="$1" work="$2" merged="$out/merge-$1" f
   rm -rf "$merged" && mkdir -p "$merged"
@@ -77,6 +78,8 @@ minimize() {
     cp "$f" "$merged/"
     rm -f "$merged/$(sha1sum <"$f" | cut -c1-40)"
   done
+  # Inputs over 16 KiB are mostly mutants of the large named seeds: not kept, so the repo stays small.
+  find "$merged" -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}' -size +16k -delete
   rm -rf "$here/corpus/$t" && mv "$merged" "$here/corpus/$t"
 }
 
