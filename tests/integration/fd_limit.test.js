@@ -4,7 +4,8 @@
 // connected (the SDK and a raw stream) keep getting publications; the condition is logged a bounded
 // number of times, not once per refused connection; the process does not spin on its readable listen
 // socket (CPU over a second compared with its idle baseline, generously); and once streams close,
-// new connections are accepted again. The admin socket's listener gets the same treatment.
+// new connections are accepted again. A reload at the limit fails and keeps the running configuration.
+// The admin socket's listener gets the same treatment as the HTTP one.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -142,6 +143,14 @@ describe('open-files limit', () => {
       await raw.waitFor((f) => f.push?.pub?.data?.n === n, 10000);
     }
     for (const s of held) assert.ok(!s.ended, 'streams accepted under the limit stay open');
+
+    // A reload at the limit cannot open the config file: it fails, says so, and keeps the configuration.
+    process.kill(pid, 'SIGHUP');
+    for (let i = 0; i < 50 && !/reload failed/.test(srv.stderr); i++) await delay(100);
+    assert.match(srv.stderr, /reload failed, keeping the running configuration: .*(Too many open files|file)/,
+      'a reload at the limit fails cleanly');
+    assert.equal((await apiConn.publish('news', { n: 99 })).status, 200, 'and the server goes on');
+    assert.equal((await sub.nextPub(10000)).data.n, 99);
 
     const logged = (srv.stderr.match(LOG_LINE) || []).length;
     t.diagnostic(`${count('refused')} refused, ${held.length} accepted; CPU idle ${idle}, at the limit ${busy} ticks/s; logged ${logged} times`);
