@@ -39,8 +39,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "fdlimit.h"
 #include "hub.h"
 #include "log.h"
 #include "registry.h"
@@ -90,6 +92,11 @@ struct admin {
   pthread_mutex_t lock;
   struct admin_client *clients;
   size_t n_clients;
+  /* Admin thread: at the open-files limit (fdlimit.h), refusals counted and logged; while even the
+   * reserve descriptor is gone, the listen socket is out of the epoll set since paused_at (ms). */
+  struct fdlimit_gate fd_gate;
+  bool listen_paused;
+  uint64_t paused_at;
 };
 
 /* epoll tags for the two fds that are not clients. */
@@ -416,15 +423,49 @@ static void read_client(struct admin *a, struct admin_client *c) {
 
 /* --- client list and the event loop --- */
 
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Stops watching the listen socket for FDLIMIT_PAUSE_MS (resume_listen, from the thread's loop): it
+ * stays readable while accept fails, and would wake the thread again at once. */
+static void pause_listen(struct admin *a) {
+  if (a->listen_paused) return;
+  epoll_ctl(a->epoll_fd, EPOLL_CTL_DEL, a->listen_fd, NULL);
+  a->listen_paused = true;
+  a->paused_at = mono_ms();
+}
+
+static void resume_listen(struct admin *a) {
+  if (!a->listen_paused || mono_ms() - a->paused_at < FDLIMIT_PAUSE_MS) return;
+  struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &listen_tag};
+  if (epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, a->listen_fd, &lev) == 0) a->listen_paused = false;
+}
+
+/* Accepts what is pending. Out of descriptors, the pending clients are refused with an error line
+ * (fdlimit.h); any other failure pauses the listener rather than retry at once. */
 static void accept_clients(struct admin *a) {
+  static const char no_fds[] = "{\"error\":\"out of file descriptors\"}\n";
   for (;;) {
     int fd = accept4(a->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        log_warn("admin: accept: %s", strerror(errno));
-      if (errno == EINTR) continue;
+      int err = errno;
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (fdlimit_exhausted(err)) {
+        int refused = fdlimit_refuse(a->listen_fd, no_fds, sizeof no_fds - 1);
+        fdlimit_note(&a->fd_gate, err, refused > 0 ? 1u : 0u);
+        if (refused > 0) continue;
+        if (refused == 0) return;
+      } else {
+        log_warn("admin: accept: %s", strerror(err));
+      }
+      pause_listen(a);
       return;
     }
+    fdlimit_accepted(&a->fd_gate);
     struct admin_client *c = a->n_clients < ADMIN_MAX_CLIENTS ? calloc(1, sizeof *c) : NULL;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (c == NULL || epoll_ctl(a->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -507,7 +548,7 @@ static void *admin_thread(void *arg) {
   struct admin *a = arg;
   struct epoll_event events[32];
   while (!atomic_load(&a->stopping)) {
-    int n = epoll_wait(a->epoll_fd, events, 32, -1);
+    int n = epoll_wait(a->epoll_fd, events, 32, a->listen_paused ? FDLIMIT_PAUSE_MS : -1);
     if (n < 0 && errno != EINTR) {
       log_error("admin: epoll_wait: %s", strerror(errno));
       break;
@@ -521,6 +562,7 @@ static void *admin_thread(void *arg) {
         client_event(a, events[i].data.ptr, events[i].events);
     }
     sweep(a);
+    resume_listen(a);
   }
   return NULL;
 }
@@ -618,6 +660,8 @@ struct admin *admin_start(struct server *srv, char *err, size_t errlen) {
     return NULL;
   }
   a->srv = srv;
+  a->fd_gate = (struct fdlimit_gate)FDLIMIT_GATE("admin");
+  fdlimit_init();
   a->listen_fd = a->epoll_fd = a->wake_fd = -1;
   pthread_mutex_init(&a->lock, NULL);
   if (path == NULL || path[0] == '\0') return a; /* disabled */

@@ -47,7 +47,8 @@ struct codec {
    * (blank lines are skipped), protobuf commands are uvarint-length-prefixed. On success stores the
    * decoded command in *out, advances *pos and returns 0. Returns 1 when the stream is exhausted
    * (*out untouched), or -CODEC_EMALFORMED / -CODEC_ETOOBIG (a command over MAX_COMMAND bytes) /
-   * -CODEC_ELIMIT (a protobuf command past the nesting or field limits of pb_guard.h). */
+   * -CODEC_ELIMIT (a protobuf command past the nesting or field limits of pb_guard.h) /
+   * -CODEC_ENOMEM (out of memory: the command itself may be fine). */
   int (*next_command)(const uint8_t **pos, const uint8_t *end, size_t max_command, Protocol__Command **out);
 
   /* Encodes REPLY with its stream framing (JSON: one line ending in '\n'; protobuf: uvarint length
@@ -55,7 +56,8 @@ struct codec {
   int (*encode_reply)(const Protocol__Reply *reply, struct frame **out);
 
   /* Decodes an /emulation request body into *out; for JSON, EmulationRequest.data holds the bytes of
-   * the `data` string (the newline-joined commands). Returns 0, -CODEC_EMALFORMED or -CODEC_ELIMIT. */
+   * the `data` string (the newline-joined commands). Returns 0, -CODEC_EMALFORMED, -CODEC_ELIMIT or
+   * -CODEC_ENOMEM. */
   int (*decode_emulation)(const uint8_t *body, size_t len, Protocol__EmulationRequest **out);
 };
 

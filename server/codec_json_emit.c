@@ -10,6 +10,7 @@
  * Invariant: the output never holds a raw '\n' or '\r' (jansson escapes them inside strings, and they are
  * dropped from embedded JSON), so a reply is one line, safe for line framing and for SSE. Small replies
  * are built on the stack; the heap is used only beyond EMIT_STACK bytes. No state: any thread. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "codec_json_map.h"
 #include "json_raw.h"
 #include "json_span.h"
+#include "utf8.h"
 
 #define EMIT_STACK 2048
 
@@ -51,7 +53,7 @@ static int put(struct out *o, const char *s, size_t n) {
 static int put_str(struct out *o, const char *s) { return put(o, s, strlen(s)); }
 
 /* Writes the jansson scalar V (taking the reference) as jansson dumps it. NULL V: a value jansson
- * refused (a string that is not UTF-8, a real that is NaN or infinite), which JSON cannot carry. */
+ * refused, which JSON cannot carry (the callers tell that apart from jansson out of memory). */
 static int put_json(struct out *o, json_t *v) {
   if (v == NULL) return -CODEC_EDATA;
   size_t n = json_dumpb(v, o->data + o->len, o->cap - o->len, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
@@ -61,6 +63,13 @@ static int put_json(struct out *o, json_t *v) {
   if (rc == 0) o->len += n;
   json_decref(v);
   return rc;
+}
+
+/* A real: one that is NaN or infinite JSON cannot carry; any other refused means out of memory. */
+static int put_real(struct out *o, double d) {
+  json_t *v = json_real(d);
+  if (v == NULL) return isfinite(d) ? -CODEC_ENOMEM : -CODEC_EDATA;
+  return put_json(o, v);
 }
 
 /* ---- values ---- */
@@ -97,7 +106,11 @@ static int emit_int(struct out *o, const ProtobufCFieldDescriptor *f, const void
 static int emit_string(struct out *o, const char *s) {
   size_t n = s ? strlen(s) : 0, i = 0;
   while (i < n && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\') i++;
-  if (i < n) return put_json(o, json_stringn(s, n));
+  if (i < n) {
+    json_t *v = json_stringn(s, n);
+    if (v == NULL) return utf8_valid((const uint8_t *)s, n) ? -CODEC_ENOMEM : -CODEC_EDATA;
+    return put_json(o, v);
+  }
   int rc = reserve(o, n + 2);
   if (rc == 0) {
     o->data[o->len] = '"';
@@ -136,9 +149,9 @@ static int emit_value(struct out *o, const ProtobufCFieldDescriptor *f, const vo
     case KIND_BOOL:
       return put_str(o, *(const protobuf_c_boolean *)slot ? "true" : "false");
     case KIND_FLOAT:
-      return put_json(o, json_real(*(const float *)slot));
+      return put_real(o, *(const float *)slot);
     case KIND_DOUBLE:
-      return put_json(o, json_real(*(const double *)slot));
+      return put_real(o, *(const double *)slot);
     case KIND_STRING:
       return emit_string(o, *(char *const *)slot);
     case KIND_BYTES:

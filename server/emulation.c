@@ -213,8 +213,9 @@ enum MHD_Result emulation_handle(struct request *req) {
   const char *ct = http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
   enum codec_kind kind = ct && strcmp(ct, "application/octet-stream") == 0 ? CODEC_PROTOBUF : CODEC_JSON;
   Protocol__EmulationRequest *er = NULL;
-  if (codec_get(kind)->decode_emulation((const uint8_t *)req->body, req->body_len, &er) != 0)
-    return respond_status(req, MHD_HTTP_BAD_REQUEST);
+  int rc = codec_get(kind)->decode_emulation((const uint8_t *)req->body, req->body_len, &er);
+  if (rc != 0) /* out of memory is no fault of the request's */
+    return respond_status(req, rc == -CODEC_ENOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_BAD_REQUEST);
   enum MHD_Result ret;
   if (strcmp(er->node, srv->node_id) == 0) {
     struct session *s = emulated_session(srv, er->session);

@@ -4,6 +4,7 @@
  * Origin check, method check, Content-Length check: each can answer at once, before the body is read),
  * then once per piece of body (collected up to the route's limit; past it the rest is discarded and the
  * answer is 413), then once with no data (the route's handler runs). */
+#define _GNU_SOURCE /* accept4 */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fdlimit.h"
 #include "handlers.h"
 #include "http_framing.h"
 #include "http_host.h"
@@ -29,12 +31,20 @@
 #include "server.h"
 #include "stats.h"
 
-/* One core loop's daemon: libmicrohttpd in external-epoll mode, run by the loop after each batch. */
+/* One core loop's daemon: libmicrohttpd in external-epoll mode, run by the loop after each batch. The
+ * loop accepts connections itself (listen_io) and hands them to the daemon with MHD_add_connection:
+ * libmicrohttpd, at the open-files limit, leaves the connection in the backlog (its client waiting) and,
+ * in a daemon with no connection of its own, keeps the shared listen socket in its epoll set while
+ * accept fails, a busy loop; here such connections are refused (fdlimit.h). */
 struct http_loop {
   struct http *h;
   struct MHD_Daemon *daemon;
-  struct evloop_io io; /* the daemon's epoll fd in the loop's epoll set */
-  bool quiesced;       /* loop thread (and the quiesce wait) */
+  struct evloop *ev;
+  struct evloop_io io;        /* the daemon's epoll fd in the loop's epoll set */
+  struct evloop_io listen_io; /* the shared listen socket, while listening */
+  struct evloop_timer pause;  /* out of descriptors with no reserve: listen again when it fires */
+  bool listening;             /* loop thread: listen_io is in the loop's set */
+  bool quiesced;              /* loop thread (and the quiesce wait) */
 };
 
 struct http {
@@ -46,6 +56,7 @@ struct http {
   pthread_cond_t cond; /* a loop quiesced its daemon */
   char address[64];
   unsigned port;
+  struct fdlimit_gate fd_gate; /* refusals at the open-files limit, for every loop */
   struct http_loop loop[LOOPS_MAX];
 };
 
@@ -256,7 +267,7 @@ static bool check_headers(struct request *req, const struct config *cfg, enum MH
 }
 
 static void body_append(struct request *req, const char *data, size_t len) {
-  if (req->body_too_big) return;
+  if (req->body_too_big || req->body_no_memory) return;
   if (req->body_len + len > req->body_limit) {
     req->body_too_big = true;
     return;
@@ -266,7 +277,7 @@ static void body_append(struct request *req, const char *data, size_t len) {
     while (cap < req->body_len + len + 1) cap *= 2;
     char *b = realloc(req->body, cap);
     if (b == NULL) {
-      req->body_too_big = true;
+      req->body_no_memory = true;
       return;
     }
     req->body = b;
@@ -343,6 +354,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
   }
   if (req->body_too_big) return respond_text(req, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
+  if (req->body_no_memory) return respond_text(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n");
   return is_preflight(req) ? respond_preflight(req) : req->route->handle(req);
 }
 
@@ -393,8 +405,8 @@ static void read_bound_address(struct http *h) {
   }
 }
 
-/* The listening socket every daemon accepts from (non-blocking: the loops race for each connection,
- * the loser's accept gets EAGAIN, which libmicrohttpd ignores). Returns the fd or -1. */
+/* The listening socket every loop accepts from (non-blocking: the loops race for each connection, the
+ * loser's accept gets EAGAIN). Returns the fd or -1. */
 static int listen_on(const struct sockaddr_storage *ss, socklen_t len) {
   int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
@@ -423,34 +435,107 @@ static void daemon_ready(struct evloop_io *io, uint32_t events) {
   (void)events; /* MHD_run follows in run_daemon, after the batch */
 }
 
-static struct MHD_Daemon *start_daemon(struct http *h, bool ipv6) {
-  unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_TURBO | MHD_USE_ITC;
-  if (ipv6) flags |= MHD_USE_IPv6;
-  return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd,
-                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
-                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int)100000, MHD_OPTION_CONNECTION_TIMEOUT,
-                          (unsigned int)120, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+/* Connections accepted per readiness of the listen socket before the loop does other work (it stays
+ * readable: the rest are taken at the next iteration), as libmicrohttpd's own accept did. */
+enum { ACCEPT_BATCH = 10 };
+
+static const char refused_reply[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 24\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    "out of file descriptors\n";
+
+static void listen_start(struct http_loop *hl) {
+  if (hl->listening || hl->quiesced) return;
+  if (evloop_io_add(hl->ev, &hl->listen_io) != 0) {
+    log_error("http: cannot watch the listen socket: %s", strerror(errno));
+    return;
+  }
+  hl->listening = true;
+}
+
+static void listen_stop(struct http_loop *hl) {
+  if (hl->listening) evloop_io_del(hl->ev, &hl->listen_io);
+  hl->listening = false;
+  evloop_timer_cancel(hl->ev, &hl->pause);
+}
+
+static void pause_over(struct evloop_timer *t) { listen_start(t->arg); }
+
+/* Out of descriptors with no reserve left to refuse with: stop watching the socket for a moment
+ * rather than wake up for it again at once. */
+static void listen_pause(struct http_loop *hl) {
+  listen_stop(hl);
+  evloop_timer_arm(hl->ev, &hl->pause, FDLIMIT_PAUSE_MS);
+}
+
+/* The listen socket is readable: accept up to ACCEPT_BATCH connections into this loop's daemon. At
+ * the open-files limit, pending connections are refused with a 503 (fdlimit.h). */
+static void accept_ready(struct evloop_io *io, uint32_t events) {
+  (void)events;
+  struct http_loop *hl = io->arg;
+  struct http *h = hl->h;
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(h->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      fdlimit_accepted(&h->fd_gate);
+      if (MHD_add_connection(hl->daemon, fd, (struct sockaddr *)&ss, len) != MHD_YES) /* it closed FD */
+        log_debug("http: connection not taken by the daemon: %s", strerror(errno));
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR || err == ECONNABORTED) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (!fdlimit_exhausted(err)) {
+      log_warn("http: accept: %s", strerror(err));
+      listen_pause(hl);
+      return;
+    }
+    int refused = fdlimit_refuse(h->listen_fd, refused_reply, sizeof refused_reply - 1);
+    fdlimit_note(&h->fd_gate, err, refused > 0 ? 1u : 0u);
+    if (refused == 0) return;
+    if (refused < 0) {
+      listen_pause(hl);
+      return;
+    }
+  }
+}
+
+static struct MHD_Daemon *start_daemon(struct http *h) {
+  unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_TURBO |
+                       MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
+  return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                          (size_t)CONNECTION_MEMORY, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)100000,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_NOTIFY_COMPLETED,
+                          on_completed, h, MHD_OPTION_END);
 }
 
 /* Creates loop I's daemon and hands it to the loop (before the loops start). */
-static int attach_daemon(struct http *h, unsigned i, bool ipv6) {
+static int attach_daemon(struct http *h, unsigned i) {
   struct http_loop *hl = &h->loop[i];
   hl->h = h;
-  hl->daemon = start_daemon(h, ipv6);
+  hl->ev = loops_evloop(h->srv->loops, i);
+  hl->daemon = start_daemon(h);
   if (hl->daemon == NULL) return -1;
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(hl->daemon, MHD_DAEMON_INFO_EPOLL_FD);
   if (di == NULL) return -1;
   hl->io = (struct evloop_io){.fd = di->epoll_fd, .events = EPOLLIN, .fn = daemon_ready, .arg = hl};
-  if (evloop_io_add(loops_evloop(h->srv->loops, i), &hl->io) != 0) return -1;
+  if (evloop_io_add(hl->ev, &hl->io) != 0) return -1;
+  hl->listen_io = (struct evloop_io){.fd = h->listen_fd, .events = EPOLLIN, .fn = accept_ready, .arg = hl};
+  hl->pause = (struct evloop_timer){.fn = pause_over, .arg = hl};
+  listen_start(hl);
+  if (!hl->listening) return -1;
   loops_set_runner(h->srv->loops, i, run_daemon, hl);
   return 0;
 }
 
-/* With no loop running: quiesced first, so that no daemon closes the socket the others share. */
+/* With no loop running: every loop stops watching the shared listen socket (the daemons have none of
+ * their own), which is closed after the last daemon. */
 static void stop_daemons(struct http *h) {
   for (unsigned i = 0; i < h->n; i++) {
     if (h->loop[i].daemon == NULL) continue;
-    if (!h->loop[i].quiesced) MHD_quiesce_daemon(h->loop[i].daemon);
+    if (!h->loop[i].quiesced) listen_stop(&h->loop[i]);
     MHD_stop_daemon(h->loop[i].daemon);
   }
   if (h->listen_fd >= 0) close(h->listen_fd);
@@ -465,6 +550,8 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
   socklen_t sslen;
   if (h == NULL) return NULL;
   h->srv = srv;
+  h->fd_gate = (struct fdlimit_gate)FDLIMIT_GATE("http");
+  fdlimit_init();
   pthread_mutex_init(&h->lock, NULL);
   pthread_cond_init(&h->cond, NULL);
   const struct config *cfg = srv->boot_cfg; /* address and port: restart only */
@@ -482,7 +569,7 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
   }
   unsigned n = loops_count(srv->loops);
   for (h->n = 0; h->n < n; h->n++) {
-    if (attach_daemon(h, h->n, ss.ss_family == AF_INET6) != 0) {
+    if (attach_daemon(h, h->n) != 0) {
       h->n++; /* its daemon, if made, is stopped too */
       snprintf(err, errlen, "cannot start the HTTP daemon of core loop %u", h->n - 1);
       stop_daemons(h);
@@ -503,11 +590,10 @@ struct http *http_start(struct server *srv, char *err, size_t errlen) {
 const char *http_address(const struct http *h) { return h->address; }
 unsigned http_port(const struct http *h) { return h->port; }
 
-/* A daemon is quiesced on its own loop thread: MHD_quiesce_daemon edits the daemon's epoll set, which
- * MHD_run on the loop thread edits too. */
+/* A loop stops accepting on its own thread: the listen socket's watcher and pause timer are the loop's. */
 static void quiesce_on_loop(void *arg) {
   struct http_loop *hl = arg;
-  if (hl->daemon) MHD_quiesce_daemon(hl->daemon);
+  if (hl->daemon) listen_stop(hl);
   pthread_mutex_lock(&hl->h->lock);
   hl->quiesced = true;
   pthread_cond_broadcast(&hl->h->cond);
@@ -531,8 +617,7 @@ void http_quiesce(struct http *h) {
   }
 }
 
-/* The loops stop first (nothing runs a daemon any more), then the daemons, then the shared socket,
- * which MHD does not close once a daemon was quiesced. */
+/* The loops stop first (nothing runs a daemon any more), then the daemons, then the shared socket. */
 void http_stop(struct http *h) {
   if (h == NULL) return;
   http_quiesce(h);

@@ -1,5 +1,6 @@
-/* http: the libmicrohttpd daemons (one per core loop, in external-epoll mode, all accepting from one
- * listening socket; suspend/resume), the route table
+/* http: the libmicrohttpd daemons (one per core loop, in external-epoll mode, each fed the connections
+ * its loop accepts from the one shared listening socket, refused with a 503 at the open-files limit;
+ * suspend/resume), the route table
  * that maps a path to its handler, the Origin/CORS rules for client endpoints (PROTOCOL.md §2.5, with
  * the stricter 403 for a disallowed Origin), request body collection with per-route limits (413), and
  * the per-request context freed by MHD's completion callback.
@@ -26,6 +27,7 @@ struct request {
   char *body;
   size_t body_len, body_cap, body_limit;
   bool body_too_big;
+  bool body_no_memory;     /* the body could not be stored: answered 503 */
   const char *cors_origin; /* the request's Origin when it is allowed and CORS headers are due */
   unsigned status;         /* of the response queued, 0 before */
   void (*cleanup)(struct request *req);
@@ -43,7 +45,7 @@ const char *http_address(const struct http *h);
 unsigned http_port(const struct http *h);
 
 /* Stops accepting new connections; existing ones go on. The listening socket stays open until
- * http_stop (MHD's threads may still use it). */
+ * http_stop. */
 void http_quiesce(struct http *h);
 
 /* Stops the daemon, closes the listening socket and frees H. Every stream must have ended (suspended

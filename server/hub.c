@@ -302,12 +302,16 @@ int hub_is_subscribed(struct hub *h, struct session *s, const char *channel) {
   return found;
 }
 
-/* Encodes REPLY (a push) for codec KIND; NULL when the codec cannot carry it. */
-static struct frame *encode_push(enum codec_kind kind, const char *channel, const Protocol__Reply *reply) {
+/* Encodes REPLY (a push) for codec KIND; NULL when it cannot, with the disconnect code for its
+ * subscribers in *FAIL_CODE (3506 when the codec cannot carry it, 3004 out of memory). */
+static struct frame *encode_push(enum codec_kind kind, const char *channel, const Protocol__Reply *reply,
+                                 uint32_t *fail_code) {
   struct frame *f = NULL;
   int rc = codec_get(kind)->encode_reply(reply, &f);
-  if (rc != 0)
+  if (rc != 0) {
     log_warn("channel %s: push not encodable as %s: %s", channel, codec_get(kind)->name, codec_strerror(rc));
+    *fail_code = session_encode_failure_code(rc);
+  }
   return rc == 0 ? f : NULL;
 }
 
@@ -321,7 +325,8 @@ struct delivery {
   enum delivery_kind kind;
   struct hub_channel *channel; /* a reference */
   struct frame *frames[CODEC_COUNT];
-  bool encodable[CODEC_COUNT]; /* false: subscribers of that codec cannot be given the push (3506) */
+  uint32_t fail_code[CODEC_COUNT]; /* not 0: subscribers of that codec cannot be given the push and
+                                      are disconnected with this code */
   unsigned required;           /* flags a subscriber needs to get it */
   uint64_t offset;             /* > 0: the stream position of the publication (or checked up to) */
   char epoch[sizeof ((struct subscription *)0)->epoch];
@@ -363,8 +368,8 @@ static size_t deliver_push(const struct delivery *d, struct subscription *sub) {
     }
   }
   enum codec_kind k = s->codec->kind;
-  if (!d->encodable[k]) {
-    session_close(s, DISCONNECT_INAPPROPRIATE_PROTOCOL);
+  if (d->fail_code[k] != 0) {
+    session_close(s, d->fail_code[k]);
     return 0;
   }
   return session_enqueue(s, d->frames[k]) == 0 ? 1 : 0;
@@ -489,8 +494,7 @@ static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply 
   if (reply->push->pub) atomic_fetch_add_explicit(&d->channel->publications, 1, memory_order_relaxed);
   for (int k = 0; k < CODEC_COUNT; k++) {
     if (!codecs[k]) continue;
-    d->frames[k] = encode_push((enum codec_kind)k, channel, reply);
-    d->encodable[k] = d->frames[k] != NULL;
+    d->frames[k] = encode_push((enum codec_kind)k, channel, reply, &d->fail_code[k]);
   }
   d->required = required;
   d->offset = offset;

@@ -287,11 +287,16 @@ static const struct {
     {-CODEC_ENOMEM, DISCONNECT_SERVER_ERROR},
 };
 
-/* Closes S because a reply failed to encode with RC: the client is never left waiting for it. */
-static void reply_failed(struct session *s, int rc) {
+uint32_t session_encode_failure_code(int rc) {
   uint32_t code = DISCONNECT_SERVER_ERROR;
   for (size_t i = 0; i < sizeof reply_failures / sizeof reply_failures[0]; i++)
     if (reply_failures[i].rc == rc) code = reply_failures[i].code;
+  return code;
+}
+
+/* Closes S because a reply failed to encode with RC: the client is never left waiting for it. */
+static void reply_failed(struct session *s, int rc) {
+  uint32_t code = session_encode_failure_code(rc);
   log_warn("client %s: cannot encode reply (%s): disconnecting with %u", s->client_id, codec_strerror(rc),
            code);
   session_close(s, code);

@@ -141,6 +141,11 @@ int session_enqueue(struct session *s, struct frame *f);
  * protocol cannot carry a payload (binary data to a JSON client), 3004 when out of memory. */
 int session_send_reply(struct session *s, const Protocol__Reply *reply);
 
+/* The disconnect code for a session whose reply or push failed to encode with RC (a codec error):
+ * 3506 (terminal) for a payload its protocol cannot carry, 3004 (reconnect) for anything else, out of
+ * memory included. */
+uint32_t session_encode_failure_code(int rc);
+
 /* Like session_send_reply, but puts the frame at the head of the queue, before anything already queued
  * (the connect reply, which must come first although server-side subscriptions made while connecting
  * may have queued publications). Only valid before the transport drained anything. A reply that cannot

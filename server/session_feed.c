@@ -85,7 +85,7 @@ static bool run(struct session *s, const uint8_t *pos, const uint8_t *end) {
     if (rc == 1) return true;
     if (rc < 0) {
       log_info("client %s: undecodable command (%s)", s->client_id, codec_strerror(rc));
-      session_close(s, DISCONNECT_BAD_REQUEST);
+      session_close(s, rc == -CODEC_ENOMEM ? DISCONNECT_SERVER_ERROR : DISCONNECT_BAD_REQUEST);
       return true;
     }
     pthread_mutex_lock(&s->lock);

@@ -1,9 +1,9 @@
-// Writes the large seeds of the codec fuzzer into tests/fuzz/corpus (run once; the output is committed):
+// Writes the large seeds of the codec fuzzer into tests/fuzz/corpus/TARGET (run once; the output is committed):
 // deep nesting (15,000 protobuf FilterNodes, the depth limit's boundary, a deep message behind a map
 // entry, 5,000 JSON levels, embedded JSON past JSON_SPAN_MAX_DEPTH) and inputs of the real limits' size
 // (64 KiB: a maximal publish, a field flood, repeated sub-messages, full /emulation bodies). The first
 // byte selects the harness target (fuzz_codecs.c): 0 json_cmds, 1 pb_cmds, 2 json_emulation,
-// 3 pb_emulation; a seed's name starts with its target's name (run.sh picks seeds by it).
+// 3 pb_emulation; a seed named TARGET_NAME goes to corpus/TARGET/NAME (run.sh fuzzes each target's directory).
 // Usage: node tests/fuzz/make_corpus.mjs
 import fs from 'node:fs';
 import path from 'node:path';
@@ -51,6 +51,8 @@ const seeds = {
 for (const [name, [target, ...parts]] of Object.entries(seeds)) {
   const bytes = Buffer.concat([Buffer.from([target]), ...parts]);
   if (bytes.length > MAX_INPUT) throw new Error(`${name}: ${bytes.length} bytes, over ${MAX_INPUT}`);
-  fs.writeFileSync(path.join(dir, name), bytes);
+  const target_name = ['json_cmds', 'pb_cmds', 'json_emulation', 'pb_emulation'][target];
+  fs.mkdirSync(path.join(dir, target_name), { recursive: true });
+  fs.writeFileSync(path.join(dir, target_name, name.slice(target_name.length + 1)), bytes);
   console.log(`${name}: ${bytes.length} bytes`);
 }

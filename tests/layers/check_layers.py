@@ -14,7 +14,7 @@ import re
 import sys
 
 LAYERS = [
-    ("foundation", """log ids strmap siphash utf8 timer evloop loops frame codes json_raw json_span pb_guard
+    ("foundation", """log fdlimit ids strmap siphash utf8 timer evloop loops frame codes json_raw json_span pb_guard
         config server server_config sd_version channel codec codec_json codec_json_emit codec_json_map codec_pb
         codec_sse codec_ws codec_uni
         ws_input http_framing http_host redis_addr redis_conn redis_script redis_sentinel
