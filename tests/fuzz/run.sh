@@ -40,7 +40,7 @@ mkdir -p "$out/findings" "$out/logs"
 clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$src/server" -I"$src/shared" -I"$build/proto" -I"$build/generated" \
   "$here/fuzz_codecs.c" "$src"/server/codec.c "$src"/server/codec_json.c "$src"/server/codec_json_map.c \
-  "$src"/server/codec_json_emit.c "$src"/server/codec_sse.c "$src"/server/codec_ws.c "$src"/server/utf8.c \
+  "$src"/server/codec_json_emit.c "$src"/server/codec_sse.c "$src"/server/codec_ws.c "$src"/server/codec_uni.c "$src"/server/utf8.c \
   "$src"/server/ws_input.c "$src"/server/codec_pb.c "$src"/server/pb_guard.c "$src"/server/json_span.c \
   "$src"/shared/sd_utf8.c "$src"/server/json_raw.c "$src"/server/frame.c "$build/proto/client.pb-c.c" \
   $(pkg-config --cflags --libs libprotobuf-c jansson) -o "$out/fuzz_codecs"
