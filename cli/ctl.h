@@ -69,6 +69,14 @@ int ctl_server_error(json_t *response);
 void ctl_catch_sigint(int fd);
 void ctl_release_sigint(void);
 
+/* A streaming command (watch, trace): opens its own connection, sends REQUEST (borrowed), and when the
+ * acknowledgement's result has RESULT_KEY calls FOLLOW(CTL, CONN, that value, the acknowledgement's
+ * line) for the rest, which returns the status; an error answer is printed (CTL_ESERVER), Ctrl-C before
+ * the answer is CTL_OK, a lost connection CTL_ECONNECT. Ctrl-C is caught meanwhile. */
+struct ctl_conn;
+typedef int (*ctl_follow_fn)(struct ctl *ctl, struct ctl_conn *conn, json_t *result, const char *line);
+int ctl_stream(struct ctl *ctl, json_t *request, const char *result_key, ctl_follow_fn follow);
+
 /* Prints help: the command list (COMMAND NULL) or one command's. Returns CTL_OK or CTL_EUSAGE. */
 int ctl_help(FILE *out, const char *command);
 

@@ -100,8 +100,7 @@ static int watch_loop(struct ctl *ctl, struct ctl_conn *c) {
   }
 }
 
-/* `watch`: its own connection, an acknowledgement, then one line per publication until Ctrl-C. */
-static int run_watch(struct ctl *ctl, json_t *request) {
+int ctl_stream(struct ctl *ctl, json_t *request, const char *result_key, ctl_follow_fn follow) {
   char err[512];
   struct ctl_conn c = {.fd = -1};
   if (ctl_conn_open(&c, ctl->socket_path, err, sizeof err) != 0) {
@@ -112,12 +111,11 @@ static int run_watch(struct ctl *ctl, json_t *request) {
   json_t *ack = NULL;
   const char *line;
   int rc = ctl_conn_send(&c, request) == 0 ? ctl_conn_recv(&c, &ack, &line) : -1;
-  if (rc == 0 && json_object_get(ack, "error")) {
+  json_t *what = json_object_get(json_object_get(ack, "result"), result_key);
+  if (rc == 0 && what == NULL) {
     rc = ctl_server_error(ack);
   } else if (rc == 0) {
-    fprintf(stderr, "watching %s (Ctrl-C to stop)\n",
-            json_string_value(json_object_get(json_object_get(ack, "result"), "watching")));
-    rc = watch_loop(ctl, &c);
+    rc = follow(ctl, &c, what, line);
   } else if (rc == 1) {
     rc = CTL_OK; /* interrupted before the server answered */
   } else {
@@ -128,6 +126,17 @@ static int run_watch(struct ctl *ctl, json_t *request) {
   ctl_release_sigint();
   ctl_conn_close(&c);
   return rc;
+}
+
+static int follow_watch(struct ctl *ctl, struct ctl_conn *c, json_t *watching, const char *line) {
+  (void)line;
+  fprintf(stderr, "watching %s (Ctrl-C to stop)\n", json_string_value(watching));
+  return watch_loop(ctl, c);
+}
+
+/* `watch`: its own connection, an acknowledgement, then one line per publication until Ctrl-C. */
+static int run_watch(struct ctl *ctl, json_t *request) {
+  return ctl_stream(ctl, request, "watching", follow_watch);
 }
 
 /* The commands that run otherwise than one request and one answer. */

@@ -110,40 +110,20 @@ static int trace_loop(struct ctl *ctl, struct ctl_conn *c) {
   }
 }
 
+static int follow_trace(struct ctl *ctl, struct ctl_conn *c, json_t *what, const char *line) {
+  if (ctl->json) printf("%s\n", line);
+  fputs("tracing client ", stderr);
+  ctl_put(text(what, "client"), stderr);
+  fputs(" (session ", stderr);
+  ctl_put(text(what, "session"), stderr);
+  fputs(", ", stderr);
+  ctl_put(text(what, "transport"), stderr);
+  fputs(", ", stderr);
+  ctl_put(text(what, "protocol"), stderr);
+  fputs(") until it ends (Ctrl-C to stop)\n", stderr);
+  return trace_loop(ctl, c);
+}
+
 int ctl_trace(struct ctl *ctl, json_t *request) {
-  char err[512];
-  struct ctl_conn c = {.fd = -1};
-  if (ctl_conn_open(&c, ctl->socket_path, err, sizeof err) != 0) {
-    fprintf(stderr, "streamctl: %s\n", err);
-    return CTL_ECONNECT;
-  }
-  ctl_catch_sigint(c.fd);
-  json_t *ack = NULL;
-  const char *line;
-  int rc = ctl_conn_send(&c, request) == 0 ? ctl_conn_recv(&c, &ack, &line) : -1;
-  json_t *what = json_object_get(json_object_get(ack, "result"), "tracing");
-  if (rc == 0 && what == NULL) {
-    rc = ctl_server_error(ack);
-  } else if (rc == 0) {
-    if (ctl->json) printf("%s\n", line);
-    fputs("tracing client ", stderr);
-    ctl_put(text(what, "client"), stderr);
-    fputs(" (session ", stderr);
-    ctl_put(text(what, "session"), stderr);
-    fputs(", ", stderr);
-    ctl_put(text(what, "transport"), stderr);
-    fputs(", ", stderr);
-    ctl_put(text(what, "protocol"), stderr);
-    fputs(") until it ends (Ctrl-C to stop)\n", stderr);
-    rc = trace_loop(ctl, &c);
-  } else if (rc == 1) {
-    rc = CTL_OK;
-  } else {
-    fprintf(stderr, "streamctl: lost the connection to %s\n", ctl->socket_path);
-    rc = CTL_ECONNECT;
-  }
-  json_decref(ack);
-  ctl_release_sigint();
-  ctl_conn_close(&c);
-  return rc;
+  return ctl_stream(ctl, request, "tracing", follow_trace);
 }

@@ -83,7 +83,7 @@ struct jws {
   size_t header_len, payload_len, sig_len;
 };
 
-static void say(char *buf, size_t len, const char *fmt, ...) {
+void auth_say(char *buf, size_t len, const char *fmt, ...) {
   if (buf == NULL || len == 0) return;
   va_list ap;
   va_start(ap, fmt);
@@ -94,7 +94,7 @@ static void say(char *buf, size_t len, const char *fmt, ...) {
 /* Reports WHAT with OpenSSL's reason for the latest error, and empties the thread's error queue. */
 static void say_openssl(char *err, size_t errlen, const char *what) {
   const char *reason = ERR_reason_error_string(ERR_peek_last_error());
-  say(err, errlen, "%s%s%s%s", what, reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
+  auth_say(err, errlen, "%s%s%s%s", what, reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
   ERR_clear_error();
 }
 
@@ -161,19 +161,19 @@ static int prepare_pem(struct auth_keys *k, enum alg_family family, const char *
   k->pem_key[family] = key;
   if (key == NULL) {
     char what[96];
-    say(what, sizeof what, "%s: no PEM public key found", f->config_key);
+    auth_say(what, sizeof what, "%s: no PEM public key found", f->config_key);
     say_openssl(err, errlen, what);
     return -1;
   }
   if (!EVP_PKEY_is_a(key, f->key_type)) {
-    say(err, errlen, "%s: a %s key, not an %s key", f->config_key, EVP_PKEY_get0_type_name(key), f->key_type);
+    auth_say(err, errlen, "%s: a %s key, not an %s key", f->config_key, EVP_PKEY_get0_type_name(key), f->key_type);
     return -1;
   }
   bool fits = false;
   for (size_t i = 0; i < N_ALGS && family == ALG_ECDSA; i++)
     fits = fits || (algs[i].family == ALG_ECDSA && auth_curve_fits(key, algs[i].name));
   if (family == ALG_ECDSA && !fits) {
-    say(err, errlen, "%s: the key is not on P-256, P-384 or P-521", f->config_key);
+    auth_say(err, errlen, "%s: the key is not on P-256, P-384 or P-521", f->config_key);
     return -1;
   }
   return prepare_family(k, family, key, err, errlen);
@@ -189,7 +189,7 @@ struct auth_keys *auth_keys_new_with(const struct auth_settings *set, char *err,
   struct auth_keys *k = calloc(1, sizeof *k);
   if (k == NULL) {
     jwks_free(set->jwks);
-    say(err, errlen, "out of memory");
+    auth_say(err, errlen, "out of memory");
     return NULL;
   }
   k->jwks = set->jwks; /* ours from here on, even on failure */
@@ -204,7 +204,7 @@ struct auth_keys *auth_keys_new_with(const struct auth_settings *set, char *err,
       rc = prepare_pem(k, (enum alg_family)f, pem[f], err, errlen);
   }
   if (rc == 0 && (copy_opt(&k->audience, set->audience) != 0 || copy_opt(&k->issuer, set->issuer) != 0)) {
-    say(err, errlen, "out of memory");
+    auth_say(err, errlen, "out of memory");
     rc = -1;
   }
   if (rc != 0) {
@@ -541,7 +541,7 @@ static enum auth_status verify_and_parse(const struct auth_keys *keys, const cha
   const char *reason = NULL;
   enum auth_status st = verify_token(keys, token, &payload, &reason);
   if (st != AUTH_OK) {
-    say(why, whylen, "%s", reason);
+    auth_say(why, whylen, "%s", reason);
     return st;
   }
   st = parse(payload, now_unix, out, why, whylen);

@@ -170,4 +170,8 @@ enum auth_status auth_subscription_claims_parse(json_t *payload, int64_t now_uni
                                                 struct auth_subscription_claims *out, char *why,
                                                 size_t whylen);
 
+/* Formats an explanation into BUF (LEN bytes; nothing when BUF is NULL or LEN 0): how the token
+ * modules fill their WHY buffers. */
+void auth_say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

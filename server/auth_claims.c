@@ -40,14 +40,6 @@ struct claim_rule {
 
 #define N_RULES(rules) (sizeof(rules) / sizeof((rules)[0]))
 
-static void say(char *buf, size_t len, const char *fmt, ...) {
-  if (buf == NULL || len == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
 /* Runs RULES over OBJ into the struct at BASE; stops at the first failure and says which claim. */
 static enum auth_status run_rules(json_t *obj, const struct claim_rule *rules, size_t n, void *base,
                                   const struct claim_rule **failed) {
@@ -68,11 +60,11 @@ static enum auth_status apply(json_t *payload, const struct claim_rule *rules, s
   const struct claim_rule *failed = NULL;
   enum auth_status st = run_rules(payload, rules, n, base, &failed);
   if (st == AUTH_INVALID && failed->reject != NULL)
-    say(why, whylen, "%s", failed->reject);
+    auth_say(why, whylen, "%s", failed->reject);
   else if (st == AUTH_INVALID)
-    say(why, whylen, "bad claim \"%s\"", failed->name);
+    auth_say(why, whylen, "bad claim \"%s\"", failed->name);
   else if (st == AUTH_ERROR)
-    say(why, whylen, "out of memory");
+    auth_say(why, whylen, "out of memory");
   return st;
 }
 
@@ -253,11 +245,11 @@ static enum auth_status take_user(struct std_claims *s, char **user) {
 
 static enum auth_status check_times(const struct std_claims *s, int64_t now, char *why, size_t whylen) {
   if (s->exp.set && s->exp.value <= now) {
-    say(why, whylen, "token expired");
+    auth_say(why, whylen, "token expired");
     return AUTH_EXPIRED;
   }
   if (s->nbf.set && s->nbf.value > now) {
-    say(why, whylen, "token not valid yet (nbf)");
+    auth_say(why, whylen, "token not valid yet (nbf)");
     return AUTH_EXPIRED;
   }
   return AUTH_OK;
@@ -274,7 +266,7 @@ enum auth_status auth_connection_claims_parse(json_t *payload, int64_t now_unix,
   out->exp = std.exp.set ? std.exp.value : 0;
   out->expire_at = std.expire_at.value;
   out->has_expire_at = std.expire_at.set;
-  if (st == AUTH_ERROR) say(why, whylen, "out of memory");
+  if (st == AUTH_ERROR) auth_say(why, whylen, "out of memory");
   if (st != AUTH_OK) auth_connection_claims_cleanup(out);
   free(std.sub);
   return st;
@@ -289,7 +281,7 @@ enum auth_status auth_subscription_claims_parse(json_t *payload, int64_t now_uni
   if (st == AUTH_OK) st = apply(payload, subscription_rules, N_RULES(subscription_rules), out, why, whylen);
   if (st == AUTH_OK) st = apply(payload, option_rules, N_RULES(option_rules), &out->opts, why, whylen);
   if (st == AUTH_OK && (out->channel == NULL || out->channel[0] == '\0')) {
-    say(why, whylen, "a subscription token needs a channel claim");
+    auth_say(why, whylen, "a subscription token needs a channel claim");
     st = AUTH_INVALID;
   }
   if (st == AUTH_OK) st = take_user(&std, &out->user);
@@ -298,7 +290,7 @@ enum auth_status auth_subscription_claims_parse(json_t *payload, int64_t now_uni
   out->exp = std.exp.set ? std.exp.value : 0;
   out->expire_at = std.expire_at.value;
   out->has_expire_at = std.expire_at.set;
-  if (st == AUTH_ERROR) say(why, whylen, "out of memory");
+  if (st == AUTH_ERROR) auth_say(why, whylen, "out of memory");
   if (st != AUTH_OK) auth_subscription_claims_cleanup(out);
   free(std.sub);
   return st;

@@ -42,14 +42,6 @@ struct jwks_set {
   size_t n;
 };
 
-static void say(char *buf, size_t len, const char *fmt, ...) {
-  if (buf == NULL || len == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
 /* ================================ parsing ================================ */
 
 /* Decodes the base64url string member NAME of JWK; NULL when absent, not a string or not base64url. */
@@ -178,7 +170,7 @@ struct jwks_set *jwks_parse(const char *doc, size_t len, size_t *skipped, char *
   json_t *keys = json_object_get(root, "keys");
   size_t dropped = 0;
   if (!json_is_array(keys)) {
-    say(err, errlen, root ? "no \"keys\" array" : "not JSON: %s", e.text);
+    auth_say(err, errlen, root ? "no \"keys\" array" : "not JSON: %s", e.text);
     json_decref(root);
     return NULL;
   }
@@ -187,7 +179,7 @@ struct jwks_set *jwks_parse(const char *doc, size_t len, size_t *skipped, char *
   if (set == NULL || (n > 0 && (set->keys = calloc(n, sizeof *set->keys)) == NULL)) {
     free(set);
     json_decref(root);
-    say(err, errlen, "out of memory");
+    auth_say(err, errlen, "out of memory");
     return NULL;
   }
   for (size_t i = 0; i < n; i++) {
@@ -195,7 +187,7 @@ struct jwks_set *jwks_parse(const char *doc, size_t len, size_t *skipped, char *
     if (parse_key(json_array_get(keys, i), &set->keys[set->n], &why)) {
       set->n++;
     } else if (dropped++ == 0) {
-      say(err, errlen, "key %zu skipped: %s", i, why);
+      auth_say(err, errlen, "key %zu skipped: %s", i, why);
     }
   }
   if (skipped != NULL) *skipped = dropped;
@@ -356,13 +348,13 @@ static void *jwks_thread(void *arg) {
 
 struct jwks *jwks_new(const char *url, char *err, size_t errlen) {
   if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-    say(err, errlen, "token_jwks_public_endpoint: \"%s\" is not an http:// or https:// URL", url);
+    auth_say(err, errlen, "token_jwks_public_endpoint: \"%s\" is not an http:// or https:// URL", url);
     return NULL;
   }
   struct jwks *j = calloc(1, sizeof *j);
   if (j == NULL || (j->url = strdup(url)) == NULL) {
     free(j);
-    say(err, errlen, "out of memory");
+    auth_say(err, errlen, "out of memory");
     return NULL;
   }
   j->last_fetch_ms = INT64_MIN;
@@ -386,7 +378,7 @@ struct jwks *jwks_new(const char *url, char *err, size_t errlen) {
     pthread_mutex_destroy(&j->lock);
     free(j->url);
     free(j);
-    say(err, errlen, "token_jwks_public_endpoint: cannot start its thread: %s", strerror(rc));
+    auth_say(err, errlen, "token_jwks_public_endpoint: cannot start its thread: %s", strerror(rc));
     return NULL;
   }
   return j;
