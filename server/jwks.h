@@ -74,8 +74,16 @@ int jwks_refresh(struct jwks *j, void (*done)(void *arg), void *arg);
 /* Fetches URL with a GET within TIMEOUT_MS; *BODY (malloc'd, NUL-terminated, caller frees) and *LEN
  * on a 2xx answer of at most JWKS_MAX_DOCUMENT bytes. STOP, when it becomes non-zero, aborts the
  * transfer. Returns 0, or -1 with ERR naming the failure (DNS, connect, status, size). Blocks: only
- * for the cache's own thread. */
+ * for the cache's own thread. Goes through the server's shared HTTP client once jwks_fetch_use named
+ * one (keep-alive, the same bound on requests in flight as the event proxies); before that (the first
+ * fetch at start-up, unit tests) through a handle of its own. */
 int jwks_fetch(const char *url, long timeout_ms, const atomic_int *stop, char **body, size_t *len, char *err,
                size_t errlen);
+
+/* Makes jwks_fetch use C (http_client.h; NULL: its own handles again). Set at start-up once C runs,
+ * and cleared before C is freed: a fetch in flight then still gets its answer (HTTP_CLIENT_ESTOPPED at
+ * worst), and none starts on a freed client. Any thread. */
+struct http_client;
+void jwks_fetch_use(struct http_client *c);
 
 #endif

@@ -152,6 +152,7 @@ static int server_init(struct server *srv, struct config *cfg) {
   /* for whatever waits: Redis calls, proxy answers, commands that waited for JWKS keys */
   if ((srv->workers = workers_new(WORKERS)) == NULL) return -1;
   if (proxy_calls_start(srv) != 0) return -1;
+  jwks_fetch_use(srv->http_client); /* JWKS documents come through the proxies' client */
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);
   if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->hangup || !srv->ws) return -1;
@@ -160,6 +161,7 @@ static int server_init(struct server *srv, struct config *cfg) {
 
 static void server_cleanup(struct server *srv) {
   ws_stop(srv->ws); /* only when http never started: run() stops it before http_stop */
+  jwks_fetch_use(NULL); /* before the client goes: no JWKS fetch may start on it */
   proxy_calls_stop(srv); /* its last answers are handled on the workers, with timers still running */
   hangup_stop(srv->hangup);
   if (srv->timers) timer_wheel_stop(srv->timers);

@@ -64,9 +64,7 @@ static long timeout_of(const struct config *c, enum proxy_kind k) {
 }
 
 int proxy_calls_start(struct server *srv) {
-  bool any = false;
-  for (int k = 0; k < PROXY_KIND_COUNT; k++) any |= endpoint_of(srv->boot_cfg, (enum proxy_kind)k)[0] != '\0';
-  if (!any) return 0;
+  /* always: the JWKS fetch uses it too, and token_jwks_public_endpoint may appear on a reload */
   srv->http_client = http_client_new(PROXY_MAX_IN_FLIGHT, PROXY_MAX_BODY);
   if (srv->http_client == NULL) return -1;
   if (srv->workers == NULL && (srv->workers = workers_new(PROXY_WORKERS)) == NULL) return -1;
