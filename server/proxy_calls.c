@@ -224,10 +224,12 @@ static uint32_t start(struct pending *p, struct proxy_call *call) {
                                     .timeout_ms = timeout_of(c, p->kind)};
   atomic_fetch_add_explicit(&p->srv->stats.proxy[p->kind].in_flight, 1, memory_order_relaxed);
   session_ref(s);
+  /* once sent, P (and the command it finishes) may be answered and freed on a worker at once */
+  size_t n_extra = extra && p->kind == PROXY_CONNECT ? p->cmd->connect->n_headers : 0;
   int rc = body ? http_client_send(p->srv->http_client, &req, on_http, p) : -HTTP_CLIENT_ENOMEM;
   free(body);
   free(store);
-  for (size_t i = 0; extra && p->kind == PROXY_CONNECT && i < p->cmd->connect->n_headers; i++) free(extra[i]);
+  for (size_t i = 0; i < n_extra; i++) free(extra[i]);
   free(extra);
   if (rc == 0) return SESSION_COMMAND_PENDING;
   struct http_client_response failed = {.error = (enum http_client_error) - rc,
