@@ -289,8 +289,11 @@ static void body_append(struct request *req, const char *data, size_t len) {
 }
 
 void http_resume(struct request *req) {
+  /* once resumed, the connection's loop may answer and free REQ at once: read it before */
+  int loop = req->loop;
+  struct loops *loops = req->srv->loops;
   MHD_resume_connection(req->conn);
-  if (req->loop >= 0 && loops_current() != req->loop) loops_wake(req->srv->loops, (unsigned)req->loop);
+  if (loop >= 0 && loops_current() != loop) loops_wake(loops, (unsigned)loop);
 }
 
 static struct request *request_new(struct http *h, struct MHD_Connection *conn, const struct route *route,

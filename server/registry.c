@@ -209,15 +209,38 @@ int registry_counts(struct registry *r, struct registry_counts *out) {
   return 0;
 }
 
-static void close_one(const char *key, void *value, void *arg) {
+/* The sessions registry_close_all closes: taken (with references) under the lock, closed after it. */
+struct close_list {
+  struct session **v;
+  size_t n, cap;
+};
+
+static void collect_one(const char *key, void *value, void *arg) {
   (void)key;
-  session_close(((struct entry *)value)->s, *(uint32_t *)arg);
+  struct close_list *l = arg;
+  if (l->n < l->cap) l->v[l->n++] = session_ref(((struct entry *)value)->s);
 }
 
 void registry_close_all(struct registry *r, uint32_t code) {
-  pthread_mutex_lock(&r->lock);
-  strmap_foreach(r->by_session, close_one, &code);
-  pthread_mutex_unlock(&r->lock);
+  /* closing wakes transports, whose locks come before the registry's elsewhere (a WebSocket upgrade
+   * registers its session holding the WebSocket lock): never close under the registry lock */
+  for (;;) {
+    pthread_mutex_lock(&r->lock);
+    size_t count = strmap_count(r->by_session);
+    pthread_mutex_unlock(&r->lock);
+    struct close_list l = {calloc(count + 16, sizeof *l.v), 0, count + 16};
+    if (l.v == NULL) return; /* out of memory: the shutdown's grace ends them */
+    pthread_mutex_lock(&r->lock);
+    bool all = strmap_count(r->by_session) <= l.cap;
+    strmap_foreach(r->by_session, collect_one, &l);
+    pthread_mutex_unlock(&r->lock);
+    for (size_t i = 0; i < l.n; i++) {
+      session_close(l.v[i], code);
+      session_unref(l.v[i]);
+    }
+    free(l.v);
+    if (all) return;
+  }
 }
 
 size_t registry_wait_empty(struct registry *r, uint64_t timeout_ms) {

@@ -68,7 +68,7 @@ struct registry_counts {
  * Returns 0. */
 int registry_counts(struct registry *r, struct registry_counts *out);
 
-/* Calls session_close(s, CODE) for every session. */
+/* Calls session_close(s, CODE) for every session (after letting go of the registry lock). */
 void registry_close_all(struct registry *r, uint32_t code);
 
 /* Waits until the registry is empty or TIMEOUT_MS passed. Returns the number left. */

@@ -86,15 +86,30 @@ static inline int redis_fixture_start(struct redis_fixture *f) {
 /* Stops the server (SIGKILL: like a crash, nothing is flushed) and reaps it. */
 static inline void redis_fixture_stop(struct redis_fixture *f) {
   if (f->pid <= 0) return;
-  kill(f->pid, SIGCONT);
-  kill(f->pid, SIGKILL);
+  kill(f->pid, SIGKILL); /* also ends a stopped server, without letting it answer what it holds */
   waitpid(f->pid, NULL, 0);
   f->pid = 0;
 }
 
-/* Freezes or thaws the server: connections stay open but nothing is answered. */
+/* The state letter of process PID (/proc/PID/stat: 'T' once stopped), or 0 when unreadable. */
+static inline char redis_fixture_state(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  const char *paren = strrchr(buf, ')');
+  return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* Freezes (SIGSTOP) or thaws the server: connections stay open but nothing is answered. A freeze returns only once it took effect: the signal is
+ * asynchronous, and a command sent meanwhile would still be answered (the test then sees a success). */
 static inline void redis_fixture_pause(struct redis_fixture *f, bool paused) {
-  if (f->pid > 0) kill(f->pid, paused ? SIGSTOP : SIGCONT);
+  if (f->pid <= 0) return;
+  kill(f->pid, paused ? SIGSTOP : SIGCONT);
+  for (int i = 0; paused && i < 1000 && redis_fixture_state(f->pid) != 'T'; i++) usleep(1000);
 }
 
 #endif

@@ -23,8 +23,8 @@
 static long countdown = -1; /* allocations to let through before the one that fails; -1: none fails */
 static bool failed;         /* the armed failure happened */
 
-#if defined(__SANITIZE_ADDRESS__)
-/* ASan replaces malloc itself: no allocator of ours in front of it, and the tests skip. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* ASan and TSan replace malloc themselves: no allocator of ours in front of theirs, and the tests skip. */
 #define SKIP_UNDER_ASAN() skip()
 #else
 #define SKIP_UNDER_ASAN() (void)0
