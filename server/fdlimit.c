@@ -1,7 +1,8 @@
 /* fdlimit: refusing connections cleanly at the open-files limit (see fdlimit.h). The reserve is a
  * descriptor on /dev/null held for the moment when no other can be had; taking it is an atomic
- * exchange, so two listeners at the limit never close it twice, and it is reopened right after each
- * refusal (or at the next attempt, when the number was taken by another thread meanwhile). */
+ * exchange, so two listeners at the limit never close it twice; after a refusal the refused
+ * connection's own descriptor, shut down, is the new reserve (no window in which another thread could
+ * take the number), and after a failed attempt it is reopened at the next one. */
 #define _GNU_SOURCE /* accept4 */
 #include "fdlimit.h"
 
@@ -46,7 +47,14 @@ int fdlimit_refuse(int listen_fd, const char *reply, size_t len) {
     char sink[4096]; /* unread input would turn the close into a reset, losing the reply */
     while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) continue;
     if (len > 0) (void)send(fd, reply, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    close(fd);
+    /* The refused connection's descriptor becomes the reserve: shut down (the client sees its end),
+     * kept open. Closing it and opening /dev/null would leave a moment in which another thread's
+     * accept (the other core loops share the listen socket) takes the number, and the reserve is lost
+     * until descriptors free up. */
+    shutdown(fd, SHUT_RDWR);
+    int none = -1;
+    if (!atomic_compare_exchange_strong(&reserve, &none, fd)) close(fd);
+    return rc;
   }
   fdlimit_init();
   return rc;

@@ -225,7 +225,7 @@ describe('open-files limit on the admin socket', () => {
 
     const attempts = await Promise.all(Array.from({ length: 10 }, () => adminAttempt(socket)));
     const hung = attempts.filter((a) => a.kind === 'hang').length;
-    assert.equal(hung, 0, `no admin client is left connected and unanswered at the limit (${hung} of 10 were)`);
+    assert.equal(hung, 0, `no admin client is left connected and unanswered at the limit (${hung} of 10 were; fds ${fdCount(pid)} of ${limit})\n${srv.stderr.slice(-1500)}`);
     for (const a of attempts) if (a.data) assert.match(a.data, /"error"/, 'a refusal says why, as JSON');
 
     const knockers = Array.from({ length: 3 }, () => net.createConnection(socket).on('error', () => {}));
