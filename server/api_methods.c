@@ -119,6 +119,7 @@ static int publish_one(struct server *srv, const char *channel, json_t *params, 
   protocol_publish_options(opts, &po);
   if (json_is_true(json_object_get(params, "skip_history"))) po = (struct publish_options){0};
   rc = publication_from_params(params, &pub);
+  pub.delta = opts->delta_publish || json_is_true(json_object_get(params, "delta"));
   if (rc == 0) rc = protocol_publish(srv, channel, &pub, &po, &pos);
   if (rc < 0) rc = rc == -BROKER_ELIMIT ? API_ERROR_LIMIT_EXCEEDED : API_ERROR_INTERNAL;
   publication_cleanup(&pub);

@@ -244,6 +244,7 @@ static int parse_read(struct rb_call *c, const redisReply *r) {
     Protocol__Publication *p = protocol__publication__unpack(NULL, data->len, (const uint8_t *)data->str);
     if (p == NULL) continue; /* not ours: skipped rather than failing the whole read */
     p->offset = strtoull(e->element[0]->str, NULL, 10);
+    p->delta = false; /* packed once for PUB/SUB too: the publisher's delta wish is not history */
     res->pubs[res->n++] = p;
   }
   return 0;

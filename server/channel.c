@@ -85,3 +85,9 @@ bool channel_has_history(const struct channel_options *opts) {
 bool channel_data_allowed(const struct channel_options *opts, const uint8_t *data, size_t len) {
   return strcmp(opts->publication_data_format, "binary") == 0 || codec_json_embeddable(data, len);
 }
+
+bool channel_delta_allowed(const struct channel_options *opts, const char *type) {
+  for (size_t i = 0; i < opts->allowed_delta_types_count; i++)
+    if (strcmp(opts->allowed_delta_types[i], type) == 0) return true;
+  return false;
+}

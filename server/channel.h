@@ -47,6 +47,9 @@ bool channel_can_history(const struct config *cfg, const struct channel_options 
  * allows any bytes. The server API is trusted and not checked. Pure: any thread. */
 bool channel_data_allowed(const struct channel_options *opts, const uint8_t *data, size_t len);
 
+/* True when subscribers of a channel with OPTS may negotiate delta compression TYPE ("fossil"). */
+bool channel_delta_allowed(const struct channel_options *opts, const char *type);
+
 /* True when the channel keeps history (history_size and history_ttl both set). */
 bool channel_has_history(const struct channel_options *opts);
 

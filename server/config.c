@@ -303,6 +303,10 @@ static int check_mode(const char *value, char *why, size_t len) {
     "client publications are asked of proxy_publish_endpoint")                                               \
   X(proxy_sub_refresh, BOOL, "false", 0, 0, true, CHAN, proxy_sub_refresh, NULL,                             \
     "expiring subscriptions are asked of proxy_sub_refresh_endpoint")                                        \
+  X(allowed_delta_types, STRING_LIST, "[]", 0, 0, true, CHAN, allowed_delta_types, NULL,                     \
+    "delta compressions subscribers may ask for: [] or [\"fossil\"]")                                         \
+  X(delta_publish, BOOL, "false", 0, 0, true, CHAN, delta_publish, NULL,                                     \
+    "publications go as fossil deltas to subscribers that negotiated one")                                   \
   X(namespaces, NAMESPACES, "()", 0, 0, true, TOP, namespaces, NULL,                                         \
     "groups { name = \"ns\"; channel options }")
 /* clang-format on */
@@ -648,6 +652,12 @@ static int parse_members(struct load *ld, const config_setting_t *group, struct 
 /* Checks that need several channel options at once (Centrifugo's rules: history needs both size and
  * ttl; forced recovery and positioning need history). GROUP is where the options were read. */
 static int check_options(struct load *ld, const config_setting_t *group, const struct channel_options *o) {
+  for (size_t i = 0; i < o->allowed_delta_types_count; i++)
+    if (strcmp(o->allowed_delta_types[i], "fossil") != 0) {
+      const config_setting_t *list = config_setting_get_member(group, "allowed_delta_types");
+      return fail(ld, list ? config_setting_get_elem(list, (unsigned)i) : group, "allowed_delta_types",
+                  "\"%s\" is not a delta type (the one there is: \"fossil\")", o->allowed_delta_types[i]);
+    }
   if (o->history_size > 0 && o->history_ttl_ms > 0) return 0;
   const char *const key[] = {"history_size", "force_recovery", "force_positioning"};
   const bool on[] = {o->history_size > 0, o->force_recovery, o->force_positioning};

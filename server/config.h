@@ -47,6 +47,9 @@ struct channel_options {
   bool proxy_subscribe;          /* ask proxy_subscribe_endpoint before a client subscribes */
   bool proxy_publish;            /* ask proxy_publish_endpoint before a client's publication */
   bool proxy_sub_refresh;        /* ask proxy_sub_refresh_endpoint when a subscription expires */
+  char **allowed_delta_types;    /* delta compressions subscribers may negotiate: none, or "fossil" */
+  size_t allowed_delta_types_count;
+  bool delta_publish;            /* every publication is sent as a delta where negotiated */
 };
 
 struct namespace_config {

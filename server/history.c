@@ -240,6 +240,7 @@ static struct entry *entry_pack(const Protocol__Publication *pub) {
   c.offset = 0;
   c.channel = (char *)protobuf_c_empty_string;
   c.epoch = (char *)protobuf_c_empty_string;
+  c.delta = false; /* the publisher's wish for delta compression concerns live delivery only */
   size_t len = protocol__publication__get_packed_size(&c);
   struct entry *e = malloc(sizeof *e + len);
   if (e == NULL) return NULL;

@@ -27,9 +27,11 @@
 #include "codes.h"
 #include "log.h"
 #include "loops.h"
+#include "pub_delta.h"
 #include "server.h"
 #include "session.h"
 #include "strmap.h"
+#include "utf8.h"
 
 /* Subscriptions whose client tracks the stream position. */
 #define POSITIONED (SUB_POSITIONED | SUB_RECOVERABLE)
@@ -45,6 +47,12 @@ struct hub_channel {
   unsigned n_loops;
   size_t count;                        /* subscribers over every loop (also read under the index lock) */
   size_t codec_subs[CODEC_COUNT];      /* subscribers per codec */
+  size_t delta_subs[CODEC_COUNT];      /* of them, with SUB_DELTA */
+  /* The data of the last publication fanned out while the channel had SUB_DELTA subscribers: what their
+   * next delta is made against. Touched only by hub_publish, which callers serialize per channel. */
+  uint8_t *delta_base;
+  size_t delta_base_len;
+  bool has_delta_base;
   atomic_uint_fast64_t publications;   /* publications fanned out since the channel appeared here */
   char *name;                          /* in the same allocation, after the arrays */
   struct sub_array loop[];             /* one per core loop */
@@ -83,6 +91,7 @@ struct hub *hub_new(struct server *srv) {
 static void channel_unref(struct hub_channel *ch) {
   if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1) return;
   for (unsigned i = 0; i < ch->n_loops; i++) free(ch->loop[i].v);
+  free(ch->delta_base);
   pthread_mutex_destroy(&ch->lock);
   free(ch);
 }
@@ -137,6 +146,7 @@ static int channel_add(struct hub_channel *ch, struct subscription *sub) {
   a->v[a->n++] = sub;
   ch->count++;
   ch->codec_subs[sub->session->codec->kind]++;
+  if (sub->flags & SUB_DELTA) ch->delta_subs[sub->session->codec->kind]++;
   return 0;
 }
 
@@ -158,6 +168,7 @@ static void channel_remove(struct hub *h, struct subscription *sub) {
   last->index = sub->index;
   ch->count--;
   ch->codec_subs[sub->session->codec->kind]--;
+  if (sub->flags & SUB_DELTA) ch->delta_subs[sub->session->codec->kind]--;
   if (a->n == 0 && a->cap > 64) { /* a crowd's array goes back once it left */
     free(a->v);
     a->v = NULL;
@@ -328,6 +339,14 @@ struct delivery {
   uint32_t fail_code[CODEC_COUNT]; /* not 0: subscribers of that codec cannot be given the push and
                                       are disconnected with this code */
   unsigned required;           /* flags a subscriber needs to get it */
+  /* A publication's forms for SUB_DELTA subscribers (hub_publish), prepared when the channel had any as
+   * the publication was handed over; one that subscribed since does not get it (it subscribed after
+   * the publication was made: the broker's channel lock orders both). */
+  bool is_publication; /* a publication push (else join, leave or a check) */
+  bool delta_forms;
+  struct frame *delta_full[CODEC_COUNT]; /* full data in the codec's delta form */
+  struct frame *delta_diff[CODEC_COUNT]; /* a delta against the previous publication, or NULL */
+  uint32_t delta_fail[CODEC_COUNT];      /* like fail_code, for delta_full */
   uint64_t offset;             /* > 0: the stream position of the publication (or checked up to) */
   char epoch[sizeof ((struct subscription *)0)->epoch];
   bool has_epoch;
@@ -335,7 +354,11 @@ struct delivery {
 
 static void delivery_unref(struct delivery *d) {
   if (atomic_fetch_sub_explicit(&d->refs, 1, memory_order_acq_rel) != 1) return;
-  for (int k = 0; k < CODEC_COUNT; k++) frame_unref(d->frames[k]);
+  for (int k = 0; k < CODEC_COUNT; k++) {
+    frame_unref(d->frames[k]);
+    frame_unref(d->delta_full[k]);
+    frame_unref(d->delta_diff[k]);
+  }
   channel_unref(d->channel);
   free(d);
 }
@@ -353,12 +376,22 @@ static int position_next(struct subscription *sub, uint64_t offset, const char *
   return 1;
 }
 
+/* The frame of D for SUB_DELTA subscriber SUB of codec K: the delta when SUB has its base, else the
+ * full form; NULL when D has no delta forms (SUB subscribed after it was published). SUB's base is
+ * then unknown until it gets one, which the caller records. Caller holds the channel lock. */
+static struct frame *delta_frame(const struct delivery *d, struct subscription *sub, enum codec_kind k) {
+  if (!d->delta_forms) return NULL;
+  if (sub->delta_ready && d->delta_diff[k]) return d->delta_diff[k];
+  return d->delta_full[k];
+}
+
 /* Queues D's push to SUB. Returns 1 when queued. Caller holds the channel lock. */
 static size_t deliver_push(const struct delivery *d, struct subscription *sub) {
   struct session *s = sub->session;
   if ((sub->flags & d->required) != d->required) return 0;
   if (d->offset > 0 && (sub->flags & POSITIONED)) {
     int next = position_next(sub, d->offset, d->has_epoch ? d->epoch : NULL);
+    if (next == 0) sub->delta_ready = false; /* a skipped publication moves the channel's base */
     if (next == 0) return 0;
     if (next < 0) {
       log_info("client %s: lost its position in channel %s (at %llu, got %llu)", s->client_id, d->channel->name,
@@ -368,6 +401,18 @@ static size_t deliver_push(const struct delivery *d, struct subscription *sub) {
     }
   }
   enum codec_kind k = s->codec->kind;
+  if ((sub->flags & SUB_DELTA) && d->is_publication) {
+    struct frame *f = delta_frame(d, sub, k);
+    sub->delta_ready = false;
+    if (f == NULL && !d->delta_forms) return 0;
+    if (f == NULL) {
+      session_close(s, d->delta_fail[k] ? d->delta_fail[k] : DISCONNECT_SERVER_ERROR);
+      return 0;
+    }
+    if (session_enqueue(s, f) != 0) return 0;
+    sub->delta_ready = true;
+    return 1;
+  }
   if (d->fail_code[k] != 0) {
     session_close(s, d->fail_code[k]);
     return 0;
@@ -453,10 +498,10 @@ static size_t dispatch(struct hub *h, struct delivery *d, const bool *loops, con
 }
 
 /* A new delivery for CHANNEL with a reference to its channel, or NULL when CHANNEL has no local
- * subscriber (or out of memory). Fills LOOPS[l] (loop l has subscribers), SUBS[l] (how many) and
- * CODECS[k] (codec k is in use). */
+ * subscriber (or out of memory). Fills LOOPS[l] (loop l has subscribers), SUBS[l] (how many),
+ * CODECS[k] (codec k is in use) and DELTA[k] (codec k has SUB_DELTA subscribers). */
 static struct delivery *delivery_new(struct hub *h, const char *channel, enum delivery_kind kind, bool *loops,
-                                     size_t *subs, bool *codecs) {
+                                     size_t *subs, bool *codecs, bool *delta) {
   struct delivery *d = calloc(1, sizeof *d);
   if (d == NULL) return NULL;
   pthread_rwlock_rdlock(&h->lock);
@@ -468,7 +513,10 @@ static struct delivery *delivery_new(struct hub *h, const char *channel, enum de
       subs[l] = ch->loop[l].n;
       loops[l] = subs[l] > 0;
     }
-    for (int k = 0; k < CODEC_COUNT; k++) codecs[k] = ch->codec_subs[k] > 0;
+    for (int k = 0; k < CODEC_COUNT; k++) {
+      codecs[k] = ch->codec_subs[k] > ch->delta_subs[k];
+      delta[k] = ch->delta_subs[k] > 0;
+    }
     pthread_mutex_unlock(&ch->lock);
   }
   pthread_rwlock_unlock(&h->lock);
@@ -482,16 +530,87 @@ static struct delivery *delivery_new(struct hub *h, const char *channel, enum de
   return d;
 }
 
+/* Whether codec K carries publication data as embedded JSON (so its delta form is a JSON string). */
+static bool codec_is_json(enum codec_kind k) { return strcmp(codec_get(k)->name, "json") == 0; }
+
+/* Replaces CH's delta base with DATA (LEN bytes); without memory for it, CH has no base. */
+static void delta_base_set(struct hub_channel *ch, const uint8_t *data, size_t len) {
+  uint8_t *copy = malloc(len ? len : 1);
+  if (copy) memcpy(copy, data, len);
+  free(ch->delta_base);
+  ch->delta_base = copy;
+  ch->delta_base_len = len;
+  ch->has_delta_base = copy != NULL;
+}
+
+/* Encodes publication PUB (borrowed; REPLY's push) with DATA and DELTA in place of its own, for codec K. */
+static struct frame *encode_pub_as(enum codec_kind k, const Protocol__Reply *reply, ProtobufCBinaryData data,
+                                   bool delta, uint32_t *fail_code) {
+  Protocol__Publication pub = *reply->push->pub;
+  Protocol__Push push = *reply->push;
+  Protocol__Reply r = *reply;
+  pub.data = data;
+  pub.delta = delta;
+  push.pub = &pub;
+  r.push = &push;
+  return encode_push(k, push.channel, &r, fail_code);
+}
+
+/* Fills D's forms for the SUB_DELTA subscribers of the codecs in DELTA (none: the channel drops its
+ * base) from publication REPLY->push->pub, made as a delta when ASKED and the channel has a base, then
+ * makes this publication the base. Runs on the publishing thread, serialized per channel. */
+static void delta_prepare(struct delivery *d, const Protocol__Reply *reply, bool asked, const bool *delta) {
+  struct hub_channel *ch = d->channel;
+  bool any = false;
+  for (int k = 0; k < CODEC_COUNT; k++) any |= delta[k];
+  if (!any) {
+    free(ch->delta_base);
+    ch->delta_base = NULL;
+    ch->has_delta_base = false;
+    return;
+  }
+  const ProtobufCBinaryData *data = &reply->push->pub->data;
+  ProtobufCBinaryData diff = {0}, full_json = {0}, diff_json = {0};
+  if (asked && ch->has_delta_base)
+    diff.len = pub_delta_make(ch->delta_base, ch->delta_base_len, data->data, data->len, &diff.data);
+  for (int k = 0; k < CODEC_COUNT; k++) {
+    if (!delta[k]) continue;
+    bool json = codec_is_json((enum codec_kind)k);
+    if (json && full_json.data == NULL) full_json.len = pub_delta_json_string(data->data, data->len, &full_json.data);
+    if (json && diff.len && diff_json.data == NULL) diff_json.len = pub_delta_json_string(diff.data, diff.len, &diff_json.data);
+    if (json && full_json.data == NULL)
+      d->delta_fail[k] = session_encode_failure_code(utf8_valid(data->data, data->len) ? -CODEC_ENOMEM : -CODEC_EDATA);
+    else
+      d->delta_full[k] = encode_pub_as((enum codec_kind)k, reply, json ? full_json : *data, false, &d->delta_fail[k]);
+    if (json ? diff_json.data != NULL : diff.len > 0) {
+      uint32_t ignored = 0; /* without its delta a subscriber gets the full form */
+      d->delta_diff[k] = encode_pub_as((enum codec_kind)k, reply, json ? diff_json : diff, true, &ignored);
+    }
+  }
+  free(diff.data);
+  free(full_json.data);
+  free(diff_json.data);
+  d->delta_forms = true;
+  delta_base_set(ch, data->data, data->len);
+}
+
 /* Delivers REPLY (a push) to every subscriber of CHANNEL having all of REQUIRED flags, encoded at most
  * once per codec in use. With OFFSET > 0 the push is that stream position's publication (of EPOCH):
- * positioned subscribers get it only in order. */
+ * positioned subscribers get it only in order. DELTA_ASKED: a publication whose publisher asked for
+ * delta compression (hub_publish). */
 static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply *reply, unsigned required,
-                      uint64_t offset, const char *epoch) {
-  bool loops[LOOPS_MAX] = {0}, codecs[CODEC_COUNT] = {0};
+                      uint64_t offset, const char *epoch, bool delta_asked) {
+  bool loops[LOOPS_MAX] = {0}, codecs[CODEC_COUNT] = {0}, delta[CODEC_COUNT] = {0};
   size_t subs[LOOPS_MAX] = {0};
-  struct delivery *d = delivery_new(h, channel, DELIVER_PUSH, loops, subs, codecs);
+  struct delivery *d = delivery_new(h, channel, DELIVER_PUSH, loops, subs, codecs, delta);
   if (d == NULL) return 0;
-  if (reply->push->pub) atomic_fetch_add_explicit(&d->channel->publications, 1, memory_order_relaxed);
+  if (reply->push->pub) {
+    atomic_fetch_add_explicit(&d->channel->publications, 1, memory_order_relaxed);
+    d->is_publication = true;
+    delta_prepare(d, reply, delta_asked, delta);
+  } else {
+    for (int k = 0; k < CODEC_COUNT; k++) codecs[k] |= delta[k]; /* joins and leaves: one form */
+  }
   for (int k = 0; k < CODEC_COUNT; k++) {
     if (!codecs[k]) continue;
     d->frames[k] = encode_push((enum codec_kind)k, channel, reply, &d->fail_code[k]);
@@ -506,9 +625,9 @@ static size_t fan_out(struct hub *h, const char *channel, const Protocol__Reply 
 }
 
 size_t hub_check_position(struct hub *h, const char *channel, uint64_t offset, const char *epoch) {
-  bool loops[LOOPS_MAX] = {0}, codecs[CODEC_COUNT] = {0};
+  bool loops[LOOPS_MAX] = {0}, codecs[CODEC_COUNT] = {0}, delta[CODEC_COUNT] = {0};
   size_t subs[LOOPS_MAX] = {0};
-  struct delivery *d = delivery_new(h, channel, DELIVER_CHECK_POSITION, loops, subs, codecs);
+  struct delivery *d = delivery_new(h, channel, DELIVER_CHECK_POSITION, loops, subs, codecs, delta);
   if (d == NULL) return 0;
   d->offset = offset;
   if (epoch) {
@@ -523,10 +642,12 @@ size_t hub_check_position(struct hub *h, const char *channel, uint64_t offset, c
 size_t hub_publish(struct hub *h, const char *channel, const Protocol__Publication *pub, const char *epoch) {
   Protocol__Push push = PROTOCOL__PUSH__INIT;
   Protocol__Reply reply = PROTOCOL__REPLY__INIT;
+  Protocol__Publication plain = *pub; /* the publisher's delta wish is not a pushed flag */
+  plain.delta = false;
   push.channel = (char *)channel;
-  push.pub = (Protocol__Publication *)pub;
+  push.pub = &plain;
   reply.push = &push;
-  size_t delivered = fan_out(h, channel, &reply, 0, epoch ? pub->offset : 0, epoch);
+  size_t delivered = fan_out(h, channel, &reply, 0, epoch ? pub->offset : 0, epoch, pub->delta);
   hub_observer_fn observer = atomic_load(&h->observer);
   if (observer) observer(channel, pub, atomic_load(&h->observer_arg));
   return delivered;
@@ -545,7 +666,7 @@ size_t hub_publish_join_leave(struct hub *h, const char *channel, const Protocol
   else
     push.leave = &l;
   reply.push = &push;
-  return fan_out(h, channel, &reply, SUB_PUSH_JOIN_LEAVE, 0, NULL);
+  return fan_out(h, channel, &reply, SUB_PUSH_JOIN_LEAVE, 0, NULL, false);
 }
 
 size_t hub_channel_count(struct hub *h) {

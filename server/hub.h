@@ -39,6 +39,9 @@ struct subscription {
   uint64_t offset;
   char epoch[16];
   bool position_known;
+  /* SUB_DELTA: the subscriber has the channel's previous publication (it got the last one fanned out
+   * since it subscribed), so the next one may reach it as a delta against that (channel lock). */
+  bool delta_ready;
   char channel_name[];
 };
 
@@ -50,6 +53,7 @@ enum subscription_flag {
   SUB_POSITIONED = 1 << 3,
   SUB_RECOVERABLE = 1 << 4,
   SUB_SERVER_REFRESH = 1 << 5, /* its expiry is extended by the sub_refresh proxy, not by the client */
+  SUB_DELTA = 1 << 6,          /* negotiated fossil delta compression (hub_publish) */
 };
 
 enum hub_error {
@@ -104,7 +108,12 @@ int hub_set_expiry(struct hub *h, struct session *s, const char *channel, int64_
 int hub_is_subscribed(struct hub *h, struct session *s, const char *channel);
 
 /* Delivers PUB on CHANNEL to every local subscriber as a publication push. PUB is borrowed (encoded
- * before this returns). EPOCH is the epoch of the stream PUB->offset belongs to (NULL: no position). A
+ * before this returns). Delta compression (PROTOCOL.md, Centrifugo's delta): PUB->delta true means the
+ * publisher asked for it (the publish API's `delta`, the namespace's delta_publish); the pushes never
+ * carry that flag except as below. Subscribers with SUB_DELTA get the data in the delta form of their
+ * codec (JSON: a JSON string holding the JSON text), and, once they have the channel's previous
+ * publication, a fossil delta against it (delta true) when PUB asked for one and the delta is smaller.
+ * The delta is computed once per publication on this node, never per subscriber. EPOCH is the epoch of the stream PUB->offset belongs to (NULL: no position). A
  * positioned subscriber is given only the publication that follows the position it has reached: one
  * it has (recovered, or a repeat) is skipped, and a gap or another epoch means it lost state, so its
  * session is closed with 3010 "insufficient state" and the SDK reconnects and recovers. Callers

@@ -26,6 +26,7 @@
 #include "protocol.h"
 #include "protocol_internal.h"
 #include "proxy_calls.h"
+#include "pub_delta.h"
 #include "server.h"
 #include "session.h"
 
@@ -84,6 +85,7 @@ static unsigned plan_flags(const struct subscribe_plan *p) {
   if (p->server_refresh && p->expires_at > 0) flags |= SUB_SERVER_REFRESH;
   if (positioned) flags |= SUB_POSITIONED;
   if (recoverable) flags |= SUB_RECOVERABLE;
+  if (p->want_delta && channel_delta_allowed(o, "fossil")) flags |= SUB_DELTA;
   return flags;
 }
 
@@ -95,6 +97,20 @@ struct locked_subscribe {
   Protocol__SubscribeResult local; /* the result unless the plan brings its own */
   struct history_result hist;
 };
+
+/* Gives the N recovered publications PUBS (owned) the data form a JSON subscriber with delta compression
+ * expects: a JSON string holding the JSON text (the SDK keeps it as its delta base). They go in full.
+ * Returns 0, or -1 when one cannot be converted (not UTF-8, out of memory). */
+static int delta_json_forms(Protocol__Publication **pubs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *text = NULL;
+    size_t len = pub_delta_json_string(pubs[i]->data.data, pubs[i]->data.len, &text);
+    if (len == 0) return -1;
+    free(pubs[i]->data.data);
+    pubs[i]->data = (ProtobufCBinaryData){len, text};
+  }
+  return 0;
+}
 
 /* Reads the stream position or recovers into RES (under the channel lock). */
 static uint32_t position_result(struct locked_subscribe *ls, Protocol__SubscribeResult *res) {
@@ -121,6 +137,10 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
     res->recoverable = (ls->flags & SUB_RECOVERABLE) != 0;
   }
   if (p->token) res->data = p->token->data;
+  res->delta = (ls->flags & SUB_DELTA) != 0;
+  if (res->delta && res->n_publications && strcmp(ls->s->codec->name, "json") == 0 &&
+      delta_json_forms(res->publications, res->n_publications) != 0)
+    return ERROR_INTERNAL;
   if (p->expires_at > 0 && !p->server_refresh) { /* the SDK schedules a sub_refresh from these */
     res->expires = true;
     res->ttl = protocol_ttl(p->expires_at, (int64_t)time(NULL));
@@ -315,6 +335,7 @@ uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *
       .want_positioned = req->positioned,
       .want_recoverable = req->recoverable,
       .want_join_leave = req->join_leave,
+      .want_delta = strcmp(req->delta, "fossil") == 0,
       .recover = req->recover,
       .offset = req->offset,
       .epoch = req->epoch,
@@ -398,6 +419,7 @@ uint32_t protocol_publish_command(struct session *s, const Protocol__Command *cm
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   pub.data = *data;
   pub.info = &info;
+  pub.delta = opts->delta_publish;
   struct publish_options po;
   protocol_publish_options(opts, &po);
   if (skip_history) po.history_size = 0, po.history_ttl_ms = 0;

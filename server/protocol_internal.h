@@ -56,6 +56,7 @@ struct subscribe_plan {
   enum subscribe_answer answer;
   uint32_t id;                                             /* command id for SUBSCRIBE_REPLY */
   bool want_positioned, want_recoverable, want_join_leave; /* what the client asked for */
+  bool want_delta;         /* asked for fossil delta compression (SubscribeRequest.delta "fossil") */
   bool recover;                                            /* resubscribe with recovery from OFFSET/EPOCH */
   uint64_t offset;
   const char *epoch;

@@ -171,6 +171,7 @@ describe('the example chat page', { skip: chromiumSkip }, () => {
     await alice.waitMessage('bob: back again');
     await alice.send('welcome back');
     await bob.waitMessage('alice: welcome back');
+    await alice.waitMessage('alice: welcome back'); // her own echo may come after bob's copy
     assert.deepEqual(await alice.messages(), ['alice: hello from alice', 'bob: <b>not bold</b>',
       'bob: back again', 'alice: welcome back']);
     assert.deepEqual([...alice.errors, ...bob.errors], []);

@@ -5,8 +5,9 @@
 #   run.sh BUILD_DIR [SECONDS]               all targets in one run for SECONDS (default 20), the first
 #                                            byte of each input picking the decoder (CTest's fuzz.codecs)
 #   FUZZ_TARGET=T run.sh BUILD_DIR SECONDS   one target T for SECONDS
-#   run.sh [BUILD_DIR] --minutes N [--no-merge]
-#                                            every target in turn, N minutes split evenly among them; after
+#   run.sh [BUILD_DIR] --minutes N [--targets T1,T2] [--no-merge]
+#                                            every target (or those listed) in turn, N minutes split
+#                                            evenly among them; after
 #                                            each target's run its corpus is minimized (-merge=1) back into
 #                                            tests/fuzz/corpus/T, named seeds kept (skipped with --no-merge),
 #                                            and a summary line per target says seconds, executions and
@@ -16,7 +17,8 @@
 # Inputs go up to 64 KiB (-max_len), the size of the real body and command limits. A finding (crash,
 # leak, sanitizer report, timeout, out-of-memory) is kept in BUILD_DIR/fuzz/findings/ and makes the
 # script exit non-zero (in --minutes form after the remaining targets have run). Run it niced on a
-# shared machine: nice -n 15 tests/fuzz/run.sh --minutes 60.
+# shared machine: nice -n 15 tests/fuzz/run.sh --minutes 60. Runs in parallel need one BUILD_DIR each
+# (the harness is built into BUILD_DIR/fuzz) and disjoint --targets.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="$(cd "$here/../.." && pwd)"
@@ -30,6 +32,12 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) minutes="$2"; shift 2 ;;
     --no-merge) merge=0; shift ;;
+    --targets)
+      IFS=, read -r -a picked <<<"$2"; shift 2
+      for t in "${picked[@]}"; do
+        [[ " ${targets[*]} " == *" $t "* ]] || { echo "run.sh: unknown target '$t' (targets: ${targets[*]})" >&2; exit 2; }
+      done
+      targets=("${picked[@]}") ;;
     [0-9]*) seconds="$1"; shift ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac

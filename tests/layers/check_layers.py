@@ -18,7 +18,8 @@ LAYERS = [
         config server server_config sd_version channel codec codec_json codec_json_emit codec_json_map codec_pb
         codec_sse codec_ws codec_uni
         ws_input http_framing http_host redis_addr redis_conn redis_script redis_sentinel
-        presence stats auth auth_claims jwks jwks_fetch workers trace_decode http_client proxy"""),
+        presence stats auth auth_claims jwks jwks_fetch workers trace_decode http_client proxy
+        fossil pub_delta"""),
     ("session", "session session_feed trace"),
     ("hub and registry", "hub registry"),
     ("broker", """broker history broker_memory broker_redis broker_redis_internal broker_redis_control

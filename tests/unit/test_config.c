@@ -331,6 +331,28 @@ static void test_history_rules(void **state) {
              "key 'force_recovery': needs history: set both history_size > 0 and history_ttl > 0s");
 }
 
+static void test_delta_types(void **state) {
+  (void)state;
+  load_fails("namespaces = ( { name = \"doc\";\n allowed_delta_types = [ \"fossil\",\n \"zstd\" ]; } );\n", 3,
+             "key 'allowed_delta_types': \"zstd\" is not a delta type (the one there is: \"fossil\")");
+  load_fails("allowed_delta_types = \"fossil\";\n", 1,
+             "key 'allowed_delta_types': expected an array of strings like [ \"a\", \"b\" ]");
+  char err[512] = "";
+  struct config cfg;
+  char *path = write_temp("namespaces = ( { name = \"doc\"; allowed_delta_types = [ \"fossil\" ];\n"
+                          "  delta_publish = true; } );\n");
+  assert_int_equal(config_load(&cfg, path, err, sizeof err), 0);
+  assert_int_equal(cfg.namespaces_count, 1);
+  const struct channel_options *o = &cfg.namespaces[0].options;
+  assert_int_equal(o->allowed_delta_types_count, 1);
+  assert_string_equal(o->allowed_delta_types[0], "fossil");
+  assert_true(o->delta_publish);
+  assert_int_equal(cfg.channel_defaults.allowed_delta_types_count, 0);
+  config_cleanup(&cfg);
+  unlink(path);
+  free(path);
+}
+
 static void test_missing_file(void **state) {
   (void)state;
   char err[512] = "";
@@ -376,8 +398,9 @@ static void test_key_table(void **state) {
     channel += keys[i].channel_option;
     for (size_t j = 0; j < i; j++) assert_string_not_equal(keys[i].name, keys[j].name);
   }
-  assert_int_equal(channel, 27); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
-                                  publication_data_format and proxy_subscribe/publish/sub_refresh */
+  assert_int_equal(channel, 29); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
+                                  publication_data_format, proxy_subscribe/publish/sub_refresh,
+                                  allowed_delta_types and delta_publish */
 }
 
 /* The value of KEY's default as a config file spells it. */
@@ -473,6 +496,7 @@ int main(void) {
       cmocka_unit_test(test_wrong_type),         cmocka_unit_test(test_out_of_range),
       cmocka_unit_test(test_bad_duration),       cmocka_unit_test(test_pong_not_below_ping),
       cmocka_unit_test(test_bad_strings),        cmocka_unit_test(test_history_rules),
+      cmocka_unit_test(test_delta_types),
       cmocka_unit_test(test_missing_file),       cmocka_unit_test(test_syntax_error),
       cmocka_unit_test(test_namespace_names),    cmocka_unit_test(test_key_table),
       cmocka_unit_test(test_shipped_file_loads), cmocka_unit_test(test_shipped_file_matches_table),
