@@ -5,6 +5,9 @@
 
 #include <jansson.h>
 
+#include "client.pb-c.h"
+#include "config.h"
+
 struct server;
 
 enum api_error {
@@ -43,6 +46,22 @@ const struct api_method *api_find_method(const char *name);
  * 0 or an API error code. */
 int api_run_local(struct server *srv, const char *method, const char *params, size_t len, char **answer,
                   size_t *answer_len);
+
+/* The channel parameter with its options, or an API error. On success *CFG is a reference to the
+ * configuration *OPTS lives in, which the caller drops (config_unref) once done with *OPTS. */
+int api_param_channel(struct server *srv, const char *channel, const struct config **cfg,
+                      const struct channel_options **opts);
+
+/* Fills PUB's data and tags from publish params: `data` (JSON) or `b64data` (base64 bytes). Returns 0
+ * or an API error; api_publication_cleanup frees what it set either way. */
+int api_publication_from_params(json_t *params, Protocol__Publication *pub);
+void api_publication_cleanup(Protocol__Publication *pub);
+
+/* The map channel methods (api_map.c): map_publish, map_remove, map_stats, map_clear. */
+int api_map_publish(struct server *srv, json_t *params, json_t **result);
+int api_map_remove(struct server *srv, json_t *params, json_t **result);
+int api_map_stats(struct server *srv, json_t *params, json_t **result);
+int api_map_clear(struct server *srv, json_t *params, json_t **result);
 
 /* The message of an API error code. */
 const char *api_error_message(int code);

@@ -38,7 +38,7 @@ static const char *param_string(json_t *params, const char *key) {
 
 /* The channel parameter with its options, or an API error. On success *CFG is a reference to the
  * configuration *OPTS lives in, which the caller drops (config_unref) once done with *OPTS. */
-static int param_channel(struct server *srv, const char *channel, const struct config **cfg,
+int api_param_channel(struct server *srv, const char *channel, const struct config **cfg,
                          const struct channel_options **opts) {
   *cfg = server_config_get(srv);
   /* the client protocol's check; its disconnect for an empty channel is a bad request here */
@@ -85,7 +85,7 @@ static int tags_from_params(json_t *tags, Protocol__Publication *pub) {
 }
 
 /* Fills PUB's data and tags from publish params: `data` (JSON) or `b64data` (base64 bytes). */
-static int publication_from_params(json_t *params, Protocol__Publication *pub) {
+int api_publication_from_params(json_t *params, Protocol__Publication *pub) {
   const char *b64 = param_string(params, "b64data");
   if (b64[0]) {
     if (auth_base64_decode(b64, strlen(b64), false, &pub->data) != AUTH_OK) return API_ERROR_BAD_REQUEST;
@@ -96,7 +96,7 @@ static int publication_from_params(json_t *params, Protocol__Publication *pub) {
   return tags_from_params(json_object_get(params, "tags"), pub);
 }
 
-static void publication_cleanup(Protocol__Publication *pub) {
+void api_publication_cleanup(Protocol__Publication *pub) {
   free(pub->data.data);
   for (size_t i = 0; i < pub->n_tags; i++) {
     Protocol__Publication__TagsEntry *e = pub->tags[i];
@@ -111,18 +111,18 @@ static void publication_cleanup(Protocol__Publication *pub) {
 static int publish_one(struct server *srv, const char *channel, json_t *params, json_t **result) {
   const struct config *cfg;
   const struct channel_options *opts = NULL;
-  int rc = param_channel(srv, channel, &cfg, &opts);
+  int rc = api_param_channel(srv, channel, &cfg, &opts);
   if (rc) return rc;
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   struct publish_options po;
   struct stream_position pos = {0};
   protocol_publish_options(opts, &po);
   if (json_is_true(json_object_get(params, "skip_history"))) po = (struct publish_options){0};
-  rc = publication_from_params(params, &pub);
+  rc = api_publication_from_params(params, &pub);
   pub.delta = opts->delta_publish || json_is_true(json_object_get(params, "delta"));
   if (rc == 0) rc = protocol_publish(srv, channel, &pub, &po, &pos);
   if (rc < 0) rc = rc == -BROKER_ELIMIT ? API_ERROR_LIMIT_EXCEEDED : API_ERROR_INTERNAL;
-  publication_cleanup(&pub);
+  api_publication_cleanup(&pub);
   config_unref(cfg);
   if (rc == 0)
     *result = pos.offset ? json_pack("{sIss}", "offset", (json_int_t)pos.offset, "epoch", pos.epoch)
@@ -219,7 +219,7 @@ static void subscribe_one(struct session *s, json_t *params, void *arg) {
 static int method_subscribe(struct server *srv, json_t *params, json_t **result) {
   struct api_subscribe as = {.channel = param_string(params, "channel")};
   const struct config *cfg;
-  int rc = param_channel(srv, as.channel, &cfg, &as.opts);
+  int rc = api_param_channel(srv, as.channel, &cfg, &as.opts);
   if (rc) return rc;
   if (param_raw(params, "info", &as.token.info) < 0 || param_raw(params, "data", &as.token.data) < 0) {
     free(as.token.info.data);
@@ -293,7 +293,7 @@ static int param_feature_channel(struct server *srv, json_t *params, bool presen
   const struct config *cfg;
   const struct channel_options *opts = NULL;
   *channel = param_string(params, "channel");
-  int rc = param_channel(srv, *channel, &cfg, &opts);
+  int rc = api_param_channel(srv, *channel, &cfg, &opts);
   if (rc) return rc;
   bool on = presence ? opts->presence : channel_has_history(opts);
   config_unref(cfg);
@@ -448,6 +448,10 @@ static const struct api_method methods[] = {
     {"history_remove", method_history_remove, API_SCOPE_NODE, NULL},
     {"channels", method_channels, API_SCOPE_SURVEY, merge_channels},
     {"info", method_info, API_SCOPE_NODE, NULL},
+    {"map_publish", api_map_publish, API_SCOPE_NODE, NULL},
+    {"map_remove", api_map_remove, API_SCOPE_NODE, NULL},
+    {"map_stats", api_map_stats, API_SCOPE_NODE, NULL},
+    {"map_clear", api_map_clear, API_SCOPE_NODE, NULL},
 };
 
 const struct api_method *api_find_method(const char *name) {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "client.pb-c.h"
+#include "map_state.h"
 
 struct server;
 struct broker;
@@ -53,6 +54,24 @@ struct publish_options {
  * and "" without history; meaningless when RC is not 0). POS is borrowed for the call. */
 typedef void (*broker_publish_done_fn)(void *arg, int rc, const struct stream_position *pos);
 
+/* How a map channel's change is kept (channel_map_limits): with STREAM, appended to the channel's
+ * stream (offsets, recovery) kept as the three say; the key expires KEY_TTL_MS after this write (0 =
+ * never); KEY_MODE (enum map_key_mode) may suppress a set. */
+struct map_publish_options {
+  bool stream;
+  size_t stream_size;
+  uint64_t stream_ttl_ms, meta_ttl_ms;
+  uint64_t key_ttl_ms;
+  int key_mode;
+};
+
+/* What a map change did: POS (offset 0 without a stream) or, when SUPPRESS_REASON is not NULL, nothing
+ * (Centrifugo's reasons: "key_exists", "key_not_found"). */
+struct map_publish_result {
+  struct stream_position pos;
+  const char *suppress_reason;
+};
+
 struct broker_ops {
   const char *name;
   /* Its calls wait for I/O (Redis, other nodes): a core loop hands the server API's calls to a worker
@@ -89,6 +108,19 @@ struct broker_ops {
   /* How many history streams the engine keeps on this node (what history_max_streams caps). May be
    * NULL: an engine that cannot tell cheaply. */
   size_t (*history_streams)(struct broker *b);
+  /* Map channels (map_state.h). NULL in an engine without them (the configuration then refuses map
+   * namespaces). map_publish: sets PUB->key to PUB (borrowed; PUB->removed: removes it), appends the
+   * change to the stream when OPTS says, and delivers it like publish; a removal of a key that is not
+   * there, or a set KEY_MODE refuses, is suppressed (nothing stored or delivered, RES says why).
+   * Returns 0 or -BROKER_E*. map_page: a page of the snapshot (map_state_page), to be called under
+   * with_channel_locked when it must agree with the stream position. map_clear forgets the keys and the
+   * stream (the next change starts a new epoch). */
+  int (*map_publish)(struct broker *b, const char *channel, Protocol__Publication *pub,
+                     const struct map_publish_options *opts, struct map_publish_result *res);
+  int (*map_page)(struct broker *b, const char *channel, const char *cursor, size_t limit, uint64_t max_offset,
+                  struct map_page *out);
+  size_t (*map_count)(struct broker *b, const char *channel);
+  int (*map_clear)(struct broker *b, const char *channel);
   /* Presence: entries keyed by client id; results owned by the caller (presence_result_cleanup). */
   int (*presence_add)(struct broker *b, const char *channel, const Protocol__ClientInfo *info);
   int (*presence_remove)(struct broker *b, const char *channel, const char *client_id);

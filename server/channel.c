@@ -66,6 +66,15 @@ bool channel_can_publish(const struct config *cfg, const struct channel_options 
                  opts->allow_publish_for_anonymous, user, subscribed);
 }
 
+bool channel_can_map_write(const struct config *cfg, const struct channel_options *opts, const char *user,
+                           bool subscribed, bool removing) {
+  if (removing)
+    return allowed(cfg, opts->map_allow_remove_for_subscriber, opts->map_allow_remove_for_client,
+                   opts->map_allow_remove_for_anonymous, user, subscribed);
+  return allowed(cfg, opts->map_allow_publish_for_subscriber, opts->map_allow_publish_for_client,
+                 opts->map_allow_publish_for_anonymous, user, subscribed);
+}
+
 bool channel_can_presence(const struct config *cfg, const struct channel_options *opts, const char *user,
                           bool subscribed) {
   return allowed(cfg, opts->allow_presence_for_subscriber, opts->allow_presence_for_client,

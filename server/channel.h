@@ -37,6 +37,11 @@ bool channel_can_publish(const struct config *cfg, const struct channel_options 
                          bool subscribed);
 
 /* May a client of USER ask for presence / history of a channel with OPTS? */
+/* May USER set (REMOVING: remove) keys of a map channel (the map_allow_publish_* / map_allow_remove_*
+ * options; client_insecure allows everything)? */
+bool channel_can_map_write(const struct config *cfg, const struct channel_options *opts, const char *user,
+                           bool subscribed, bool removing);
+
 bool channel_can_presence(const struct config *cfg, const struct channel_options *opts, const char *user,
                           bool subscribed);
 bool channel_can_history(const struct config *cfg, const struct channel_options *opts, const char *user,

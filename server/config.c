@@ -64,6 +64,31 @@ static int check_redis_address(const char *value, char *why, size_t len) {
   return redis_addr_parse(value, &a, why, len);
 }
 
+/* Checks VALUE against the NULL-terminated list ALLOWED; WHY names them all. */
+static int check_one_of(const char *value, const char *const *allowed, char *why, size_t len) {
+  for (size_t i = 0; allowed[i]; i++)
+    if (strcmp(value, allowed[i]) == 0) return 0;
+  int n = snprintf(why, len, "\"%s\" is not one of", value);
+  for (size_t i = 0; allowed[i] && n > 0 && (size_t)n < len; i++)
+    n += snprintf(why + n, len - (size_t)n, "%s \"%s\"", i ? "," : "", allowed[i]);
+  return -1;
+}
+
+static int check_subscription_type(const char *value, char *why, size_t len) {
+  static const char *const types[] = {"stream", "map", NULL};
+  return check_one_of(value, types, why, len);
+}
+
+static int check_map_mode(const char *value, char *why, size_t len) {
+  static const char *const modes[] = {"", "ephemeral", "recoverable", "persistent", NULL};
+  return check_one_of(value, modes, why, len);
+}
+
+static int check_map_client_key(const char *value, char *why, size_t len) {
+  static const char *const keys[] = {"", "client_id", "user_id", NULL};
+  return check_one_of(value, keys, why, len);
+}
+
 static int check_data_format(const char *value, char *why, size_t len) {
   if (strcmp(value, "json") == 0 || strcmp(value, "binary") == 0) return 0;
   snprintf(why, len, "\"%s\" is not one of json, binary", value);
@@ -307,6 +332,44 @@ static int check_mode(const char *value, char *why, size_t len) {
     "delta compressions subscribers may ask for: [] or [\"fossil\"]")                                         \
   X(delta_publish, BOOL, "false", 0, 0, true, CHAN, delta_publish, NULL,                                     \
     "publications go as fossil deltas to subscribers that negotiated one")                                   \
+  X(subscription_type, STRING, "stream", 0, 0, true, CHAN, subscription_type, check_subscription_type,       \
+    "\"stream\" (publications) or \"map\" (keyed state: snapshot, then changes)")                         \
+  X(map_mode, STRING, "", 0, 0, true, CHAN, map_mode, check_map_mode,                                        \
+    "map channels: \"ephemeral\", \"recoverable\" or \"persistent\"")                                       \
+  X(map_key_ttl, DURATION, "0s", 0, 8760 * HOUR, true, CHAN, map_key_ttl_ms, NULL,                           \
+    "map channels: a key expires this long after its last write (ephemeral, recoverable)")                   \
+  X(map_stream_size, INT, "0", 0, 1000000, true, CHAN, map_stream_size, NULL,                                \
+    "map channels: changes kept for catch-up and recovery; 0 = 100 (not ephemeral)")                          \
+  X(map_stream_ttl, DURATION, "0s", 0, 720 * HOUR, true, CHAN, map_stream_ttl_ms, NULL,                      \
+    "map channels: how long changes are kept after the last one; 0s = 60s (not ephemeral)")                  \
+  X(map_meta_ttl, DURATION, "0s", 0, 8760 * HOUR, true, CHAN, map_meta_ttl_ms, NULL,                         \
+    "map channels: how long the epoch outlives the last change; 0s = 10 x map_stream_ttl, at least "          \
+    "map_key_ttl (recoverable), forever (persistent)")                                                      \
+  X(map_allow_publish_for_subscriber, BOOL, "false", 0, 0, true, CHAN, map_allow_publish_for_subscriber, NULL, \
+    "map channels: subscribers may set keys")                                                                \
+  X(map_allow_publish_for_client, BOOL, "false", 0, 0, true, CHAN, map_allow_publish_for_client, NULL,       \
+    "map channels: any authenticated client may set keys")                                                   \
+  X(map_allow_publish_for_anonymous, BOOL, "false", 0, 0, true, CHAN, map_allow_publish_for_anonymous, NULL, \
+    "map channels: the two above include anonymous clients")                                                 \
+  X(map_allow_remove_for_subscriber, BOOL, "false", 0, 0, true, CHAN, map_allow_remove_for_subscriber, NULL, \
+    "map channels: subscribers may remove keys")                                                             \
+  X(map_allow_remove_for_client, BOOL, "false", 0, 0, true, CHAN, map_allow_remove_for_client, NULL,         \
+    "map channels: any authenticated client may remove keys")                                                \
+  X(map_allow_remove_for_anonymous, BOOL, "false", 0, 0, true, CHAN, map_allow_remove_for_anonymous, NULL,   \
+    "map channels: the two above include anonymous clients")                                                 \
+  X(map_client_key, STRING, "", 0, 0, true, CHAN, map_client_key, check_map_client_key,                      \
+    "map channels: the key of a client's publish or remove: \"\" as sent, \"client_id\", \"user_id\"")         \
+  X(map_default_page_size, INT, "100", 1, 100000, true, CHAN, map_default_page_size, NULL,                   \
+    "map channels: snapshot and catch-up page size when the client asks for none")                           \
+  X(map_min_page_size, INT, "100", 1, 100000, true, CHAN, map_min_page_size, NULL,                           \
+    "map channels: the smallest page a client may ask for")                                                  \
+  X(map_max_page_size, INT, "1000", 1, 100000, true, CHAN, map_max_page_size, NULL,                          \
+    "map channels: the largest page a client may ask for")                                                   \
+  X(map_live_transition_max_publication_limit, INT, "0", 0, 1000000, true, CHAN,                             \
+    map_live_transition_max_publication_limit, NULL,                                                         \
+    "map channels: most changes caught up when going live (more: error 112); 0 = map_max_page_size")         \
+  X(map_subscribe_catch_up_timeout, DURATION, "5s", 0, 24 * HOUR, true, CHAN, map_subscribe_catch_up_timeout_ms, \
+    NULL, "map channels: the longest a client may take from its first snapshot page to live (then 3008)")    \
   X(namespaces, NAMESPACES, "()", 0, 0, true, TOP, namespaces, NULL,                                         \
     "groups { name = \"ns\"; channel options }")
 /* clang-format on */
@@ -649,6 +712,35 @@ static int parse_members(struct load *ld, const config_setting_t *group, struct 
   return 0;
 }
 
+/* The map options of a map namespace (Centrifugo's rules for its `map` object): a mode; a key TTL
+ * exactly when keys expire; no stream in ephemeral mode; page sizes in order. */
+static int check_map_options(struct load *ld, const config_setting_t *group, const struct channel_options *o) {
+  const config_setting_t *at = config_setting_get_member(group, "map_mode");
+  if (o->map_mode[0] == '\0')
+    return fail(ld, at ? at : config_setting_get_member(group, "subscription_type"), "map_mode",
+                "a map namespace needs map_mode: \"ephemeral\", \"recoverable\" or \"persistent\"");
+  bool persistent = strcmp(o->map_mode, "persistent") == 0, ephemeral = strcmp(o->map_mode, "ephemeral") == 0;
+  const config_setting_t *ttl = config_setting_get_member(group, "map_key_ttl");
+  if (persistent && o->map_key_ttl_ms > 0)
+    return fail(ld, ttl, "map_key_ttl", "persistent keys never expire: leave map_key_ttl unset");
+  if (!persistent && o->map_key_ttl_ms == 0)
+    return fail(ld, ttl ? ttl : at, "map_key_ttl", "map_mode \"%s\" needs map_key_ttl > 0s", o->map_mode);
+  const char *const stream_key[] = {"map_stream_size", "map_stream_ttl", "map_meta_ttl"};
+  const bool stream_set[] = {o->map_stream_size > 0, o->map_stream_ttl_ms > 0, o->map_meta_ttl_ms > 0};
+  for (size_t i = 0; ephemeral && i < sizeof stream_set / sizeof stream_set[0]; i++)
+    if (stream_set[i])
+      return fail(ld, config_setting_get_member(group, stream_key[i]), stream_key[i],
+                  "an ephemeral map keeps no stream of changes: leave it unset");
+  if (o->map_min_page_size > o->map_default_page_size || o->map_default_page_size > o->map_max_page_size) {
+    const config_setting_t *p = config_setting_get_member(group, "map_default_page_size");
+    return fail(ld, p ? p : group, "map_default_page_size",
+                "needs map_min_page_size <= map_default_page_size <= map_max_page_size (%lld, %lld, %lld)",
+                (long long)o->map_min_page_size, (long long)o->map_default_page_size,
+                (long long)o->map_max_page_size);
+  }
+  return 0;
+}
+
 /* Checks that need several channel options at once (Centrifugo's rules: history needs both size and
  * ttl; forced recovery and positioning need history). GROUP is where the options were read. */
 static int check_options(struct load *ld, const config_setting_t *group, const struct channel_options *o) {
@@ -658,6 +750,7 @@ static int check_options(struct load *ld, const config_setting_t *group, const s
       return fail(ld, list ? config_setting_get_elem(list, (unsigned)i) : group, "allowed_delta_types",
                   "\"%s\" is not a delta type (the one there is: \"fossil\")", o->allowed_delta_types[i]);
     }
+  if (strcmp(o->subscription_type, "map") == 0 && check_map_options(ld, group, o) != 0) return -1;
   if (o->history_size > 0 && o->history_ttl_ms > 0) return 0;
   const char *const key[] = {"history_size", "force_recovery", "force_positioning"};
   const bool on[] = {o->history_size > 0, o->force_recovery, o->force_positioning};
@@ -735,6 +828,14 @@ static int check_config(struct load *ld, const config_t *lc, const struct config
     if (check_redis_address(cfg->redis_address[i], why, sizeof why) != 0)
       return fail(ld, config_lookup(lc, "redis_address"), "redis_address", "%s", why);
   }
+  if (strcmp(cfg->engine, "redis") == 0) /* map state lives in the memory engine only, for now */
+    for (size_t i = 0; i <= cfg->namespaces_count; i++) {
+      const struct channel_options *o = i ? &cfg->namespaces[i - 1].options : &cfg->channel_defaults;
+      if (strcmp(o->subscription_type, "map") == 0)
+        return fail(ld, config_lookup(lc, "engine"), "subscription_type",
+                    "map subscriptions (%s%s) need engine = \"memory\" for now", i ? "namespace " : "top level",
+                    i ? cfg->namespaces[i - 1].name : "");
+    }
   return check_options(ld, config_root_setting(lc), &cfg->channel_defaults);
 }
 

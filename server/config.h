@@ -50,6 +50,17 @@ struct channel_options {
   char **allowed_delta_types;    /* delta compressions subscribers may negotiate: none, or "fossil" */
   size_t allowed_delta_types_count;
   bool delta_publish;            /* every publication is sent as a delta where negotiated */
+  /* Map subscriptions (channel_map.h gives the effective values): */
+  char *subscription_type; /* "stream" or "map" */
+  char *map_mode;          /* "ephemeral", "recoverable", "persistent" ("" outside map namespaces) */
+  int64_t map_key_ttl_ms;  /* 0 = keys never expire (persistent) */
+  int64_t map_stream_size, map_stream_ttl_ms, map_meta_ttl_ms; /* 0 = the mode's default */
+  bool map_allow_publish_for_subscriber, map_allow_publish_for_client, map_allow_publish_for_anonymous;
+  bool map_allow_remove_for_subscriber, map_allow_remove_for_client, map_allow_remove_for_anonymous;
+  char *map_client_key; /* "", "client_id" or "user_id" */
+  int64_t map_default_page_size, map_min_page_size, map_max_page_size;
+  int64_t map_live_transition_max_publication_limit; /* 0 = map_max_page_size */
+  int64_t map_subscribe_catch_up_timeout_ms;
 };
 
 struct namespace_config {

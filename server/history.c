@@ -417,6 +417,13 @@ int history_remove(struct history *h, const char *channel) {
   return 0;
 }
 
+int history_forget(struct history *h, const char *channel) {
+  struct place p = place_lock(h, channel);
+  if (strmap_get(p.st->streams, channel) != NULL) stream_drop(h, p.st, channel);
+  pthread_mutex_unlock(&p.st->lock);
+  return 0;
+}
+
 /* The names of a stripe's dead streams, gathered during strmap_foreach (which forbids removal). */
 struct sweep {
   uint64_t now;

@@ -121,6 +121,10 @@ int history_position(struct history *h, const char *channel, uint64_t now_ms, st
  * positioned clients see a gap rather than a new stream. A channel without a stream is not an error. */
 int history_remove(struct history *h, const char *channel);
 
+/* Forgets CHANNEL's stream altogether (a map channel's map_clear): the next publication starts a new
+ * epoch at offset 1, and positioned clients of the old one find it unrecoverable. Returns 0. */
+int history_forget(struct history *h, const char *channel);
+
 /* Sweeps every stream: drops publications older than their TTL and forgets streams past the meta TTL.
  * Call periodically (every second or so) from one timer; it takes each stripe's lock in turn. */
 void history_expire(struct history *h, uint64_t now_ms);

@@ -510,6 +510,7 @@ void protocol_expire_subscriptions(struct session *s) {
 }
 
 static void end_session(struct session *s) {
+  protocol_map_paging_drop(s, NULL);
   struct subscription *subs = hub_unsubscribe_all(s->srv->hub, s);
   while (subs) {
     struct subscription *next = subs->next;

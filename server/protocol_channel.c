@@ -18,6 +18,7 @@
 
 #include "broker.h"
 #include "channel.h"
+#include "channel_map.h"
 #include "codes.h"
 #include "history.h"
 #include "hub.h"
@@ -86,7 +87,7 @@ static unsigned plan_flags(const struct subscribe_plan *p) {
   if (positioned) flags |= SUB_POSITIONED;
   if (recoverable) flags |= SUB_RECOVERABLE;
   if (p->want_delta && channel_delta_allowed(o, "fossil")) flags |= SUB_DELTA;
-  return flags;
+  return flags | p->extra_flags;
 }
 
 struct locked_subscribe {
@@ -191,7 +192,7 @@ static void subscribe_locked(void *arg) {
   struct locked_subscribe *ls = arg;
   struct subscribe_plan *p = ls->plan;
   Protocol__SubscribeResult *res = p->result ? p->result : &ls->local;
-  ls->error = position_result(ls, res);
+  ls->error = p->map_fill ? p->map_fill(p->map_arg, res, &ls->hist) : position_result(ls, res);
   if (ls->error) return;
   struct frame *f = answer_frame(ls, res);
   if (f == NULL && p->answer != SUBSCRIBE_CONNECT) {
@@ -327,6 +328,9 @@ uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *
                                     bool server_refresh) {
   const Protocol__SubscribeRequest *req = cmd->subscribe;
   bool with_token = granted != NULL;
+  if (req->type != (channel_is_map(opts) ? PROTOCOL_SUBSCRIPTION_TYPE_MAP : 0)) /* as Centrifugo: 103 */
+    return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
+  if (channel_is_map(opts)) return protocol_map_subscribe(s, cmd, cfg, opts, granted, server_refresh);
   struct subscribe_plan plan = {
       .channel = req->channel,
       .opts = opts,
@@ -355,6 +359,7 @@ uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *
 uint32_t protocol_handle_unsubscribe(struct session *s, const Protocol__Command *cmd) {
   const char *channel = cmd->unsubscribe->channel;
   if (channel[0] == '\0') return DISCONNECT_BAD_REQUEST;
+  protocol_map_paging_drop(s, channel); /* a map snapshot being read: forgotten */
   free(protocol_subscription_end(s, channel)); /* succeeds even when not subscribed */
   Protocol__UnsubscribeResult res = PROTOCOL__UNSUBSCRIBE_RESULT__INIT;
   SEND_RESULT(s, cmd->id, unsubscribe, &res);
@@ -400,6 +405,7 @@ static uint32_t handle_publish(struct session *s, const Protocol__Command *cmd, 
   const struct channel_options *opts = NULL;
   int64_t rc = protocol_check_channel(cfg, req->channel, &opts);
   if (rc != 0) return protocol_finish(s, cmd->id, rc);
+  if (req->type != 0 || channel_is_map(opts)) return protocol_map_publish(s, cmd, cfg, opts);
   if (req->data.len == 0) return protocol_finish(s, cmd->id, -ERROR_BAD_REQUEST);
   if (proxy_calls_wants_publish(s, opts)) return proxy_calls_publish(s, cmd);
   bool subscribed = hub_is_subscribed(s->srv->hub, s, req->channel);

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "client.pb-c.h"
 #include "config.h"
+#include "history.h"
 
 struct session;
 
@@ -68,7 +69,41 @@ struct subscribe_plan {
   bool server_refresh;                  /* the sub_refresh proxy extends EXPIRES_AT: the client is not told */
   Protocol__SubscribeResult *result;    /* SUBSCRIBE_CONNECT: filled (caller cleans with
                                            protocol_subscribe_result_cleanup) */
+  unsigned extra_flags;                 /* SUB_* the caller grants besides what the options give */
+  /* Map subscriptions (protocol_map.c): run under the channel lock instead of the stream position
+   * logic, MAP_FILL(MAP_ARG, RES, HIST) fills RES, with publications and the position in HIST (owned by
+   * the subscribe, which frees them), and returns 0 to join, a protocol error code, or
+   * PROTOCOL_MAP_NOT_LIVE: it answered with a snapshot page itself, nothing is joined. */
+  uint32_t (*map_fill)(void *arg, Protocol__SubscribeResult *res, struct history_result *hist);
+  void *map_arg;
 };
+
+/* What map_fill returns for "answered, not live yet"; protocol_subscribe returns it as is. */
+#define PROTOCOL_MAP_NOT_LIVE 0xFFFFFFFFu
+
+/* SubscribeRequest.type / PublishRequest.type of a map subscription (Centrifugo 6.8). */
+#define PROTOCOL_SUBSCRIPTION_TYPE_MAP 1
+
+/* A client's subscribe to a map channel, allowed as for protocol_subscribe_command: one request of the
+ * snapshot / catch-up / live exchange (protocol_map.c). Returns 0 or a disconnect code. */
+uint32_t protocol_map_subscribe(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
+                                const struct channel_options *opts, struct auth_subscription_claims *granted,
+                                bool server_refresh);
+
+/* A client's publish with type 1 or to a map channel: sets or removes a key (protocol_map.c). Returns 0
+ * or a disconnect code. */
+uint32_t protocol_map_publish(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
+                              const struct channel_options *opts);
+
+/* The map_publish options of a map namespace's changes (its mode, stream and key TTL). */
+struct map_publish_options;
+void protocol_map_options(const struct channel_options *opts, struct map_publish_options *out);
+
+/* Forgets S's snapshot reading of CHANNEL (NULL: of every channel; at the session's end). */
+void protocol_map_paging_drop(struct session *s, const char *channel);
+
+/* How many snapshot readings S has in progress (they count against client_channel_limit). */
+size_t protocol_map_pagings(struct session *s);
 
 /* Subscribes S as PLAN says: positions or recovers under the channel's publish lock, joins the hub,
  * answers, adds presence and announces the join. Returns 0, a protocol error code (105, 106, 112, 100)

@@ -56,6 +56,8 @@ struct session_transport {
  * (protocol_session_hooks) and server start-up puts them in srv->session_hooks before any session
  * exists; session.c calls nothing above itself (protocol, hub, registry) except through these, so the
  * layers stay one-way: transports → protocol → sessions. All are called with no session lock held. */
+struct map_paging;
+
 struct session_hooks {
   /* Runs one decoded command of S; returns 0, or the disconnect code S is then closed with. */
   uint32_t (*dispatch)(struct session *s, const Protocol__Command *cmd);
@@ -106,6 +108,7 @@ struct session {
                                 full; with the ring's capacity it is what client_queue_max_size bounds */
   struct subscription *subs; /* this session's subscriptions (list) */
   size_t sub_count;
+  struct map_paging *map_pagings; /* map snapshots being read (protocol_map.c; freed at the end) */
   bool pong_pending;
   uint64_t last_ping_ms, last_pong_ms;
   enum session_timer timer_kind;

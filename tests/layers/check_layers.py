@@ -19,13 +19,13 @@ LAYERS = [
         codec_sse codec_ws codec_uni
         ws_input http_framing http_host redis_addr redis_conn redis_script redis_sentinel
         presence stats auth auth_claims jwks jwks_fetch workers trace_decode http_client proxy
-        fossil pub_delta"""),
+        fossil pub_delta channel_map"""),
     ("session", "session session_feed trace"),
     ("hub and registry", "hub registry"),
-    ("broker", """broker history broker_memory broker_redis broker_redis_internal broker_redis_control
+    ("broker", """broker history map_state broker_memory broker_redis broker_redis_internal broker_redis_control
         broker_redis_history broker_redis_presence broker_redis_sub"""),
-    ("protocol", "protocol protocol_internal protocol_channel protocol_keys proxy_calls"),
-    ("transports and APIs", """http handlers stream stream_direct ws emulation api api_methods admin
+    ("protocol", "protocol protocol_internal protocol_channel protocol_map protocol_keys proxy_calls"),
+    ("transports and APIs", """http handlers stream stream_direct ws emulation api api_methods api_map admin
         admin_commands admin_top admin_trace hangup ops uni proxy_headers"""),
     ("start-up", "main"),
 ]

@@ -353,6 +353,47 @@ static void test_delta_types(void **state) {
   free(path);
 }
 
+static void test_map_options(void **state) {
+  (void)state;
+  load_fails("namespaces = ( { name = \"board\";\n subscription_type = \"tree\"; } );\n", 2,
+             "key 'subscription_type': \"tree\" is not one of \"stream\", \"map\"");
+  load_fails("namespaces = ( { name = \"board\";\n subscription_type = \"map\"; } );\n", 2,
+             "key 'map_mode': a map namespace needs map_mode: \"ephemeral\", \"recoverable\" or \"persistent\"");
+  load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\";\n map_mode = \"recoverable\"; } );\n", 2,
+             "key 'map_key_ttl': map_mode \"recoverable\" needs map_key_ttl > 0s");
+  load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"persistent\";\n"
+             " map_key_ttl = \"10s\"; } );\n",
+             2, "key 'map_key_ttl': persistent keys never expire: leave map_key_ttl unset");
+  load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"ephemeral\";\n"
+             " map_key_ttl = \"10s\";\n map_stream_size = 10; } );\n",
+             3, "key 'map_stream_size': an ephemeral map keeps no stream of changes: leave it unset");
+  load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"persistent\";\n"
+             " map_min_page_size = 10;\n map_default_page_size = 5; } );\n",
+             3, "key 'map_default_page_size': needs map_min_page_size <= map_default_page_size <= "
+                "map_max_page_size (10, 5, 1000)");
+  load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"persistent\";\n"
+             " map_client_key = \"session\"; } );\n",
+             2, "key 'map_client_key': \"session\" is not one of \"\", \"client_id\", \"user_id\"");
+  load_fails("engine = \"redis\";\nnamespaces = ( { name = \"board\"; subscription_type = \"map\";\n"
+             " map_mode = \"persistent\"; } );\n",
+             1, "key 'subscription_type': map subscriptions (namespace board) need engine = \"memory\" for now");
+  char err[512] = "";
+  struct config cfg;
+  char *path = write_temp("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"recoverable\";\n"
+                          "  map_key_ttl = \"60s\"; map_allow_publish_for_subscriber = true; } );\n");
+  assert_int_equal(config_load(&cfg, path, err, sizeof err), 0);
+  const struct channel_options *o = &cfg.namespaces[0].options;
+  assert_string_equal(o->subscription_type, "map");
+  assert_string_equal(o->map_mode, "recoverable");
+  assert_int_equal(o->map_key_ttl_ms, 60000);
+  assert_true(o->map_allow_publish_for_subscriber);
+  assert_int_equal(o->map_default_page_size, 100);
+  assert_string_equal(cfg.channel_defaults.subscription_type, "stream");
+  config_cleanup(&cfg);
+  unlink(path);
+  free(path);
+}
+
 static void test_missing_file(void **state) {
   (void)state;
   char err[512] = "";
@@ -398,9 +439,10 @@ static void test_key_table(void **state) {
     channel += keys[i].channel_option;
     for (size_t j = 0; j < i; j++) assert_string_not_equal(keys[i].name, keys[j].name);
   }
-  assert_int_equal(channel, 29); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
+  assert_int_equal(channel, 47); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
                                   publication_data_format, proxy_subscribe/publish/sub_refresh,
-                                  allowed_delta_types and delta_publish */
+                                  allowed_delta_types, delta_publish, subscription_type and the 17
+                                  map_* options */
 }
 
 /* The value of KEY's default as a config file spells it. */
@@ -496,7 +538,7 @@ int main(void) {
       cmocka_unit_test(test_wrong_type),         cmocka_unit_test(test_out_of_range),
       cmocka_unit_test(test_bad_duration),       cmocka_unit_test(test_pong_not_below_ping),
       cmocka_unit_test(test_bad_strings),        cmocka_unit_test(test_history_rules),
-      cmocka_unit_test(test_delta_types),
+      cmocka_unit_test(test_delta_types),        cmocka_unit_test(test_map_options),
       cmocka_unit_test(test_missing_file),       cmocka_unit_test(test_syntax_error),
       cmocka_unit_test(test_namespace_names),    cmocka_unit_test(test_key_table),
       cmocka_unit_test(test_shipped_file_loads), cmocka_unit_test(test_shipped_file_matches_table),

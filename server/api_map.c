@@ -1,0 +1,122 @@
+/* api_map: the server API's methods for map channels (Centrifugo 6.8's map_publish, map_remove,
+ * map_stats, map_clear). A change from the API carries no ClientInfo and is delivered to the channel's
+ * map subscribers like a client's; `key_mode` "if_new" / "if_exists" may suppress a set, and removing a
+ * key that is not there is suppressed too: the answer then says so (suppressed, suppress_reason) and
+ * nothing is stored or delivered. Only map namespaces take these methods (107 elsewhere). */
+#include <string.h>
+
+#include "api.h"
+#include "broker.h"
+#include "channel_map.h"
+#include "map_state.h"
+#include "protocol_internal.h"
+#include "server.h"
+
+/* The channel and key of a map method, checked: a map namespace (107 otherwise) on an engine with
+ * maps (108). On success *CFG is a reference the caller drops. */
+static int map_params(struct server *srv, json_t *params, bool need_key, const char **channel, const char **key,
+                      const struct config **cfg, const struct channel_options **opts) {
+  const char *ch = json_string_value(json_object_get(params, "channel"));
+  const char *k = json_string_value(json_object_get(params, "key"));
+  *channel = ch ? ch : "";
+  *key = k ? k : "";
+  int rc = api_param_channel(srv, *channel, cfg, opts);
+  if (rc) return rc;
+  if (!channel_is_map(*opts) || (need_key && (*key)[0] == '\0'))
+    rc = API_ERROR_BAD_REQUEST;
+  else if (srv->broker->ops->map_publish == NULL)
+    rc = API_ERROR_NOT_AVAILABLE;
+  if (rc) config_unref(*cfg);
+  return rc;
+}
+
+/* The key modes of map_publish, by name. */
+static const struct {
+  const char *name;
+  enum map_key_mode mode;
+} key_modes[] = {{"", MAP_KEY_ANY}, {"if_new", MAP_KEY_IF_NEW}, {"if_exists", MAP_KEY_IF_EXISTS}};
+
+static int key_mode_of(json_t *params, int *mode) {
+  json_t *v = json_object_get(params, "key_mode");
+  const char *name = v == NULL || json_is_null(v) ? "" : json_string_value(v);
+  for (size_t i = 0; name && i < sizeof key_modes / sizeof key_modes[0]; i++)
+    if (strcmp(name, key_modes[i].name) == 0) {
+      *mode = (int)key_modes[i].mode;
+      return 0;
+    }
+  return API_ERROR_BAD_REQUEST;
+}
+
+/* Runs one change (PUB set up but for the key) and builds its answer. */
+static int map_change(struct server *srv, const char *channel, const char *key, Protocol__Publication *pub,
+                      const struct channel_options *opts, int key_mode, json_t **result) {
+  struct map_publish_options mo;
+  protocol_map_options(opts, &mo);
+  mo.key_mode = key_mode;
+  pub->key = (char *)key;
+  struct map_publish_result res;
+  int rc = srv->broker->ops->map_publish(srv->broker, channel, pub, &mo, &res);
+  pub->key = (char *)protobuf_c_empty_string;
+  if (rc != 0) return rc == -BROKER_ELIMIT ? API_ERROR_LIMIT_EXCEEDED : API_ERROR_INTERNAL;
+  if (res.suppress_reason)
+    *result = json_pack("{sbss}", "suppressed", 1, "suppress_reason", res.suppress_reason);
+  else if (res.pos.offset)
+    *result = json_pack("{sIss}", "offset", (json_int_t)res.pos.offset, "epoch", res.pos.epoch);
+  else
+    *result = json_object();
+  return *result ? 0 : API_ERROR_INTERNAL;
+}
+
+int api_map_publish(struct server *srv, json_t *params, json_t **result) {
+  const char *channel, *key;
+  const struct config *cfg;
+  const struct channel_options *opts;
+  int rc = map_params(srv, params, true, &channel, &key, &cfg, &opts);
+  if (rc) return rc;
+  int mode = MAP_KEY_ANY;
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  rc = key_mode_of(params, &mode);
+  if (rc == 0) rc = api_publication_from_params(params, &pub);
+  if (rc == 0) rc = map_change(srv, channel, key, &pub, opts, mode, result);
+  api_publication_cleanup(&pub);
+  config_unref(cfg);
+  return rc;
+}
+
+int api_map_remove(struct server *srv, json_t *params, json_t **result) {
+  const char *channel, *key;
+  const struct config *cfg;
+  const struct channel_options *opts;
+  int rc = map_params(srv, params, true, &channel, &key, &cfg, &opts);
+  if (rc) return rc;
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  pub.removed = true;
+  rc = map_change(srv, channel, key, &pub, opts, MAP_KEY_ANY, result);
+  config_unref(cfg);
+  return rc;
+}
+
+int api_map_stats(struct server *srv, json_t *params, json_t **result) {
+  const char *channel, *key;
+  const struct config *cfg;
+  const struct channel_options *opts;
+  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  if (rc) return rc;
+  size_t n = srv->broker->ops->map_count(srv->broker, channel);
+  config_unref(cfg);
+  *result = json_pack("{sI}", "num_keys", (json_int_t)n);
+  return *result ? 0 : API_ERROR_INTERNAL;
+}
+
+int api_map_clear(struct server *srv, json_t *params, json_t **result) {
+  const char *channel, *key;
+  const struct config *cfg;
+  const struct channel_options *opts;
+  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  if (rc) return rc;
+  rc = srv->broker->ops->map_clear(srv->broker, channel);
+  config_unref(cfg);
+  if (rc != 0) return API_ERROR_INTERNAL;
+  *result = json_object();
+  return *result ? 0 : API_ERROR_INTERNAL;
+}
