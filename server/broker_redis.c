@@ -262,6 +262,10 @@ static const struct broker_ops redis_ops = {
     .recover = rb_recover,
     .position = rb_position,
     .history_remove = rb_history_remove,
+    .map_publish = rb_map_publish,
+    .map_page = rb_map_page,
+    .map_count = rb_map_count,
+    .map_clear = rb_map_clear,
     .presence_add = rb_presence_add,
     .presence_remove = rb_presence_remove,
     .presence_get = rb_presence_get,
@@ -375,9 +379,9 @@ struct broker *broker_redis_new(struct server *srv, const struct broker_redis_op
     }
     if (a->db == 0) a->db = o->db;
   }
-  if (rb_history_init(rb) != 0 || rb_presence_init(rb) != 0 || rb_sub_init(rb) != 0 || rb_control_init(rb) != 0 ||
-      start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0 || rb_presence_start(rb) != 0 ||
-      rb_sub_start(rb) != 0)
+  if (rb_history_init(rb) != 0 || rb_map_init(rb) != 0 || rb_presence_init(rb) != 0 || rb_sub_init(rb) != 0 ||
+      rb_control_init(rb) != 0 || start_loop(rb, addrs) != 0 || rb_control_start(rb) != 0 ||
+      rb_presence_start(rb) != 0 || rb_sub_start(rb) != 0 || rb_map_start(rb) != 0)
     goto oom;
   free(addrs);
   return &rb->base;

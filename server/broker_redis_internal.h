@@ -1,6 +1,6 @@
 /* broker_redis_internal: what the files of the Redis engine share (broker_redis.c: construction, shards,
  * the call mechanism, publish; broker_redis_sub.c: this node's PUB/SUB channels and the delivery
- * worker; broker_redis_history.c; broker_redis_presence.c). Not for other modules.
+ * worker; broker_redis_history.c; broker_redis_map.c; broker_redis_presence.c). Not for other modules.
  *
  * Threads: one evloop thread owns every Redis connection and the `channels` map; callers on any other
  * thread reach Redis through rb_call_run(), which posts to the loop and waits for the reply (bounded by
@@ -62,6 +62,7 @@ struct redis_broker {
   struct rb_control *control;
   struct rb_presence *presence;
   struct evloop_timer position_check; /* loop thread */
+  struct evloop_timer map_sweep;      /* loop thread: expired map keys (broker_redis_map.c) */
   atomic_size_t posted, posted_bytes; /* bounded rb_call_post calls in flight and their values' bytes */
   pthread_mutex_t stripes[RB_STRIPES];
 };
@@ -163,6 +164,16 @@ int rb_recover(struct broker *b, const char *channel, uint64_t since_offset, con
                size_t max_publications, struct history_result *out, int *recovered);
 int rb_position(struct broker *b, const char *channel, struct stream_position *pos);
 int rb_history_remove(struct broker *b, const char *channel);
+
+/* broker_redis_map.c: map channels (broker.h's map_* operations) and the expiry sweep. */
+int rb_map_init(struct redis_broker *rb);
+int rb_map_start(struct redis_broker *rb); /* arms the sweep */
+int rb_map_publish(struct broker *b, const char *channel, Protocol__Publication *pub,
+                   const struct map_publish_options *opts, struct map_publish_result *res);
+int rb_map_page(struct broker *b, const char *channel, const char *cursor, size_t limit, uint64_t max_offset,
+                struct map_page *out);
+size_t rb_map_count(struct broker *b, const char *channel);
+int rb_map_clear(struct broker *b, const char *channel);
 
 /* broker_redis_presence.c */
 int rb_presence_init(struct redis_broker *rb);

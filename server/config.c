@@ -828,14 +828,6 @@ static int check_config(struct load *ld, const config_t *lc, const struct config
     if (check_redis_address(cfg->redis_address[i], why, sizeof why) != 0)
       return fail(ld, config_lookup(lc, "redis_address"), "redis_address", "%s", why);
   }
-  if (strcmp(cfg->engine, "redis") == 0) /* map state lives in the memory engine only, for now */
-    for (size_t i = 0; i <= cfg->namespaces_count; i++) {
-      const struct channel_options *o = i ? &cfg->namespaces[i - 1].options : &cfg->channel_defaults;
-      if (strcmp(o->subscription_type, "map") == 0)
-        return fail(ld, config_lookup(lc, "engine"), "subscription_type",
-                    "map subscriptions (%s%s) need engine = \"memory\" for now", i ? "namespace " : "top level",
-                    i ? cfg->namespaces[i - 1].name : "");
-    }
   return check_options(ld, config_root_setting(lc), &cfg->channel_defaults);
 }
 

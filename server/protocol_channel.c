@@ -214,6 +214,9 @@ static void subscribe_locked(void *arg) {
 
 uint32_t protocol_subscribe(struct session *s, struct subscribe_plan *plan) {
   struct broker *b = s->srv->broker;
+  /* a map channel is joined through its snapshot (protocol_map.c), never by a server-side subscribe
+   * (connection token channels, the server API's subscribe): those skip it */
+  if (channel_is_map(plan->opts) && plan->map_fill == NULL) return ERROR_PERMISSION_DENIED;
   struct locked_subscribe ls = {.s = s, .plan = plan, .flags = plan_flags(plan)};
   protocol__subscribe_result__init(&ls.local);
   if (plan->result) protocol__subscribe_result__init(plan->result);

@@ -31,6 +31,7 @@
 #include "server.h"
 #include "session.h"
 #include "timer.h"
+#include "workers.h"
 
 enum map_phase { PHASE_LIVE = 0, PHASE_STREAM = 1, PHASE_STATE = 2 };
 
@@ -330,6 +331,72 @@ void protocol_map_options(const struct channel_options *opts, struct map_publish
                                       MAP_KEY_ANY};
 }
 
+/* A client's map change to run: copies of what the command said, and the session (a reference) whose
+ * reply it owes. */
+struct map_change {
+  struct session *s;
+  uint32_t id;
+  char *channel, *key;
+  bool removed;
+  ProtobufCBinaryData data;
+  struct map_publish_options mo;
+};
+
+static void map_change_free(struct map_change *mc) {
+  free(mc->channel);
+  free(mc->key);
+  free(mc->data.data);
+  free(mc);
+}
+
+/* Runs MC and sends its reply (or error). */
+static void map_change_run(struct map_change *mc) {
+  struct session *s = mc->s;
+  struct broker *b = s->srv->broker;
+  Protocol__ClientInfo info;
+  protocol_client_info(s, &info);
+  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+  pub.key = mc->key;
+  pub.removed = mc->removed;
+  if (!mc->removed) {
+    pub.data = mc->data;
+    pub.info = &info;
+  }
+  struct map_publish_result res;
+  int rc = b->ops->map_publish(b, mc->channel, &pub, &mc->mo, &res);
+  if (rc == 0) {
+    Protocol__PublishResult result = PROTOCOL__PUBLISH_RESULT__INIT;
+    SEND_RESULT(s, mc->id, publish, &result);
+  } else {
+    session_send_error(s, mc->id, rc == -BROKER_ELIMIT ? ERROR_LIMIT_EXCEEDED : ERROR_INTERNAL);
+  }
+}
+
+/* On a worker (an engine whose calls wait): the reply may follow replies to later commands, but comes
+ * before the 204 of the emulation POST that carried it (session_op_begin/end), as for publishes. */
+static void map_change_job(void *arg) {
+  struct map_change *mc = arg;
+  struct session *s = mc->s;
+  map_change_run(mc);
+  map_change_free(mc);
+  if (session_op_end(s)) protocol_resume_commands(s);
+  session_unref(s);
+}
+
+/* Runs MC here (the memory engine: nothing waits) or hands it to a worker. Takes MC. */
+static void map_change_start(struct map_change *mc) {
+  struct server *srv = mc->s->srv;
+  if (srv->workers && srv->broker->ops->calls_wait && !workers_in_worker(srv->workers)) {
+    session_ref(mc->s);
+    session_op_begin(mc->s);
+    if (workers_post(srv->workers, map_change_job, mc) == 0) return;
+    session_op_end(mc->s);
+    session_unref(mc->s);
+  }
+  map_change_run(mc);
+  map_change_free(mc);
+}
+
 uint32_t protocol_map_publish(struct session *s, const Protocol__Command *cmd, const struct config *cfg,
                               const struct channel_options *opts) {
   const Protocol__PublishRequest *req = cmd->publish;
@@ -345,21 +412,19 @@ uint32_t protocol_map_publish(struct session *s, const Protocol__Command *cmd, c
     return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
   if (!req->removed && !channel_data_allowed(opts, req->data.data, req->data.len))
     return protocol_finish(s, cmd->id, -ERROR_BAD_REQUEST);
-  Protocol__ClientInfo info;
-  protocol_client_info(s, &info);
-  Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
-  pub.key = (char *)key;
-  pub.removed = req->removed;
-  if (!req->removed) {
-    pub.data = req->data;
-    pub.info = &info;
+  struct map_change *mc = calloc(1, sizeof *mc);
+  if (mc == NULL) return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  *mc = (struct map_change){.s = s, .id = cmd->id, .channel = strdup(req->channel), .key = strdup(key),
+                            .removed = req->removed};
+  protocol_map_options(opts, &mc->mo);
+  if (!req->removed && req->data.len) {
+    mc->data.data = malloc(req->data.len);
+    if (mc->data.data) memcpy(mc->data.data, req->data.data, mc->data.len = req->data.len);
   }
-  struct map_publish_options mo;
-  protocol_map_options(opts, &mo);
-  struct map_publish_result res;
-  rc = b->ops->map_publish(b, req->channel, &pub, &mo, &res);
-  if (rc != 0) return protocol_finish(s, cmd->id, rc == -BROKER_ELIMIT ? -ERROR_LIMIT_EXCEEDED : -ERROR_INTERNAL);
-  Protocol__PublishResult result = PROTOCOL__PUBLISH_RESULT__INIT;
-  SEND_RESULT(s, cmd->id, publish, &result);
+  if (mc->channel == NULL || mc->key == NULL || (!req->removed && req->data.len && mc->data.data == NULL)) {
+    map_change_free(mc);
+    return protocol_finish(s, cmd->id, -ERROR_INTERNAL);
+  }
+  map_change_start(mc);
   return 0;
 }

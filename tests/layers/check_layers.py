@@ -23,7 +23,7 @@ LAYERS = [
     ("session", "session session_feed trace"),
     ("hub and registry", "hub registry"),
     ("broker", """broker history map_state broker_memory broker_redis broker_redis_internal broker_redis_control
-        broker_redis_history broker_redis_presence broker_redis_sub"""),
+        broker_redis_history broker_redis_map broker_redis_presence broker_redis_sub"""),
     ("protocol", "protocol protocol_internal protocol_channel protocol_map protocol_keys proxy_calls"),
     ("transports and APIs", """http handlers stream stream_direct ws emulation api api_methods api_map admin
         admin_commands admin_top admin_trace hangup ops uni proxy_headers"""),

@@ -374,9 +374,6 @@ static void test_map_options(void **state) {
   load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"persistent\";\n"
              " map_client_key = \"session\"; } );\n",
              2, "key 'map_client_key': \"session\" is not one of \"\", \"client_id\", \"user_id\"");
-  load_fails("engine = \"redis\";\nnamespaces = ( { name = \"board\"; subscription_type = \"map\";\n"
-             " map_mode = \"persistent\"; } );\n",
-             1, "key 'subscription_type': map subscriptions (namespace board) need engine = \"memory\" for now");
   char err[512] = "";
   struct config cfg;
   char *path = write_temp("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"recoverable\";\n"
