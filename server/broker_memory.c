@@ -192,7 +192,9 @@ static int map_change_locked(struct memory_broker *m, const char *channel, Proto
   *res = (struct map_publish_result){0};
   enum map_key_mode mode = pub->removed ? MAP_KEY_IF_EXISTS : (enum map_key_mode)opts->key_mode;
   if (!map_state_allows(m->maps, channel, pub->key, mode, now)) {
-    res->suppress_reason = mode == MAP_KEY_IF_NEW ? "key_exists" : "key_not_found";
+    res->suppress_reason = mode == MAP_KEY_IF_EXISTS ? "key_not_found" : "key_exists";
+    if (mode == MAP_KEY_TOUCH) /* only its expiry moves */
+      map_state_set(m->maps, channel, pub->key, pub, 0, opts->key_ttl_ms ? now + opts->key_ttl_ms : 0, mode, now);
     return 0;
   }
   if (opts->stream) {

@@ -64,8 +64,8 @@
   "end\n"
 
 /* KEYS: stream, stream meta, seed, state, keys, expire, map meta, expiring. ARGV: payload (the packed
- * Publication, key and removed set), key, removed ("1"/"0"), key mode (0 any, 1 if new, 2 if exists),
- * stream size ("0" = none), stream ttl ms, pubsub channel, meta ttl ms, a fresh seed, the channel, key
+ * Publication, key and removed set), key, removed ("1"/"0"), key mode (0 any, 1 if new, 2 if exists, 3
+ * touch: when it exists only its expiry moves), stream size ("0" = none), stream ttl ms, pubsub channel, meta ttl ms, a fresh seed, the channel, key
  * ttl ms ("0" = never), state ttl ms ("0" = keep). Returns {offset, epoch} or {-1, reason}. */
 static struct redis_script change_script = {
     .name = "map_change",
@@ -76,6 +76,14 @@ static struct redis_script change_script = {
     "if ARGV[3] == '1' or ARGV[4] == '2' then\n"
     "  if not exists then return {-1, 'key_not_found'} end\n"
     "elseif ARGV[4] == '1' and exists then\n"
+    "  return {-1, 'key_exists'}\n"
+    "elseif ARGV[4] == '3' and exists then\n"
+    "  if ARGV[11] ~= '0' then\n"
+    "    local at = now + tonumber(ARGV[11])\n"
+    "    redis.call('zadd', KEYS[6], at, key)\n"
+    "    redis.call('zadd', KEYS[8], 'LT', at, ARGV[10])\n"
+    "    for i = 4, 7 do redis.call('pexpire', KEYS[i], ARGV[12]) end\n"
+    "  end\n"
     "  return {-1, 'key_exists'}\n"
     "end\n"
     "redis.call('hset', KEYS[7], 'size', ARGV[5], 'ttl', ARGV[6], 'mttl', ARGV[8], 'pubsub', ARGV[7])\n"

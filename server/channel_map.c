@@ -15,7 +15,16 @@ enum {
 /* "Forever" for a persistent map's epoch: about 292 million years. */
 #define FOREVER_MS (UINT64_MAX / 2)
 
-bool channel_is_map(const struct channel_options *opts) { return strcmp(opts->subscription_type, "map") == 0; }
+/* The subscription types, by SubscribeRequest.type (Centrifugo 6.8's numbers). */
+static const char *const types[] = {"stream", "map", "map_clients", "map_users"};
+
+int channel_subscription_type(const struct channel_options *opts) {
+  for (int i = 0; i < (int)(sizeof types / sizeof types[0]); i++)
+    if (strcmp(opts->subscription_type, types[i]) == 0) return i;
+  return 0;
+}
+
+bool channel_is_map(const struct channel_options *opts) { return channel_subscription_type(opts) != 0; }
 
 void channel_map_limits(const struct channel_options *opts, struct channel_map_limits *out) {
   bool persistent = strcmp(opts->map_mode, "persistent") == 0;

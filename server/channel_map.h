@@ -23,7 +23,11 @@ struct channel_map_limits {
   uint64_t catch_up_timeout_ms;     /* 0 = none */
 };
 
-/* Is OPTS a map namespace (subscription_type "map")? */
+/* OPTS's subscription type as SubscribeRequest.type numbers it: 0 stream, 1 map, 2 map_clients (a map
+ * of the channel's subscribers by client id), 3 map_users (by user id). */
+int channel_subscription_type(const struct channel_options *opts);
+
+/* Is OPTS a map namespace of any of the three kinds? */
 bool channel_is_map(const struct channel_options *opts);
 
 /* Fills *OUT with OPTS's effective map limits. */

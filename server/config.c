@@ -7,6 +7,8 @@
  * of a loaded or defaulted config is heap-allocated (never NULL, never a literal); a failed load leaves
  * nothing allocated; every error names FILE:LINE and the key. */
 #include "config.h"
+
+#include "channel_map.h"
 #include "redis_conn.h"
 
 #include <errno.h>
@@ -75,7 +77,7 @@ static int check_one_of(const char *value, const char *const *allowed, char *why
 }
 
 static int check_subscription_type(const char *value, char *why, size_t len) {
-  static const char *const types[] = {"stream", "map", NULL};
+  static const char *const types[] = {"stream", "map", "map_clients", "map_users", NULL};
   return check_one_of(value, types, why, len);
 }
 
@@ -333,7 +335,11 @@ static int check_mode(const char *value, char *why, size_t len) {
   X(delta_publish, BOOL, "false", 0, 0, true, CHAN, delta_publish, NULL,                                     \
     "publications go as fossil deltas to subscribers that negotiated one")                                   \
   X(subscription_type, STRING, "stream", 0, 0, true, CHAN, subscription_type, check_subscription_type,       \
-    "\"stream\" (publications) or \"map\" (keyed state: snapshot, then changes)")                         \
+    "\"stream\", \"map\" (keyed state: snapshot, then changes), \"map_clients\" or \"map_users\"")         \
+  X(map_clients_presence_channel_prefix, STRING, "", 0, 0, true, CHAN, map_clients_presence_channel_prefix, NULL, \
+    "a subscriber of channel X is also key <client id> of map channel <prefix>X (a map_clients namespace)")  \
+  X(map_users_presence_channel_prefix, STRING, "", 0, 0, true, CHAN, map_users_presence_channel_prefix, NULL,  \
+    "a subscriber of channel X is also key <user id> of map channel <prefix>X (a map_users namespace)")      \
   X(map_mode, STRING, "", 0, 0, true, CHAN, map_mode, check_map_mode,                                        \
     "map channels: \"ephemeral\", \"recoverable\" or \"persistent\"")                                       \
   X(map_key_ttl, DURATION, "0s", 0, 8760 * HOUR, true, CHAN, map_key_ttl_ms, NULL,                           \
@@ -720,6 +726,8 @@ static int check_map_options(struct load *ld, const config_setting_t *group, con
     return fail(ld, at ? at : config_setting_get_member(group, "subscription_type"), "map_mode",
                 "a map namespace needs map_mode: \"ephemeral\", \"recoverable\" or \"persistent\"");
   bool persistent = strcmp(o->map_mode, "persistent") == 0, ephemeral = strcmp(o->map_mode, "ephemeral") == 0;
+  if (persistent && strcmp(o->subscription_type, "map") != 0) /* presence entries must go away */
+    return fail(ld, at, "map_mode", "a %s namespace cannot be persistent", o->subscription_type);
   const config_setting_t *ttl = config_setting_get_member(group, "map_key_ttl");
   if (persistent && o->map_key_ttl_ms > 0)
     return fail(ld, ttl, "map_key_ttl", "persistent keys never expire: leave map_key_ttl unset");
@@ -750,7 +758,7 @@ static int check_options(struct load *ld, const config_setting_t *group, const s
       return fail(ld, list ? config_setting_get_elem(list, (unsigned)i) : group, "allowed_delta_types",
                   "\"%s\" is not a delta type (the one there is: \"fossil\")", o->allowed_delta_types[i]);
     }
-  if (strcmp(o->subscription_type, "map") == 0 && check_map_options(ld, group, o) != 0) return -1;
+  if (channel_is_map(o) && check_map_options(ld, group, o) != 0) return -1;
   if (o->history_size > 0 && o->history_ttl_ms > 0) return 0;
   const char *const key[] = {"history_size", "force_recovery", "force_positioning"};
   const bool on[] = {o->history_size > 0, o->force_recovery, o->force_positioning};
@@ -803,6 +811,19 @@ static int parse_namespaces(struct load *ld, const config_setting_t *s, size_t k
   return 0;
 }
 
+/* A map presence prefix (KEY of group G) must name a namespace ("ns:") of subscription type TYPE. */
+static int check_presence_prefix(struct load *ld, const struct config *cfg, const config_setting_t *g, const char *key,
+                                 const char *prefix, const char *type) {
+  if (prefix[0] == '\0') return 0;
+  const config_setting_t *at = config_setting_get_member(g, key);
+  const char *colon = strchr(prefix, ':');
+  const struct namespace_config *ns = colon ? config_find_namespace(cfg, prefix, (size_t)(colon - prefix)) : NULL;
+  if (ns == NULL || strcmp(ns->options.subscription_type, type) != 0)
+    return fail(ld, at ? at : g, key, "\"%s\" must be \"<namespace>:\" of a namespace with subscription_type = \"%s\"",
+                prefix, type);
+  return 0;
+}
+
 /* Checks across top-level keys, once every key is read. */
 static int check_config(struct load *ld, const config_t *lc, const struct config *cfg) {
   if (cfg->pong_timeout_ms >= cfg->ping_interval_ms) {
@@ -827,6 +848,16 @@ static int check_config(struct load *ld, const config_t *lc, const struct config
     char why[256];
     if (check_redis_address(cfg->redis_address[i], why, sizeof why) != 0)
       return fail(ld, config_lookup(lc, "redis_address"), "redis_address", "%s", why);
+  }
+  for (size_t i = 0; i <= cfg->namespaces_count; i++) {
+    const struct channel_options *o = i ? &cfg->namespaces[i - 1].options : &cfg->channel_defaults;
+    const config_setting_t *g = i ? config_setting_get_elem(config_lookup(lc, "namespaces"), (unsigned)(i - 1))
+                                  : config_root_setting(lc);
+    if (check_presence_prefix(ld, cfg, g, "map_clients_presence_channel_prefix", o->map_clients_presence_channel_prefix,
+                              "map_clients") != 0 ||
+        check_presence_prefix(ld, cfg, g, "map_users_presence_channel_prefix", o->map_users_presence_channel_prefix,
+                              "map_users") != 0)
+      return -1;
   }
   return check_options(ld, config_root_setting(lc), &cfg->channel_defaults);
 }

@@ -51,8 +51,10 @@ struct channel_options {
   size_t allowed_delta_types_count;
   bool delta_publish;            /* every publication is sent as a delta where negotiated */
   /* Map subscriptions (channel_map.h gives the effective values): */
-  char *subscription_type; /* "stream" or "map" */
+  char *subscription_type; /* "stream", "map", "map_clients" or "map_users" */
   char *map_mode;          /* "ephemeral", "recoverable", "persistent" ("" outside map namespaces) */
+  char *map_clients_presence_channel_prefix; /* "ns:" of a map_clients namespace, or "" */
+  char *map_users_presence_channel_prefix;   /* "ns:" of a map_users namespace, or "" */
   int64_t map_key_ttl_ms;  /* 0 = keys never expire (persistent) */
   int64_t map_stream_size, map_stream_ttl_ms, map_meta_ttl_ms; /* 0 = the mode's default */
   bool map_allow_publish_for_subscriber, map_allow_publish_for_client, map_allow_publish_for_anonymous;

@@ -116,7 +116,8 @@ static bool key_allowed(const struct map_channel *c, const char *key, enum map_k
   bool found = false;
   size_t i = c ? find(c, key, &found) : 0;
   bool exists = found && live(&c->entries[i], now_ms);
-  return mode == MAP_KEY_ANY || (mode == MAP_KEY_IF_NEW && !exists) || (mode == MAP_KEY_IF_EXISTS && exists);
+  return mode == MAP_KEY_ANY || ((mode == MAP_KEY_IF_NEW || mode == MAP_KEY_TOUCH) && !exists) ||
+         (mode == MAP_KEY_IF_EXISTS && exists);
 }
 
 bool map_state_allows(struct map_state *ms, const char *channel, const char *key, enum map_key_mode mode,
@@ -147,6 +148,9 @@ int map_state_set(struct map_state *ms, const char *channel, const char *key, co
   pthread_mutex_lock(&st->lock);
   struct map_channel *c = strmap_get(st->channels, channel);
   if (!key_allowed(c, key, mode, now_ms)) {
+    bool found = false;
+    size_t i = c ? find(c, key, &found) : 0;
+    if (mode == MAP_KEY_TOUCH && found) c->entries[i].expires_ms = expires_ms;
     rc = MAP_STATE_SUPPRESSED;
     goto out;
   }

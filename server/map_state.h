@@ -28,6 +28,7 @@ enum map_key_mode {
   MAP_KEY_ANY = 0,       /* set it whether or not it exists */
   MAP_KEY_IF_NEW = 1,    /* only when it does not exist */
   MAP_KEY_IF_EXISTS = 2, /* only when it exists */
+  MAP_KEY_TOUCH = 3,     /* set it when it does not exist; when it does, only extend its expiry (suppressed) */
 };
 
 enum map_state_rc {

@@ -481,9 +481,11 @@ static void expire_subscriptions(struct session *s) {
   proxy_calls_refresh_check(s);
   int64_t now = (int64_t)time(NULL);
   int64_t cutoff = now - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
-  char *expired[16], *refresh[16];
-  size_t n = 0, r = 0;
+  char *expired[16], *refresh[16], *presence[16];
+  size_t n = 0, r = 0, m = 0;
   pthread_mutex_lock(&s->lock);
+  for (struct subscription *sub = s->subs; sub && m < 16; sub = sub->next)
+    if (sub->flags & SUB_MAP_PRESENCE) presence[m++] = strdup(sub->channel_name);
   for (struct subscription *sub = s->subs; sub && n < 16 && r < 16; sub = sub->next) {
     if ((sub->flags & SUB_SERVER_REFRESH) && sub->expires_at > 0 && sub->expires_at <= now) {
       sub->expires_at = INT64_MAX; /* being refreshed: the sub_refresh proxy's answer sets it */
@@ -500,6 +502,10 @@ static void expire_subscriptions(struct session *s) {
   for (size_t i = 0; i < r; i++) {
     if (refresh[i]) proxy_calls_sub_refresh(s, refresh[i]);
     free(refresh[i]);
+  }
+  for (size_t i = 0; i < m; i++) { /* the entries' expiry is extended a ping interval at a time */
+    if (presence[i]) protocol_map_presence(s, presence[i], MAP_PRESENCE_REFRESH);
+    free(presence[i]);
   }
 }
 

@@ -87,6 +87,7 @@ static unsigned plan_flags(const struct subscribe_plan *p) {
   if (positioned) flags |= SUB_POSITIONED;
   if (recoverable) flags |= SUB_RECOVERABLE;
   if (p->want_delta && channel_delta_allowed(o, "fossil")) flags |= SUB_DELTA;
+  if (o->map_clients_presence_channel_prefix[0] || o->map_users_presence_channel_prefix[0]) flags |= SUB_MAP_PRESENCE;
   return flags | p->extra_flags;
 }
 
@@ -221,6 +222,8 @@ uint32_t protocol_subscribe(struct session *s, struct subscribe_plan *plan) {
   protocol__subscribe_result__init(&ls.local);
   if (plan->result) protocol__subscribe_result__init(plan->result);
   b->ops->with_channel_locked(b, plan->channel, subscribe_locked, &ls);
+  if (!ls.error && (ls.flags & SUB_MAP_PRESENCE)) /* after the lock: it writes other channels */
+    protocol_map_presence(s, plan->channel, MAP_PRESENCE_ADD);
   if (plan->result && !ls.error) {
     ls.hist.pubs = NULL; /* now owned by plan->result */
     ls.hist.n = 0;
@@ -269,12 +272,14 @@ void protocol_subscription_ended(struct session *s, struct subscription *sub) {
   struct locked_end le = {.s = s, .sub = sub};
   struct broker *b = s->srv->broker;
   b->ops->with_channel_locked(b, sub->channel_name, end_locked, &le);
+  if (sub->flags & SUB_MAP_PRESENCE) protocol_map_presence(s, sub->channel_name, MAP_PRESENCE_REMOVE);
 }
 
 struct subscription *protocol_subscription_end(struct session *s, const char *channel) {
   struct locked_end le = {.s = s, .channel = channel};
   struct broker *b = s->srv->broker;
   b->ops->with_channel_locked(b, channel, end_locked, &le);
+  if (le.sub && (le.sub->flags & SUB_MAP_PRESENCE)) protocol_map_presence(s, channel, MAP_PRESENCE_REMOVE);
   return le.sub;
 }
 
@@ -331,7 +336,7 @@ uint32_t protocol_subscribe_command(struct session *s, const Protocol__Command *
                                     bool server_refresh) {
   const Protocol__SubscribeRequest *req = cmd->subscribe;
   bool with_token = granted != NULL;
-  if (req->type != (channel_is_map(opts) ? PROTOCOL_SUBSCRIPTION_TYPE_MAP : 0)) /* as Centrifugo: 103 */
+  if (req->type != channel_subscription_type(opts)) /* as Centrifugo: 103 */
     return protocol_finish(s, cmd->id, -ERROR_PERMISSION_DENIED);
   if (channel_is_map(opts)) return protocol_map_subscribe(s, cmd, cfg, opts, granted, server_refresh);
   struct subscribe_plan plan = {

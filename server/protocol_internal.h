@@ -99,6 +99,13 @@ uint32_t protocol_map_publish(struct session *s, const Protocol__Command *cmd, c
 struct map_publish_options;
 void protocol_map_options(const struct channel_options *opts, struct map_publish_options *out);
 
+/* S's entries in the map presence channels of CHANNEL (its namespace's map_clients_ and
+ * map_users_presence_channel_prefix): written when S subscribes, their expiry extended at each ping,
+ * the map_clients one removed when the subscription ends (the map_users one expires). Not under a
+ * channel lock. */
+enum map_presence_op { MAP_PRESENCE_ADD, MAP_PRESENCE_REFRESH, MAP_PRESENCE_REMOVE };
+void protocol_map_presence(struct session *s, const char *channel, enum map_presence_op op);
+
 /* Forgets S's snapshot reading of CHANNEL (NULL: of every channel; at the session's end). */
 void protocol_map_paging_drop(struct session *s, const char *channel);
 

@@ -428,3 +428,45 @@ uint32_t protocol_map_publish(struct session *s, const Protocol__Command *cmd, c
   map_change_start(mc);
   return 0;
 }
+
+/* The map presence channels of a subscription: which prefix, what the key is, whether it carries the
+ * client's info and goes away with the subscription. */
+static const struct {
+  size_t prefix; /* offset of the prefix option in struct channel_options */
+  int type;      /* the subscription type the presence namespace must have */
+  bool by_user;  /* key = user id (anonymous clients have none); else the client id */
+} presence_kinds[] = {
+    {offsetof(struct channel_options, map_clients_presence_channel_prefix), 2, false},
+    {offsetof(struct channel_options, map_users_presence_channel_prefix), 3, true},
+};
+
+void protocol_map_presence(struct session *s, const char *channel, enum map_presence_op op) {
+  struct broker *b = s->srv->broker;
+  if (b->ops->map_publish == NULL) return;
+  const struct config *cfg = server_config_get(s->srv);
+  const struct channel_options *opts = channel_options_for(cfg, channel);
+  for (size_t i = 0; opts && i < sizeof presence_kinds / sizeof presence_kinds[0]; i++) {
+    const char *prefix = *(char *const *)((const char *)opts + presence_kinds[i].prefix);
+    const char *key = presence_kinds[i].by_user ? s->user : s->client_id;
+    if (prefix[0] == '\0' || key[0] == '\0') continue;
+    if (op == MAP_PRESENCE_REMOVE && presence_kinds[i].by_user) continue; /* a user's entry expires */
+    char target[CHANNEL_MAX_LENGTH + 1];
+    int n = snprintf(target, sizeof target, "%s%s", prefix, channel);
+    const struct channel_options *to = n > 0 && (size_t)n < sizeof target ? channel_options_for(cfg, target) : NULL;
+    if (to == NULL || channel_subscription_type(to) != presence_kinds[i].type) continue;
+    Protocol__ClientInfo info;
+    protocol_client_info(s, &info);
+    Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+    pub.key = (char *)key;
+    pub.removed = op == MAP_PRESENCE_REMOVE;
+    if (!pub.removed && !presence_kinds[i].by_user) pub.info = &info;
+    struct map_publish_options mo;
+    protocol_map_options(to, &mo);
+    mo.key_mode = MAP_KEY_TOUCH; /* there already (another tab of the user, a refresh): only its expiry */
+    struct map_publish_result res;
+    if (b->ops->map_publish(b, target, &pub, &mo, &res) != 0)
+      log_info("client %s: map presence of %s in %s not written (the key TTL is the safety net)", s->client_id,
+               channel, target);
+  }
+  config_unref(cfg);
+}

@@ -17,6 +17,7 @@ import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { api, withTimeout } from './lib/http.js';
 import { connectRaw, call, closeAllRaw } from './lib/raw.js';
 import { once, SDK_TIMEOUT_MS } from './lib/sdk.js';
+import { hsToken, now } from './lib/jwt.js';
 
 let srv;
 const clients = [];
@@ -48,16 +49,16 @@ const enc = new TextEncoder();
 
 // The SDK clients under test: every transport streamd serves the bidirectional SDK on, both codecs.
 const transports = {
-  'http_stream JSON': (s) => new Centrifuge([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
-    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS }),
-  'http_stream protobuf': (s) => new CentrifugePb([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
-    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS }),
-  'SSE JSON': (s) => new Centrifuge([{ transport: 'sse', endpoint: `${s.base}/connection/sse` }],
-    { eventsource: EventSource, emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS }),
-  'WebSocket JSON': (s) => new Centrifuge(`ws://127.0.0.1:${s.port}/connection/websocket`,
-    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS }),
-  'WebSocket protobuf': (s) => new CentrifugePb(`ws://127.0.0.1:${s.port}/connection/websocket`,
-    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS }),
+  'http_stream JSON': (s, extra = {}) => new Centrifuge([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
+    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'http_stream protobuf': (s, extra = {}) => new CentrifugePb([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
+    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'SSE JSON': (s, extra = {}) => new Centrifuge([{ transport: 'sse', endpoint: `${s.base}/connection/sse` }],
+    { eventsource: EventSource, emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'WebSocket JSON': (s, extra = {}) => new Centrifuge(`ws://127.0.0.1:${s.port}/connection/websocket`,
+    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'WebSocket protobuf': (s, extra = {}) => new CentrifugePb(`ws://127.0.0.1:${s.port}/connection/websocket`,
+    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS, ...extra }),
 };
 
 async function connect(name, server = srv, make = transports[name]) {
@@ -475,5 +476,75 @@ describe('key TTL', () => {
     assert.deepEqual([set.key, set.offset], ['brief', 1]);
     assert.deepEqual([gone.key, gone.removed, gone.offset], ['brief', true, 2]);
     assert.equal(await numKeys(channel), 0);
+  });
+});
+
+describe('map presence (map_clients, map_users)', () => {
+  test('subscribers of room:1 are keys of clients:room:1 (client id, with info; removed when they leave) and users:room:1 (user id; expires)', async () => {
+    const secret = 'map-presence-secret';
+    const psrv = await startServer({
+      http_stream: true, sse: true, api_key: API_KEY, token_hmac_secret_key: secret,
+      namespaces: [
+        { name: 'room', allow_subscribe_for_client: true, map_clients_presence_channel_prefix: 'clients:',
+          map_users_presence_channel_prefix: 'users:' },
+        { name: 'clients', subscription_type: 'map_clients', map_mode: 'recoverable', map_key_ttl: '60s',
+          allow_subscribe_for_client: true, map_min_page_size: 1 },
+        { name: 'users', subscription_type: 'map_users', map_mode: 'ephemeral', map_key_ttl: '60s',
+          allow_subscribe_for_client: true, map_min_page_size: 1 },
+      ],
+    });
+    const as = (user, name = 'WebSocket JSON') =>
+      connect(name, psrv, (srv2) => transports[name](srv2, { token: hsToken({ sub: user, exp: now() + 600 }, secret) }));
+    const watcher = await as('watcher');
+    const clientsSub = collectMap(watcher.newMapClientsSubscription('clients:room:1', { pageSize: 1 }));
+    const usersSub = collectMap(watcher.newMapUsersSubscription('users:room:1', { pageSize: 1 }));
+    for (const sub of [clientsSub, usersSub]) {
+      const p = subscribedOrNot(sub);
+      sub.subscribe();
+      await p;
+      await sub.until(() => sub.syncs.length === 1, 'first sync');
+      assert.deepEqual(sub.syncs[0].entries, []);
+    }
+    // a stream subscriber of room:1 (http_stream protobuf) appears in both
+    const alice = await as('alice', 'http_stream protobuf');
+    const room = alice.newSubscription('room:1');
+    const joined = once(room, 'subscribed');
+    room.subscribe();
+    await joined;
+    await clientsSub.until(() => clientsSub.updates.length === 1, 'alice in clients');
+    const added = clientsSub.updates[0];
+    assert.equal(added.key, alice.connectedCtx.client);
+    assert.equal(added.removed, undefined);
+    assert.equal(added.info.user, 'alice');
+    assert.equal(added.info.client, alice.connectedCtx.client);
+    await usersSub.until(() => usersSub.updates.length === 1, 'alice in users');
+    assert.equal(usersSub.updates[0].key, 'alice');
+    // a second connection of alice: a second client key, the user key is there already
+    const alice2 = await as('alice', 'http_stream JSON');
+    const room2 = alice2.newSubscription('room:1');
+    const joined2 = once(room2, 'subscribed');
+    room2.subscribe();
+    await joined2;
+    await clientsSub.until(() => clientsSub.updates.length === 2, 'alice2 in clients');
+    assert.equal(clientsSub.updates[1].key, alice2.connectedCtx.client);
+    // a late reader gets both clients and the one user in its snapshot
+    const late = await as('late', 'SSE JSON');
+    const lateClients = collectMap(late.newMapClientsSubscription('clients:room:1', { pageSize: 1 })); // 2 pages
+    const lateSubscribed = subscribedOrNot(lateClients);
+    lateClients.subscribe();
+    await lateSubscribed;
+    await lateClients.until(() => lateClients.syncs.length === 1, 'late sync');
+    assert.deepEqual(lateClients.syncs[0].entries.map((e) => e.key).sort(),
+      [alice.connectedCtx.client, alice2.connectedCtx.client].sort());
+    // leaving removes the client key; the user key stays until its TTL
+    room.unsubscribe();
+    await clientsSub.until(() => clientsSub.updates.length === 3, 'alice leaves clients');
+    assert.deepEqual([clientsSub.updates[2].key, clientsSub.updates[2].removed], [alice.connectedCtx.client, true]);
+    alice2.disconnect();
+    await clientsSub.until(() => clientsSub.updates.length === 4, 'alice2 disconnects');
+    assert.deepEqual([clientsSub.updates[3].key, clientsSub.updates[3].removed], [alice2.connectedCtx.client, true]);
+    assert.equal(usersSub.updates.length, 1, 'a user key is not removed on leave (it expires)');
+    const stats = await apiOk('map_stats', { channel: 'users:room:1' }, psrv);
+    assert.equal(stats.num_keys, 1);
   });
 });

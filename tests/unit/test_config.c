@@ -356,7 +356,7 @@ static void test_delta_types(void **state) {
 static void test_map_options(void **state) {
   (void)state;
   load_fails("namespaces = ( { name = \"board\";\n subscription_type = \"tree\"; } );\n", 2,
-             "key 'subscription_type': \"tree\" is not one of \"stream\", \"map\"");
+             "key 'subscription_type': \"tree\" is not one of \"stream\", \"map\", \"map_clients\", \"map_users\"");
   load_fails("namespaces = ( { name = \"board\";\n subscription_type = \"map\"; } );\n", 2,
              "key 'map_mode': a map namespace needs map_mode: \"ephemeral\", \"recoverable\" or \"persistent\"");
   load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\";\n map_mode = \"recoverable\"; } );\n", 2,
@@ -374,6 +374,11 @@ static void test_map_options(void **state) {
   load_fails("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"persistent\";\n"
              " map_client_key = \"session\"; } );\n",
              2, "key 'map_client_key': \"session\" is not one of \"\", \"client_id\", \"user_id\"");
+  load_fails("namespaces = ( { name = \"room\";\n map_clients_presence_channel_prefix = \"clients:\"; } );\n", 2,
+             "key 'map_clients_presence_channel_prefix': \"clients:\" must be \"<namespace>:\" of a namespace with "
+             "subscription_type = \"map_clients\"");
+  load_fails("namespaces = ( { name = \"users\"; subscription_type = \"map_users\";\n map_mode = \"persistent\"; } );\n",
+             2, "key 'map_mode': a map_users namespace cannot be persistent");
   char err[512] = "";
   struct config cfg;
   char *path = write_temp("namespaces = ( { name = \"board\"; subscription_type = \"map\"; map_mode = \"recoverable\";\n"
@@ -436,9 +441,9 @@ static void test_key_table(void **state) {
     channel += keys[i].channel_option;
     for (size_t j = 0; j < i; j++) assert_string_not_equal(keys[i].name, keys[j].name);
   }
-  assert_int_equal(channel, 47); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
+  assert_int_equal(channel, 49); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
                                   publication_data_format, proxy_subscribe/publish/sub_refresh,
-                                  allowed_delta_types, delta_publish, subscription_type and the 17
+                                  allowed_delta_types, delta_publish, subscription_type and the 19
                                   map_* options */
 }
 
