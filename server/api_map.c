@@ -22,7 +22,7 @@ static int map_params(struct server *srv, json_t *params, bool need_key, const c
   *key = k ? k : "";
   int rc = api_param_channel(srv, *channel, cfg, opts);
   if (rc) return rc;
-  if (!channel_is_map(*opts) || (need_key && (*key)[0] == '\0'))
+  if (!channel_is_map(*opts) || (need_key && ((*key)[0] == '\0' || strlen(*key) > CHANNEL_MAP_KEY_MAX)))
     rc = API_ERROR_BAD_REQUEST;
   else if (srv->broker->ops->map_publish == NULL)
     rc = API_ERROR_NOT_AVAILABLE;

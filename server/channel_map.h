@@ -11,6 +11,9 @@
 
 #include "config.h"
 
+/* The longest map key, in bytes (longer ones: error 107). */
+#define CHANNEL_MAP_KEY_MAX 1024
+
 /* The effective limits of a map namespace. */
 struct channel_map_limits {
   bool stream;            /* keeps a stream of changes (recoverable, persistent): offsets, recovery */

@@ -321,7 +321,7 @@ static int64_t client_key(struct session *s, const struct channel_options *opts,
     return (*key)[0] ? 0 : -ERROR_PERMISSION_DENIED; /* user_id for an anonymous client */
   }
   *key = asked;
-  return asked[0] ? 0 : -ERROR_BAD_REQUEST;
+  return asked[0] && strlen(asked) <= CHANNEL_MAP_KEY_MAX ? 0 : -ERROR_BAD_REQUEST;
 }
 
 void protocol_map_options(const struct channel_options *opts, struct map_publish_options *out) {

@@ -414,6 +414,7 @@ describe('errors', () => {
     assert.equal((await apiErr('map_publish', { channel: 'board:api', data: { v: 1 } })).code, 107);
     assert.equal((await apiErr('map_publish', { channel: 'plain:api', key: 'k', data: { v: 1 } })).code, 107);
     assert.equal((await apiErr('map_publish', { channel: 'nope:api', key: 'k', data: { v: 1 } })).code, 102);
+    assert.equal((await apiErr('map_publish', { channel: 'board:api', key: 'k'.repeat(1025), data: { v: 1 } })).code, 107);
     assert.equal((await apiErr('map_remove', { channel: 'board:api' })).code, 107);
     const r = await apiOk('map_remove', { channel: 'board:api', key: 'missing' });
     assert.deepEqual([r.suppressed, r.suppress_reason, r.offset], [true, 'key_not_found', undefined], JSON.stringify(r));
