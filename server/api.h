@@ -57,11 +57,17 @@ int api_param_channel(struct server *srv, const char *channel, const struct conf
 int api_publication_from_params(json_t *params, Protocol__Publication *pub);
 void api_publication_cleanup(Protocol__Publication *pub);
 
-/* The map channel methods (api_map.c): map_publish, map_remove, map_stats, map_clear. */
+/* MSG as a raw JSON value (its JSON codec text), or NULL when out of memory. */
+json_t *api_message_json(const ProtobufCMessage *msg);
+
+/* The map channel methods (api_map.c): map_publish, map_remove, map_stats, map_clear, map_read_state,
+ * map_read_stream. */
 int api_map_publish(struct server *srv, json_t *params, json_t **result);
 int api_map_remove(struct server *srv, json_t *params, json_t **result);
 int api_map_stats(struct server *srv, json_t *params, json_t **result);
 int api_map_clear(struct server *srv, json_t *params, json_t **result);
+int api_map_read_state(struct server *srv, json_t *params, json_t **result);
+int api_map_read_stream(struct server *srv, json_t *params, json_t **result);
 
 /* The message of an API error code. */
 const char *api_error_message(int code);

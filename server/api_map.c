@@ -2,12 +2,17 @@
  * map_stats, map_clear). A change from the API carries no ClientInfo and is delivered to the channel's
  * map subscribers like a client's; `key_mode` "if_new" / "if_exists" may suppress a set, and removing a
  * key that is not there is suppressed too: the answer then says so (suppressed, suppress_reason) and
- * nothing is stored or delivered. Only map namespaces take these methods (107 elsewhere). */
+ * nothing is stored or delivered. map_read_state pages the keys (a cursor between pages, as the
+ * snapshot a subscriber reads) and map_read_stream the stream of changes; for both `limit` 0 answers
+ * the position only, -1 everything (up to READ_ALL). Only map namespaces take these methods (107
+ * elsewhere). */
+#include <stdint.h>
 #include <string.h>
 
 #include "api.h"
 #include "broker.h"
 #include "channel_map.h"
+#include "history.h"
 #include "map_state.h"
 #include "protocol_internal.h"
 #include "server.h"
@@ -119,4 +124,78 @@ int api_map_clear(struct server *srv, json_t *params, json_t **result) {
   if (rc != 0) return API_ERROR_INTERNAL;
   *result = json_object();
   return *result ? 0 : API_ERROR_INTERNAL;
+}
+
+/* What `limit` -1 reads at most. */
+#define READ_ALL 100000
+
+static size_t limit_of(json_t *params) {
+  json_int_t l = json_integer_value(json_object_get(params, "limit"));
+  return l < 0 ? READ_ALL : l > READ_ALL ? READ_ALL : (size_t)l;
+}
+
+/* ENTRIES[0..N) as a JSON array of publications (key, data, offset, removed, info, tags). */
+static json_t *entries_json(Protocol__Publication *const *entries, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < n; i++) {
+    json_t *e = api_message_json(&entries[i]->base);
+    if (e == NULL || json_array_append_new(a, e) != 0) {
+      json_decref(a);
+      return NULL;
+    }
+  }
+  return a;
+}
+
+int api_map_read_state(struct server *srv, json_t *params, json_t **result) {
+  const char *channel, *key;
+  const struct config *cfg;
+  const struct channel_options *opts;
+  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  if (rc) return rc;
+  config_unref(cfg);
+  struct broker *b = srv->broker;
+  const char *cursor = json_string_value(json_object_get(params, "cursor"));
+  struct stream_position pos = {0};
+  struct map_page page = {0};
+  if (b->ops->position(b, channel, &pos) != 0 ||
+      b->ops->map_page(b, channel, cursor ? cursor : "", limit_of(params), 0, &page) != 0)
+    return API_ERROR_INTERNAL;
+  json_t *entries = entries_json(page.entries, page.n);
+  *result = entries ? json_pack("{sosIss}", "entries", entries, "offset", (json_int_t)pos.offset, "epoch", pos.epoch)
+                    : NULL;
+  if (*result && page.next_cursor && json_object_set_new(*result, "cursor", json_string(page.next_cursor)) != 0) {
+    json_decref(*result);
+    *result = NULL;
+  }
+  map_page_cleanup(&page);
+  return *result ? 0 : API_ERROR_INTERNAL;
+}
+
+int api_map_read_stream(struct server *srv, json_t *params, json_t **result) {
+  const char *channel, *key;
+  const struct config *cfg;
+  const struct channel_options *opts;
+  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  if (rc) return rc;
+  config_unref(cfg);
+  json_t *since = json_object_get(params, "since_offset");
+  const char *epoch = json_string_value(json_object_get(params, "since_epoch"));
+  struct history_query q = {.limit = (int32_t)limit_of(params),
+                            .has_since = since != NULL,
+                            .since_offset = (uint64_t)json_integer_value(since),
+                            .since_epoch = epoch,
+                            .reverse = json_is_true(json_object_get(params, "reverse"))};
+  struct history_result hr = {0};
+  rc = srv->broker->ops->history(srv->broker, channel, &q, &hr);
+  if (rc == 0) {
+    json_t *entries = entries_json(hr.pubs, hr.n);
+    *result = entries ? json_pack("{sosIss}", "entries", entries, "offset", (json_int_t)hr.pos.offset, "epoch",
+                                  hr.pos.epoch)
+                      : NULL;
+  }
+  history_result_cleanup(&hr);
+  if (rc == -BROKER_EUNRECOVERABLE) return API_ERROR_UNRECOVERABLE_POSITION;
+  if (rc == -BROKER_EBADREQUEST) return API_ERROR_BAD_REQUEST;
+  return rc == 0 && *result ? 0 : API_ERROR_INTERNAL;
 }

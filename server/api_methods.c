@@ -302,7 +302,7 @@ static int param_feature_channel(struct server *srv, json_t *params, bool presen
 
 /* MSG as a raw JSON value (json_raw: its embedded application JSON stays verbatim in the answer), or
  * NULL when it cannot be carried in JSON (binary data from a protobuf client). */
-static json_t *message_json(const ProtobufCMessage *msg) {
+json_t *api_message_json(const ProtobufCMessage *msg) {
   char *text;
   size_t len;
   if (codec_json_message_to_text(msg, &text, &len) != 0) return NULL;
@@ -319,7 +319,7 @@ static int method_presence(struct server *srv, json_t *params, json_t **result) 
   if (srv->broker->ops->presence_get(srv->broker, channel, 0, &pr) != 0) return API_ERROR_INTERNAL;
   json_t *map = json_object();
   for (size_t i = 0; i < pr.n; i++) {
-    json_t *info = message_json(&pr.infos[i]->base);
+    json_t *info = api_message_json(&pr.infos[i]->base);
     if (info) json_object_set_new(map, pr.infos[i]->client, info);
   }
   presence_result_cleanup(&pr);
@@ -353,7 +353,7 @@ static int method_history(struct server *srv, json_t *params, json_t **result) {
   if (rc == 0) {
     json_t *pubs = json_array();
     for (size_t i = 0; i < hr.n; i++) {
-      json_t *p = message_json(&hr.pubs[i]->base);
+      json_t *p = api_message_json(&hr.pubs[i]->base);
       if (p) json_array_append_new(pubs, p);
     }
     *result = json_pack("{sosssI}", "publications", pubs, "epoch", hr.pos.epoch, "offset",
@@ -452,6 +452,8 @@ static const struct api_method methods[] = {
     {"map_remove", api_map_remove, API_SCOPE_NODE, NULL},
     {"map_stats", api_map_stats, API_SCOPE_NODE, NULL},
     {"map_clear", api_map_clear, API_SCOPE_NODE, NULL},
+    {"map_read_state", api_map_read_state, API_SCOPE_NODE, NULL},
+    {"map_read_stream", api_map_read_stream, API_SCOPE_NODE, NULL},
 };
 
 const struct api_method *api_find_method(const char *name) {

@@ -420,6 +420,22 @@ describe('errors', () => {
     assert.deepEqual([r.suppressed, r.suppress_reason, r.offset], [true, 'key_not_found', undefined], JSON.stringify(r));
   });
 
+  test('server API map_read_state pages the keys, map_read_stream reads the changes', async () => {
+    const channel = 'board:readapi';
+    for (const k of ['c', 'a', 'b']) await apiOk('map_publish', { channel, key: k, data: { k } });
+    await apiOk('map_remove', { channel, key: 'c' });
+    const p1 = await apiOk('map_read_state', { channel, limit: 1 });
+    assert.deepEqual([p1.entries.map((e) => [e.key, e.data, e.offset]), p1.cursor, p1.offset],
+      [[['a', { k: 'a' }, 2]], 'a', 4]);
+    const p2 = await apiOk('map_read_state', { channel, limit: 10, cursor: p1.cursor });
+    assert.deepEqual([p2.entries.map((e) => e.key), p2.cursor], [['b'], undefined]);
+    assert.deepEqual((await apiOk('map_read_state', { channel })).entries, [], 'limit 0: the position only');
+    const st = await apiOk('map_read_stream', { channel, since_offset: 1, since_epoch: p1.epoch, limit: -1 });
+    assert.deepEqual(st.entries.map((e) => [e.offset, e.key, e.removed === true]),
+      [[2, 'a', false], [3, 'b', false], [4, 'c', true]]);
+    assert.equal((await apiErr('map_read_stream', { channel, since_offset: 1, since_epoch: 'other', limit: 1 })).code, 112);
+  });
+
   test('map_client_key "client_id": a client publish is stored under its client id', async () => {
     const c = await connect('WebSocket JSON');
     const sub = await subscribeMap(c, 'own:presence');
