@@ -16,6 +16,7 @@
 #include "codes.h"
 #include "config.h"
 #include "hangup.h"
+#include "heap_trim.h"
 #include "api.h"
 #include "handlers.h"
 #include "http.h"
@@ -132,6 +133,9 @@ static void raise_file_limit(void) {
  * the others up. */
 #define WORKERS 4
 
+/* The load heap_trim watches: connected sessions. */
+static size_t sessions_now(void *registry) { return registry_count(registry); }
+
 static int server_init(struct server *srv, struct config *cfg) {
   char err[256];
   if (server_config_attach_keys(cfg, err, sizeof err) != 0) {
@@ -156,6 +160,7 @@ static int server_init(struct server *srv, struct config *cfg) {
   srv->hangup = hangup_start();
   srv->ws = ws_start(srv);
   if (!srv->timers || !srv->registry || !srv->hub || !srv->broker || !srv->hangup || !srv->ws) return -1;
+  srv->heap_trim = heap_trim_start(srv->timers, sessions_now, srv->registry); /* NULL: no trims, no harm */
   return timer_wheel_start(srv->timers);
 }
 
@@ -165,6 +170,7 @@ static void server_cleanup(struct server *srv) {
   proxy_calls_stop(srv); /* its last answers are handled on the workers, with timers still running */
   hangup_stop(srv->hangup);
   if (srv->timers) timer_wheel_stop(srv->timers);
+  heap_trim_stop(srv->heap_trim); /* after the wheel stopped: its tick cannot be running */
   workers_free(srv->workers); /* their API calls use the broker */
   if (srv->broker) srv->broker->ops->free(srv->broker); /* first: its threads deliver into the hub */
   loops_free(srv->loops); /* runs the deliveries still queued, then the hub can go */

@@ -4,6 +4,7 @@
  * and protocol, subscriptions, channels) in the Prometheus text exposition format 0.0.4. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,11 +156,22 @@ static void render_sessions(struct text *t, struct server *srv) {
   put(t, "streamd_uptime_seconds %llu\n", (unsigned long long)((timer_now_ms() - srv->started_ms) / 1000));
 }
 
+/* The C heap as glibc's allocator sees it: what streamd holds, and what the allocator keeps free
+ * (which RSS counts too). */
+static void render_heap(struct text *t) {
+  struct mallinfo2 mi = mallinfo2();
+  gauge_header(t, "heap_in_use_bytes", "Bytes of the C heap in use (allocated and not freed).");
+  put(t, "streamd_heap_in_use_bytes %zu\n", mi.uordblks + mi.hblkhd);
+  gauge_header(t, "heap_free_bytes", "Bytes of the C heap free but kept by the allocator.");
+  put(t, "streamd_heap_free_bytes %zu\n", mi.fordblks);
+}
+
 enum MHD_Result metrics_handle(struct request *req) {
   struct text t = {0};
   render_counters(&t, req->srv);
   render_sessions(&t, req->srv);
   render_proxies(&t, req->srv);
+  render_heap(&t);
   enum MHD_Result ret =
       t.failed ? http_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, 0)
                : http_respond(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t.buf, t.len);

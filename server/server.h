@@ -19,6 +19,7 @@ struct registry;
 struct timer_wheel;
 struct auth_keys;
 struct hangup;
+struct heap_trim;
 struct ws;
 struct loops;
 struct workers;
@@ -65,6 +66,7 @@ struct server {
   struct registry *registry;
   struct timer_wheel *timers;
   struct hangup *hangup; /* notices clients leaving suspended streams */
+  struct heap_trim *heap_trim; /* gives freed memory back after a load peak (heap_trim.h) */
   struct ws *ws;         /* the WebSocket loop; NULL once stopped (ws_stop runs before http_stop) */
   struct loops *loops;   /* the core loops: HTTP connections and fan-out (http.c starts and stops them) */
   uint64_t started_ms;

@@ -19,7 +19,7 @@ LAYERS = [
         codec_sse codec_ws codec_uni
         ws_input http_framing http_host redis_addr redis_conn redis_script redis_sentinel
         presence stats auth auth_claims jwks jwks_fetch workers trace_decode http_client proxy
-        fossil pub_delta channel_map"""),
+        fossil pub_delta channel_map heap_trim"""),
     ("session", "session session_feed trace"),
     ("hub and registry", "hub registry"),
     ("broker", """broker history map_state broker_memory broker_redis broker_redis_internal broker_redis_control

@@ -1,10 +1,11 @@
 // What the soak measures of a running streamd node from outside: resident memory and open file
-// descriptors (Linux /proc), whether it runs under AddressSanitizer, and the server API's view of
+// descriptors (Linux /proc), its C heap in use and kept free (its /metrics), whether it runs under
+// AddressSanitizer, and the server API's view of
 // sessions, channels, presence and history. Each returns plain numbers for the report table.
 //
 // Threads: none of its own; every function reads /proc or makes one API call per node and channel.
 import { readFileSync, readdirSync } from 'node:fs';
-import { api } from '../integration/lib/http.js';
+import { api, request } from '../integration/lib/http.js';
 import { API_KEY } from '../integration/lib/server.js';
 
 /** { rssKiB, fds } of process PID. */
@@ -53,4 +54,18 @@ export async function historyLength(base, channel) {
   const r = await api(base, 'history', { channel, limit: -1 }, { key: API_KEY }).catch(() => ({}));
   const res = r.json && r.json.result;
   return res ? (res.publications || []).length : -1;
+}
+
+/** The C heap of the node at BASE in bytes, from its /metrics: { inUse, free } (-1 each when unknown). */
+export async function heap(base) {
+  try {
+    const res = await request(`${base}/metrics`);
+    const gauge = (name) => {
+      const m = new RegExp(`^streamd_${name} (\\d+)$`, 'm').exec(res.body);
+      return m ? Number(m[1]) : -1;
+    };
+    return { inUse: gauge('heap_in_use_bytes'), free: gauge('heap_free_bytes') };
+  } catch {
+    return { inUse: -1, free: -1 };
+  }
 }

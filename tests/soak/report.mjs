@@ -44,6 +44,11 @@ export function printReport(r) {
     out.push(line([`RSS ${f.node}`, `${f.now.rssKiB} KiB (baseline ${f.baseline.rssKiB}, ${pct(f.now.rssKiB, f.baseline.rssKiB)})`,
       f.asan ? 'not judged under ASan' : '+5 %', f.ok ? 'yes' : '**no**']));
     out.push(line([`open fds ${f.node}`, `${f.now.fds} (baseline ${f.baseline.fds})`, '+5 %', f.ok ? 'yes' : '**no**']));
+    const kib = (b) => (b < 0 ? '?' : `${Math.round(b / 1024)} KiB`);
+    if (f.now.heap && f.baseline.heap) {
+      out.push(line([`heap in use / kept free ${f.node}`, `${kib(f.now.heap.inUse)} / ${kib(f.now.heap.free)} ` +
+        `(baseline ${kib(f.baseline.heap.inUse)} / ${kib(f.baseline.heap.free)})`, 'shown, not judged', '-']));
+    }
   }
   for (const e of r.exits) {
     out.push(line([`exit of ${e.node}`, `code ${e.code}${e.signal ? ' ' + e.signal : ''}${e.timedOut ? ' (timed out)' : ''}` +

@@ -16,7 +16,7 @@ import { hsToken } from '../integration/lib/jwt.js';
 import { Ledger } from './ledger.mjs';
 import { RawClient, KILLS } from './raw_client.mjs';
 import { SdkClient } from './sdk_client.mjs';
-import { footprint, underAsan, nodeInfo, channelCount, presenceStats, historyLength } from './probes.mjs';
+import { footprint, underAsan, nodeInfo, channelCount, presenceStats, historyLength, heap } from './probes.mjs';
 import { printReport } from './report.mjs';
 
 const argv = process.argv.slice(2);
@@ -76,7 +76,7 @@ function nodeConfig() {
   return {
     http_stream: true, sse: true, client_insecure: true, api_key: API_KEY, engine: 'redis',
     redis_address: redis.address, redis_prefix: `soak${process.pid}`, token_hmac_secret_key: SECRET,
-    pong_timeout: '0s', global_presence_ttl: '5s',
+    pong_timeout: '0s', global_presence_ttl: '5s', prometheus: true, // /metrics: the heap gauges
     namespaces: [{ name: 'soak', history_size: HISTORY_SIZE, history_ttl: '600s', allow_recovery: true,
       presence: true, allow_subscribe_for_client: true, allow_publish_for_subscriber: true }],
   };
@@ -237,6 +237,7 @@ async function warmUpAndBaseline(n, count) {
     return same >= 4;
   }, 10000);
   n.baseline = footprint(n.pid);
+  n.baseline.heap = await heap(n.base);
   n.asan = underAsan(n.pid);
   log(`node ${n.base} baseline: RSS ${n.baseline.rssKiB} KiB, ${n.baseline.fds} fds${n.asan ? ' (ASan: RSS not judged)' : ''}`);
 }
@@ -331,6 +332,7 @@ async function main() {
       if (now.gone) return false;
       return now.fds <= n.baseline.fds * (1 + TOLERANCE) && (n.asan || now.rssKiB <= n.baseline.rssKiB * (1 + TOLERANCE));
     }, SETTLE_MS);
+    if (!now.gone) now.heap = await heap(n.base);
     footprints.push({ node: n.base, baseline: n.baseline, now, asan: n.asan, ok: back });
     if (now.gone) break; // the node died: its exit below says how
   }
