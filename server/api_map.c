@@ -17,23 +17,32 @@
 #include "protocol_internal.h"
 #include "server.h"
 
-/* The channel and key of a map method, checked: a map namespace (107 otherwise) on an engine with
- * maps (108). On success *CFG is a reference the caller drops. */
-static int map_params(struct server *srv, json_t *params, bool need_key, const char **channel, const char **key,
-                      const struct config **cfg, const struct channel_options **opts) {
+/* A map method's channel and key, checked, with the configuration the options live in (a reference,
+ * dropped by map_call_end). */
+struct map_call {
+  const char *channel, *key;
+  const struct config *cfg;
+  const struct channel_options *opts;
+};
+
+/* Checks PARAMS' channel (a map namespace: 107 otherwise, on an engine with maps: 108) and, with
+ * NEED_KEY, its key (1 to CHANNEL_MAP_KEY_MAX bytes: 107). Returns 0 (then map_call_end) or an API error. */
+static int map_call_begin(struct server *srv, json_t *params, bool need_key, struct map_call *c) {
   const char *ch = json_string_value(json_object_get(params, "channel"));
   const char *k = json_string_value(json_object_get(params, "key"));
-  *channel = ch ? ch : "";
-  *key = k ? k : "";
-  int rc = api_param_channel(srv, *channel, cfg, opts);
+  c->channel = ch ? ch : "";
+  c->key = k ? k : "";
+  int rc = api_param_channel(srv, c->channel, &c->cfg, &c->opts);
   if (rc) return rc;
-  if (!channel_is_map(*opts) || (need_key && ((*key)[0] == '\0' || strlen(*key) > CHANNEL_MAP_KEY_MAX)))
+  if (!channel_is_map(c->opts) || (need_key && (c->key[0] == '\0' || strlen(c->key) > CHANNEL_MAP_KEY_MAX)))
     rc = API_ERROR_BAD_REQUEST;
   else if (srv->broker->ops->map_publish == NULL)
     rc = API_ERROR_NOT_AVAILABLE;
-  if (rc) config_unref(*cfg);
+  if (rc) config_unref(c->cfg);
   return rc;
 }
+
+static void map_call_end(struct map_call *c) { config_unref(c->cfg); }
 
 /* The key modes of map_publish, by name. */
 static const struct {
@@ -53,14 +62,14 @@ static int key_mode_of(json_t *params, int *mode) {
 }
 
 /* Runs one change (PUB set up but for the key) and builds its answer. */
-static int map_change(struct server *srv, const char *channel, const char *key, Protocol__Publication *pub,
-                      const struct channel_options *opts, int key_mode, json_t **result) {
+static int map_change(struct server *srv, const struct map_call *c, Protocol__Publication *pub, int key_mode,
+                      json_t **result) {
   struct map_publish_options mo;
-  protocol_map_options(opts, &mo);
+  protocol_map_options(c->opts, &mo);
   mo.key_mode = key_mode;
-  pub->key = (char *)key;
+  pub->key = (char *)c->key;
   struct map_publish_result res;
-  int rc = srv->broker->ops->map_publish(srv->broker, channel, pub, &mo, &res);
+  int rc = srv->broker->ops->map_publish(srv->broker, c->channel, pub, &mo, &res);
   pub->key = (char *)protobuf_c_empty_string;
   if (rc != 0) return rc == -BROKER_ELIMIT ? API_ERROR_LIMIT_EXCEEDED : API_ERROR_INTERNAL;
   if (res.suppress_reason)
@@ -73,54 +82,46 @@ static int map_change(struct server *srv, const char *channel, const char *key, 
 }
 
 int api_map_publish(struct server *srv, json_t *params, json_t **result) {
-  const char *channel, *key;
-  const struct config *cfg;
-  const struct channel_options *opts;
-  int rc = map_params(srv, params, true, &channel, &key, &cfg, &opts);
+  struct map_call c;
+  int rc = map_call_begin(srv, params, true, &c);
   if (rc) return rc;
   int mode = MAP_KEY_ANY;
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   rc = key_mode_of(params, &mode);
   if (rc == 0) rc = api_publication_from_params(params, &pub);
-  if (rc == 0) rc = map_change(srv, channel, key, &pub, opts, mode, result);
+  if (rc == 0) rc = map_change(srv, &c, &pub, mode, result);
   api_publication_cleanup(&pub);
-  config_unref(cfg);
+  map_call_end(&c);
   return rc;
 }
 
 int api_map_remove(struct server *srv, json_t *params, json_t **result) {
-  const char *channel, *key;
-  const struct config *cfg;
-  const struct channel_options *opts;
-  int rc = map_params(srv, params, true, &channel, &key, &cfg, &opts);
+  struct map_call c;
+  int rc = map_call_begin(srv, params, true, &c);
   if (rc) return rc;
   Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
   pub.removed = true;
-  rc = map_change(srv, channel, key, &pub, opts, MAP_KEY_ANY, result);
-  config_unref(cfg);
+  rc = map_change(srv, &c, &pub, MAP_KEY_ANY, result);
+  map_call_end(&c);
   return rc;
 }
 
 int api_map_stats(struct server *srv, json_t *params, json_t **result) {
-  const char *channel, *key;
-  const struct config *cfg;
-  const struct channel_options *opts;
-  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  struct map_call c;
+  int rc = map_call_begin(srv, params, false, &c);
   if (rc) return rc;
-  size_t n = srv->broker->ops->map_count(srv->broker, channel);
-  config_unref(cfg);
+  size_t n = srv->broker->ops->map_count(srv->broker, c.channel);
+  map_call_end(&c);
   *result = json_pack("{sI}", "num_keys", (json_int_t)n);
   return *result ? 0 : API_ERROR_INTERNAL;
 }
 
 int api_map_clear(struct server *srv, json_t *params, json_t **result) {
-  const char *channel, *key;
-  const struct config *cfg;
-  const struct channel_options *opts;
-  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  struct map_call c;
+  int rc = map_call_begin(srv, params, false, &c);
   if (rc) return rc;
-  rc = srv->broker->ops->map_clear(srv->broker, channel);
-  config_unref(cfg);
+  rc = srv->broker->ops->map_clear(srv->broker, c.channel);
+  map_call_end(&c);
   if (rc != 0) return API_ERROR_INTERNAL;
   *result = json_object();
   return *result ? 0 : API_ERROR_INTERNAL;
@@ -148,12 +149,11 @@ static json_t *entries_json(Protocol__Publication *const *entries, size_t n) {
 }
 
 int api_map_read_state(struct server *srv, json_t *params, json_t **result) {
-  const char *channel, *key;
-  const struct config *cfg;
-  const struct channel_options *opts;
-  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  struct map_call c;
+  int rc = map_call_begin(srv, params, false, &c);
   if (rc) return rc;
-  config_unref(cfg);
+  const char *channel = c.channel; /* borrowed from PARAMS: it outlives the configuration reference */
+  map_call_end(&c);
   struct broker *b = srv->broker;
   const char *cursor = json_string_value(json_object_get(params, "cursor"));
   struct stream_position pos = {0};
@@ -173,12 +173,11 @@ int api_map_read_state(struct server *srv, json_t *params, json_t **result) {
 }
 
 int api_map_read_stream(struct server *srv, json_t *params, json_t **result) {
-  const char *channel, *key;
-  const struct config *cfg;
-  const struct channel_options *opts;
-  int rc = map_params(srv, params, false, &channel, &key, &cfg, &opts);
+  struct map_call c;
+  int rc = map_call_begin(srv, params, false, &c);
   if (rc) return rc;
-  config_unref(cfg);
+  const char *channel = c.channel; /* borrowed from PARAMS: it outlives the configuration reference */
+  map_call_end(&c);
   json_t *since = json_object_get(params, "since_offset");
   const char *epoch = json_string_value(json_object_get(params, "since_epoch"));
   struct history_query q = {.limit = (int32_t)limit_of(params),

@@ -21,22 +21,11 @@
 #include "ids.h"
 #include "server.h"
 
-/* The epoch of a channel that has no stream yet: eight letters of SHA-1(seed ":" channel), where the
- * seed is drawn once per Redis (KEYS[3], set if absent), so every node names the same epoch for it and
- * the first publication's stream gets that very epoch. ARGV[SEED] is a fresh seed in case none exists. */
+/* The derived epoch (RB_LUA_DERIVED_EPOCH) of the script's channel: the seed at KEYS[3], ARGV[SEED] a
+ * fresh seed in case none exists, ARGV[CHANNEL] the channel. */
 #define EPOCH_OF_LUA(seed_arg, channel_arg)                                                                     \
-  "local function epoch_of()\n"                                                                                \
-  "  local seed = redis.call('get', KEYS[3])\n"                                                                \
-  "  if not seed then seed = ARGV[" seed_arg "]; redis.call('set', KEYS[3], seed) end\n"                       \
-  "  local h = redis.sha1hex(seed .. ':' .. ARGV[" channel_arg "])\n"                                          \
-  "  local letters = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'\n"                                 \
-  "  local out = {}\n"                                                                                         \
-  "  for i = 1, 8 do\n"                                                                                        \
-  "    local v = tonumber(string.sub(h, 2 * i - 1, 2 * i), 16) % 52\n"                                         \
-  "    out[i] = string.sub(letters, v + 1, v + 1)\n"                                                           \
-  "  end\n"                                                                                                    \
-  "  return table.concat(out)\n"                                                                               \
-  "end\n"
+  RB_LUA_DERIVED_EPOCH                                                                                         \
+  "local function epoch_of() return derived_epoch(KEYS[3], ARGV[" seed_arg "], ARGV[" channel_arg "]) end\n"
 
 static struct redis_script publish_script = {
     .name = "publish",

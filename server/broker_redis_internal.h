@@ -184,6 +184,24 @@ int rb_presence_remove(struct broker *b, const char *channel, const char *client
 int rb_presence_get(struct broker *b, const char *channel, size_t max, struct presence_result *out);
 int rb_presence_stats(struct broker *b, const char *channel, uint32_t *num_clients, uint32_t *num_users);
 
+/* Lua shared by the scripts that create streams: derived_epoch(seed_key, fresh_seed, channel) is the
+ * epoch of a channel that has no stream yet, eight letters of SHA-1(seed ":" channel), where the seed
+ * (at SEED_KEY) is drawn once per Redis (FRESH_SEED when there is none yet), so that every node names
+ * the same epoch for it and the channel's first publication gets that very epoch. */
+#define RB_LUA_DERIVED_EPOCH                                                                                   \
+  "local function derived_epoch(seed_key, fresh_seed, channel)\n"                                             \
+  "  local seed = redis.call('get', seed_key)\n"                                                               \
+  "  if not seed then seed = fresh_seed; redis.call('set', seed_key, seed) end\n"                              \
+  "  local h = redis.sha1hex(seed .. ':' .. channel)\n"                                                        \
+  "  local letters = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'\n"                                 \
+  "  local out = {}\n"                                                                                         \
+  "  for i = 1, 8 do\n"                                                                                        \
+  "    local v = tonumber(string.sub(h, 2 * i - 1, 2 * i), 16) % 52\n"                                         \
+  "    out[i] = string.sub(letters, v + 1, v + 1)\n"                                                           \
+  "  end\n"                                                                                                    \
+  "  return table.concat(out)\n"                                                                               \
+  "end\n"
+
 /* PUB/SUB framing: a publication with a position is "__p1:<offset>:<epoch>__" + packed Publication; join
  * and leave are "__j__" / "__l__" + packed ClientInfo; a publication without history is bare. */
 #define RB_PREFIX_POSITIONED "__p1:"

@@ -25,12 +25,16 @@
 #define SWEEP_CHANNELS "100" /* channels per shard and sweep; the rest wait for the next */
 #define SWEEP_KEYS "1000"    /* keys per channel and sweep */
 
+/* Lua: `now`, Redis's clock in ms (every node's scripts agree on it, whatever the nodes' clocks say). */
+#define MAP_NOW_LUA                                                                                            \
+  "local t = redis.call('time')\n"                                                                             \
+  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
 /* Lua shared by the change and the sweep scripts: now (Redis time, ms) and the stream append with the
  * publish script's semantics (epoch, offset, MAXLEN, TTLs) plus the PUBLISH with the position prefix.
  * append(stream, meta, size, ttl, meta_ttl, pubsub, payload, epoch_if_new) returns offset, epoch. */
 #define MAP_COMMON_LUA                                                                                         \
-  "local t = redis.call('time')\n"                                                                             \
-  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                                    \
+  MAP_NOW_LUA                                                                                                  \
   "local function append(stream, meta, size, ttl, meta_ttl, pubsub, payload, fresh_epoch)\n"                   \
   "  if size == '0' then\n"                                                                                    \
   "    redis.call('publish', pubsub, payload)\n"                                                               \
@@ -46,18 +50,7 @@
   "  redis.call('publish', pubsub, '__p1:' .. offset .. ':' .. epoch .. '__' .. payload)\n"                    \
   "  return offset, epoch\n"                                                                                   \
   "end\n"                                                                                                      \
-  "local function derived_epoch(seed_key, fresh_seed, channel)\n"                                             \
-  "  local seed = redis.call('get', seed_key)\n"                                                               \
-  "  if not seed then seed = fresh_seed; redis.call('set', seed_key, seed) end\n"                              \
-  "  local h = redis.sha1hex(seed .. ':' .. channel)\n"                                                        \
-  "  local letters = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'\n"                                 \
-  "  local out = {}\n"                                                                                         \
-  "  for i = 1, 8 do\n"                                                                                        \
-  "    local v = tonumber(string.sub(h, 2 * i - 1, 2 * i), 16) % 52\n"                                         \
-  "    out[i] = string.sub(letters, v + 1, v + 1)\n"                                                           \
-  "  end\n"                                                                                                    \
-  "  return table.concat(out)\n"                                                                               \
-  "end\n"                                                                                                      \
+  RB_LUA_DERIVED_EPOCH                                                                                         \
   "local function live(exp, key)\n"                                                                            \
   "  local e = redis.call('zscore', exp, key)\n"                                                               \
   "  return (not e) or tonumber(e) > now\n"                                                                    \
@@ -112,8 +105,7 @@ static struct redis_script change_script = {
  * {next cursor ("" = last page), key1, value1, key2, value2, ...}. */
 static struct redis_script page_script = {
     .name = "map_page",
-    .source = "local t = redis.call('time')\n"
-              "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    .source = MAP_NOW_LUA
               "local limit = tonumber(ARGV[2])\n"
               "local max = tonumber(ARGV[3])\n"
               "local out = {''}\n"
@@ -145,8 +137,7 @@ static struct redis_script page_script = {
 /* KEYS: keys, expire. Returns the number of live keys. */
 static struct redis_script count_script = {
     .name = "map_count",
-    .source = "local t = redis.call('time')\n"
-              "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    .source = MAP_NOW_LUA
               "return redis.call('zcard', KEYS[1]) - redis.call('zcount', KEYS[2], '-inf', now)\n"};
 
 /* KEYS: state, keys, expire, map meta, stream, stream meta. ARGV: a new epoch. The stream's meta gets

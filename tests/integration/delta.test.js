@@ -5,14 +5,10 @@
 // data (the encoder against the SDK's decoder) and with recovery; raw frames show the wire form.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
-import EventSource from 'eventsource';
-import { Centrifuge } from 'centrifuge';
-import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { api, withTimeout } from './lib/http.js';
 import { connectRaw, call, closeAllRaw } from './lib/raw.js';
-import { once, collectPublications, SDK_TIMEOUT_MS } from './lib/sdk.js';
+import { once, collectPublications, SDK_TIMEOUT_MS, SDK_TRANSPORTS } from './lib/sdk.js';
 
 let srv;
 const clients = [];
@@ -38,19 +34,8 @@ after(async () => {
 
 const dec = new TextDecoder();
 
-// The SDK clients under test: every transport streamd serves the bidirectional SDK on, both codecs.
-const transports = {
-  'http_stream JSON': () => new Centrifuge([{ transport: 'http_stream', endpoint: `${srv.base}/connection/http_stream` }],
-    { emulationEndpoint: `${srv.base}/emulation`, timeout: SDK_TIMEOUT_MS }),
-  'http_stream protobuf': () => new CentrifugePb([{ transport: 'http_stream', endpoint: `${srv.base}/connection/http_stream` }],
-    { emulationEndpoint: `${srv.base}/emulation`, timeout: SDK_TIMEOUT_MS }),
-  'SSE JSON': () => new Centrifuge([{ transport: 'sse', endpoint: `${srv.base}/connection/sse` }],
-    { eventsource: EventSource, emulationEndpoint: `${srv.base}/emulation`, timeout: SDK_TIMEOUT_MS }),
-  'WebSocket JSON': () => new Centrifuge(`ws://127.0.0.1:${srv.port}/connection/websocket`,
-    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS }),
-  'WebSocket protobuf': () => new CentrifugePb(`ws://127.0.0.1:${srv.port}/connection/websocket`,
-    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS }),
-};
+// The SDK clients under test (every transport, both codecs), on this file's server.
+const transports = Object.fromEntries(Object.entries(SDK_TRANSPORTS).map(([name, make]) => [name, () => make(srv)]));
 
 async function connect(make) {
   const c = make();

@@ -9,14 +9,11 @@
 // writes between pages and that no push arrives before the LIVE reply.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
-import EventSource from 'eventsource';
 import { Centrifuge } from 'centrifuge';
-import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
 import { startServer, stopAll, API_KEY } from './lib/server.js';
 import { api, withTimeout } from './lib/http.js';
 import { connectRaw, call, closeAllRaw } from './lib/raw.js';
-import { once, SDK_TIMEOUT_MS } from './lib/sdk.js';
+import { once, SDK_TIMEOUT_MS, SDK_TRANSPORTS } from './lib/sdk.js';
 import { hsToken, now } from './lib/jwt.js';
 
 let srv;
@@ -48,18 +45,7 @@ const dec = new TextDecoder();
 const enc = new TextEncoder();
 
 // The SDK clients under test: every transport streamd serves the bidirectional SDK on, both codecs.
-const transports = {
-  'http_stream JSON': (s, extra = {}) => new Centrifuge([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
-    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
-  'http_stream protobuf': (s, extra = {}) => new CentrifugePb([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
-    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
-  'SSE JSON': (s, extra = {}) => new Centrifuge([{ transport: 'sse', endpoint: `${s.base}/connection/sse` }],
-    { eventsource: EventSource, emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
-  'WebSocket JSON': (s, extra = {}) => new Centrifuge(`ws://127.0.0.1:${s.port}/connection/websocket`,
-    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS, ...extra }),
-  'WebSocket protobuf': (s, extra = {}) => new CentrifugePb(`ws://127.0.0.1:${s.port}/connection/websocket`,
-    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS, ...extra }),
-};
+const transports = SDK_TRANSPORTS;
 
 async function connect(name, server = srv, make = transports[name]) {
   const c = make(server);

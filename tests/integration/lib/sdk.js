@@ -2,12 +2,33 @@
 // Node 20 provides fetch, ReadableStream, TextDecoder, AbortController and EventTarget globally, which
 // is everything HttpStreamTransport.supported() checks; no websocket/eventsource dependency is needed.
 import { Centrifuge } from 'centrifuge';
+import { Centrifuge as CentrifugePb } from 'centrifuge/build/protobuf';
+import WebSocket from 'ws';
+import EventSource from 'eventsource';
 import { withTimeout } from './http.js';
 
 export { Centrifuge };
 
 // Generous: the tests also run against an ASan build on a small machine.
 export const SDK_TIMEOUT_MS = 15000;
+
+/**
+ * The SDK over every transport streamd serves it bidirectionally on, in both codecs: name =>
+ * (srv, extra options) => a new, unconnected client (WebSocket and the eventsource polyfill for SSE
+ * from the test's dependencies).
+ */
+export const SDK_TRANSPORTS = {
+  'http_stream JSON': (s, extra = {}) => new Centrifuge([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
+    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'http_stream protobuf': (s, extra = {}) => new CentrifugePb([{ transport: 'http_stream', endpoint: `${s.base}/connection/http_stream` }],
+    { emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'SSE JSON': (s, extra = {}) => new Centrifuge([{ transport: 'sse', endpoint: `${s.base}/connection/sse` }],
+    { eventsource: EventSource, emulationEndpoint: `${s.base}/emulation`, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'WebSocket JSON': (s, extra = {}) => new Centrifuge(`ws://127.0.0.1:${s.port}/connection/websocket`,
+    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS, ...extra }),
+  'WebSocket protobuf': (s, extra = {}) => new CentrifugePb(`ws://127.0.0.1:${s.port}/connection/websocket`,
+    { websocket: WebSocket, timeout: SDK_TIMEOUT_MS, ...extra }),
+};
 
 const clients = new Set();
 
