@@ -365,6 +365,8 @@ static int check_mode(const char *value, char *why, size_t len) {
     "map channels: the two above include anonymous clients")                                                 \
   X(map_client_key, STRING, "", 0, 0, true, CHAN, map_client_key, check_map_client_key,                      \
     "map channels: the key of a client's publish or remove: \"\" as sent, \"client_id\", \"user_id\"")         \
+  X(map_remove_client_on_unsubscribe, BOOL, "false", 0, 0, true, CHAN, map_remove_client_on_unsubscribe, NULL,   \
+    "map channels: when a subscription ends, the key named by its client id is removed")                     \
   X(map_default_page_size, INT, "100", 1, 100000, true, CHAN, map_default_page_size, NULL,                   \
     "map channels: snapshot and catch-up page size when the client asks for none")                           \
   X(map_min_page_size, INT, "100", 1, 100000, true, CHAN, map_min_page_size, NULL,                           \

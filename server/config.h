@@ -60,6 +60,7 @@ struct channel_options {
   bool map_allow_publish_for_subscriber, map_allow_publish_for_client, map_allow_publish_for_anonymous;
   bool map_allow_remove_for_subscriber, map_allow_remove_for_client, map_allow_remove_for_anonymous;
   char *map_client_key; /* "", "client_id" or "user_id" */
+  bool map_remove_client_on_unsubscribe; /* a subscription's end removes the key of its client id */
   int64_t map_default_page_size, map_min_page_size, map_max_page_size;
   int64_t map_live_transition_max_publication_limit; /* 0 = map_max_page_size */
   int64_t map_subscribe_catch_up_timeout_ms;

@@ -54,7 +54,7 @@ enum subscription_flag {
   SUB_RECOVERABLE = 1 << 4,
   SUB_SERVER_REFRESH = 1 << 5, /* its expiry is extended by the sub_refresh proxy, not by the client */
   SUB_DELTA = 1 << 6,          /* negotiated fossil delta compression (hub_publish) */
-  SUB_MAP_PRESENCE = 1 << 7,   /* its subscriber is an entry of the channel's map presence channels */
+  SUB_MAP_PRESENCE = 1 << 7,   /* its subscriber has map keys to keep (protocol_map_presence) */
 };
 
 enum hub_error {

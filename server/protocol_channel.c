@@ -87,7 +87,9 @@ static unsigned plan_flags(const struct subscribe_plan *p) {
   if (positioned) flags |= SUB_POSITIONED;
   if (recoverable) flags |= SUB_RECOVERABLE;
   if (p->want_delta && channel_delta_allowed(o, "fossil")) flags |= SUB_DELTA;
-  if (o->map_clients_presence_channel_prefix[0] || o->map_users_presence_channel_prefix[0]) flags |= SUB_MAP_PRESENCE;
+  if (o->map_clients_presence_channel_prefix[0] || o->map_users_presence_channel_prefix[0] ||
+      (channel_is_map(o) && o->map_remove_client_on_unsubscribe))
+    flags |= SUB_MAP_PRESENCE;
   return flags | p->extra_flags;
 }
 

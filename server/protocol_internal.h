@@ -101,8 +101,9 @@ void protocol_map_options(const struct channel_options *opts, struct map_publish
 
 /* S's entries in the map presence channels of CHANNEL (its namespace's map_clients_ and
  * map_users_presence_channel_prefix): written when S subscribes, their expiry extended at each ping,
- * the map_clients one removed when the subscription ends (the map_users one expires). Not under a
- * channel lock. */
+ * the map_clients one removed when the subscription ends (the map_users one expires); and with
+ * map_remove_client_on_unsubscribe, the end removes the key of S's client id from CHANNEL itself. Not
+ * under a channel lock. */
 enum map_presence_op { MAP_PRESENCE_ADD, MAP_PRESENCE_REFRESH, MAP_PRESENCE_REMOVE };
 void protocol_map_presence(struct session *s, const char *channel, enum map_presence_op op);
 

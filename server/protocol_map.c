@@ -468,5 +468,15 @@ void protocol_map_presence(struct session *s, const char *channel, enum map_pres
       log_info("client %s: map presence of %s in %s not written (the key TTL is the safety net)", s->client_id,
                channel, target);
   }
+  if (op == MAP_PRESENCE_REMOVE && opts && channel_is_map(opts) && opts->map_remove_client_on_unsubscribe) {
+    Protocol__Publication pub = PROTOCOL__PUBLICATION__INIT;
+    pub.key = s->client_id;
+    pub.removed = true;
+    struct map_publish_options mo;
+    protocol_map_options(opts, &mo);
+    struct map_publish_result res;
+    if (b->ops->map_publish(b, channel, &pub, &mo, &res) != 0)
+      log_info("client %s: its key in %s not removed (the key TTL is the safety net)", s->client_id, channel);
+  }
   config_unref(cfg);
 }

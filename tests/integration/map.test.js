@@ -30,7 +30,7 @@ before(async () => {
       { name: 'board', ...MAP, map_allow_publish_for_subscriber: true, map_allow_remove_for_subscriber: true },
       { name: 'eph', subscription_type: 'map', map_mode: 'ephemeral', map_key_ttl: '300s', map_min_page_size: 1 },
       { name: 'ttl', ...MAP, map_key_ttl: '2s' },
-      { name: 'own', ...MAP, map_client_key: 'client_id' },
+      { name: 'own', ...MAP, map_client_key: 'client_id', map_remove_client_on_unsubscribe: true },
       { name: 'plain' },
     ],
   });
@@ -422,13 +422,20 @@ describe('errors', () => {
     assert.equal((await apiErr('map_read_stream', { channel, since_offset: 1, since_epoch: 'other', limit: 1 })).code, 112);
   });
 
-  test('map_client_key "client_id": a client publish is stored under its client id', async () => {
+  test('map_client_key "client_id": a client publish is stored under its client id, removed when it leaves', async () => {
+    const watcher = await connect('http_stream JSON');
+    const seen = await subscribeMap(watcher, 'own:presence');
     const c = await connect('WebSocket JSON');
     const sub = await subscribeMap(c, 'own:presence');
     await sub.publish('whatever', { here: true });
     await sub.until(() => sub.updates.length === 1, 'the update');
     assert.equal(sub.updates[0].key, c.connectedCtx.client);
     assert.deepEqual(sub.updates[0].data, { here: true });
+    // map_remove_client_on_unsubscribe: its key goes with its subscription
+    c.disconnect();
+    await seen.until(() => seen.updates.length === 2, 'the removal when the client left');
+    assert.deepEqual([seen.updates[1].key, seen.updates[1].removed], [c.connectedCtx.client, true]);
+    assert.equal((await apiOk('map_stats', { channel: 'own:presence' })).num_keys, 0);
   });
 });
 

@@ -441,9 +441,9 @@ static void test_key_table(void **state) {
     channel += keys[i].channel_option;
     for (size_t j = 0; j < i; j++) assert_string_not_equal(keys[i].name, keys[j].name);
   }
-  assert_int_equal(channel, 49); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
+  assert_int_equal(channel, 50); /* INTERFACE.md lists 22 channel options, + history_meta_ttl,
                                   publication_data_format, proxy_subscribe/publish/sub_refresh,
-                                  allowed_delta_types, delta_publish, subscription_type and the 19
+                                  allowed_delta_types, delta_publish, subscription_type and the 20
                                   map_* options */
 }
 
