@@ -23,6 +23,7 @@
 #include "server.h"
 #include "session.h"
 #include "workers.h"
+#include "timer.h"
 
 typedef uint32_t (*command_handler)(struct session *s, const Protocol__Command *cmd);
 
@@ -52,7 +53,7 @@ static int64_t check_credentials(struct session *s, const Protocol__ConnectReque
   char why[256];
   const struct config *live = server_config_get(s->srv); /* the token keys are reloadable */
   bool configured = auth_keys_configured(live->auth);
-  enum auth_status st = configured ? auth_verify_connection(live->auth, req->token, (int64_t)time(NULL),
+  enum auth_status st = configured ? auth_verify_connection(live->auth, req->token, timer_unix_now(),
                                                             &cs->claims, why, sizeof why)
                                    : AUTH_OK;
   config_unref(live);
@@ -229,7 +230,7 @@ uint32_t protocol_connect_with(struct session *s, const Protocol__Command *cmd,
   }
   if (expires_at > 0 && !server_refresh) { /* else the client has no token to refresh with */
     res.expires = true;
-    res.ttl = protocol_ttl(expires_at, (int64_t)time(NULL));
+    res.ttl = protocol_ttl(expires_at, timer_unix_now());
   }
   res.n_subs = cs.n_subs;
   res.subs = cs.entry_ptrs;
@@ -247,7 +248,7 @@ static uint32_t handle_refresh(struct session *s, const Protocol__Command *cmd) 
   if (cmd->refresh->token[0] == '\0') return DISCONNECT_BAD_REQUEST;
   struct auth_connection_claims claims = {0};
   char why[256];
-  int64_t now = (int64_t)time(NULL);
+  int64_t now = timer_unix_now();
   const struct config *cfg = server_config_get(s->srv); /* the token keys are reloadable */
   bool configured = auth_keys_configured(cfg->auth);
   enum auth_status st =
@@ -479,7 +480,7 @@ uint32_t protocol_ttl(int64_t expires_at, int64_t now) {
 
 static void expire_subscriptions(struct session *s) {
   proxy_calls_refresh_check(s);
-  int64_t now = (int64_t)time(NULL);
+  int64_t now = timer_unix_now();
   int64_t cutoff = now - s->srv->boot_cfg->client_expired_close_delay_ms / 1000;
   char *expired[16], *refresh[16], *presence[16];
   size_t n = 0, r = 0, m = 0;

@@ -30,6 +30,7 @@
 #include "pub_delta.h"
 #include "server.h"
 #include "session.h"
+#include "timer.h"
 
 int64_t protocol_check_channel(const struct config *cfg, const char *channel,
                                const struct channel_options **opts) {
@@ -147,7 +148,7 @@ static uint32_t position_result(struct locked_subscribe *ls, Protocol__Subscribe
     return ERROR_INTERNAL;
   if (p->expires_at > 0 && !p->server_refresh) { /* the SDK schedules a sub_refresh from these */
     res->expires = true;
-    res->ttl = protocol_ttl(p->expires_at, (int64_t)time(NULL));
+    res->ttl = protocol_ttl(p->expires_at, timer_unix_now());
   }
   return 0;
 }
@@ -294,7 +295,7 @@ static int64_t verify_sub_token(struct session *s, const char *token, const char
   char why[256];
   const struct config *cfg = server_config_get(s->srv); /* the token keys are reloadable */
   enum auth_status st =
-      auth_verify_subscription(cfg->auth, token, (int64_t)time(NULL), claims, why, sizeof why);
+      auth_verify_subscription(cfg->auth, token, timer_unix_now(), claims, why, sizeof why);
   if (st == AUTH_NEED_KEYS && !retry_ok) auth_keys_refresh(cfg->auth, protocol_keys_nothing, NULL);
   config_unref(cfg);
   if (st == AUTH_NEED_KEYS && retry_ok && !protocol_keys_retrying()) return PROTOCOL_AWAIT_KEYS;
@@ -561,7 +562,7 @@ uint32_t protocol_handle_sub_refresh(struct session *s, const Protocol__Command 
   hub_set_expiry(s->srv->hub, s, req->channel, exp);
   if (exp > 0) {
     res.expires = true;
-    res.ttl = protocol_ttl(exp, (int64_t)time(NULL));
+    res.ttl = protocol_ttl(exp, timer_unix_now());
   }
   auth_subscription_claims_cleanup(&claims);
   SEND_RESULT(s, cmd->id, sub_refresh, &res);

@@ -175,7 +175,7 @@ static uint32_t go_live(struct map_step *st, uint64_t since, Protocol__Subscribe
   if (st->plan->token) res->data = st->plan->token->data;
   if (st->plan->expires_at > 0 && !st->plan->server_refresh) { /* the SDK schedules a sub_refresh */
     res->expires = true;
-    res->ttl = protocol_ttl(st->plan->expires_at, (int64_t)time(NULL));
+    res->ttl = protocol_ttl(st->plan->expires_at, timer_unix_now());
   }
   return 0;
 }

@@ -23,6 +23,7 @@
 #include "server.h"
 #include "session.h"
 #include "workers.h"
+#include "timer.h"
 
 #define PROXY_MAX_IN_FLIGHT 1024         /* per node, all proxies together */
 #define PROXY_MAX_BODY (4 * 1024 * 1024) /* an answer's body */
@@ -397,7 +398,7 @@ static uint32_t refresh_answered(struct pending *p, struct proxy_answer *a) {
 void proxy_calls_refresh_check(struct session *s) {
   if (s->srv->boot_cfg->proxy_refresh_endpoint[0] == '\0') return;
   pthread_mutex_lock(&s->lock);
-  bool due = s->proxy_expires_at > 0 && s->proxy_expires_at <= (int64_t)time(NULL) && !s->proxy_refreshing &&
+  bool due = s->proxy_expires_at > 0 && s->proxy_expires_at <= timer_unix_now() && !s->proxy_refreshing &&
              s->state == SESSION_CONNECTED;
   if (due) s->proxy_refreshing = true;
   pthread_mutex_unlock(&s->lock);
@@ -425,7 +426,7 @@ static uint32_t sub_refresh_answered(struct pending *p, struct proxy_answer *a) 
     if (a->outcome == PROXY_ERROR)
       log_warn("sub_refresh proxy: client %s channel %s: error %u %s", s->client_id, p->channel, a->code,
                a->message);
-    hub_set_expiry(p->srv->hub, s, p->channel, (int64_t)time(NULL));
+    hub_set_expiry(p->srv->hub, s, p->channel, timer_unix_now());
   }
   return 0;
 }
@@ -437,7 +438,7 @@ void proxy_calls_sub_refresh(struct session *s, const char *channel) {
     p = NULL;
   }
   if (p == NULL) { /* asked again at the next ping */
-    hub_set_expiry(s->srv->hub, s, channel, (int64_t)time(NULL));
+    hub_set_expiry(s->srv->hub, s, channel, timer_unix_now());
     return;
   }
   struct proxy_call call = {.user = s->user, .channel = channel};

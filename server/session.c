@@ -18,6 +18,7 @@
 #include "server.h"
 #include "stats.h"
 #include "trace.h"
+#include "timer.h"
 
 static struct frame *ping_frames[CODEC_COUNT];
 static pthread_once_t ping_once = PTHREAD_ONCE_INIT;
@@ -417,7 +418,7 @@ static void on_expire_timer(void *arg) {
   bool wake = false;
   pthread_mutex_lock(&s->lock);
   /* now - expires_at, not expires_at + grace: an exp claim may be 2^63-1, and both are positive */
-  int64_t overdue_s = (int64_t)time(NULL) - s->expires_at;
+  int64_t overdue_s = timer_unix_now() - s->expires_at;
   if (s->state == SESSION_CONNECTED && s->expires_at > 0 &&
       overdue_s >= s->srv->boot_cfg->client_expired_close_delay_ms / 1000)
     wake = close_locked(s, DISCONNECT_EXPIRED, NULL);
@@ -441,7 +442,7 @@ void session_set_expiry(struct session *s, int64_t expires_at) {
   s->expires_at = expires_at;
   if (expires_at > 0 && s->state < SESSION_CLOSING) {
     uint64_t delay_ms =
-        expiry_check_delay_ms(expires_at, (int64_t)time(NULL), s->srv->boot_cfg->client_expired_close_delay_ms);
+        expiry_check_delay_ms(expires_at, timer_unix_now(), s->srv->boot_cfg->client_expired_close_delay_ms);
     if (!timer_wheel_schedule(s->srv->timers, &s->expire_timer, delay_ms, on_expire_timer, s)) session_ref(s);
   } else if (timer_wheel_cancel(s->srv->timers, &s->expire_timer)) {
     session_unref(s);

@@ -45,6 +45,12 @@ uint64_t timer_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+int64_t timer_unix_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec;
+}
+
 struct timer_wheel *timer_wheel_new(uint32_t tick_ms, uint32_t slots, uint64_t now_ms) {
   if (tick_ms == 0 || slots == 0) return NULL;
   struct timer_wheel *w = calloc(1, sizeof(*w));

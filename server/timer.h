@@ -28,6 +28,10 @@ struct timer {
 /* Milliseconds on CLOCK_MONOTONIC. Any thread. */
 uint64_t timer_now_ms(void);
 
+/* Unix seconds now (CLOCK_REALTIME), for token times. Not time(): glibc reads that from the coarse clock,
+ * up to a tick behind, so a token's ttl could read a second longer than the client reckons. Any thread. */
+int64_t timer_unix_now(void);
+
 /* Creates a wheel with TICK_MS resolution and SLOTS buckets, whose clock starts at NOW_MS.
  * Returns NULL when out of memory. The caller owns it (timer_wheel_free). */
 struct timer_wheel *timer_wheel_new(uint32_t tick_ms, uint32_t slots, uint64_t now_ms);
